@@ -1,0 +1,61 @@
+//! Database connection shared by the services: SQLite by default (a file under
+//! `DATA_DIR`), PostgreSQL when the URL says so.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use serde::Deserialize;
+
+/// The `database` section of every service's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://path?mode=rwc` or `postgres://...`; when absent, a SQLite
+    /// file named after the service under `data_dir`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Apply this service's migrations at startup (dev); production runs the
+    /// `migrations` CLI once per deploy instead.
+    pub auto_migrate: bool,
+}
+
+impl DatabaseSettings {
+    /// The effective URL.
+    pub fn url_or_default(&self, data_dir: &Path, service: &str) -> String {
+        match &self.url {
+            Some(u) if !u.trim().is_empty() => u.clone(),
+            _ => format!("sqlite://{}/{service}.db?mode=rwc", data_dir.display()),
+        }
+    }
+}
+
+/// Open a pool. For SQLite: creates the parent directory, WAL, a busy timeout
+/// so concurrent writers wait instead of failing, and foreign keys on.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let path = rest.split('?').next().unwrap_or_default();
+        if let Some(parent) = Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", parent.display())))?;
+            }
+        }
+    }
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(max_connections.max(1))
+        .min_connections(0)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    Database::connect(opts).await
+}

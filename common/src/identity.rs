@@ -1,0 +1,450 @@
+//! Trusted identity between the gateway and the services.
+//!
+//! Only the gateway verifies user tokens. For every request it forwards, it
+//! sets `request-user-id` and `request-user-roles` and attaches a short-lived
+//! *proof*: an EdDSA JWT it signs with `iss` = gateway, `aud` = the target
+//! service, `sub` = the user id (or the gateway's own name for calls made on
+//! its own behalf), `roles`, and a lifetime of at most 60 s, in
+//! `x-gateway-token`. A service believes the identity headers only when the
+//! proof verifies against the gateway's public key and matches them exactly.
+//!
+//! [`ProofMinter`] is the gateway side (with a cache so a proof is signed once
+//! per user, roles and service while it has most of its lifetime left);
+//! [`Caller`] and [`GatewayCall`] are the service-side actix extractors.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use actix_web::dev::Payload;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::future::{Ready, ready};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::keys::{self, KeyError};
+use crate::problem::Problem;
+
+/// The user id the gateway vouches for.
+pub const USER_ID_HEADER: &str = "request-user-id";
+/// The user's roles, comma-separated.
+pub const USER_ROLES_HEADER: &str = "request-user-roles";
+/// The gateway's signed proof.
+pub const PROOF_HEADER: &str = "x-gateway-token";
+/// JOSE `typ` of a proof, so no other JWT can stand in for one.
+pub const PROOF_TYP: &str = "gw-proof+jwt";
+/// Upper bound on a proof's lifetime.
+pub const MAX_PROOF_TTL_SECS: i64 = 60;
+/// Clock skew tolerated between gateway and service.
+pub const LEEWAY_SECS: u64 = 5;
+/// The role that unlocks administration.
+pub const ADMIN_ROLE: &str = "admin";
+
+/// Claims of a proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProofClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+}
+
+/// On whose behalf a request is made.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Principal {
+    /// An end user, authenticated by the gateway.
+    User { id: Uuid, roles: Vec<String> },
+    /// The gateway itself (e.g. the credential check at login).
+    Gateway,
+}
+
+/// Why a proof was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    #[error("missing gateway proof")]
+    Missing,
+    #[error("invalid gateway proof: {0}")]
+    Invalid(String),
+    #[error("identity headers do not match the gateway proof")]
+    Mismatch,
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A role name is plain so it can travel in a comma-separated header.
+pub fn is_valid_role(role: &str) -> bool {
+    !role.is_empty()
+        && role.len() <= 64
+        && role.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+// ---------------------------------------------------------------- minting
+
+type CacheKey = (String, Principal);
+
+/// Gateway side: signs proofs, reusing one per (service, principal) while it
+/// has at least half its lifetime left.
+pub struct ProofMinter {
+    key: EncodingKey,
+    kid: String,
+    issuer: String,
+    ttl: i64,
+    cache: Mutex<HashMap<CacheKey, (Arc<str>, i64)>>,
+}
+
+const MINT_CACHE_CAP: usize = 100_000;
+
+impl ProofMinter {
+    /// From a PKCS#8 Ed25519 private key; the lifetime is clamped to 1..=60 s.
+    pub fn from_pem(private_pem: &str, issuer: &str, ttl_secs: i64) -> Result<Self, KeyError> {
+        let public = keys::public_pem_from_private(private_pem, "gateway proof signing key")?;
+        let kid = keys::key_id(&keys::public_key_bytes(&public, "gateway proof key")?);
+        let key = EncodingKey::from_ed_pem(private_pem.as_bytes()).map_err(|e| KeyError::Parse {
+            what: "gateway proof signing key".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            key,
+            kid,
+            issuer: issuer.to_owned(),
+            ttl: ttl_secs.clamp(1, MAX_PROOF_TTL_SECS),
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The issuer name proofs carry.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Sign arbitrary proof claims with the gateway key. The building block
+    /// of [`ProofMinter::mint`]; tests use it to make expired or mis-addressed
+    /// proofs exactly as the gateway would sign them.
+    pub fn sign_claims(&self, claims: &ProofClaims) -> Result<String, ProofError> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some(PROOF_TYP.to_owned());
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.key).map_err(|e| ProofError::Signing(e.to_string()))
+    }
+
+    /// A proof for `audience` on behalf of `principal`, from the cache when a
+    /// fresh enough one exists.
+    pub fn mint(&self, audience: &str, principal: &Principal) -> Result<Arc<str>, ProofError> {
+        let t = now();
+        let key = (audience.to_owned(), principal.clone());
+        if let Ok(cache) = self.cache.lock() {
+            if let Some((token, exp)) = cache.get(&key) {
+                if exp - t >= self.ttl / 2 {
+                    return Ok(token.clone());
+                }
+            }
+        }
+        let (sub, roles) = match principal {
+            Principal::User { id, roles } => (id.to_string(), roles.clone()),
+            Principal::Gateway => (self.issuer.clone(), Vec::new()),
+        };
+        let claims = ProofClaims {
+            iss: self.issuer.clone(),
+            aud: audience.to_owned(),
+            sub,
+            roles,
+            iat: t,
+            nbf: t,
+            exp: t + self.ttl,
+        };
+        let token: Arc<str> = self.sign_claims(&claims)?.into();
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= MINT_CACHE_CAP {
+                cache.retain(|_, (_, exp)| *exp - t >= self.ttl / 2);
+                if cache.len() >= MINT_CACHE_CAP {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, (token.clone(), claims.exp));
+        }
+        Ok(token)
+    }
+
+    /// Replace the identity headers in `headers` with the principal's, plus a
+    /// proof for `audience`. Whatever the client sent under these names is gone.
+    pub fn apply(&self, headers: &mut HeaderMap, audience: &str, principal: &Principal) -> Result<(), ProofError> {
+        strip_identity_headers(headers);
+        let proof = self.mint(audience, principal)?;
+        let value = |s: &str| HeaderValue::from_str(s).map_err(|e| ProofError::Signing(e.to_string()));
+        headers.insert(HeaderName::from_static(PROOF_HEADER), value(&proof)?);
+        if let Principal::User { id, roles } = principal {
+            headers.insert(HeaderName::from_static(USER_ID_HEADER), value(&id.to_string())?);
+            headers.insert(HeaderName::from_static(USER_ROLES_HEADER), value(&roles.join(","))?);
+        }
+        Ok(())
+    }
+}
+
+/// Remove every identity header a client may have sent.
+pub fn strip_identity_headers(headers: &mut HeaderMap) {
+    for name in [USER_ID_HEADER, USER_ROLES_HEADER, PROOF_HEADER] {
+        headers.remove(name);
+    }
+}
+
+// ------------------------------------------------------------ verification
+
+/// Service side settings (`gateway_proof` section).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProofSettings {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// This service's name, the expected `aud`.
+    pub audience: String,
+    /// Public key files; empty means `<data_dir>/keys/gateway-proof.pub.pem`.
+    /// List several to accept proofs from a rotated key.
+    #[serde(default)]
+    pub public_key_files: Vec<PathBuf>,
+    /// A public key as PEM text (e.g. from the environment); added to the files.
+    #[serde(default)]
+    pub public_key_pem: Option<String>,
+}
+
+/// File name stem of the gateway's proof key pair under `<data_dir>/keys`.
+pub const PROOF_KEY_NAME: &str = "gateway-proof";
+
+impl ProofSettings {
+    /// Build the verifier, reading the key files.
+    pub fn verifier(&self, data_dir: &Path) -> Result<ProofVerifier, KeyError> {
+        let mut pems = Vec::new();
+        let files = if self.public_key_files.is_empty() && self.public_key_pem.is_none() {
+            vec![data_dir.join("keys").join(format!("{PROOF_KEY_NAME}.pub.pem"))]
+        } else {
+            self.public_key_files.clone()
+        };
+        for f in &files {
+            pems.push(keys::read_pem(f)?);
+        }
+        if let Some(p) = &self.public_key_pem {
+            pems.push(p.clone());
+        }
+        ProofVerifier::new(&pems, &self.issuer, &self.audience)
+    }
+}
+
+/// Verifies proofs addressed to one service.
+pub struct ProofVerifier {
+    keys: HashMap<String, DecodingKey>,
+    validation: Validation,
+    issuer: String,
+}
+
+impl ProofVerifier {
+    pub fn new(public_pems: &[String], issuer: &str, audience: &str) -> Result<Self, KeyError> {
+        let mut keys_by_id = HashMap::new();
+        for (i, pem) in public_pems.iter().enumerate() {
+            let what = format!("gateway proof public key #{}", i + 1);
+            let kid = keys::key_id(&keys::public_key_bytes(pem, &what)?);
+            let key = DecodingKey::from_ed_pem(pem.as_bytes())
+                .map_err(|e| KeyError::Parse { what, reason: e.to_string() })?;
+            keys_by_id.insert(kid, key);
+        }
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        Ok(Self { keys: keys_by_id, validation, issuer: issuer.to_owned() })
+    }
+
+    /// Verify one proof token.
+    pub fn verify(&self, token: &str) -> Result<ProofClaims, ProofError> {
+        let invalid = |m: &str| ProofError::Invalid(m.to_owned());
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed"))?;
+        if header.alg != Algorithm::EdDSA || header.typ.as_deref() != Some(PROOF_TYP) {
+            return Err(invalid("wrong algorithm or type"));
+        }
+        let kid = header.kid.ok_or_else(|| invalid("no key id"))?;
+        let key = self.keys.get(&kid).ok_or_else(|| invalid("unknown key"))?;
+        let data = jsonwebtoken::decode::<ProofClaims>(token, key, &self.validation)
+            .map_err(|e| ProofError::Invalid(e.to_string()))?;
+        let c = data.claims;
+        let leeway = LEEWAY_SECS as i64;
+        if c.exp - c.iat > MAX_PROOF_TTL_SECS || c.iat > now() + leeway {
+            return Err(invalid("lifetime out of bounds"));
+        }
+        Ok(c)
+    }
+
+    /// Verify the proof of a request and check it matches the identity headers.
+    pub fn principal(&self, headers: &HeaderMap) -> Result<Principal, ProofError> {
+        let mut proofs = headers.get_all(PROOF_HEADER);
+        let token = proofs.next().ok_or(ProofError::Missing)?;
+        if proofs.next().is_some() {
+            return Err(ProofError::Invalid("several proofs".into()));
+        }
+        let token = token.to_str().map_err(|_| ProofError::Invalid("not text".into()))?;
+        let claims = self.verify(token)?;
+        let single = |name: &str| -> Result<Option<String>, ProofError> {
+            let mut values = headers.get_all(name);
+            let first = values.next();
+            if values.next().is_some() {
+                return Err(ProofError::Mismatch);
+            }
+            first.map(|v| v.to_str().map(str::to_owned).map_err(|_| ProofError::Mismatch)).transpose()
+        };
+        let user_header = single(USER_ID_HEADER)?;
+        let roles_header = single(USER_ROLES_HEADER)?;
+        if claims.sub == self.issuer {
+            if user_header.is_some() || roles_header.is_some() {
+                return Err(ProofError::Mismatch);
+            }
+            return Ok(Principal::Gateway);
+        }
+        let id = Uuid::parse_str(&claims.sub).map_err(|_| ProofError::Invalid("subject".into()))?;
+        if user_header.as_deref() != Some(claims.sub.as_str())
+            || roles_header.as_deref() != Some(claims.roles.join(",").as_str())
+        {
+            return Err(ProofError::Mismatch);
+        }
+        Ok(Principal::User { id, roles: claims.roles })
+    }
+}
+
+fn principal_of(req: &HttpRequest) -> Result<Principal, Problem> {
+    let verifier = req.app_data::<web::Data<ProofVerifier>>().ok_or_else(|| {
+        tracing::error!("ProofVerifier missing from app data");
+        Problem::internal()
+    })?;
+    verifier.principal(req.headers()).map_err(|e| {
+        tracing::debug!(reason = %e, "gateway proof refused");
+        Problem::unauthorized(format!("{e}: this service is reachable only through the gateway"))
+    })
+}
+
+/// The end user on whose behalf the gateway forwarded the request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub id: Uuid,
+    pub roles: Vec<String>,
+}
+
+impl Caller {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.has_role(ADMIN_ROLE)
+    }
+
+    /// 403 unless the caller is an admin.
+    pub fn require_admin(&self) -> Result<(), Problem> {
+        if self.is_admin() { Ok(()) } else { Err(Problem::forbidden("this operation needs the admin role")) }
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = Problem;
+    type Future = Ready<Result<Self, Problem>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(principal_of(req).and_then(|p| match p {
+            Principal::User { id, roles } => Ok(Caller { id, roles }),
+            Principal::Gateway => Err(Problem::unauthorized("this operation needs an end user")),
+        }))
+    }
+}
+
+/// A call the gateway makes on its own behalf (internal endpoints).
+#[derive(Debug, Clone, Copy)]
+pub struct GatewayCall;
+
+impl FromRequest for GatewayCall {
+    type Error = Problem;
+    type Future = Ready<Result<Self, Problem>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(principal_of(req).and_then(|p| match p {
+            Principal::Gateway => Ok(GatewayCall),
+            Principal::User { .. } => Err(Problem::forbidden("internal endpoint")),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (ProofMinter, ProofVerifier) {
+        let k = keys::generate_ed25519().unwrap_or_else(|e| panic!("{e}"));
+        let m = ProofMinter::from_pem(&k.private_pem, "gateway", 60).unwrap_or_else(|e| panic!("{e}"));
+        let v = ProofVerifier::new(&[k.public_pem], "gateway", "users").unwrap_or_else(|e| panic!("{e}"));
+        (m, v)
+    }
+
+    fn user() -> Principal {
+        Principal::User { id: Uuid::new_v4(), roles: vec!["user".into(), "admin".into()] }
+    }
+
+    #[test]
+    fn round_trip_and_cache() {
+        let (m, v) = pair();
+        let p = user();
+        let mut h = HeaderMap::new();
+        m.apply(&mut h, "users", &p).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v.principal(&h).ok(), Some(p.clone()));
+        let a = m.mint("users", &p).ok();
+        let b = m.mint("users", &p).ok();
+        assert_eq!(a, b, "a fresh proof is reused");
+        let mut g = HeaderMap::new();
+        m.apply(&mut g, "users", &Principal::Gateway).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v.principal(&g).ok(), Some(Principal::Gateway));
+    }
+
+    #[test]
+    fn refusals() {
+        let (m, v) = pair();
+        let p = user();
+        // wrong audience
+        let mut h = HeaderMap::new();
+        m.apply(&mut h, "orders", &p).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(v.principal(&h), Err(ProofError::Invalid(_))));
+        // swapped user id
+        let mut h = HeaderMap::new();
+        m.apply(&mut h, "users", &p).unwrap_or_else(|e| panic!("{e}"));
+        h.insert(HeaderName::from_static(USER_ID_HEADER), HeaderValue::from_static("00000000-0000-0000-0000-000000000001"));
+        assert!(matches!(v.principal(&h), Err(ProofError::Mismatch)));
+        // added role
+        let mut h = HeaderMap::new();
+        m.apply(&mut h, "users", &Principal::User { id: Uuid::new_v4(), roles: vec!["user".into()] })
+            .unwrap_or_else(|e| panic!("{e}"));
+        h.insert(HeaderName::from_static(USER_ROLES_HEADER), HeaderValue::from_static("user,admin"));
+        assert!(matches!(v.principal(&h), Err(ProofError::Mismatch)));
+        // missing
+        assert!(matches!(v.principal(&HeaderMap::new()), Err(ProofError::Missing)));
+        // expired, and too long-lived
+        let t = now();
+        for (iat, exp) in [(t - 200, t - 100), (t, t + 3600)] {
+            let c = ProofClaims { iss: "gateway".into(), aud: "users".into(), sub: Uuid::new_v4().to_string(), roles: vec![], iat, nbf: iat, exp };
+            let tok = m.sign_claims(&c).unwrap_or_default();
+            assert!(v.verify(&tok).is_err());
+        }
+        // another key
+        let (other, _) = pair();
+        let tok = other.mint("users", &Principal::Gateway).unwrap_or_else(|e| panic!("{e}"));
+        assert!(v.verify(&tok).is_err());
+        // the gateway principal cannot carry a user header
+        let mut h = HeaderMap::new();
+        m.apply(&mut h, "users", &Principal::Gateway).unwrap_or_else(|e| panic!("{e}"));
+        h.insert(HeaderName::from_static(USER_ID_HEADER), HeaderValue::from_static("00000000-0000-0000-0000-000000000001"));
+        assert!(v.principal(&h).is_err());
+    }
+}

@@ -1,0 +1,7 @@
+//! The users service's schema: accounts and their roles.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_users;
+
+crate::migrator!("seaql_migrations_users", [m20261122_000001_create_users::Migration]);
