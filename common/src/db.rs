@@ -59,3 +59,14 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         });
     Database::connect(opts).await
 }
+
+/// Begin a transaction that holds the write lock from its first statement:
+/// `BEGIN IMMEDIATE` on SQLite (so a read-then-write never fails on a stale
+/// snapshot), a plain `BEGIN` elsewhere (use row locks there).
+pub async fn write_txn<C: sea_orm::TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
+    db.begin_with_options(sea_orm::TransactionOptions {
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}

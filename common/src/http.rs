@@ -94,3 +94,21 @@ pub async fn readyz(db: web::Data<DatabaseConnection>) -> HttpResponse {
         }
     }
 }
+
+/// Adds the `gateway_proof` security scheme (the `x-gateway-token` header) to
+/// a service's OpenAPI document.
+pub struct GatewayProofScheme;
+
+impl utoipa::Modify for GatewayProofScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "gateway_proof",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                crate::identity::PROOF_HEADER,
+                "Short-lived EdDSA proof signed by the gateway; set only by the gateway.",
+            ))),
+        );
+    }
+}

@@ -175,16 +175,24 @@ impl ProofMinter {
         Ok(token)
     }
 
+    /// The identity headers for a request to `audience` on behalf of
+    /// `principal`: the proof, and for a user its id and roles.
+    pub fn header_pairs(&self, audience: &str, principal: &Principal) -> Result<Vec<(&'static str, String)>, ProofError> {
+        let mut out = vec![(PROOF_HEADER, self.mint(audience, principal)?.to_string())];
+        if let Principal::User { id, roles } = principal {
+            out.push((USER_ID_HEADER, id.to_string()));
+            out.push((USER_ROLES_HEADER, roles.join(",")));
+        }
+        Ok(out)
+    }
+
     /// Replace the identity headers in `headers` with the principal's, plus a
     /// proof for `audience`. Whatever the client sent under these names is gone.
     pub fn apply(&self, headers: &mut HeaderMap, audience: &str, principal: &Principal) -> Result<(), ProofError> {
         strip_identity_headers(headers);
-        let proof = self.mint(audience, principal)?;
-        let value = |s: &str| HeaderValue::from_str(s).map_err(|e| ProofError::Signing(e.to_string()));
-        headers.insert(HeaderName::from_static(PROOF_HEADER), value(&proof)?);
-        if let Principal::User { id, roles } = principal {
-            headers.insert(HeaderName::from_static(USER_ID_HEADER), value(&id.to_string())?);
-            headers.insert(HeaderName::from_static(USER_ROLES_HEADER), value(&roles.join(","))?);
+        for (name, value) in self.header_pairs(audience, principal)? {
+            let value = HeaderValue::from_str(&value).map_err(|e| ProofError::Signing(e.to_string()))?;
+            headers.insert(HeaderName::from_static(name), value);
         }
         Ok(())
     }
@@ -360,6 +368,24 @@ impl FromRequest for Caller {
             Principal::User { id, roles } => Ok(Caller { id, roles }),
             Principal::Gateway => Err(Problem::unauthorized("this operation needs an end user")),
         }))
+    }
+}
+
+/// An end user holding the admin role; anyone else gets 403 before the
+/// handler (and its body extraction) runs.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
+
+impl FromRequest for Admin {
+    type Error = Problem;
+    type Future = Ready<Result<Self, Problem>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = match Caller::from_request(req, payload).into_inner() {
+            Ok(c) => c,
+            Err(e) => return ready(Err(e)),
+        };
+        ready(caller.require_admin().map(|()| Admin(caller)))
     }
 }
 

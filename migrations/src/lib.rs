@@ -10,7 +10,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{DatabaseBackend, DatabaseConnection, TransactionTrait};
+use sea_orm_migration::sea_orm::{
+    DatabaseBackend, DatabaseConnection, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 
 pub mod gateway;
 pub mod orders;
@@ -60,24 +62,16 @@ const PG_LOCK_KEY: i64 = 0x6761_7465_686f_7573; // "gatehous"
 
 /// Apply the service's pending migrations under a database-wide lock.
 pub async fn up(service: Service, db: &DatabaseConnection) -> Result<(), DbErr> {
-    let backend = db.get_database_backend();
-    if backend == DatabaseBackend::Sqlite {
-        db.execute_unprepared(
-            "CREATE TABLE IF NOT EXISTS gatehouse_migration_lock (id INTEGER PRIMARY KEY)",
-        )
+    // IMMEDIATE on SQLite: the write lock is taken (waiting on busy_timeout)
+    // before anything is read, so two replicas apply migrations one after the other.
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
         .await?;
-    }
-    let txn = db.begin().await?;
-    match backend {
-        DatabaseBackend::Postgres => {
-            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")).await?;
-        }
-        // The first statement is a write, so the transaction takes SQLite's
-        // write lock (waiting on busy_timeout) before it reads anything.
-        _ => {
-            txn.execute_unprepared("INSERT OR REPLACE INTO gatehouse_migration_lock (id) VALUES (1)")
-                .await?;
-        }
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")).await?;
     }
     match service {
         Service::Users => users::Migrator::up(&txn, None).await?,

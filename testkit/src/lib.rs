@@ -1,0 +1,111 @@
+//! Test support: a fresh database per test (a temp SQLite file, or a freshly
+//! created PostgreSQL database when `TEST_DATABASE_URL` is set), and the
+//! gateway's proof keys in a temp data directory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::identity::{ProofMinter, PROOF_KEY_NAME};
+use common::keys;
+use sea_orm::{ConnectionTrait, Database};
+use tempfile::TempDir;
+
+/// A temp data directory holding the gateway's proof key pair (as the
+/// gateway would generate it on first start) and, for SQLite, the databases.
+pub struct TestEnv {
+    pub dir: TempDir,
+    pub minter: Arc<ProofMinter>,
+    dbs: Vec<TestDb>,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pair = keys::ensure_ed25519(&dir.path().join("keys"), PROOF_KEY_NAME).expect("proof key");
+        let minter = Arc::new(ProofMinter::from_pem(&pair.private_pem, "gateway", 60).expect("minter"));
+        Self { dir, minter, dbs: Vec::new() }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// A fresh, empty database for one service of this test.
+    pub async fn database(&mut self, service: &str) -> String {
+        let db = TestDb::fresh(self.dir.path(), service).await;
+        let url = db.url.clone();
+        self.dbs.push(db);
+        url
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A fresh database, dropped with the guard when it is a PostgreSQL one.
+pub struct TestDb {
+    pub url: String,
+    pg_admin_url: Option<String>,
+    name: String,
+}
+
+fn split_db_url(url: &str) -> (&str, &str) {
+    let (main, query) = url.split_once('?').map_or((url, ""), |(m, q)| (m, q));
+    let base = main.rsplit_once('/').map_or(main, |(b, _)| b);
+    (base, query)
+}
+
+impl TestDb {
+    pub async fn fresh(dir: &Path, service: &str) -> Self {
+        let name = format!("gh_{}_{}", service, uuid::Uuid::new_v4().simple());
+        match std::env::var("TEST_DATABASE_URL") {
+            Ok(admin) if !admin.is_empty() => {
+                let conn = Database::connect(&admin).await.expect("TEST_DATABASE_URL reachable");
+                conn.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.expect("create database");
+                conn.close().await.ok();
+                let (base, query) = split_db_url(&admin);
+                let url = if query.is_empty() { format!("{base}/{name}") } else { format!("{base}/{name}?{query}") };
+                Self { url, pg_admin_url: Some(admin), name }
+            }
+            _ => Self {
+                url: format!("sqlite://{}/{name}.db?mode=rwc", dir.display()),
+                pg_admin_url: None,
+                name,
+            },
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(admin) = self.pg_admin_url.clone() else { return };
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                if let Ok(conn) = Database::connect(&admin).await {
+                    let _ = conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_url_split() {
+        assert_eq!(split_db_url("postgres://u@h:5432/postgres"), ("postgres://u@h:5432", ""));
+        assert_eq!(split_db_url("postgres://u@h/db?sslmode=disable"), ("postgres://u@h", "sslmode=disable"));
+    }
+}

@@ -1,0 +1,4 @@
+//! sea-orm entities of the users schema (see `migrations::users`).
+
+pub mod user;
+pub mod user_role;

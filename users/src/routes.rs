@@ -1,0 +1,343 @@
+//! HTTP handlers: extract -> call a `service` function -> map to a DTO.
+//! Every handler takes the caller first, so a request without a valid gateway
+//! proof is refused (401) before its input is looked at.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use common::identity::{Admin, Caller, GatewayCall};
+use common::http::{GatewayProofScheme, Health};
+use common::{FieldError, Problem};
+use sea_orm::DatabaseConnection;
+use secrecy::SecretString;
+use utoipa::OpenApi;
+use uuid::Uuid;
+
+use crate::domain::{Email, Fields, FullName, Password, Role, Username};
+use crate::dto::{
+    CreateUserRequest, CredentialsRequest, ListQuery, UpdateMeRequest, UpdateUserRequest, UserIdentity,
+    UserList, UserResponse,
+};
+use crate::error::{Error, Result};
+use crate::password::PasswordHasher;
+use crate::service::{self, ListFilter, NewUser, UserPatch};
+
+type Db = web::Data<DatabaseConnection>;
+type Hasher = web::Data<PasswordHasher>;
+
+/// Mount the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/users").get(list_users).post(create_user))
+        .service(web::resource("/users/{id}").get(get_user).patch(update_user).delete(delete_user))
+        .service(web::resource("/me").get(get_me).patch(update_me))
+        .service(web::resource("/internal/credentials/verify").post(verify_credentials))
+        .service(web::resource("/internal/users/{id}").get(internal_get_user))
+        .service(web::resource("/healthz").get(healthz))
+        .service(web::resource("/readyz").get(readyz))
+        .service(web::resource("/openapi.json").get(openapi_json));
+}
+
+pub const DEFAULT_LIMIT: u64 = 20;
+pub const MAX_LIMIT: u64 = 100;
+
+fn hash_new(fields: &mut Fields, field: &str, raw: Option<&SecretString>) -> Option<Password> {
+    raw.and_then(|p| fields.take(Password::parse(field, p)))
+}
+
+/// List users (admin).
+#[utoipa::path(get, path = "/users", tag = "users", params(ListQuery),
+    security(("gateway_proof" = [])),
+    responses(
+        (status = 200, description = "A page of users", body = UserList),
+        (status = 400, description = "Unparsable query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid gateway proof", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid limit, offset or role", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_users(_admin: Admin, db: Db, q: web::Query<ListQuery>) -> Result<web::Json<UserList>> {
+    let mut fields = Fields::default();
+    let limit = match q.limit {
+        None => Some(DEFAULT_LIMIT),
+        Some(l) if (1..=MAX_LIMIT as i64).contains(&l) => Some(l as u64),
+        Some(_) => fields.take(Err(FieldError::new("limit", "range", format!("must be 1 to {MAX_LIMIT}")))),
+    };
+    let offset = match q.offset {
+        None => Some(0),
+        Some(o) if o >= 0 => Some(o as u64),
+        Some(_) => fields.take(Err(FieldError::new("offset", "range", "must be 0 or more"))),
+    };
+    let role = q.role.as_deref().map(|r| fields.take(Role::parse("role", r)));
+    fields.finish()?;
+    let (limit, offset) = (limit.unwrap_or(DEFAULT_LIMIT), offset.unwrap_or(0));
+    let filter = ListFilter {
+        username: q.username.clone(),
+        email: q.email.clone(),
+        role: role.flatten(),
+        active: q.active,
+    };
+    let (users, total) = service::list(db.get_ref(), &filter, limit, offset).await?;
+    Ok(web::Json(UserList { items: users.into_iter().map(Into::into).collect(), total, limit, offset }))
+}
+
+/// Create a user (admin).
+#[utoipa::path(post, path = "/users", tag = "users", request_body = CreateUserRequest,
+    security(("gateway_proof" = [])),
+    responses(
+        (status = 201, description = "Created; `Location` names the new user", body = UserResponse,
+            headers(("location" = String, description = "Path of the new user"))),
+        (status = 401, description = "No valid gateway proof", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Username or e-mail taken", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (all listed)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_user(
+    _admin: Admin,
+    db: Db,
+    hasher: Hasher,
+    body: web::Json<CreateUserRequest>,
+) -> Result<HttpResponse> {
+    let body = body.into_inner();
+    let mut f = Fields::default();
+    let username = f.take(Username::parse("username", &body.username));
+    let email = f.take(Email::parse("email", &body.email));
+    let full_name = body.full_name.as_deref().map(|n| f.take(FullName::parse("full_name", n)));
+    let password = hash_new(&mut f, "password", Some(&body.password));
+    let roles = match &body.roles {
+        Some(r) => Role::parse_list("roles", r, &mut f.0),
+        None => Some(vec![Role::User]),
+    };
+    f.finish()?;
+    let (Some(username), Some(email), Some(password), Some(roles)) = (username, email, password, roles) else {
+        return Err(Error::Validation(Vec::new()));
+    };
+    let password_hash = hasher.hash(password.secret().clone()).await?;
+    let user = service::create(
+        db.get_ref(),
+        NewUser {
+            username,
+            email,
+            full_name: full_name.flatten(),
+            password_hash,
+            roles,
+            is_active: body.is_active.unwrap_or(true),
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/users/{}", user.id)))
+        .json(UserResponse::from(user)))
+}
+
+/// Get a user (admin).
+#[utoipa::path(get, path = "/users/{id}", tag = "users", params(("id" = Uuid, Path, description = "User id")),
+    security(("gateway_proof" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserResponse),
+        (status = 401, description = "No valid gateway proof", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_user(_admin: Admin, db: Db, id: web::Path<Uuid>) -> Result<web::Json<UserResponse>> {
+    Ok(web::Json(service::get(db.get_ref(), id.into_inner()).await?.into()))
+}
+
+/// Change a user: fields, roles, activation, password reset (admin).
+#[utoipa::path(patch, path = "/users/{id}", tag = "users", params(("id" = Uuid, Path, description = "User id")),
+    request_body = UpdateUserRequest, security(("gateway_proof" = [])),
+    responses(
+        (status = 200, description = "The changed user", body = UserResponse),
+        (status = 401, description = "No valid gateway proof", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Username or e-mail taken, or the last active admin would be lost", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (all listed)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_user(
+    _admin: Admin,
+    db: Db,
+    hasher: Hasher,
+    id: web::Path<Uuid>,
+    body: web::Json<UpdateUserRequest>,
+) -> Result<web::Json<UserResponse>> {
+    let body = body.into_inner();
+    let mut f = Fields::default();
+    let mut patch = UserPatch {
+        username: body.username.as_deref().and_then(|u| f.take(Username::parse("username", u))),
+        email: body.email.as_deref().and_then(|e| f.take(Email::parse("email", e))),
+        is_active: body.is_active,
+        ..Default::default()
+    };
+    if let Some(name) = &body.full_name {
+        patch.full_name = match name {
+            None => Some(None),
+            Some(n) => f.take(FullName::parse("full_name", n)).map(Some),
+        };
+    }
+    if let Some(roles) = &body.roles {
+        patch.roles = Role::parse_list("roles", roles, &mut f.0);
+    }
+    let password = hash_new(&mut f, "password", body.password.as_ref());
+    f.finish()?;
+    if let Some(p) = password {
+        patch.password_hash = Some(hasher.hash(p.secret().clone()).await?);
+    }
+    Ok(web::Json(service::update(db.get_ref(), id.into_inner(), patch).await?.into()))
+}
+
+/// Delete a user (admin).
+#[utoipa::path(delete, path = "/users/{id}", tag = "users", params(("id" = Uuid, Path, description = "User id")),
+    security(("gateway_proof" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid gateway proof", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last active admin cannot be deleted", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_user(_admin: Admin, db: Db, id: web::Path<Uuid>) -> Result<HttpResponse> {
+    service::delete(db.get_ref(), id.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The caller's own account.
+#[utoipa::path(get, path = "/me", tag = "me", security(("gateway_proof" = [])),
+    responses(
+        (status = 200, description = "The caller's account", body = UserResponse),
+        (status = 401, description = "No valid gateway proof", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The account no longer exists", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_me(caller: Caller, db: Db) -> Result<web::Json<UserResponse>> {
+    Ok(web::Json(service::get(db.get_ref(), caller.id).await?.into()))
+}
+
+/// Change the caller's own name, e-mail or password (the latter needs the
+/// current password).
+#[utoipa::path(patch, path = "/me", tag = "me", request_body = UpdateMeRequest, security(("gateway_proof" = [])),
+    responses(
+        (status = 200, description = "The changed account", body = UserResponse),
+        (status = 401, description = "No valid gateway proof", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The current password is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The account no longer exists", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "E-mail taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (all listed)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_me(
+    caller: Caller,
+    db: Db,
+    hasher: Hasher,
+    body: web::Json<UpdateMeRequest>,
+) -> Result<web::Json<UserResponse>> {
+    let body = body.into_inner();
+    let mut f = Fields::default();
+    let mut patch =
+        UserPatch { email: body.email.as_deref().and_then(|e| f.take(Email::parse("email", e))), ..Default::default() };
+    if let Some(name) = &body.full_name {
+        patch.full_name = match name {
+            None => Some(None),
+            Some(n) => f.take(FullName::parse("full_name", n)).map(Some),
+        };
+    }
+    let password = hash_new(&mut f, "password", body.password.as_ref());
+    if body.password.is_some() && body.current_password.is_none() {
+        f.0.push(FieldError::new("current_password", "required", "is required to change the password"));
+    }
+    f.finish()?;
+    if let (Some(new), Some(current)) = (password, body.current_password) {
+        let stored = service::password_hash(db.get_ref(), caller.id).await?;
+        if !hasher.verify(current, Some(stored)).await? {
+            return Err(Error::Forbidden("the current password is incorrect"));
+        }
+        patch.password_hash = Some(hasher.hash(new.secret().clone()).await?);
+    }
+    Ok(web::Json(service::update(db.get_ref(), caller.id, patch).await?.into()))
+}
+
+/// Check a username and password (gateway only). One uniform 401 for an
+/// unknown user, a wrong password and an inactive account, with the same
+/// work done in each case.
+#[utoipa::path(post, path = "/internal/credentials/verify", tag = "internal", request_body = CredentialsRequest,
+    security(("gateway_proof" = [])),
+    responses(
+        (status = 200, description = "Valid credentials of an active user", body = UserIdentity),
+        (status = 401, description = "Invalid credentials, or no valid gateway proof", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The proof is a user's, not the gateway's", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many password checks in progress", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn verify_credentials(
+    _gateway: GatewayCall,
+    db: Db,
+    hasher: Hasher,
+    body: web::Json<CredentialsRequest>,
+) -> Result<web::Json<UserIdentity>> {
+    let body = body.into_inner();
+    let found = match Username::parse("username", &body.username) {
+        Ok(u) => service::find_for_login(db.get_ref(), u.as_str()).await?,
+        Err(_) => None,
+    };
+    let (user, hash) = match found {
+        Some((u, h)) => (Some(u), Some(h)),
+        None => (None, None),
+    };
+    let valid = hasher.verify(body.password, hash).await?;
+    match user {
+        Some(u) if valid && u.is_active => Ok(web::Json(u.into())),
+        _ => Err(Error::InvalidCredentials),
+    }
+}
+
+/// Re-read a user's identity (gateway only, at token refresh).
+#[utoipa::path(get, path = "/internal/users/{id}", tag = "internal", params(("id" = Uuid, Path, description = "User id")),
+    security(("gateway_proof" = [])),
+    responses(
+        (status = 200, description = "The user's identity and state", body = UserIdentity),
+        (status = 401, description = "No valid gateway proof", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The proof is a user's, not the gateway's", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn internal_get_user(_gateway: GatewayCall, db: Db, id: web::Path<Uuid>) -> Result<web::Json<UserIdentity>> {
+    Ok(web::Json(service::get(db.get_ref(), id.into_inner()).await?.into()))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub async fn healthz() -> HttpResponse {
+    common::http::healthz().await
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "Database unreachable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn readyz(db: Db) -> HttpResponse {
+    common::http::readyz(db).await
+}
+
+/// This service's OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "health",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// The users service's API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "gatehouse users service", version = "0.1.0",
+        description = "Accounts, roles and credentials. Reached only through the gateway, which proves the caller's identity."),
+    paths(list_users, create_user, get_user, update_user, delete_user, get_me, update_me,
+        verify_credentials, internal_get_user, healthz, readyz, openapi_json),
+    components(schemas(Problem, FieldError, UserResponse, UserList, CreateUserRequest, UpdateUserRequest,
+        UpdateMeRequest, CredentialsRequest, UserIdentity, Role, Health)),
+    modifiers(&GatewayProofScheme),
+    tags(
+        (name = "users", description = "Account administration (admin role)"),
+        (name = "me", description = "The caller's own account"),
+        (name = "internal", description = "Called by the gateway only; never exposed publicly"),
+        (name = "health", description = "Probes and metadata"),
+    )
+)]
+pub struct ApiDoc;

@@ -1,0 +1,303 @@
+//! Users domain operations. They take a database connection and know nothing
+//! about HTTP, so they are tested without a server.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use common::db::write_txn;
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionSession, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::domain::{Email, FullName, Role, Username};
+use crate::entity::{user, user_role};
+use crate::error::{Error, Result};
+
+/// A user as the rest of the service sees it: never with its password hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub email: String,
+    pub full_name: Option<String>,
+    pub roles: Vec<Role>,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl User {
+    fn from_model(m: user::Model, roles: Vec<Role>) -> Self {
+        Self {
+            id: m.id,
+            username: m.username,
+            email: m.email,
+            full_name: m.full_name,
+            roles,
+            is_active: m.is_active,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.roles.contains(&Role::Admin)
+    }
+}
+
+/// A validated new account; the password is already hashed.
+#[derive(Debug)]
+pub struct NewUser {
+    pub username: Username,
+    pub email: Email,
+    pub full_name: Option<FullName>,
+    pub password_hash: String,
+    pub roles: Vec<Role>,
+    pub is_active: bool,
+}
+
+/// A validated change; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct UserPatch {
+    pub username: Option<Username>,
+    pub email: Option<Email>,
+    /// `Some(None)` clears the name.
+    pub full_name: Option<Option<FullName>>,
+    pub password_hash: Option<String>,
+    pub roles: Option<Vec<Role>>,
+    pub is_active: Option<bool>,
+}
+
+/// List filters.
+#[derive(Debug, Default)]
+pub struct ListFilter {
+    /// Substring of the (lower-case) username.
+    pub username: Option<String>,
+    /// Substring of the (lower-case) e-mail.
+    pub email: Option<String>,
+    pub role: Option<Role>,
+    pub active: Option<bool>,
+}
+
+fn parse_roles(rows: impl IntoIterator<Item = user_role::Model>) -> HashMap<Uuid, Vec<Role>> {
+    let mut map: HashMap<Uuid, Vec<Role>> = HashMap::new();
+    for r in rows {
+        if let Ok(role) = Role::parse("role", &r.role) {
+            map.entry(r.user_id).or_default().push(role);
+        }
+    }
+    for roles in map.values_mut() {
+        roles.sort();
+    }
+    map
+}
+
+async fn roles_of<C: ConnectionTrait>(db: &C, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<Role>>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = user_role::Entity::find()
+        .filter(user_role::Column::UserId.is_in(ids.iter().copied()))
+        .all(db)
+        .await?;
+    Ok(parse_roles(rows))
+}
+
+async fn load<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<User> {
+    let m = user::Entity::find_by_id(id).one(db).await?.ok_or(Error::NotFound)?;
+    let roles = roles_of(db, &[id]).await?.remove(&id).unwrap_or_default();
+    Ok(User::from_model(m, roles))
+}
+
+fn admin_ids() -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(user_role::Column::UserId)
+        .from(user_role::Entity)
+        .and_where(user_role::Column::Role.eq(Role::Admin.as_str()))
+        .to_owned()
+}
+
+/// On PostgreSQL, lock the admin role rows so that two transactions that each
+/// remove a different admin run one after the other (SQLite transactions here
+/// are IMMEDIATE, which serializes writers already).
+async fn lock_admins<C: ConnectionTrait>(txn: &C) -> Result<()> {
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        user_role::Entity::find()
+            .filter(user_role::Column::Role.eq(Role::Admin.as_str()))
+            .lock_exclusive()
+            .all(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn active_admins<C: ConnectionTrait>(db: &C) -> Result<u64> {
+    Ok(user::Entity::find()
+        .filter(user::Column::IsActive.eq(true))
+        .filter(user::Column::Id.in_subquery(admin_ids()))
+        .count(db)
+        .await?)
+}
+
+async fn insert_roles<C: ConnectionTrait>(db: &C, id: Uuid, roles: &[Role]) -> Result<()> {
+    let rows = roles.iter().map(|r| user_role::ActiveModel { user_id: Set(id), role: Set(r.as_str().to_owned()) });
+    user_role::Entity::insert_many(rows).exec(db).await?;
+    Ok(())
+}
+
+/// Create an account and its roles atomically. A taken username or e-mail
+/// is a 409, and nothing is written.
+#[tracing::instrument(skip_all, fields(username = new.username.as_str()))]
+pub async fn create<C: TransactionTrait>(db: &C, new: NewUser) -> Result<User> {
+    let now = Utc::now();
+    let id = Uuid::new_v4();
+    let txn = write_txn(db).await?;
+    let model = user::ActiveModel {
+        id: Set(id),
+        username: Set(new.username.as_str().to_owned()),
+        email: Set(new.email.as_str().to_owned()),
+        full_name: Set(new.full_name.map(FullName::into_inner)),
+        password_hash: Set(new.password_hash),
+        is_active: Set(new.is_active),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    insert_roles(&txn, id, &new.roles).await?;
+    txn.commit().await?;
+    Ok(User::from_model(model, new.roles))
+}
+
+/// One user.
+pub async fn get<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<User> {
+    load(db, id).await
+}
+
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('%');
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// A page of users in a stable order (creation time, then id), and the total
+/// number matching the filter.
+pub async fn list<C: ConnectionTrait>(db: &C, filter: &ListFilter, limit: u64, offset: u64) -> Result<(Vec<User>, u64)> {
+    let mut cond = Condition::all();
+    if let Some(u) = &filter.username {
+        cond = cond.add(Expr::col(user::Column::Username).like(LikeExpr::new(escape_like(&u.to_lowercase())).escape('\\')));
+    }
+    if let Some(e) = &filter.email {
+        cond = cond.add(Expr::col(user::Column::Email).like(LikeExpr::new(escape_like(&e.to_lowercase())).escape('\\')));
+    }
+    if let Some(r) = filter.role {
+        let ids = Query::select()
+            .column(user_role::Column::UserId)
+            .from(user_role::Entity)
+            .and_where(user_role::Column::Role.eq(r.as_str()))
+            .to_owned();
+        cond = cond.add(user::Column::Id.in_subquery(ids));
+    }
+    if let Some(a) = filter.active {
+        cond = cond.add(user::Column::IsActive.eq(a));
+    }
+    let query = user::Entity::find().filter(cond);
+    let total = query.clone().count(db).await?;
+    let models = query
+        .order_by_asc(user::Column::CreatedAt)
+        .order_by_asc(user::Column::Id)
+        .limit(limit)
+        .offset(offset)
+        .all(db)
+        .await?;
+    let ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
+    let mut roles = roles_of(db, &ids).await?;
+    let users = models.into_iter().map(|m| {
+        let r = roles.remove(&m.id).unwrap_or_default();
+        User::from_model(m, r)
+    });
+    Ok((users.collect(), total))
+}
+
+/// Apply a change. Refuses (409) to leave the system without an active admin.
+#[tracing::instrument(skip_all, fields(user_id = %id))]
+pub async fn update<C: TransactionTrait>(db: &C, id: Uuid, patch: UserPatch) -> Result<User> {
+    let txn = write_txn(db).await?;
+    lock_admins(&txn).await?;
+    let before = load(&txn, id).await?;
+    let mut am = user::ActiveModel { id: Set(id), ..Default::default() };
+    if let Some(u) = patch.username {
+        am.username = Set(u.as_str().to_owned());
+    }
+    if let Some(e) = patch.email {
+        am.email = Set(e.as_str().to_owned());
+    }
+    if let Some(n) = patch.full_name {
+        am.full_name = Set(n.map(FullName::into_inner));
+    }
+    if let Some(h) = patch.password_hash {
+        am.password_hash = Set(h);
+    }
+    if let Some(a) = patch.is_active {
+        am.is_active = Set(a);
+    }
+    am.updated_at = Set(Utc::now());
+    am.update(&txn).await?;
+    if let Some(roles) = &patch.roles {
+        user_role::Entity::delete_many().filter(user_role::Column::UserId.eq(id)).exec(&txn).await?;
+        insert_roles(&txn, id, roles).await?;
+    }
+    if before.is_admin() && before.is_active && active_admins(&txn).await? == 0 {
+        return Err(Error::LastAdmin); // dropping `txn` rolls back
+    }
+    let after = load(&txn, id).await?;
+    txn.commit().await?;
+    Ok(after)
+}
+
+/// Delete an account (its roles go with it). Refuses (409) to delete the last
+/// active admin.
+#[tracing::instrument(skip_all, fields(user_id = %id))]
+pub async fn delete<C: TransactionTrait>(db: &C, id: Uuid) -> Result<()> {
+    let txn = write_txn(db).await?;
+    lock_admins(&txn).await?;
+    let before = load(&txn, id).await?;
+    user_role::Entity::delete_many().filter(user_role::Column::UserId.eq(id)).exec(&txn).await?;
+    user::Entity::delete_by_id(id).exec(&txn).await?;
+    if before.is_admin() && before.is_active && active_admins(&txn).await? == 0 {
+        return Err(Error::LastAdmin);
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+/// What the credential check needs: the user and its hash, by username.
+pub async fn find_for_login<C: ConnectionTrait>(db: &C, username: &str) -> Result<Option<(User, String)>> {
+    let Some(m) = user::Entity::find().filter(user::Column::Username.eq(username)).one(db).await? else {
+        return Ok(None);
+    };
+    let hash = m.password_hash.clone();
+    let roles = roles_of(db, &[m.id]).await?.remove(&m.id).unwrap_or_default();
+    Ok(Some((User::from_model(m, roles), hash)))
+}
+
+/// The stored hash of a user's password.
+pub async fn password_hash<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<String> {
+    let m = user::Entity::find_by_id(id).one(db).await?.ok_or(Error::NotFound)?;
+    Ok(m.password_hash)
+}
+
+/// True when no account exists yet (first start).
+pub async fn is_empty<C: ConnectionTrait>(db: &C) -> Result<bool> {
+    Ok(user::Entity::find().count(db).await? == 0)
+}

@@ -1,0 +1,151 @@
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use common::identity::{Principal, ProofClaims, ProofMinter};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use testkit::TestEnv;
+use uuid::Uuid;
+
+pub const ADMIN_PASSWORD: &str = "admin-password-0123";
+
+/// A running users service and what a test needs to talk to it.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub minter: Arc<ProofMinter>,
+    pub admin: Principal,
+    #[allow(dead_code)] // keeps the temp dir and databases alive
+    pub env: TestEnv,
+}
+
+/// A response, already read.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn id(&self) -> Uuid {
+        Uuid::parse_str(self.body["id"].as_str().expect("id")).expect("uuid")
+    }
+
+    /// Assert a problem+json error of the given status.
+    pub fn problem(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert_eq!(self.headers["content-type"], "application/problem+json", "{}", self.text);
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["type"].as_str().unwrap().starts_with("urn:gatehouse:problem:"));
+        assert!(self.body["request_id"].is_string(), "problem has the request id: {}", self.text);
+        &self.body
+    }
+
+    /// The `field` names of a 422's error list.
+    pub fn fields(&self) -> Vec<String> {
+        self.problem(422);
+        self.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap().to_owned()).collect()
+    }
+}
+
+pub fn user(id: Uuid, roles: &[&str]) -> Principal {
+    Principal::User { id, roles: roles.iter().map(|r| r.to_string()).collect() }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|l| l).await
+}
+
+pub async fn spawn_app_with(f: impl FnOnce(common::config::Loader) -> common::config::Loader) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        common::telemetry::init();
+    }
+    let mut env = TestEnv::new();
+    let url = env.database("users").await;
+    let loader = users::Settings::loader()
+        .set("data_dir", env.data_dir())
+        .set("database.url", url)
+        .set("workers", 1)
+        .set("admin.password", ADMIN_PASSWORD);
+    let settings: users::Settings = f(loader).extract().expect("settings");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app = users::Application::build_with_listener(settings, listener).await.expect("app builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    actix_web::rt::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut t = TestApp { base, client, minter: env.minter.clone(), admin: Principal::Gateway, env };
+    let me = t.verify("admin", ADMIN_PASSWORD).await;
+    assert_eq!(me.status, 200, "{}", me.text);
+    t.admin = user(me.id(), &["admin", "user"]);
+    t
+}
+
+impl TestApp {
+    /// A request as `who` (None: without any identity headers).
+    pub async fn send(&self, who: Option<&Principal>, method: Method, path: &str, body: Option<Value>) -> Resp {
+        let mut rb = self.client.request(method, format!("{}{}", self.base, path));
+        if let Some(p) = who {
+            for (k, v) in self.minter.header_pairs("users", p).unwrap() {
+                rb = rb.header(k, v);
+            }
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        read(rb).await
+    }
+
+    pub async fn get(&self, who: &Principal, path: &str) -> Resp {
+        self.send(Some(who), Method::GET, path, None).await
+    }
+    pub async fn post(&self, who: &Principal, path: &str, body: Value) -> Resp {
+        self.send(Some(who), Method::POST, path, Some(body)).await
+    }
+    pub async fn patch(&self, who: &Principal, path: &str, body: Value) -> Resp {
+        self.send(Some(who), Method::PATCH, path, Some(body)).await
+    }
+    pub async fn delete(&self, who: &Principal, path: &str) -> Resp {
+        self.send(Some(who), Method::DELETE, path, None).await
+    }
+
+    /// Create a user as the admin; asserts 201.
+    pub async fn create_user(&self, username: &str, roles: &[&str]) -> (Principal, Resp) {
+        let r = self
+            .post(
+                &self.admin,
+                "/users",
+                json!({"username": username, "email": format!("{username}@example.com"),
+                       "password": format!("{username}-password-1"), "roles": roles}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        (user(r.id(), roles), r)
+    }
+
+    /// The internal credential check, as the gateway.
+    pub async fn verify(&self, username: &str, password: &str) -> Resp {
+        self.post(&Principal::Gateway, "/internal/credentials/verify", json!({"username": username, "password": password}))
+            .await
+    }
+
+    /// A proof signed with the gateway key but with chosen claims.
+    pub fn forged_claims(&self, claims: &ProofClaims) -> String {
+        self.minter.sign_claims(claims).unwrap()
+    }
+}
+
+/// Send and read; every body is checked for leaked password material.
+pub async fn read(rb: reqwest::RequestBuilder) -> Resp {
+    let res = rb.send().await.expect("request sent");
+    let status = res.status();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap();
+    assert!(!text.contains("$argon2"), "a password hash leaked: {text}");
+    assert!(!text.contains("password_hash"), "a hash field leaked: {text}");
+    assert!(!text.contains("-password-1"), "a password leaked: {text}");
+    assert!(headers.get("x-request-id").is_some(), "every response carries the request id");
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Resp { status, headers, body, text }
+}
