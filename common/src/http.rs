@@ -49,6 +49,11 @@ pub fn path_config() -> web::PathConfig {
     })
 }
 
+/// Mount `/healthz` and `/readyz` (the latter needs `web::Data<DatabaseConnection>`).
+pub fn health_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/healthz").get(healthz)).service(web::resource("/readyz").get(readyz));
+}
+
 /// Default service: 404 problem for any path no route matches.
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     Problem::not_found(format!("no resource at {}", req.path())).to_response()
@@ -79,12 +84,19 @@ pub struct Health {
     pub status: &'static str,
 }
 
-/// `GET /healthz`: the process is alive.
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
-/// `GET /readyz`: the database answers.
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "Database unreachable", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn readyz(db: web::Data<DatabaseConnection>) -> HttpResponse {
     match db.ping().await {
         Ok(()) => HttpResponse::Ok().json(Health { status: "ok" }),
@@ -111,4 +123,58 @@ impl utoipa::Modify for GatewayProofScheme {
             ))),
         );
     }
+}
+
+/// A started HTTP server and the port it listens on.
+pub struct Running {
+    port: u16,
+    server: actix_web::dev::Server,
+}
+
+impl Running {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stop it from elsewhere (`stop(true)` drains in-flight requests).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serve until SIGINT/SIGTERM or the handle stops it.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// The HTTP server every service runs: request id and access log, problem+json
+/// for bad input, unknown paths and wrong methods, graceful shutdown (30 s).
+/// `configure` mounts the routes and the service's app data.
+pub fn serve<F>(listener: std::net::TcpListener, workers: usize, configure: F) -> std::io::Result<Running>
+where
+    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+{
+    let port = listener.local_addr()?.port();
+    let mut server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .wrap(error_handlers())
+            .wrap(actix_web::middleware::from_fn(crate::telemetry::request_context))
+            .app_data(json_config())
+            .app_data(query_config())
+            .app_data(path_config())
+            .configure(configure.clone())
+            .default_service(web::to(not_found))
+    })
+    .shutdown_timeout(30)
+    .listen(listener)?;
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    Ok(Running { port, server: server.run() })
+}
+
+/// Bind a configured listen address, naming it on failure.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(addr)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }

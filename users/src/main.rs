@@ -4,7 +4,7 @@
 async fn main() -> anyhow::Result<()> {
     common::telemetry::init();
     let settings = users::Settings::load()?;
-    let app = users::Application::build(settings).await?;
+    let app = users::build(settings).await?;
     tracing::info!(port = app.port(), "users service listening");
     app.run_until_stopped().await?;
     Ok(())

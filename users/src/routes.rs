@@ -31,9 +31,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/me").get(get_me).patch(update_me))
         .service(web::resource("/internal/credentials/verify").post(verify_credentials))
         .service(web::resource("/internal/users/{id}").get(internal_get_user))
-        .service(web::resource("/healthz").get(healthz))
-        .service(web::resource("/readyz").get(readyz))
-        .service(web::resource("/openapi.json").get(openapi_json));
+        .service(web::resource("/openapi.json").get(openapi_json))
+        .configure(common::http::health_routes);
 }
 
 pub const DEFAULT_LIMIT: u64 = 20;
@@ -299,23 +298,6 @@ pub async fn internal_get_user(_gateway: GatewayCall, db: Db, id: web::Path<Uuid
     Ok(web::Json(service::get(db.get_ref(), id.into_inner()).await?.into()))
 }
 
-/// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "health",
-    responses((status = 200, description = "Alive", body = Health)))]
-pub async fn healthz() -> HttpResponse {
-    common::http::healthz().await
-}
-
-/// Readiness: the database answers.
-#[utoipa::path(get, path = "/readyz", tag = "health",
-    responses(
-        (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "Database unreachable", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn readyz(db: Db) -> HttpResponse {
-    common::http::readyz(db).await
-}
-
 /// This service's OpenAPI document.
 #[utoipa::path(get, path = "/openapi.json", tag = "health",
     responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
@@ -329,7 +311,7 @@ pub async fn openapi_json() -> HttpResponse {
     info(title = "gatehouse users service", version = "0.1.0",
         description = "Accounts, roles and credentials. Reached only through the gateway, which proves the caller's identity."),
     paths(list_users, create_user, get_user, update_user, delete_user, get_me, update_me,
-        verify_credentials, internal_get_user, healthz, readyz, openapi_json),
+        verify_credentials, internal_get_user, common::http::healthz, common::http::readyz, openapi_json),
     components(schemas(Problem, FieldError, UserResponse, UserList, CreateUserRequest, UpdateUserRequest,
         UpdateMeRequest, CredentialsRequest, UserIdentity, Role, Health)),
     modifiers(&GatewayProofScheme),

@@ -71,7 +71,7 @@ pub async fn spawn_app_with(f: impl FnOnce(common::config::Loader) -> common::co
         .set("admin.password", ADMIN_PASSWORD);
     let settings: users::Settings = f(loader).extract().expect("settings");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let app = users::Application::build_with_listener(settings, listener).await.expect("app builds");
+    let app = users::build_with_listener(settings, listener).await.expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();

@@ -69,7 +69,7 @@ async fn generated_admin_password_when_none_is_set() {
         .set("workers", 1)
         .extract()
         .unwrap();
-    let app = users::Application::build_with_listener(settings, std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+    let app = users::build_with_listener(settings, std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .await
         .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -92,7 +92,7 @@ async fn startup_fails_without_the_gateway_key() {
         .set("database.url", url)
         .extract()
         .unwrap();
-    let err = users::Application::build_with_listener(settings, std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+    let err = users::build_with_listener(settings, std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .await
         .err()
         .map(|e| format!("{e:#}"))
