@@ -20,14 +20,26 @@ async fn main() -> anyhow::Result<()> {
     gateway::proof_minter(&gateway_settings).context("preparing the gateway proof key")?;
     let users_settings = users::Settings::load()?;
     let orders_settings = orders::Settings::load()?;
-    let scanner1 = scanner::Settings::replica("scanner1", SocketAddr::from(([127, 0, 0, 1], 8083)))?;
-    let scanner2 = scanner::Settings::replica("scanner2", SocketAddr::from(([127, 0, 0, 1], 8084)))?;
+    let scanner1 =
+        scanner::Settings::replica("scanner1", SocketAddr::from(([127, 0, 0, 1], 8083)))?;
+    let scanner2 =
+        scanner::Settings::replica("scanner2", SocketAddr::from(([127, 0, 0, 1], 8084)))?;
 
-    let users = users::build(users_settings).await.context("starting users")?;
-    let orders = orders::build(orders_settings).await.context("starting orders")?;
-    let scanner1 = scanner::build(scanner1).await.context("starting scanner1")?;
-    let scanner2 = scanner::build(scanner2).await.context("starting scanner2")?;
-    let gateway = gateway::build(gateway_settings).await.context("starting the gateway")?;
+    let users = users::build(users_settings)
+        .await
+        .context("starting users")?;
+    let orders = orders::build(orders_settings)
+        .await
+        .context("starting orders")?;
+    let scanner1 = scanner::build(scanner1)
+        .await
+        .context("starting scanner1")?;
+    let scanner2 = scanner::build(scanner2)
+        .await
+        .context("starting scanner2")?;
+    let gateway = gateway::build(gateway_settings)
+        .await
+        .context("starting the gateway")?;
 
     tracing::info!(
         gateway = gateway.port(),

@@ -18,7 +18,11 @@ use serde::de::DeserializeOwned;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration file {path} (from {var}) cannot be read: {source}")]
-    File { var: String, path: PathBuf, source: std::io::Error },
+    File {
+        var: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid configuration for {service}: {message}")]
     Invalid { service: String, message: String },
 }
@@ -43,7 +47,11 @@ impl Loader {
                 Err(source) => file_error = Some(ConfigError::File { var, path, source }),
             }
         }
-        Self { service: service.to_owned(), figment, file_error }
+        Self {
+            service: service.to_owned(),
+            figment,
+            file_error,
+        }
     }
 
     /// A value set by the program (the all-in-one launcher), below the environment.
@@ -79,7 +87,11 @@ impl Loader {
         }
         self.figment.extract().map_err(|e| ConfigError::Invalid {
             service: self.service.clone(),
-            message: e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "),
+            message: e
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
         })
     }
 }
@@ -106,7 +118,9 @@ mod tests {
     #[test]
     fn layers_and_errors() {
         figment::Jail::expect_with(|jail| {
-            let s: S = Loader::new("svc", YAML).extract().map_err(|e| e.to_string())?;
+            let s: S = Loader::new("svc", YAML)
+                .extract()
+                .map_err(|e| e.to_string())?;
             assert_eq!((s.port, s.nested.name.as_str()), (1, "a"));
 
             jail.set_env("SVC__NESTED__NAME", "b");
@@ -120,18 +134,33 @@ mod tests {
             assert_eq!((s.port, s.nested.name.as_str()), (7, "b"));
 
             jail.set_env("SVC__NESTED__BOGUS", "x");
-            let err = Loader::new("svc", YAML).env_prefix("svc").extract::<S>().err();
+            let err = Loader::new("svc", YAML)
+                .env_prefix("svc")
+                .extract::<S>()
+                .err();
             let msg = err.map(|e| e.to_string()).unwrap_or_default();
             assert!(msg.contains("bogus"), "{msg}");
             jail.clear_env();
 
             jail.set_env("SVC__PORT", "70000");
-            let msg = Loader::new("svc", YAML).env_prefix("svc").extract::<S>().err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(msg.to_lowercase().contains("port") && msg.contains("70000"), "{msg}");
+            let msg = Loader::new("svc", YAML)
+                .env_prefix("svc")
+                .extract::<S>()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                msg.to_lowercase().contains("port") && msg.contains("70000"),
+                "{msg}"
+            );
             jail.clear_env();
 
             jail.set_env("SVC_CONFIG_FILE", "/nonexistent/x.yaml");
-            let msg = Loader::new("svc", YAML).extract::<S>().err().map(|e| e.to_string()).unwrap_or_default();
+            let msg = Loader::new("svc", YAML)
+                .extract::<S>()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(msg.contains("SVC_CONFIG_FILE"), "{msg}");
             Ok(())
         });

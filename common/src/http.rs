@@ -19,19 +19,22 @@ pub const MAX_JSON_BODY: usize = 64 * 1024;
 /// JSON bodies: wrong content type 415, too large 413, anything that does not
 /// deserialize into the expected shape 422.
 pub fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default().limit(MAX_JSON_BODY).error_handler(|err, _req| {
-        let problem = match &err {
-            JsonPayloadError::ContentType => {
-                Problem::unsupported_media_type("the body must be application/json")
-            }
-            JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-                Problem::payload_too_large(format!("the body exceeds {MAX_JSON_BODY} bytes"))
-            }
-            JsonPayloadError::Deserialize(e) => Problem::malformed_body(e.to_string()),
-            other => Problem::malformed_body(other.to_string()),
-        };
-        problem.into()
-    })
+    web::JsonConfig::default()
+        .limit(MAX_JSON_BODY)
+        .error_handler(|err, _req| {
+            let problem = match &err {
+                JsonPayloadError::ContentType => {
+                    Problem::unsupported_media_type("the body must be application/json")
+                }
+                JsonPayloadError::OverflowKnownLength { .. }
+                | JsonPayloadError::Overflow { .. } => {
+                    Problem::payload_too_large(format!("the body exceeds {MAX_JSON_BODY} bytes"))
+                }
+                JsonPayloadError::Deserialize(e) => Problem::malformed_body(e.to_string()),
+                other => Problem::malformed_body(other.to_string()),
+            };
+            problem.into()
+        })
 }
 
 /// Query strings that do not parse: 400.
@@ -51,7 +54,8 @@ pub fn path_config() -> web::PathConfig {
 
 /// Mount `/healthz` and `/readyz` (the latter needs `web::Data<DatabaseConnection>`).
 pub fn health_routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/healthz").get(healthz)).service(web::resource("/readyz").get(readyz));
+    cfg.service(web::resource("/healthz").get(healthz))
+        .service(web::resource("/readyz").get(readyz));
 }
 
 /// Default service: 404 problem for any path no route matches.
@@ -74,7 +78,9 @@ fn method_not_allowed<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHand
     }
     let (req, _) = res.into_parts();
     let response = Problem::method_not_allowed().to_response();
-    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, response).map_into_right_body()))
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, response).map_into_right_body(),
+    ))
 }
 
 /// Body of the health endpoints.
@@ -150,7 +156,11 @@ impl Running {
 /// The HTTP server every service runs: request id and access log, problem+json
 /// for bad input, unknown paths and wrong methods, graceful shutdown (30 s).
 /// `configure` mounts the routes and the service's app data.
-pub fn serve<F>(listener: std::net::TcpListener, workers: usize, configure: F) -> std::io::Result<Running>
+pub fn serve<F>(
+    listener: std::net::TcpListener,
+    workers: usize,
+    configure: F,
+) -> std::io::Result<Running>
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
@@ -158,7 +168,9 @@ where
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .wrap(error_handlers())
-            .wrap(actix_web::middleware::from_fn(crate::telemetry::request_context))
+            .wrap(actix_web::middleware::from_fn(
+                crate::telemetry::request_context,
+            ))
             .app_data(json_config())
             .app_data(query_config())
             .app_data(path_config())
@@ -170,7 +182,10 @@ where
     if workers > 0 {
         server = server.workers(workers);
     }
-    Ok(Running { port, server: server.run() })
+    Ok(Running {
+        port,
+        server: server.run(),
+    })
 }
 
 /// Bind a configured listen address, naming it on failure.

@@ -85,7 +85,9 @@ fn now() -> i64 {
 pub fn is_valid_role(role: &str) -> bool {
     !role.is_empty()
         && role.len() <= 64
-        && role.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 // ---------------------------------------------------------------- minting
@@ -109,10 +111,11 @@ impl ProofMinter {
     pub fn from_pem(private_pem: &str, issuer: &str, ttl_secs: i64) -> Result<Self, KeyError> {
         let public = keys::public_pem_from_private(private_pem, "gateway proof signing key")?;
         let kid = keys::key_id(&keys::public_key_bytes(&public, "gateway proof key")?);
-        let key = EncodingKey::from_ed_pem(private_pem.as_bytes()).map_err(|e| KeyError::Parse {
-            what: "gateway proof signing key".into(),
-            reason: e.to_string(),
-        })?;
+        let key =
+            EncodingKey::from_ed_pem(private_pem.as_bytes()).map_err(|e| KeyError::Parse {
+                what: "gateway proof signing key".into(),
+                reason: e.to_string(),
+            })?;
         Ok(Self {
             key,
             kid,
@@ -134,7 +137,8 @@ impl ProofMinter {
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(PROOF_TYP.to_owned());
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.key).map_err(|e| ProofError::Signing(e.to_string()))
+        jsonwebtoken::encode(&header, claims, &self.key)
+            .map_err(|e| ProofError::Signing(e.to_string()))
     }
 
     /// A proof for `audience` on behalf of `principal`, from the cache when a
@@ -142,12 +146,11 @@ impl ProofMinter {
     pub fn mint(&self, audience: &str, principal: &Principal) -> Result<Arc<str>, ProofError> {
         let t = now();
         let key = (audience.to_owned(), principal.clone());
-        if let Ok(cache) = self.cache.lock() {
-            if let Some((token, exp)) = cache.get(&key) {
-                if exp - t >= self.ttl / 2 {
-                    return Ok(token.clone());
-                }
-            }
+        if let Ok(cache) = self.cache.lock()
+            && let Some((token, exp)) = cache.get(&key)
+            && exp - t >= self.ttl / 2
+        {
+            return Ok(token.clone());
         }
         let (sub, roles) = match principal {
             Principal::User { id, roles } => (id.to_string(), roles.clone()),
@@ -177,7 +180,11 @@ impl ProofMinter {
 
     /// The identity headers for a request to `audience` on behalf of
     /// `principal`: the proof, and for a user its id and roles.
-    pub fn header_pairs(&self, audience: &str, principal: &Principal) -> Result<Vec<(&'static str, String)>, ProofError> {
+    pub fn header_pairs(
+        &self,
+        audience: &str,
+        principal: &Principal,
+    ) -> Result<Vec<(&'static str, String)>, ProofError> {
         let mut out = vec![(PROOF_HEADER, self.mint(audience, principal)?.to_string())];
         if let Principal::User { id, roles } = principal {
             out.push((USER_ID_HEADER, id.to_string()));
@@ -188,10 +195,16 @@ impl ProofMinter {
 
     /// Replace the identity headers in `headers` with the principal's, plus a
     /// proof for `audience`. Whatever the client sent under these names is gone.
-    pub fn apply(&self, headers: &mut HeaderMap, audience: &str, principal: &Principal) -> Result<(), ProofError> {
+    pub fn apply(
+        &self,
+        headers: &mut HeaderMap,
+        audience: &str,
+        principal: &Principal,
+    ) -> Result<(), ProofError> {
         strip_identity_headers(headers);
         for (name, value) in self.header_pairs(audience, principal)? {
-            let value = HeaderValue::from_str(&value).map_err(|e| ProofError::Signing(e.to_string()))?;
+            let value =
+                HeaderValue::from_str(&value).map_err(|e| ProofError::Signing(e.to_string()))?;
             headers.insert(HeaderName::from_static(name), value);
         }
         Ok(())
@@ -232,7 +245,11 @@ impl ProofSettings {
     pub fn verifier(&self, data_dir: &Path) -> Result<ProofVerifier, KeyError> {
         let mut pems = Vec::new();
         let files = if self.public_key_files.is_empty() && self.public_key_pem.is_none() {
-            vec![data_dir.join("keys").join(format!("{PROOF_KEY_NAME}.pub.pem"))]
+            vec![
+                data_dir
+                    .join("keys")
+                    .join(format!("{PROOF_KEY_NAME}.pub.pem")),
+            ]
         } else {
             self.public_key_files.clone()
         };
@@ -259,8 +276,10 @@ impl ProofVerifier {
         for (i, pem) in public_pems.iter().enumerate() {
             let what = format!("gateway proof public key #{}", i + 1);
             let kid = keys::key_id(&keys::public_key_bytes(pem, &what)?);
-            let key = DecodingKey::from_ed_pem(pem.as_bytes())
-                .map_err(|e| KeyError::Parse { what, reason: e.to_string() })?;
+            let key = DecodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| KeyError::Parse {
+                what,
+                reason: e.to_string(),
+            })?;
             keys_by_id.insert(kid, key);
         }
         let mut validation = Validation::new(Algorithm::EdDSA);
@@ -269,7 +288,11 @@ impl ProofVerifier {
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
-        Ok(Self { keys: keys_by_id, validation, issuer: issuer.to_owned() })
+        Ok(Self {
+            keys: keys_by_id,
+            validation,
+            issuer: issuer.to_owned(),
+        })
     }
 
     /// Verify one proof token.
@@ -298,7 +321,9 @@ impl ProofVerifier {
         if proofs.next().is_some() {
             return Err(ProofError::Invalid("several proofs".into()));
         }
-        let token = token.to_str().map_err(|_| ProofError::Invalid("not text".into()))?;
+        let token = token
+            .to_str()
+            .map_err(|_| ProofError::Invalid("not text".into()))?;
         let claims = self.verify(token)?;
         let single = |name: &str| -> Result<Option<String>, ProofError> {
             let mut values = headers.get_all(name);
@@ -306,7 +331,13 @@ impl ProofVerifier {
             if values.next().is_some() {
                 return Err(ProofError::Mismatch);
             }
-            first.map(|v| v.to_str().map(str::to_owned).map_err(|_| ProofError::Mismatch)).transpose()
+            first
+                .map(|v| {
+                    v.to_str()
+                        .map(str::to_owned)
+                        .map_err(|_| ProofError::Mismatch)
+                })
+                .transpose()
         };
         let user_header = single(USER_ID_HEADER)?;
         let roles_header = single(USER_ROLES_HEADER)?;
@@ -322,7 +353,10 @@ impl ProofVerifier {
         {
             return Err(ProofError::Mismatch);
         }
-        Ok(Principal::User { id, roles: claims.roles })
+        Ok(Principal::User {
+            id,
+            roles: claims.roles,
+        })
     }
 }
 
@@ -333,7 +367,9 @@ fn principal_of(req: &HttpRequest) -> Result<Principal, Problem> {
     })?;
     verifier.principal(req.headers()).map_err(|e| {
         tracing::debug!(reason = %e, "gateway proof refused");
-        Problem::unauthorized(format!("{e}: this service is reachable only through the gateway"))
+        Problem::unauthorized(format!(
+            "{e}: this service is reachable only through the gateway"
+        ))
     })
 }
 
@@ -355,7 +391,11 @@ impl Caller {
 
     /// 403 unless the caller is an admin.
     pub fn require_admin(&self) -> Result<(), Problem> {
-        if self.is_admin() { Ok(()) } else { Err(Problem::forbidden("this operation needs the admin role")) }
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(Problem::forbidden("this operation needs the admin role"))
+        }
     }
 }
 
@@ -411,13 +451,18 @@ mod tests {
 
     fn pair() -> (ProofMinter, ProofVerifier) {
         let k = keys::generate_ed25519().unwrap_or_else(|e| panic!("{e}"));
-        let m = ProofMinter::from_pem(&k.private_pem, "gateway", 60).unwrap_or_else(|e| panic!("{e}"));
-        let v = ProofVerifier::new(&[k.public_pem], "gateway", "users").unwrap_or_else(|e| panic!("{e}"));
+        let m =
+            ProofMinter::from_pem(&k.private_pem, "gateway", 60).unwrap_or_else(|e| panic!("{e}"));
+        let v = ProofVerifier::new(&[k.public_pem], "gateway", "users")
+            .unwrap_or_else(|e| panic!("{e}"));
         (m, v)
     }
 
     fn user() -> Principal {
-        Principal::User { id: Uuid::new_v4(), roles: vec!["user".into(), "admin".into()] }
+        Principal::User {
+            id: Uuid::new_v4(),
+            roles: vec!["user".into(), "admin".into()],
+        }
     }
 
     #[test]
@@ -425,13 +470,15 @@ mod tests {
         let (m, v) = pair();
         let p = user();
         let mut h = HeaderMap::new();
-        m.apply(&mut h, "users", &p).unwrap_or_else(|e| panic!("{e}"));
+        m.apply(&mut h, "users", &p)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v.principal(&h).ok(), Some(p.clone()));
         let a = m.mint("users", &p).ok();
         let b = m.mint("users", &p).ok();
         assert_eq!(a, b, "a fresh proof is reused");
         let mut g = HeaderMap::new();
-        m.apply(&mut g, "users", &Principal::Gateway).unwrap_or_else(|e| panic!("{e}"));
+        m.apply(&mut g, "users", &Principal::Gateway)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v.principal(&g).ok(), Some(Principal::Gateway));
     }
 
@@ -441,36 +488,68 @@ mod tests {
         let p = user();
         // wrong audience
         let mut h = HeaderMap::new();
-        m.apply(&mut h, "orders", &p).unwrap_or_else(|e| panic!("{e}"));
+        m.apply(&mut h, "orders", &p)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(v.principal(&h), Err(ProofError::Invalid(_))));
         // swapped user id
         let mut h = HeaderMap::new();
-        m.apply(&mut h, "users", &p).unwrap_or_else(|e| panic!("{e}"));
-        h.insert(HeaderName::from_static(USER_ID_HEADER), HeaderValue::from_static("00000000-0000-0000-0000-000000000001"));
+        m.apply(&mut h, "users", &p)
+            .unwrap_or_else(|e| panic!("{e}"));
+        h.insert(
+            HeaderName::from_static(USER_ID_HEADER),
+            HeaderValue::from_static("00000000-0000-0000-0000-000000000001"),
+        );
         assert!(matches!(v.principal(&h), Err(ProofError::Mismatch)));
         // added role
         let mut h = HeaderMap::new();
-        m.apply(&mut h, "users", &Principal::User { id: Uuid::new_v4(), roles: vec!["user".into()] })
-            .unwrap_or_else(|e| panic!("{e}"));
-        h.insert(HeaderName::from_static(USER_ROLES_HEADER), HeaderValue::from_static("user,admin"));
+        m.apply(
+            &mut h,
+            "users",
+            &Principal::User {
+                id: Uuid::new_v4(),
+                roles: vec!["user".into()],
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        h.insert(
+            HeaderName::from_static(USER_ROLES_HEADER),
+            HeaderValue::from_static("user,admin"),
+        );
         assert!(matches!(v.principal(&h), Err(ProofError::Mismatch)));
         // missing
-        assert!(matches!(v.principal(&HeaderMap::new()), Err(ProofError::Missing)));
+        assert!(matches!(
+            v.principal(&HeaderMap::new()),
+            Err(ProofError::Missing)
+        ));
         // expired, and too long-lived
         let t = now();
         for (iat, exp) in [(t - 200, t - 100), (t, t + 3600)] {
-            let c = ProofClaims { iss: "gateway".into(), aud: "users".into(), sub: Uuid::new_v4().to_string(), roles: vec![], iat, nbf: iat, exp };
+            let c = ProofClaims {
+                iss: "gateway".into(),
+                aud: "users".into(),
+                sub: Uuid::new_v4().to_string(),
+                roles: vec![],
+                iat,
+                nbf: iat,
+                exp,
+            };
             let tok = m.sign_claims(&c).unwrap_or_default();
             assert!(v.verify(&tok).is_err());
         }
         // another key
         let (other, _) = pair();
-        let tok = other.mint("users", &Principal::Gateway).unwrap_or_else(|e| panic!("{e}"));
+        let tok = other
+            .mint("users", &Principal::Gateway)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(v.verify(&tok).is_err());
         // the gateway principal cannot carry a user header
         let mut h = HeaderMap::new();
-        m.apply(&mut h, "users", &Principal::Gateway).unwrap_or_else(|e| panic!("{e}"));
-        h.insert(HeaderName::from_static(USER_ID_HEADER), HeaderValue::from_static("00000000-0000-0000-0000-000000000001"));
+        m.apply(&mut h, "users", &Principal::Gateway)
+            .unwrap_or_else(|e| panic!("{e}"));
+        h.insert(
+            HeaderName::from_static(USER_ID_HEADER),
+            HeaderValue::from_static("00000000-0000-0000-0000-000000000001"),
+        );
         assert!(v.principal(&h).is_err());
     }
 }

@@ -18,7 +18,10 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("key file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("key {what}: not a valid Ed25519 PEM key ({reason})")]
     Parse { what: String, reason: String },
 }
@@ -34,7 +37,9 @@ pub struct Ed25519Pem {
 
 impl std::fmt::Debug for Ed25519Pem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ed25519Pem").field("public_pem", &self.public_pem).finish_non_exhaustive()
+        f.debug_struct("Ed25519Pem")
+            .field("public_pem", &self.public_pem)
+            .finish_non_exhaustive()
     }
 }
 
@@ -43,11 +48,22 @@ pub fn generate_ed25519() -> Result<Ed25519Pem, KeyError> {
     let mut seed = [0u8; 32];
     rand::rng().fill_bytes(&mut seed);
     let key = SigningKey::from_bytes(&seed);
-    let parse = |reason: String| KeyError::Parse { what: "generated".into(), reason };
-    let private_pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| parse(e.to_string()))?.to_string();
-    let public_pem =
-        key.verifying_key().to_public_key_pem(LineEnding::LF).map_err(|e| parse(e.to_string()))?;
-    Ok(Ed25519Pem { private_pem, public_pem })
+    let parse = |reason: String| KeyError::Parse {
+        what: "generated".into(),
+        reason,
+    };
+    let private_pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| parse(e.to_string()))?
+        .to_string();
+    let public_pem = key
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| parse(e.to_string()))?;
+    Ok(Ed25519Pem {
+        private_pem,
+        public_pem,
+    })
 }
 
 /// Load `<dir>/<name>.key.pem` and `<dir>/<name>.pub.pem`, generating both on
@@ -65,7 +81,10 @@ pub fn ensure_ed25519(dir: &Path, name: &str) -> Result<Ed25519Pem, KeyError> {
         if !public.exists() {
             fs::write(&public, &public_pem).map_err(io(&public))?;
         }
-        return Ok(Ed25519Pem { private_pem, public_pem });
+        return Ok(Ed25519Pem {
+            private_pem,
+            public_pem,
+        });
     }
     fs::create_dir_all(dir).map_err(io(dir))?;
     let pair = generate_ed25519()?;
@@ -75,7 +94,8 @@ pub fn ensure_ed25519(dir: &Path, name: &str) -> Result<Ed25519Pem, KeyError> {
         .mode(0o600)
         .open(&private)
         .map_err(io(&private))?;
-    f.write_all(pair.private_pem.as_bytes()).map_err(io(&private))?;
+    f.write_all(pair.private_pem.as_bytes())
+        .map_err(io(&private))?;
     fs::write(&public, &pair.public_pem).map_err(io(&public))?;
     tracing::info!(path = %private.display(), "generated a development Ed25519 key");
     Ok(pair)
@@ -83,16 +103,24 @@ pub fn ensure_ed25519(dir: &Path, name: &str) -> Result<Ed25519Pem, KeyError> {
 
 /// The public key of a PKCS#8 private key.
 pub fn public_pem_from_private(private_pem: &str, what: &str) -> Result<String, KeyError> {
-    let parse = |reason: String| KeyError::Parse { what: what.to_owned(), reason };
+    let parse = |reason: String| KeyError::Parse {
+        what: what.to_owned(),
+        reason,
+    };
     let key = SigningKey::from_pkcs8_pem(private_pem).map_err(|e| parse(e.to_string()))?;
-    key.verifying_key().to_public_key_pem(LineEnding::LF).map_err(|e| parse(e.to_string()))
+    key.verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| parse(e.to_string()))
 }
 
 /// The raw 32-byte public key of an SPKI PEM.
 pub fn public_key_bytes(public_pem: &str, what: &str) -> Result<[u8; 32], KeyError> {
     VerifyingKey::from_public_key_pem(public_pem)
         .map(|k| k.to_bytes())
-        .map_err(|e| KeyError::Parse { what: what.to_owned(), reason: e.to_string() })
+        .map_err(|e| KeyError::Parse {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 /// A stable key id: base64url of the first 16 bytes of SHA-256 over the raw
@@ -104,7 +132,10 @@ pub fn key_id(public_key: &[u8; 32]) -> String {
 
 /// Read a PEM file.
 pub fn read_pem(path: &Path) -> Result<String, KeyError> {
-    fs::read_to_string(path).map_err(|source| KeyError::Io { path: path.to_path_buf(), source })
+    fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -34,10 +34,18 @@ pub struct RequestId(pub String);
 /// Install the global subscriber. Safe to call more than once (tests).
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("LOG_FORMAT").map(|v| v.eq_ignore_ascii_case("json")).unwrap_or(false);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let json = std::env::var("LOG_FORMAT")
+        .map(|v| v.eq_ignore_ascii_case("json"))
+        .unwrap_or(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let result = if json {
-        builder.json().with_current_span(true).with_span_list(false).try_init()
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
     } else {
         builder.try_init()
     };
@@ -50,7 +58,9 @@ pub fn init() {
 pub fn sane_request_id(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= 128
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// Middleware: assigns the request id, runs the rest of the chain inside a
@@ -80,7 +90,8 @@ pub async fn request_context(
     match result {
         Ok(mut res) => {
             if let Ok(v) = HeaderValue::from_str(&request_id) {
-                res.headers_mut().insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
+                res.headers_mut()
+                    .insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
             }
             let status = res.status().as_u16();
             tracing::info!(%method, %path, status, latency_ms, "request");

@@ -65,7 +65,10 @@ impl Settings {
     }
 
     pub fn from_loader(loader: Loader) -> Result<Self, ConfigError> {
-        let s: Settings = loader.env_aliases(ENV_ALIASES).env_prefix("GATEWAY").extract()?;
+        let s: Settings = loader
+            .env_aliases(ENV_ALIASES)
+            .env_prefix("GATEWAY")
+            .extract()?;
         s.check()
     }
 
@@ -74,7 +77,10 @@ impl Settings {
     }
 
     fn check(self) -> Result<Self, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid { service: "gateway".into(), message };
+        let invalid = |message: String| ConfigError::Invalid {
+            service: "gateway".into(),
+            message,
+        };
         if !(1..=common::identity::MAX_PROOF_TTL_SECS).contains(&self.proof.ttl_secs) {
             return Err(invalid(format!(
                 "proof.ttl_secs: {} is out of range (1 to {})",
@@ -84,14 +90,19 @@ impl Settings {
         }
         for (name, targets) in &self.upstreams {
             if targets.is_empty() {
-                return Err(invalid(format!("upstreams.{name}: needs at least one target")));
+                return Err(invalid(format!(
+                    "upstreams.{name}: needs at least one target"
+                )));
             }
             for t in targets {
-                let ok = t.strip_prefix("http://").or_else(|| t.strip_prefix("https://")).is_some_and(|rest| {
-                    !rest.is_empty() && !rest.contains(['?', '#', ' '])
-                });
+                let ok = t
+                    .strip_prefix("http://")
+                    .or_else(|| t.strip_prefix("https://"))
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains(['?', '#', ' ']));
                 if !ok {
-                    return Err(invalid(format!("upstreams.{name}: `{t}` is not an http(s) base URL")));
+                    return Err(invalid(format!(
+                        "upstreams.{name}: `{t}` is not an http(s) base URL"
+                    )));
                 }
             }
         }
@@ -107,7 +118,10 @@ pub fn proof_minter(settings: &Settings) -> anyhow::Result<ProofMinter> {
     let pem = match (&p.private_key_pem, &p.private_key_file) {
         (Some(pem), _) => pem.clone(),
         (None, Some(file)) => common::keys::read_pem(file)?,
-        (None, None) => common::keys::ensure_ed25519(&settings.data_dir.join("keys"), PROOF_KEY_NAME)?.private_pem,
+        (None, None) => {
+            common::keys::ensure_ed25519(&settings.data_dir.join("keys"), PROOF_KEY_NAME)?
+                .private_pem
+        }
     };
     Ok(ProofMinter::from_pem(&pem, &p.issuer, p.ttl_secs)?)
 }
@@ -117,15 +131,23 @@ pub async fn build(settings: Settings) -> anyhow::Result<Running> {
     build_with_listener(settings, listener).await
 }
 
-pub async fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Running> {
-    let minter = web::Data::new(proof_minter(&settings).context("loading the gateway proof signing key")?);
+pub async fn build_with_listener(
+    settings: Settings,
+    listener: TcpListener,
+) -> anyhow::Result<Running> {
+    let minter =
+        web::Data::new(proof_minter(&settings).context("loading the gateway proof signing key")?);
     let upstreams = web::Data::new(Arc::new(settings.upstreams.clone()));
-    Ok(common::http::serve(listener, settings.workers, move |cfg| {
-        cfg.app_data(minter.clone())
-            .app_data(upstreams.clone())
-            .service(web::resource("/healthz").get(common::http::healthz))
-            .service(web::resource("/readyz").get(readyz));
-    })?)
+    Ok(common::http::serve(
+        listener,
+        settings.workers,
+        move |cfg| {
+            cfg.app_data(minter.clone())
+                .app_data(upstreams.clone())
+                .service(web::resource("/healthz").get(common::http::healthz))
+                .service(web::resource("/readyz").get(readyz));
+        },
+    )?)
 }
 
 /// Readiness body: each upstream's state.
@@ -138,24 +160,39 @@ struct Readiness {
 /// `GET /readyz`: ready when every upstream has at least one target whose
 /// `/healthz` answers 200 within 2 s.
 async fn readyz(upstreams: web::Data<Arc<BTreeMap<String, Vec<String>>>>) -> HttpResponse {
-    let client = awc::Client::builder().timeout(Duration::from_secs(2)).finish();
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .finish();
     let mut states = BTreeMap::new();
     for (name, targets) in upstreams.iter() {
         let mut up = false;
         for t in targets {
             let url = format!("{}/healthz", t.trim_end_matches('/'));
-            if client.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
+            if client
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 up = true;
                 break;
             }
         }
         states.insert(name.clone(), if up { "up" } else { "down" });
     }
-    let down: Vec<&String> = states.iter().filter(|(_, s)| **s == "down").map(|(n, _)| n).collect();
+    let down: Vec<&String> = states
+        .iter()
+        .filter(|(_, s)| **s == "down")
+        .map(|(n, _)| n)
+        .collect();
     if down.is_empty() {
-        HttpResponse::Ok().json(Readiness { status: "ok", upstreams: states })
+        HttpResponse::Ok().json(Readiness {
+            status: "ok",
+            upstreams: states,
+        })
     } else {
         let names: Vec<&str> = down.iter().map(|s| s.as_str()).collect();
-        Problem::service_unavailable(format!("no healthy target for: {}", names.join(", "))).to_response()
+        Problem::service_unavailable(format!("no healthy target for: {}", names.join(", ")))
+            .to_response()
     }
 }

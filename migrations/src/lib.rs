@@ -11,7 +11,8 @@ use std::str::FromStr;
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{
-    DatabaseBackend, DatabaseConnection, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    DatabaseBackend, DatabaseConnection, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
 };
 
 pub mod gateway;
@@ -29,7 +30,12 @@ pub enum Service {
 }
 
 impl Service {
-    pub const ALL: [Service; 4] = [Service::Users, Service::Orders, Service::Scanner, Service::Gateway];
+    pub const ALL: [Service; 4] = [
+        Service::Users,
+        Service::Orders,
+        Service::Scanner,
+        Service::Gateway,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -53,7 +59,9 @@ impl FromStr for Service {
         Service::ALL
             .into_iter()
             .find(|x| x.name() == s)
-            .ok_or_else(|| format!("unknown service `{s}` (expected users, orders, scanner or gateway)"))
+            .ok_or_else(|| {
+                format!("unknown service `{s}` (expected users, orders, scanner or gateway)")
+            })
     }
 }
 
@@ -71,7 +79,8 @@ pub async fn up(service: Service, db: &DatabaseConnection) -> Result<(), DbErr> 
         })
         .await?;
     if db.get_database_backend() == DatabaseBackend::Postgres {
-        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")).await?;
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})"))
+            .await?;
     }
     match service {
         Service::Users => users::Migrator::up(&txn, None).await?,
@@ -93,11 +102,17 @@ pub async fn down(service: Service, db: &DatabaseConnection, steps: u32) -> Resu
 }
 
 /// `(migration name, applied?)` for each of the service's migrations.
-pub async fn status(service: Service, db: &DatabaseConnection) -> Result<Vec<(String, bool)>, DbErr> {
+pub async fn status(
+    service: Service,
+    db: &DatabaseConnection,
+) -> Result<Vec<(String, bool)>, DbErr> {
     async fn of<M: MigratorTrait>(db: &DatabaseConnection) -> Result<Vec<(String, bool)>, DbErr> {
         M::install(db).await?;
-        let applied: Vec<String> =
-            M::get_applied_migrations(db).await?.iter().map(|m| m.name().to_owned()).collect();
+        let applied: Vec<String> = M::get_applied_migrations(db)
+            .await?
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
         Ok(M::migrations()
             .iter()
             .map(|m| (m.name().to_owned(), applied.iter().any(|a| a == m.name())))

@@ -52,7 +52,10 @@ async fn main() -> anyhow::Result<()> {
             }
             Command::Status => {
                 for (name, applied) in migrations::status(service, &db).await? {
-                    println!("{service}\t{name}\t{}", if applied { "applied" } else { "pending" });
+                    println!(
+                        "{service}\t{name}\t{}",
+                        if applied { "applied" } else { "pending" }
+                    );
                 }
             }
         }

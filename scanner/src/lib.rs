@@ -43,7 +43,10 @@ impl Settings {
     }
 
     pub fn from_loader(loader: Loader) -> Result<Self, ConfigError> {
-        loader.env_aliases(ENV_ALIASES).env_prefix("SCANNER").extract()
+        loader
+            .env_aliases(ENV_ALIASES)
+            .env_prefix("SCANNER")
+            .extract()
     }
 
     /// One replica of the all-in-one launcher: its name and port, with
@@ -68,13 +71,20 @@ pub async fn build(settings: Settings) -> anyhow::Result<Running> {
     build_with_listener(settings, listener).await
 }
 
-pub async fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Running> {
-    let url = settings.database.url_or_default(&settings.data_dir, "scanner");
+pub async fn build_with_listener(
+    settings: Settings,
+    listener: TcpListener,
+) -> anyhow::Result<Running> {
+    let url = settings
+        .database
+        .url_or_default(&settings.data_dir, "scanner");
     let db = common::db::connect(&url, settings.database.max_connections)
         .await
         .context("connecting to the scanner database")?;
     if settings.database.auto_migrate {
-        migrations::up(migrations::Service::Scanner, &db).await.context("applying the scanner migrations")?;
+        migrations::up(migrations::Service::Scanner, &db)
+            .await
+            .context("applying the scanner migrations")?;
     }
     let verifier = settings
         .gateway_proof
@@ -82,12 +92,16 @@ pub async fn build_with_listener(settings: Settings, listener: TcpListener) -> a
         .context("loading the gateway proof public key (gateway_proof.public_key_files)")?;
     let db = web::Data::new(db);
     let verifier = web::Data::new(verifier);
-    Ok(common::http::serve(listener, settings.workers, move |cfg| {
-        cfg.app_data(db.clone())
-            .app_data(verifier.clone())
-            .service(web::resource("/openapi.json").get(openapi_json))
-            .configure(common::http::health_routes);
-    })?)
+    Ok(common::http::serve(
+        listener,
+        settings.workers,
+        move |cfg| {
+            cfg.app_data(db.clone())
+                .app_data(verifier.clone())
+                .service(web::resource("/openapi.json").get(openapi_json))
+                .configure(common::http::health_routes);
+        },
+    )?)
 }
 
 /// This service's OpenAPI document.

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::identity::{ProofMinter, PROOF_KEY_NAME};
+use common::identity::{PROOF_KEY_NAME, ProofMinter};
 use common::keys;
 use sea_orm::{ConnectionTrait, Database};
 use tempfile::TempDir;
@@ -23,9 +23,15 @@ pub struct TestEnv {
 impl TestEnv {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let pair = keys::ensure_ed25519(&dir.path().join("keys"), PROOF_KEY_NAME).expect("proof key");
-        let minter = Arc::new(ProofMinter::from_pem(&pair.private_pem, "gateway", 60).expect("minter"));
-        Self { dir, minter, dbs: Vec::new() }
+        let pair =
+            keys::ensure_ed25519(&dir.path().join("keys"), PROOF_KEY_NAME).expect("proof key");
+        let minter =
+            Arc::new(ProofMinter::from_pem(&pair.private_pem, "gateway", 60).expect("minter"));
+        Self {
+            dir,
+            minter,
+            dbs: Vec::new(),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -65,12 +71,24 @@ impl TestDb {
         let name = format!("gh_{}_{}", service, uuid::Uuid::new_v4().simple());
         match std::env::var("TEST_DATABASE_URL") {
             Ok(admin) if !admin.is_empty() => {
-                let conn = Database::connect(&admin).await.expect("TEST_DATABASE_URL reachable");
-                conn.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.expect("create database");
+                let conn = Database::connect(&admin)
+                    .await
+                    .expect("TEST_DATABASE_URL reachable");
+                conn.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .expect("create database");
                 conn.close().await.ok();
                 let (base, query) = split_db_url(&admin);
-                let url = if query.is_empty() { format!("{base}/{name}") } else { format!("{base}/{name}?{query}") };
-                Self { url, pg_admin_url: Some(admin), name }
+                let url = if query.is_empty() {
+                    format!("{base}/{name}")
+                } else {
+                    format!("{base}/{name}?{query}")
+                };
+                Self {
+                    url,
+                    pg_admin_url: Some(admin),
+                    name,
+                }
             }
             _ => Self {
                 url: format!("sqlite://{}/{name}.db?mode=rwc", dir.display()),
@@ -83,14 +101,23 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some(admin) = self.pg_admin_url.clone() else { return };
+        let Some(admin) = self.pg_admin_url.clone() else {
+            return;
+        };
         let name = self.name.clone();
         // Drop runs inside the test's runtime: use a thread with its own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async {
                 if let Ok(conn) = Database::connect(&admin).await {
-                    let _ = conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                    let _ = conn
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .await;
                     let _ = conn.close().await;
                 }
             });
@@ -105,7 +132,13 @@ mod tests {
 
     #[test]
     fn db_url_split() {
-        assert_eq!(split_db_url("postgres://u@h:5432/postgres"), ("postgres://u@h:5432", ""));
-        assert_eq!(split_db_url("postgres://u@h/db?sslmode=disable"), ("postgres://u@h", "sslmode=disable"));
+        assert_eq!(
+            split_db_url("postgres://u@h:5432/postgres"),
+            ("postgres://u@h:5432", "")
+        );
+        assert_eq!(
+            split_db_url("postgres://u@h/db?sslmode=disable"),
+            ("postgres://u@h", "sslmode=disable")
+        );
     }
 }

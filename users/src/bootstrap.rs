@@ -13,7 +13,11 @@ use crate::settings::AdminSettings;
 /// When no account exists, create the admin from the settings
 /// (`ADMIN_USERNAME`, `ADMIN_PASSWORD`, `ADMIN_EMAIL`). Without a configured
 /// password a strong one is generated and printed once, here and never again.
-pub async fn ensure_admin(db: &DatabaseConnection, hasher: &PasswordHasher, admin: &AdminSettings) -> anyhow::Result<()> {
+pub async fn ensure_admin(
+    db: &DatabaseConnection,
+    hasher: &PasswordHasher,
+    admin: &AdminSettings,
+) -> anyhow::Result<()> {
     if !service::is_empty(db).await.context("counting users")? {
         return Ok(());
     }
@@ -27,7 +31,10 @@ pub async fn ensure_admin(db: &DatabaseConnection, hasher: &PasswordHasher, admi
     };
     Password::parse("admin.password", &password)
         .map_err(|e| anyhow::anyhow!("admin.password (ADMIN_PASSWORD): {}", e.message))?;
-    let password_hash = hasher.hash(password.clone()).await.context("hashing the admin password")?;
+    let password_hash = hasher
+        .hash(password.clone())
+        .await
+        .context("hashing the admin password")?;
     let new = NewUser {
         username: username.clone(),
         email,
@@ -38,7 +45,10 @@ pub async fn ensure_admin(db: &DatabaseConnection, hasher: &PasswordHasher, admi
     };
     match service::create(db, new).await {
         Ok(_) => {
-            tracing::info!(username = username.as_str(), "created the first administrator");
+            tracing::info!(
+                username = username.as_str(),
+                "created the first administrator"
+            );
             if generated {
                 // Deliberately not through `tracing`: printed once to the console, never logged.
                 eprintln!(

@@ -19,10 +19,20 @@ impl Username {
         let s = raw.to_lowercase();
         let n = s.chars().count();
         if !(3..=32).contains(&n) {
-            return Err(FieldError::new(field, "length", "must be 3 to 32 characters"));
+            return Err(FieldError::new(
+                field,
+                "length",
+                "must be 3 to 32 characters",
+            ));
         }
-        if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')) {
-            return Err(FieldError::new(field, "pattern", "may contain only a-z, 0-9, `_`, `.` and `-`"));
+        if !s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+        }) {
+            return Err(FieldError::new(
+                field,
+                "pattern",
+                "may contain only a-z, 0-9, `_`, `.` and `-`",
+            ));
         }
         Ok(Self(s))
     }
@@ -41,7 +51,11 @@ impl Email {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
         let s = raw.trim().to_lowercase();
         if s.is_empty() || s.len() > 254 || !s.validate_email() {
-            return Err(FieldError::new(field, "email", "must be a valid e-mail address"));
+            return Err(FieldError::new(
+                field,
+                "email",
+                "must be a valid e-mail address",
+            ));
         }
         Ok(Self(s))
     }
@@ -60,10 +74,18 @@ impl FullName {
         let s = raw.trim();
         let n = s.chars().count();
         if !(1..=200).contains(&n) {
-            return Err(FieldError::new(field, "length", "must be 1 to 200 characters"));
+            return Err(FieldError::new(
+                field,
+                "length",
+                "must be 1 to 200 characters",
+            ));
         }
         if s.chars().any(char::is_control) {
-            return Err(FieldError::new(field, "pattern", "must not contain control characters"));
+            return Err(FieldError::new(
+                field,
+                "pattern",
+                "must not contain control characters",
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -104,7 +126,9 @@ impl fmt::Debug for Password {
 }
 
 /// A role a user can hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
@@ -129,9 +153,17 @@ impl Role {
     }
 
     /// A non-empty, de-duplicated, sorted role list.
-    pub fn parse_list(field: &str, raw: &[String], errors: &mut Vec<FieldError>) -> Option<Vec<Role>> {
+    pub fn parse_list(
+        field: &str,
+        raw: &[String],
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Vec<Role>> {
         if raw.is_empty() {
-            errors.push(FieldError::new(field, "length", "must name at least one role"));
+            errors.push(FieldError::new(
+                field,
+                "length",
+                "must name at least one role",
+            ));
             return None;
         }
         let mut out = Vec::new();
@@ -178,18 +210,27 @@ mod tests {
 
     #[test]
     fn usernames() {
-        assert_eq!(Username::parse("u", "Alice_01").map(|u| u.0).ok(), Some("alice_01".into()));
+        assert_eq!(
+            Username::parse("u", "Alice_01").map(|u| u.0).ok(),
+            Some("alice_01".into())
+        );
         assert!(Username::parse("u", "ab").is_err());
         assert!(Username::parse("u", &"a".repeat(33)).is_err());
         assert!(Username::parse("u", &"a".repeat(32)).is_ok());
         assert!(Username::parse("u", "bad name").is_err());
         assert!(Username::parse("u", "ünï").is_err());
-        assert_eq!(Username::parse("x", "a!").err().map(|e| e.field), Some("x".into()));
+        assert_eq!(
+            Username::parse("x", "a!").err().map(|e| e.field),
+            Some("x".into())
+        );
     }
 
     #[test]
     fn emails_and_names() {
-        assert_eq!(Email::parse("e", " A@Example.COM ").map(|e| e.0).ok(), Some("a@example.com".into()));
+        assert_eq!(
+            Email::parse("e", " A@Example.COM ").map(|e| e.0).ok(),
+            Some("a@example.com".into())
+        );
         assert!(Email::parse("e", "nope").is_err());
         assert!(Email::parse("e", "a@").is_err());
         assert!(FullName::parse("f", "  ").is_err());
@@ -204,13 +245,20 @@ mod tests {
         assert!(p(&"a".repeat(12)).is_ok());
         assert!(p(&"é".repeat(128)).is_ok());
         assert!(p(&"a".repeat(129)).is_err());
-        assert_eq!(format!("{:?}", p("correct horse battery").ok()), "Some(Password(***))");
+        assert_eq!(
+            format!("{:?}", p("correct horse battery").ok()),
+            "Some(Password(***))"
+        );
     }
 
     #[test]
     fn roles() {
         let mut errs = Vec::new();
-        let r = Role::parse_list("roles", &["user".into(), "admin".into(), "user".into()], &mut errs);
+        let r = Role::parse_list(
+            "roles",
+            &["user".into(), "admin".into(), "user".into()],
+            &mut errs,
+        );
         assert_eq!(r, Some(vec![Role::Admin, Role::User]));
         assert!(Role::parse_list("roles", &["root".into()], &mut errs).is_none());
         assert!(Role::parse_list("roles", &[], &mut errs).is_none());

@@ -151,7 +151,12 @@ pub struct UserIdentity {
 
 impl From<User> for UserIdentity {
     fn from(u: User) -> Self {
-        Self { id: u.id, username: u.username, roles: u.roles, is_active: u.is_active }
+        Self {
+            id: u.id,
+            username: u.username,
+            roles: u.roles,
+            is_active: u.is_active,
+        }
     }
 }
 

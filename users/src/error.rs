@@ -30,8 +30,12 @@ impl From<DbErr> for Error {
     /// Unique violations become 409s naming the field; anything else is internal.
     fn from(e: DbErr) -> Self {
         match e.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(msg)) if msg.contains("email") => Error::Taken("email"),
-            Some(SqlErr::UniqueConstraintViolation(msg)) if msg.contains("username") => Error::Taken("username"),
+            Some(SqlErr::UniqueConstraintViolation(msg)) if msg.contains("email") => {
+                Error::Taken("email")
+            }
+            Some(SqlErr::UniqueConstraintViolation(msg)) if msg.contains("username") => {
+                Error::Taken("username")
+            }
             _ => Error::Db(e),
         }
     }
@@ -47,15 +51,18 @@ impl Error {
     pub fn problem(&self) -> Problem {
         match self {
             Error::NotFound => Problem::not_found("no user with this id"),
-            Error::Taken(field) => Problem::conflict(&format!("{field}-taken"), format!("this {field} is already taken"))
-                .with_errors(vec![FieldError::new(*field, "unique", "is already taken")]),
+            Error::Taken(field) => Problem::conflict(
+                &format!("{field}-taken"),
+                format!("this {field} is already taken"),
+            )
+            .with_errors(vec![FieldError::new(*field, "unique", "is already taken")]),
             Error::LastAdmin => Problem::conflict("last-admin", self.to_string()),
             Error::Validation(errors) => Problem::validation(errors.clone()),
             Error::InvalidCredentials => Problem::unauthorized("invalid username or password"),
             Error::Forbidden(why) => Problem::forbidden(*why),
-            Error::Hash(HashError::Busy) => {
-                Problem::service_unavailable("too many password operations in progress; retry shortly")
-            }
+            Error::Hash(HashError::Busy) => Problem::service_unavailable(
+                "too many password operations in progress; retry shortly",
+            ),
             Error::Hash(HashError::Failed(_)) | Error::Db(_) => Problem::internal(),
         }
     }

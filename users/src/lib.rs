@@ -30,12 +30,17 @@ pub async fn build(settings: Settings) -> anyhow::Result<Running> {
 /// Build on an already-bound listener (tests bind port 0). Connects to the
 /// database, applies migrations when configured, loads the gateway's proof
 /// key and creates the first admin.
-pub async fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Running> {
+pub async fn build_with_listener(
+    settings: Settings,
+    listener: TcpListener,
+) -> anyhow::Result<Running> {
     let db = common::db::connect(&settings.database_url(), settings.database.max_connections)
         .await
         .context("connecting to the users database")?;
     if settings.database.auto_migrate {
-        migrations::up(migrations::Service::Users, &db).await.context("applying the users migrations")?;
+        migrations::up(migrations::Service::Users, &db)
+            .await
+            .context("applying the users migrations")?;
     }
     let verifier = settings
         .gateway_proof
@@ -51,8 +56,14 @@ pub async fn build_with_listener(settings: Settings, listener: TcpListener) -> a
     let db = web::Data::new(db);
     let hasher = web::Data::new(hasher);
     let verifier = web::Data::new(verifier);
-    Ok(common::http::serve(listener, settings.workers, move |cfg| {
-        cfg.app_data(db.clone()).app_data(hasher.clone()).app_data(verifier.clone());
-        routes::configure(cfg);
-    })?)
+    Ok(common::http::serve(
+        listener,
+        settings.workers,
+        move |cfg| {
+            cfg.app_data(db.clone())
+                .app_data(hasher.clone())
+                .app_data(verifier.clone());
+            routes::configure(cfg);
+        },
+    )?)
 }

@@ -31,7 +31,8 @@ pub struct PasswordHasher {
 }
 
 fn argon2() -> Result<Argon2<'static>, HashError> {
-    let params = Params::new(19 * 1024, 2, 1, None).map_err(|e| HashError::Failed(e.to_string()))?;
+    let params =
+        Params::new(19 * 1024, 2, 1, None).map_err(|e| HashError::Failed(e.to_string()))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -52,7 +53,11 @@ fn verify_blocking(password: &SecretString, hash: &str) -> Result<bool, HashErro
 
 /// A strong random password (24 alphanumerics, ~143 bits).
 pub fn generate_password() -> SecretString {
-    let s: String = rand::rng().sample_iter(&Alphanumeric).take(24).map(char::from).collect();
+    let s: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect();
     SecretString::from(s)
 }
 
@@ -75,14 +80,13 @@ impl PasswordHasher {
             .await
             .map_err(|_| HashError::Busy)?
             .map_err(|_| HashError::Busy)?;
-        let result = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let r = f();
             drop(permit);
             r
         })
         .await
-        .map_err(|e| HashError::Failed(e.to_string()))?;
-        result
+        .map_err(|e| HashError::Failed(e.to_string()))?
     }
 
     /// A PHC string for a new password.
@@ -92,7 +96,11 @@ impl PasswordHasher {
 
     /// Check a password. With no hash (unknown user) the dummy hash is checked
     /// instead and the answer is `false`: the same work either way.
-    pub async fn verify(&self, password: SecretString, hash: Option<String>) -> Result<bool, HashError> {
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        hash: Option<String>,
+    ) -> Result<bool, HashError> {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
         let ok = self.run(move || verify_blocking(&password, &hash)).await?;
@@ -109,9 +117,20 @@ mod tests {
         let h = PasswordHasher::new(2, Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
         let pw = SecretString::from("correct horse battery".to_owned());
         let hash = h.hash(pw.clone()).await.unwrap_or_else(|e| panic!("{e}"));
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-        assert!(h.verify(pw.clone(), Some(hash.clone())).await.unwrap_or(false));
-        assert!(!h.verify(SecretString::from("wrong".to_owned()), Some(hash)).await.unwrap_or(true));
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(
+            h.verify(pw.clone(), Some(hash.clone()))
+                .await
+                .unwrap_or(false)
+        );
+        assert!(
+            !h.verify(SecretString::from("wrong".to_owned()), Some(hash))
+                .await
+                .unwrap_or(true)
+        );
         // Unknown user: never true, even for the dummy's own password shape.
         assert!(!h.verify(pw, None).await.unwrap_or(true));
     }

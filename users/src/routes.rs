@@ -4,8 +4,8 @@
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use common::identity::{Admin, Caller, GatewayCall};
 use common::http::{GatewayProofScheme, Health};
+use common::identity::{Admin, Caller, GatewayCall};
 use common::{FieldError, Problem};
 use sea_orm::DatabaseConnection;
 use secrecy::SecretString;
@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use crate::domain::{Email, Fields, FullName, Password, Role, Username};
 use crate::dto::{
-    CreateUserRequest, CredentialsRequest, ListQuery, UpdateMeRequest, UpdateUserRequest, UserIdentity,
-    UserList, UserResponse,
+    CreateUserRequest, CredentialsRequest, ListQuery, UpdateMeRequest, UpdateUserRequest,
+    UserIdentity, UserList, UserResponse,
 };
 use crate::error::{Error, Result};
 use crate::password::PasswordHasher;
@@ -27,7 +27,12 @@ type Hasher = web::Data<PasswordHasher>;
 /// Mount the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/users").get(list_users).post(create_user))
-        .service(web::resource("/users/{id}").get(get_user).patch(update_user).delete(delete_user))
+        .service(
+            web::resource("/users/{id}")
+                .get(get_user)
+                .patch(update_user)
+                .delete(delete_user),
+        )
         .service(web::resource("/me").get(get_me).patch(update_me))
         .service(web::resource("/internal/credentials/verify").post(verify_credentials))
         .service(web::resource("/internal/users/{id}").get(internal_get_user))
@@ -52,19 +57,30 @@ fn hash_new(fields: &mut Fields, field: &str, raw: Option<&SecretString>) -> Opt
         (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid limit, offset or role", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list_users(_admin: Admin, db: Db, q: web::Query<ListQuery>) -> Result<web::Json<UserList>> {
+pub async fn list_users(
+    _admin: Admin,
+    db: Db,
+    q: web::Query<ListQuery>,
+) -> Result<web::Json<UserList>> {
     let mut fields = Fields::default();
     let limit = match q.limit {
         None => Some(DEFAULT_LIMIT),
         Some(l) if (1..=MAX_LIMIT as i64).contains(&l) => Some(l as u64),
-        Some(_) => fields.take(Err(FieldError::new("limit", "range", format!("must be 1 to {MAX_LIMIT}")))),
+        Some(_) => fields.take(Err(FieldError::new(
+            "limit",
+            "range",
+            format!("must be 1 to {MAX_LIMIT}"),
+        ))),
     };
     let offset = match q.offset {
         None => Some(0),
         Some(o) if o >= 0 => Some(o as u64),
         Some(_) => fields.take(Err(FieldError::new("offset", "range", "must be 0 or more"))),
     };
-    let role = q.role.as_deref().map(|r| fields.take(Role::parse("role", r)));
+    let role = q
+        .role
+        .as_deref()
+        .map(|r| fields.take(Role::parse("role", r)));
     fields.finish()?;
     let (limit, offset) = (limit.unwrap_or(DEFAULT_LIMIT), offset.unwrap_or(0));
     let filter = ListFilter {
@@ -74,7 +90,12 @@ pub async fn list_users(_admin: Admin, db: Db, q: web::Query<ListQuery>) -> Resu
         active: q.active,
     };
     let (users, total) = service::list(db.get_ref(), &filter, limit, offset).await?;
-    Ok(web::Json(UserList { items: users.into_iter().map(Into::into).collect(), total, limit, offset }))
+    Ok(web::Json(UserList {
+        items: users.into_iter().map(Into::into).collect(),
+        total,
+        limit,
+        offset,
+    }))
 }
 
 /// Create a user (admin).
@@ -99,14 +120,19 @@ pub async fn create_user(
     let mut f = Fields::default();
     let username = f.take(Username::parse("username", &body.username));
     let email = f.take(Email::parse("email", &body.email));
-    let full_name = body.full_name.as_deref().map(|n| f.take(FullName::parse("full_name", n)));
+    let full_name = body
+        .full_name
+        .as_deref()
+        .map(|n| f.take(FullName::parse("full_name", n)));
     let password = hash_new(&mut f, "password", Some(&body.password));
     let roles = match &body.roles {
         Some(r) => Role::parse_list("roles", r, &mut f.0),
         None => Some(vec![Role::User]),
     };
     f.finish()?;
-    let (Some(username), Some(email), Some(password), Some(roles)) = (username, email, password, roles) else {
+    let (Some(username), Some(email), Some(password), Some(roles)) =
+        (username, email, password, roles)
+    else {
         return Err(Error::Validation(Vec::new()));
     };
     let password_hash = hasher.hash(password.secret().clone()).await?;
@@ -136,8 +162,14 @@ pub async fn create_user(
         (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get_user(_admin: Admin, db: Db, id: web::Path<Uuid>) -> Result<web::Json<UserResponse>> {
-    Ok(web::Json(service::get(db.get_ref(), id.into_inner()).await?.into()))
+pub async fn get_user(
+    _admin: Admin,
+    db: Db,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<UserResponse>> {
+    Ok(web::Json(
+        service::get(db.get_ref(), id.into_inner()).await?.into(),
+    ))
 }
 
 /// Change a user: fields, roles, activation, password reset (admin).
@@ -161,8 +193,14 @@ pub async fn update_user(
     let body = body.into_inner();
     let mut f = Fields::default();
     let mut patch = UserPatch {
-        username: body.username.as_deref().and_then(|u| f.take(Username::parse("username", u))),
-        email: body.email.as_deref().and_then(|e| f.take(Email::parse("email", e))),
+        username: body
+            .username
+            .as_deref()
+            .and_then(|u| f.take(Username::parse("username", u))),
+        email: body
+            .email
+            .as_deref()
+            .and_then(|e| f.take(Email::parse("email", e))),
         is_active: body.is_active,
         ..Default::default()
     };
@@ -180,7 +218,11 @@ pub async fn update_user(
     if let Some(p) = password {
         patch.password_hash = Some(hasher.hash(p.secret().clone()).await?);
     }
-    Ok(web::Json(service::update(db.get_ref(), id.into_inner(), patch).await?.into()))
+    Ok(web::Json(
+        service::update(db.get_ref(), id.into_inner(), patch)
+            .await?
+            .into(),
+    ))
 }
 
 /// Delete a user (admin).
@@ -206,7 +248,9 @@ pub async fn delete_user(_admin: Admin, db: Db, id: web::Path<Uuid>) -> Result<H
         (status = 404, description = "The account no longer exists", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_me(caller: Caller, db: Db) -> Result<web::Json<UserResponse>> {
-    Ok(web::Json(service::get(db.get_ref(), caller.id).await?.into()))
+    Ok(web::Json(
+        service::get(db.get_ref(), caller.id).await?.into(),
+    ))
 }
 
 /// Change the caller's own name, e-mail or password (the latter needs the
@@ -228,8 +272,13 @@ pub async fn update_me(
 ) -> Result<web::Json<UserResponse>> {
     let body = body.into_inner();
     let mut f = Fields::default();
-    let mut patch =
-        UserPatch { email: body.email.as_deref().and_then(|e| f.take(Email::parse("email", e))), ..Default::default() };
+    let mut patch = UserPatch {
+        email: body
+            .email
+            .as_deref()
+            .and_then(|e| f.take(Email::parse("email", e))),
+        ..Default::default()
+    };
     if let Some(name) = &body.full_name {
         patch.full_name = match name {
             None => Some(None),
@@ -238,7 +287,11 @@ pub async fn update_me(
     }
     let password = hash_new(&mut f, "password", body.password.as_ref());
     if body.password.is_some() && body.current_password.is_none() {
-        f.0.push(FieldError::new("current_password", "required", "is required to change the password"));
+        f.0.push(FieldError::new(
+            "current_password",
+            "required",
+            "is required to change the password",
+        ));
     }
     f.finish()?;
     if let (Some(new), Some(current)) = (password, body.current_password) {
@@ -248,7 +301,11 @@ pub async fn update_me(
         }
         patch.password_hash = Some(hasher.hash(new.secret().clone()).await?);
     }
-    Ok(web::Json(service::update(db.get_ref(), caller.id, patch).await?.into()))
+    Ok(web::Json(
+        service::update(db.get_ref(), caller.id, patch)
+            .await?
+            .into(),
+    ))
 }
 
 /// Check a username and password (gateway only). One uniform 401 for an
@@ -294,8 +351,14 @@ pub async fn verify_credentials(
         (status = 403, description = "The proof is a user's, not the gateway's", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn internal_get_user(_gateway: GatewayCall, db: Db, id: web::Path<Uuid>) -> Result<web::Json<UserIdentity>> {
-    Ok(web::Json(service::get(db.get_ref(), id.into_inner()).await?.into()))
+pub async fn internal_get_user(
+    _gateway: GatewayCall,
+    db: Db,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<UserIdentity>> {
+    Ok(web::Json(
+        service::get(db.get_ref(), id.into_inner()).await?.into(),
+    ))
 }
 
 /// This service's OpenAPI document.

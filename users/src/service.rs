@@ -8,7 +8,8 @@ use common::db::write_txn;
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionSession, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionSession,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -107,7 +108,10 @@ async fn roles_of<C: ConnectionTrait>(db: &C, ids: &[Uuid]) -> Result<HashMap<Uu
 }
 
 async fn load<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<User> {
-    let m = user::Entity::find_by_id(id).one(db).await?.ok_or(Error::NotFound)?;
+    let m = user::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(Error::NotFound)?;
     let roles = roles_of(db, &[id]).await?.remove(&id).unwrap_or_default();
     Ok(User::from_model(m, roles))
 }
@@ -143,7 +147,10 @@ async fn active_admins<C: ConnectionTrait>(db: &C) -> Result<u64> {
 }
 
 async fn insert_roles<C: ConnectionTrait>(db: &C, id: Uuid, roles: &[Role]) -> Result<()> {
-    let rows = roles.iter().map(|r| user_role::ActiveModel { user_id: Set(id), role: Set(r.as_str().to_owned()) });
+    let rows = roles.iter().map(|r| user_role::ActiveModel {
+        user_id: Set(id),
+        role: Set(r.as_str().to_owned()),
+    });
     user_role::Entity::insert_many(rows).exec(db).await?;
     Ok(())
 }
@@ -192,13 +199,24 @@ fn escape_like(s: &str) -> String {
 
 /// A page of users in a stable order (creation time, then id), and the total
 /// number matching the filter.
-pub async fn list<C: ConnectionTrait>(db: &C, filter: &ListFilter, limit: u64, offset: u64) -> Result<(Vec<User>, u64)> {
+pub async fn list<C: ConnectionTrait>(
+    db: &C,
+    filter: &ListFilter,
+    limit: u64,
+    offset: u64,
+) -> Result<(Vec<User>, u64)> {
     let mut cond = Condition::all();
     if let Some(u) = &filter.username {
-        cond = cond.add(Expr::col(user::Column::Username).like(LikeExpr::new(escape_like(&u.to_lowercase())).escape('\\')));
+        cond = cond.add(
+            Expr::col(user::Column::Username)
+                .like(LikeExpr::new(escape_like(&u.to_lowercase())).escape('\\')),
+        );
     }
     if let Some(e) = &filter.email {
-        cond = cond.add(Expr::col(user::Column::Email).like(LikeExpr::new(escape_like(&e.to_lowercase())).escape('\\')));
+        cond = cond.add(
+            Expr::col(user::Column::Email)
+                .like(LikeExpr::new(escape_like(&e.to_lowercase())).escape('\\')),
+        );
     }
     if let Some(r) = filter.role {
         let ids = Query::select()
@@ -235,7 +253,10 @@ pub async fn update<C: TransactionTrait>(db: &C, id: Uuid, patch: UserPatch) -> 
     let txn = write_txn(db).await?;
     lock_admins(&txn).await?;
     let before = load(&txn, id).await?;
-    let mut am = user::ActiveModel { id: Set(id), ..Default::default() };
+    let mut am = user::ActiveModel {
+        id: Set(id),
+        ..Default::default()
+    };
     if let Some(u) = patch.username {
         am.username = Set(u.as_str().to_owned());
     }
@@ -254,7 +275,10 @@ pub async fn update<C: TransactionTrait>(db: &C, id: Uuid, patch: UserPatch) -> 
     am.updated_at = Set(Utc::now());
     am.update(&txn).await?;
     if let Some(roles) = &patch.roles {
-        user_role::Entity::delete_many().filter(user_role::Column::UserId.eq(id)).exec(&txn).await?;
+        user_role::Entity::delete_many()
+            .filter(user_role::Column::UserId.eq(id))
+            .exec(&txn)
+            .await?;
         insert_roles(&txn, id, roles).await?;
     }
     if before.is_admin() && before.is_active && active_admins(&txn).await? == 0 {
@@ -272,7 +296,10 @@ pub async fn delete<C: TransactionTrait>(db: &C, id: Uuid) -> Result<()> {
     let txn = write_txn(db).await?;
     lock_admins(&txn).await?;
     let before = load(&txn, id).await?;
-    user_role::Entity::delete_many().filter(user_role::Column::UserId.eq(id)).exec(&txn).await?;
+    user_role::Entity::delete_many()
+        .filter(user_role::Column::UserId.eq(id))
+        .exec(&txn)
+        .await?;
     user::Entity::delete_by_id(id).exec(&txn).await?;
     if before.is_admin() && before.is_active && active_admins(&txn).await? == 0 {
         return Err(Error::LastAdmin);
@@ -282,18 +309,31 @@ pub async fn delete<C: TransactionTrait>(db: &C, id: Uuid) -> Result<()> {
 }
 
 /// What the credential check needs: the user and its hash, by username.
-pub async fn find_for_login<C: ConnectionTrait>(db: &C, username: &str) -> Result<Option<(User, String)>> {
-    let Some(m) = user::Entity::find().filter(user::Column::Username.eq(username)).one(db).await? else {
+pub async fn find_for_login<C: ConnectionTrait>(
+    db: &C,
+    username: &str,
+) -> Result<Option<(User, String)>> {
+    let Some(m) = user::Entity::find()
+        .filter(user::Column::Username.eq(username))
+        .one(db)
+        .await?
+    else {
         return Ok(None);
     };
     let hash = m.password_hash.clone();
-    let roles = roles_of(db, &[m.id]).await?.remove(&m.id).unwrap_or_default();
+    let roles = roles_of(db, &[m.id])
+        .await?
+        .remove(&m.id)
+        .unwrap_or_default();
     Ok(Some((User::from_model(m, roles), hash)))
 }
 
 /// The stored hash of a user's password.
 pub async fn password_hash<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<String> {
-    let m = user::Entity::find_by_id(id).one(db).await?.ok_or(Error::NotFound)?;
+    let m = user::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(Error::NotFound)?;
     Ok(m.password_hash)
 }
 

@@ -59,7 +59,10 @@ impl Settings {
 
     /// Complete a loader with the environment layers and extract.
     pub fn from_loader(loader: Loader) -> Result<Self, ConfigError> {
-        let s: Settings = loader.env_aliases(ENV_ALIASES).env_prefix("USERS").extract()?;
+        let s: Settings = loader
+            .env_aliases(ENV_ALIASES)
+            .env_prefix("USERS")
+            .extract()?;
         s.check()
     }
 
@@ -69,9 +72,14 @@ impl Settings {
     }
 
     fn check(self) -> Result<Self, ConfigError> {
-        let invalid = |message: &str| ConfigError::Invalid { service: "users".into(), message: message.into() };
+        let invalid = |message: &str| ConfigError::Invalid {
+            service: "users".into(),
+            message: message.into(),
+        };
         if self.password.max_concurrent_hashes == 0 {
-            return Err(invalid("password.max_concurrent_hashes: must be at least 1"));
+            return Err(invalid(
+                "password.max_concurrent_hashes: must be at least 1",
+            ));
         }
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections: must be at least 1"));

@@ -4,4 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_users;
 
-crate::migrator!("seaql_migrations_users", [m20261122_000001_create_users::Migration]);
+crate::migrator!(
+    "seaql_migrations_users",
+    [m20261122_000001_create_users::Migration]
+);

@@ -7,8 +7,12 @@ use crate::helpers::*;
 async fn create_get_list_update_delete() {
     let app = spawn_app().await;
     let r = app
-        .post(&app.admin, "/users", json!({"username": "Alice", "email": "Alice@Example.com",
-            "full_name": "Alice Liddell", "password": "alice-password-1"}))
+        .post(
+            &app.admin,
+            "/users",
+            json!({"username": "Alice", "email": "Alice@Example.com",
+            "full_name": "Alice Liddell", "password": "alice-password-1"}),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let id = r.id();
@@ -32,8 +36,12 @@ async fn create_get_list_update_delete() {
     assert_eq!(l.body["items"][1]["username"], "alice");
 
     let p = app
-        .patch(&app.admin, &format!("/users/{id}"), json!({"username": "alice2", "email": "a2@example.com",
-            "full_name": null, "roles": ["admin", "user"], "is_active": false}))
+        .patch(
+            &app.admin,
+            &format!("/users/{id}"),
+            json!({"username": "alice2", "email": "a2@example.com",
+            "full_name": null, "roles": ["admin", "user"], "is_active": false}),
+        )
         .await;
     assert_eq!(p.status, 200, "{}", p.text);
     assert_eq!(p.body["username"], "alice2");
@@ -45,7 +53,13 @@ async fn create_get_list_update_delete() {
     assert_eq!(p.body["created_at"], r.body["created_at"]);
 
     // Password reset by the admin takes effect at the credential check.
-    let p = app.patch(&app.admin, &format!("/users/{id}"), json!({"password": "a-brand-new-secret", "is_active": true})).await;
+    let p = app
+        .patch(
+            &app.admin,
+            &format!("/users/{id}"),
+            json!({"password": "a-brand-new-secret", "is_active": true}),
+        )
+        .await;
     assert_eq!(p.status, 200, "{}", p.text);
     assert_eq!(app.verify("alice2", "a-brand-new-secret").await.status, 200);
     assert_eq!(app.verify("alice2", "alice-password-1").await.status, 401);
@@ -53,9 +67,19 @@ async fn create_get_list_update_delete() {
     let d = app.delete(&app.admin, &format!("/users/{id}")).await;
     assert_eq!(d.status, 204);
     assert!(d.text.is_empty());
-    app.get(&app.admin, &format!("/users/{id}")).await.problem(404);
-    app.delete(&app.admin, &format!("/users/{id}")).await.problem(404);
-    app.patch(&app.admin, &format!("/users/{id}"), json!({"is_active": true})).await.problem(404);
+    app.get(&app.admin, &format!("/users/{id}"))
+        .await
+        .problem(404);
+    app.delete(&app.admin, &format!("/users/{id}"))
+        .await
+        .problem(404);
+    app.patch(
+        &app.admin,
+        &format!("/users/{id}"),
+        json!({"is_active": true}),
+    )
+    .await
+    .problem(404);
 }
 
 #[actix_web::test]
@@ -63,17 +87,33 @@ async fn duplicates_are_409_case_insensitively() {
     let app = spawn_app().await;
     app.create_user("bob", &["user"]).await;
     let r = app
-        .post(&app.admin, "/users", json!({"username": "BOB", "email": "other@example.com", "password": "bob-password-22"}))
+        .post(
+            &app.admin,
+            "/users",
+            json!({"username": "BOB", "email": "other@example.com", "password": "bob-password-22"}),
+        )
         .await;
     assert_eq!(r.problem(409)["errors"][0]["field"], "username");
     let r = app
-        .post(&app.admin, "/users", json!({"username": "bobby", "email": "BOB@example.com", "password": "bob-password-22"}))
+        .post(
+            &app.admin,
+            "/users",
+            json!({"username": "bobby", "email": "BOB@example.com", "password": "bob-password-22"}),
+        )
         .await;
     assert_eq!(r.problem(409)["errors"][0]["field"], "email");
     // A patch onto a taken name is a conflict too.
     let (carol, _) = app.create_user("carol", &["user"]).await;
-    let common::identity::Principal::User { id, .. } = carol else { unreachable!() };
-    let r = app.patch(&app.admin, &format!("/users/{id}"), json!({"username": "Bob"})).await;
+    let common::identity::Principal::User { id, .. } = carol else {
+        unreachable!()
+    };
+    let r = app
+        .patch(
+            &app.admin,
+            &format!("/users/{id}"),
+            json!({"username": "Bob"}),
+        )
+        .await;
     r.problem(409);
     let l = app.get(&app.admin, "/users").await;
     assert_eq!(l.body["total"], 3, "nothing half-written");
@@ -92,11 +132,23 @@ async fn concurrent_creates_of_one_username() {
     assert_eq!(statuses, [201, 409], "a: {} b: {}", a.text, b.text);
     let l = app.get(&app.admin, "/users?username=racer").await;
     assert_eq!(l.body["total"], 1);
-    assert_eq!(l.body["items"][0]["roles"], json!(["user"]), "the winner has its roles");
+    assert_eq!(
+        l.body["items"][0]["roles"],
+        json!(["user"]),
+        "the winner has its roles"
+    );
     // The loser left nothing behind: its e-mail is free.
-    let loser_email = if a.status == 409 { "r1@example.com" } else { "r2@example.com" };
+    let loser_email = if a.status == 409 {
+        "r1@example.com"
+    } else {
+        "r2@example.com"
+    };
     let r = app
-        .post(&app.admin, "/users", json!({"username": "racer2", "email": loser_email, "password": "racer-password-1"}))
+        .post(
+            &app.admin,
+            "/users",
+            json!({"username": "racer2", "email": loser_email, "password": "racer-password-1"}),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
 }
@@ -105,10 +157,17 @@ async fn concurrent_creates_of_one_username() {
 async fn every_field_problem_is_listed() {
     let app = spawn_app().await;
     let r = app
-        .post(&app.admin, "/users", json!({"username": "x!", "email": "nope", "password": "short",
-            "full_name": "", "roles": ["root", "user"]}))
+        .post(
+            &app.admin,
+            "/users",
+            json!({"username": "x!", "email": "nope", "password": "short",
+            "full_name": "", "roles": ["root", "user"]}),
+        )
         .await;
-    assert_eq!(r.fields(), ["email", "full_name", "password", "roles[0]", "username"]);
+    assert_eq!(
+        r.fields(),
+        ["email", "full_name", "password", "roles[0]", "username"]
+    );
 
     let r = app.post(&app.admin, "/users", json!({"username": "a".repeat(33), "email": "a@example.com", "password": "p".repeat(129)})).await;
     assert_eq!(r.fields(), ["password", "username"]);
@@ -116,7 +175,9 @@ async fn every_field_problem_is_listed() {
     assert_eq!(r.fields(), ["roles"]);
 
     // Shape problems.
-    app.post(&app.admin, "/users", json!({"username": "abc"})).await.problem(422);
+    app.post(&app.admin, "/users", json!({"username": "abc"}))
+        .await
+        .problem(422);
     app.post(&app.admin, "/users", json!({"username": "abc", "email": "a@example.com", "password": "p".repeat(12), "admin": true}))
         .await
         .problem(422);
@@ -127,7 +188,11 @@ async fn every_field_problem_is_listed() {
         .header("content-type", "application/json")
         .body("{not json");
     read(raw).await.problem(422);
-    let raw = app.client.post(format!("{}/users", app.base)).headers(headers(&app, &app.admin)).body("username=abc");
+    let raw = app
+        .client
+        .post(format!("{}/users", app.base))
+        .headers(headers(&app, &app.admin))
+        .body("username=abc");
     read(raw).await.problem(415);
     let raw = app
         .client
@@ -138,8 +203,16 @@ async fn every_field_problem_is_listed() {
     read(raw).await.problem(413);
 
     let (u, _) = app.create_user("dave", &["user"]).await;
-    let common::identity::Principal::User { id, .. } = u else { unreachable!() };
-    let r = app.patch(&app.admin, &format!("/users/{id}"), json!({"email": "bad", "roles": ["x"], "password": "short"})).await;
+    let common::identity::Principal::User { id, .. } = u else {
+        unreachable!()
+    };
+    let r = app
+        .patch(
+            &app.admin,
+            &format!("/users/{id}"),
+            json!({"email": "bad", "roles": ["x"], "password": "short"}),
+        )
+        .await;
     assert_eq!(r.fields(), ["email", "password", "roles[0]"]);
 }
 
@@ -164,7 +237,9 @@ async fn non_admins_are_forbidden() {
         (Method::DELETE, format!("/users/{id}")),
     ] {
         let body = matches!(m, Method::POST | Method::PATCH).then(|| json!({}));
-        app.send(Some(&u), m.clone(), &path, body).await.problem(403);
+        app.send(Some(&u), m.clone(), &path, body)
+            .await
+            .problem(403);
     }
 }
 
@@ -175,21 +250,45 @@ async fn pagination_and_filters() {
         app.create_user(&format!("page{i}"), &["user"]).await;
     }
     let (_, inactive) = app.create_user("sleepy_1", &["user"]).await;
-    app.patch(&app.admin, &format!("/users/{}", inactive.id()), json!({"is_active": false})).await;
+    app.patch(
+        &app.admin,
+        &format!("/users/{}", inactive.id()),
+        json!({"is_active": false}),
+    )
+    .await;
     app.create_user("boss", &["admin", "user"]).await;
 
     let all = app.get(&app.admin, "/users?limit=100").await;
     assert_eq!(all.body["total"], 8);
-    let names: Vec<&str> = all.body["items"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
-    assert_eq!(names, ["admin", "page0", "page1", "page2", "page3", "page4", "sleepy_1", "boss"], "creation order");
+    let names: Vec<&str> = all.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "admin", "page0", "page1", "page2", "page3", "page4", "sleepy_1", "boss"
+        ],
+        "creation order"
+    );
 
     // Pages tile the whole list, in the same order.
     let mut paged = Vec::new();
     for offset in (0..8).step_by(3) {
-        let p = app.get(&app.admin, &format!("/users?limit=3&offset={offset}")).await;
+        let p = app
+            .get(&app.admin, &format!("/users?limit=3&offset={offset}"))
+            .await;
         assert_eq!(p.body["total"], 8);
         assert_eq!(p.body["limit"], 3);
-        paged.extend(p.body["items"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap().to_owned()));
+        paged.extend(
+            p.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["username"].as_str().unwrap().to_owned()),
+        );
     }
     assert_eq!(paged, names);
 
@@ -201,9 +300,20 @@ async fn pagination_and_filters() {
     let max = app.get(&app.admin, "/users?limit=100").await;
     assert_eq!(max.status, 200);
 
-    assert_eq!(app.get(&app.admin, "/users?limit=0").await.fields(), ["limit"]);
-    assert_eq!(app.get(&app.admin, "/users?limit=101").await.fields(), ["limit"]);
-    assert_eq!(app.get(&app.admin, "/users?offset=-1&role=root").await.fields(), ["offset", "role"]);
+    assert_eq!(
+        app.get(&app.admin, "/users?limit=0").await.fields(),
+        ["limit"]
+    );
+    assert_eq!(
+        app.get(&app.admin, "/users?limit=101").await.fields(),
+        ["limit"]
+    );
+    assert_eq!(
+        app.get(&app.admin, "/users?offset=-1&role=root")
+            .await
+            .fields(),
+        ["offset", "role"]
+    );
     app.get(&app.admin, "/users?limit=abc").await.problem(400);
 
     let f = app.get(&app.admin, "/users?username=PAGE").await;
@@ -215,7 +325,9 @@ async fn pagination_and_filters() {
     let f = app.get(&app.admin, "/users?active=false").await;
     assert_eq!(f.body["items"][0]["username"], "sleepy_1");
     assert_eq!(f.body["total"], 1);
-    let f = app.get(&app.admin, "/users?role=user&active=true&username=p").await;
+    let f = app
+        .get(&app.admin, "/users?role=user&active=true&username=p")
+        .await;
     assert_eq!(f.body["total"], 5);
     // LIKE wildcards are literal.
     let f = app.get(&app.admin, "/users?username=_").await;

@@ -10,13 +10,21 @@ async fn credential_check() {
     let (_, ivy) = app.create_user("ivy", &["user"]).await;
     let ok = app.verify("IVY", "ivy-password-1").await;
     assert_eq!(ok.status, 200, "{}", ok.text);
-    assert_eq!(ok.body, json!({"id": ivy.body["id"], "username": "ivy", "roles": ["user"], "is_active": true}));
+    assert_eq!(
+        ok.body,
+        json!({"id": ivy.body["id"], "username": "ivy", "roles": ["user"], "is_active": true})
+    );
 
     // One uniform answer for every failure.
     let wrong = app.verify("ivy", "not-ivys-password").await;
     let unknown = app.verify("nobody", "ivy-password-1").await;
     let invalid_name = app.verify("no such name!", "ivy-password-1").await;
-    app.patch(&app.admin, &format!("/users/{}", ivy.id()), json!({"is_active": false})).await;
+    app.patch(
+        &app.admin,
+        &format!("/users/{}", ivy.id()),
+        json!({"is_active": false}),
+    )
+    .await;
     let inactive = app.verify("ivy", "ivy-password-1").await;
     for r in [&wrong, &unknown, &invalid_name, &inactive] {
         r.problem(401);
@@ -26,16 +34,29 @@ async fn credential_check() {
 
     // Only the gateway may call it: a user's proof is refused, no proof too.
     let (jack, _) = app.create_user("jack", &["user"]).await;
-    app.post(&jack, "/internal/credentials/verify", json!({"username": "jack", "password": "jack-password-1"}))
-        .await
-        .problem(403);
+    app.post(
+        &jack,
+        "/internal/credentials/verify",
+        json!({"username": "jack", "password": "jack-password-1"}),
+    )
+    .await
+    .problem(403);
     let r = app
-        .send(None, reqwest::Method::POST, "/internal/credentials/verify", Some(json!({"username": "jack", "password": "jack-password-1"})))
+        .send(
+            None,
+            reqwest::Method::POST,
+            "/internal/credentials/verify",
+            Some(json!({"username": "jack", "password": "jack-password-1"})),
+        )
         .await;
     r.problem(401);
-    app.post(&common::identity::Principal::Gateway, "/internal/credentials/verify", json!({"username": "jack"}))
-        .await
-        .problem(422);
+    app.post(
+        &common::identity::Principal::Gateway,
+        "/internal/credentials/verify",
+        json!({"username": "jack"}),
+    )
+    .await
+    .problem(422);
 }
 
 /// An unknown user costs a full Argon2 verification (against the dummy hash),
@@ -58,18 +79,36 @@ async fn unknown_user_does_the_same_work() {
     }
     let known = median(&app, "kim").await;
     let unknown = median(&app, "nobody-here").await;
-    assert!(unknown * 2 >= known, "unknown {unknown:?} vs known {known:?}");
-    assert!(known * 2 >= unknown, "unknown {unknown:?} vs known {known:?}");
+    assert!(
+        unknown * 2 >= known,
+        "unknown {unknown:?} vs known {known:?}"
+    );
+    assert!(
+        known * 2 >= unknown,
+        "unknown {unknown:?} vs known {known:?}"
+    );
 }
 
 #[actix_web::test]
 async fn internal_identity_lookup() {
     let app = spawn_app().await;
     let (_, r) = app.create_user("lee", &["user"]).await;
-    let g = app.get(&common::identity::Principal::Gateway, &format!("/internal/users/{}", r.id())).await;
+    let g = app
+        .get(
+            &common::identity::Principal::Gateway,
+            &format!("/internal/users/{}", r.id()),
+        )
+        .await;
     assert_eq!(g.status, 200);
     assert_eq!(g.body["username"], "lee");
     assert_eq!(g.body["is_active"], true);
-    app.get(&common::identity::Principal::Gateway, &format!("/internal/users/{}", uuid::Uuid::new_v4())).await.problem(404);
-    app.get(&app.admin, &format!("/internal/users/{}", r.id())).await.problem(403);
+    app.get(
+        &common::identity::Principal::Gateway,
+        &format!("/internal/users/{}", uuid::Uuid::new_v4()),
+    )
+    .await
+    .problem(404);
+    app.get(&app.admin, &format!("/internal/users/{}", r.id()))
+        .await
+        .problem(403);
 }

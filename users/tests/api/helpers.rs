@@ -36,29 +36,52 @@ impl Resp {
     /// Assert a problem+json error of the given status.
     pub fn problem(&self, status: u16) -> &Value {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
-        assert_eq!(self.headers["content-type"], "application/problem+json", "{}", self.text);
+        assert_eq!(
+            self.headers["content-type"], "application/problem+json",
+            "{}",
+            self.text
+        );
         assert_eq!(self.body["status"], status);
-        assert!(self.body["type"].as_str().unwrap().starts_with("urn:gatehouse:problem:"));
-        assert!(self.body["request_id"].is_string(), "problem has the request id: {}", self.text);
+        assert!(
+            self.body["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:gatehouse:problem:")
+        );
+        assert!(
+            self.body["request_id"].is_string(),
+            "problem has the request id: {}",
+            self.text
+        );
         &self.body
     }
 
     /// The `field` names of a 422's error list.
     pub fn fields(&self) -> Vec<String> {
         self.problem(422);
-        self.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap().to_owned()).collect()
+        self.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap().to_owned())
+            .collect()
     }
 }
 
 pub fn user(id: Uuid, roles: &[&str]) -> Principal {
-    Principal::User { id, roles: roles.iter().map(|r| r.to_string()).collect() }
+    Principal::User {
+        id,
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|l| l).await
 }
 
-pub async fn spawn_app_with(f: impl FnOnce(common::config::Loader) -> common::config::Loader) -> TestApp {
+pub async fn spawn_app_with(
+    f: impl FnOnce(common::config::Loader) -> common::config::Loader,
+) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         common::telemetry::init();
     }
@@ -71,11 +94,22 @@ pub async fn spawn_app_with(f: impl FnOnce(common::config::Loader) -> common::co
         .set("admin.password", ADMIN_PASSWORD);
     let settings: users::Settings = f(loader).extract().expect("settings");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let app = users::build_with_listener(settings, listener).await.expect("app builds");
+    let app = users::build_with_listener(settings, listener)
+        .await
+        .expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let mut t = TestApp { base, client, minter: env.minter.clone(), admin: Principal::Gateway, env };
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut t = TestApp {
+        base,
+        client,
+        minter: env.minter.clone(),
+        admin: Principal::Gateway,
+        env,
+    };
     let me = t.verify("admin", ADMIN_PASSWORD).await;
     assert_eq!(me.status, 200, "{}", me.text);
     t.admin = user(me.id(), &["admin", "user"]);
@@ -84,8 +118,16 @@ pub async fn spawn_app_with(f: impl FnOnce(common::config::Loader) -> common::co
 
 impl TestApp {
     /// A request as `who` (None: without any identity headers).
-    pub async fn send(&self, who: Option<&Principal>, method: Method, path: &str, body: Option<Value>) -> Resp {
-        let mut rb = self.client.request(method, format!("{}{}", self.base, path));
+    pub async fn send(
+        &self,
+        who: Option<&Principal>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut rb = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
         if let Some(p) = who {
             for (k, v) in self.minter.header_pairs("users", p).unwrap() {
                 rb = rb.header(k, v);
@@ -126,8 +168,12 @@ impl TestApp {
 
     /// The internal credential check, as the gateway.
     pub async fn verify(&self, username: &str, password: &str) -> Resp {
-        self.post(&Principal::Gateway, "/internal/credentials/verify", json!({"username": username, "password": password}))
-            .await
+        self.post(
+            &Principal::Gateway,
+            "/internal/credentials/verify",
+            json!({"username": username, "password": password}),
+        )
+        .await
     }
 
     /// A proof signed with the gateway key but with chosen claims.
@@ -143,9 +189,20 @@ pub async fn read(rb: reqwest::RequestBuilder) -> Resp {
     let headers = res.headers().clone();
     let text = res.text().await.unwrap();
     assert!(!text.contains("$argon2"), "a password hash leaked: {text}");
-    assert!(!text.contains("password_hash"), "a hash field leaked: {text}");
+    assert!(
+        !text.contains("password_hash"),
+        "a hash field leaked: {text}"
+    );
     assert!(!text.contains("-password-1"), "a password leaked: {text}");
-    assert!(headers.get("x-request-id").is_some(), "every response carries the request id");
+    assert!(
+        headers.get("x-request-id").is_some(),
+        "every response carries the request id"
+    );
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Resp { status, headers, body, text }
+    Resp {
+        status,
+        headers,
+        body,
+        text,
+    }
 }

@@ -10,7 +10,13 @@ async fn read_and_change_own_account() {
     assert_eq!(me.status, 200);
     assert_eq!(me.body, created.body);
 
-    let r = app.patch(&frank, "/me", json!({"full_name": "Frank N. Stein", "email": "FRANK@elsewhere.org"})).await;
+    let r = app
+        .patch(
+            &frank,
+            "/me",
+            json!({"full_name": "Frank N. Stein", "email": "FRANK@elsewhere.org"}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["full_name"], "Frank N. Stein");
     assert_eq!(r.body["email"], "frank@elsewhere.org");
@@ -18,26 +24,56 @@ async fn read_and_change_own_account() {
     assert_eq!(r.body["full_name"], json!(null));
 
     // Users cannot change what only admins may.
-    app.patch(&frank, "/me", json!({"roles": ["admin"]})).await.problem(422);
-    app.patch(&frank, "/me", json!({"is_active": false})).await.problem(422);
-    app.patch(&frank, "/me", json!({"email": "not-an-email"})).await.problem(422);
-    app.patch(&frank, "/me", json!({"email": "admin@example.com"})).await.problem(409);
+    app.patch(&frank, "/me", json!({"roles": ["admin"]}))
+        .await
+        .problem(422);
+    app.patch(&frank, "/me", json!({"is_active": false}))
+        .await
+        .problem(422);
+    app.patch(&frank, "/me", json!({"email": "not-an-email"}))
+        .await
+        .problem(422);
+    app.patch(&frank, "/me", json!({"email": "admin@example.com"}))
+        .await
+        .problem(409);
 }
 
 #[actix_web::test]
 async fn password_change_needs_the_current_password() {
     let app = spawn_app().await;
     let (gina, _) = app.create_user("gina", &["user"]).await;
-    let r = app.patch(&gina, "/me", json!({"password": "gina-new-secret-1"})).await;
+    let r = app
+        .patch(&gina, "/me", json!({"password": "gina-new-secret-1"}))
+        .await;
     assert_eq!(r.fields(), ["current_password"]);
-    let r = app.patch(&gina, "/me", json!({"password": "short", "current_password": "whatever"})).await;
+    let r = app
+        .patch(
+            &gina,
+            "/me",
+            json!({"password": "short", "current_password": "whatever"}),
+        )
+        .await;
     assert_eq!(r.fields(), ["password"]);
-    app.patch(&gina, "/me", json!({"password": "gina-new-secret-1", "current_password": "wrong-password-9"}))
-        .await
-        .problem(403);
-    assert_eq!(app.verify("gina", "gina-password-1").await.status, 200, "unchanged after a refusal");
+    app.patch(
+        &gina,
+        "/me",
+        json!({"password": "gina-new-secret-1", "current_password": "wrong-password-9"}),
+    )
+    .await
+    .problem(403);
+    assert_eq!(
+        app.verify("gina", "gina-password-1").await.status,
+        200,
+        "unchanged after a refusal"
+    );
 
-    let r = app.patch(&gina, "/me", json!({"password": "gina-new-secret-1", "current_password": "gina-password-1"})).await;
+    let r = app
+        .patch(
+            &gina,
+            "/me",
+            json!({"password": "gina-new-secret-1", "current_password": "gina-password-1"}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(app.verify("gina", "gina-new-secret-1").await.status, 200);
     app.verify("gina", "gina-password-1").await.problem(401);

@@ -17,7 +17,15 @@ async fn health_openapi_and_defaults() {
     assert_eq!(doc.status, 200);
     assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc.body["paths"].as_object().unwrap();
-    for p in ["/users", "/users/{id}", "/me", "/internal/credentials/verify", "/internal/users/{id}", "/healthz", "/readyz"] {
+    for p in [
+        "/users",
+        "/users/{id}",
+        "/me",
+        "/internal/credentials/verify",
+        "/internal/users/{id}",
+        "/healthz",
+        "/readyz",
+    ] {
         assert!(paths.contains_key(p), "{p} documented");
     }
     // Every operation documents its error responses with the Problem schema.
@@ -30,7 +38,9 @@ async fn health_openapi_and_defaults() {
 
     let nf = app.send(None, Method::GET, "/nope", None).await;
     nf.problem(404);
-    let m = app.send(Some(&app.admin), Method::PUT, "/users", None).await;
+    let m = app
+        .send(Some(&app.admin), Method::PUT, "/users", None)
+        .await;
     m.problem(405);
     // An id that is not a UUID names no resource.
     app.get(&app.admin, "/users/not-a-uuid").await.problem(404);
@@ -39,10 +49,20 @@ async fn health_openapi_and_defaults() {
 #[actix_web::test]
 async fn request_id_is_kept_when_sane_and_replaced_otherwise() {
     let app = spawn_app().await;
-    let r = read(app.client.get(format!("{}/nope", app.base)).header("x-request-id", "trace-123")).await;
+    let r = read(
+        app.client
+            .get(format!("{}/nope", app.base))
+            .header("x-request-id", "trace-123"),
+    )
+    .await;
     assert_eq!(r.headers["x-request-id"], "trace-123");
     assert_eq!(r.body["request_id"], "trace-123");
-    let r = read(app.client.get(format!("{}/healthz", app.base)).header("x-request-id", "bad id with spaces")).await;
+    let r = read(
+        app.client
+            .get(format!("{}/healthz", app.base))
+            .header("x-request-id", "bad id with spaces"),
+    )
+    .await;
     let id = r.headers["x-request-id"].to_str().unwrap();
     assert_ne!(id, "bad id with spaces");
     assert!(uuid::Uuid::parse_str(id).is_ok());
@@ -69,17 +89,25 @@ async fn generated_admin_password_when_none_is_set() {
         .set("workers", 1)
         .extract()
         .unwrap();
-    let app = users::build_with_listener(settings, std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .await
-        .unwrap();
+    let app = users::build_with_listener(
+        settings,
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    )
+    .await
+    .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());
     let client = reqwest::Client::new();
     let mut rb = client.post(format!("{base}/internal/credentials/verify"));
-    for (k, v) in env.minter.header_pairs("users", &common::identity::Principal::Gateway).unwrap() {
+    for (k, v) in env
+        .minter
+        .header_pairs("users", &common::identity::Principal::Gateway)
+        .unwrap()
+    {
         rb = rb.header(k, v);
     }
-    let r = read(rb.json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))).await;
+    let r =
+        read(rb.json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))).await;
     r.problem(401);
 }
 
@@ -92,11 +120,14 @@ async fn startup_fails_without_the_gateway_key() {
         .set("database.url", url)
         .extract()
         .unwrap();
-    let err = users::build_with_listener(settings, std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .await
-        .err()
-        .map(|e| format!("{e:#}"))
-        .unwrap_or_default();
+    let err = users::build_with_listener(
+        settings,
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    )
+    .await
+    .err()
+    .map(|e| format!("{e:#}"))
+    .unwrap_or_default();
     assert!(err.contains("gateway proof public key"), "{err}");
     let _: Option<Value> = None;
 }
