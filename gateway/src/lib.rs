@@ -17,6 +17,8 @@ use common::http::Running;
 use common::identity::{PROOF_KEY_NAME, ProofMinter};
 use serde::{Deserialize, Serialize};
 
+pub mod tokens;
+
 const DEFAULTS: &str = include_str!("../../config/gateway.yaml");
 
 /// Unprefixed environment names the gateway reads.

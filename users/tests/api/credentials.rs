@@ -112,3 +112,31 @@ async fn internal_identity_lookup() {
         .await
         .problem(403);
 }
+
+/// With every hashing slot taken and no time to wait, the service answers 503
+/// with Retry-After instead of queueing without bound.
+#[actix_web::test]
+async fn saturated_hasher_is_503_with_retry_after() {
+    let app = spawn_app_with(|l| {
+        l.set("password.max_concurrent_hashes", 1)
+            .set("password.queue_timeout_ms", 1)
+    })
+    .await;
+    let futs: Vec<_> = (0..6)
+        .map(|_| app.verify("admin", "wrong-password-000"))
+        .collect();
+    let results = futures_util::future::join_all(futs).await;
+    let busy: Vec<_> = results.iter().filter(|r| r.status == 503).collect();
+    assert!(
+        !busy.is_empty(),
+        "{:?}",
+        results.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    for r in &busy {
+        r.problem(503);
+        assert_eq!(r.headers["retry-after"], "1");
+    }
+    for r in results.iter().filter(|r| r.status != 503) {
+        r.problem(401);
+    }
+}

@@ -1,0 +1,679 @@
+//! Access tokens: JWTs the gateway issues at login and verifies on every
+//! request.
+//!
+//! Signed with EdDSA (Ed25519) by default; RS256 when configured; HS256 only
+//! when a key explicitly says so. The header carries `kid` and
+//! `typ: at+jwt`. Verification pins both the key (by `kid`) and the
+//! algorithm (the key's own, whatever the header claims), so `alg: none`, an
+//! HS256 token "signed" with a public key, a gateway proof (`typ`
+//! `gw-proof+jwt`) or an opaque refresh token are all refused.
+//!
+//! Several keys may be configured: one signs, the others still verify, so a
+//! rotation cuts no valid token short. The public halves are published as a
+//! JWKS.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// JOSE `typ` of an access token (RFC 9068).
+pub const ACCESS_TYP: &str = "at+jwt";
+
+/// Claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The user id.
+    pub sub: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    /// Unique id, the handle for revocation.
+    pub jti: String,
+    pub roles: Vec<String>,
+    pub username: String,
+}
+
+/// Signature algorithms a key may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum KeyAlg {
+    EdDSA,
+    RS256,
+    HS256,
+}
+
+impl KeyAlg {
+    fn jwt(self) -> Algorithm {
+        match self {
+            KeyAlg::EdDSA => Algorithm::EdDSA,
+            KeyAlg::RS256 => Algorithm::RS256,
+            KeyAlg::HS256 => Algorithm::HS256,
+        }
+    }
+}
+
+/// One configured key (`tokens.keys[]`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    pub alg: KeyAlg,
+    /// Required for HS256; derived from the public key otherwise.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// PEM private key (EdDSA: PKCS#8; RS256: PKCS#1 or PKCS#8).
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    /// PEM public key only: a retired key that still verifies.
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+    /// HS256 shared secret (at least 32 bytes).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// The key that signs new tokens (exactly one).
+    #[serde(default)]
+    pub active: bool,
+}
+
+impl std::fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyConfig")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .field("private_key_file", &self.private_key_file)
+            .field("public_key_file", &self.public_key_file)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a key set could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("tokens.keys[{index}]: {reason}")]
+pub struct KeyConfigError {
+    pub index: usize,
+    pub reason: String,
+}
+
+/// Why a token was refused. All map to 401 `invalid_token`; the variants
+/// exist for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("not an access token")]
+    WrongType,
+    #[error("unknown signing key")]
+    UnknownKey,
+    #[error("algorithm does not match the key")]
+    AlgorithmMismatch,
+    #[error("bad signature")]
+    BadSignature,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("wrong issuer or audience")]
+    WrongParty,
+    #[error("invalid claims")]
+    InvalidClaims,
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
+
+struct KeyEntry {
+    alg: KeyAlg,
+    encoding: Option<EncodingKey>,
+    decoding: DecodingKey,
+    validation: Validation,
+    jwk: Option<Value>,
+}
+
+/// Issues and verifies access tokens with a set of keys.
+pub struct TokenKeys {
+    keys: HashMap<String, KeyEntry>,
+    active: String,
+    issuer: String,
+    audience: String,
+}
+
+fn kid_of(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(&Sha256::digest(bytes)[..16])
+}
+
+fn read(path: &Path, index: usize) -> Result<Vec<u8>, KeyConfigError> {
+    std::fs::read(path).map_err(|e| KeyConfigError {
+        index,
+        reason: format!("{}: {e}", path.display()),
+    })
+}
+
+/// Public half and JWK of an RS256 key.
+fn rsa_public(
+    private_or_public_pem: &str,
+    private: bool,
+) -> Result<(String, Value, Vec<u8>), String> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey, LineEnding};
+    use rsa::traits::PublicKeyParts;
+    let public = if private {
+        let key = rsa::RsaPrivateKey::from_pkcs8_pem(private_or_public_pem)
+            .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(private_or_public_pem))
+            .map_err(|e| e.to_string())?;
+        key.to_public_key()
+    } else {
+        rsa::RsaPublicKey::from_public_key_pem(private_or_public_pem).map_err(|e| e.to_string())?
+    };
+    let pem = public
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| e.to_string())?;
+    let n = public.n().to_bytes_be();
+    let jwk = json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode(&n), "e": URL_SAFE_NO_PAD.encode(public.e().to_bytes_be())});
+    Ok((pem, jwk, n))
+}
+
+impl TokenKeys {
+    /// Build from configuration. `dev_key` (a generated Ed25519 PKCS#8 PEM) is
+    /// used when no key is configured.
+    pub fn new(
+        configs: &[KeyConfig],
+        dev_key: Option<&str>,
+        issuer: &str,
+        audience: &str,
+        leeway_secs: u64,
+    ) -> Result<Self, KeyConfigError> {
+        let mut keys = HashMap::new();
+        let mut active = None;
+        let dev;
+        let configs: Vec<(KeyConfig, Option<String>)> = if configs.is_empty() {
+            dev = dev_key.ok_or(KeyConfigError {
+                index: 0,
+                reason: "no key configured".into(),
+            })?;
+            vec![(
+                KeyConfig {
+                    alg: KeyAlg::EdDSA,
+                    kid: None,
+                    private_key_file: None,
+                    public_key_file: None,
+                    secret_file: None,
+                    active: true,
+                },
+                Some(dev.to_owned()),
+            )]
+        } else {
+            configs.iter().cloned().map(|c| (c, None)).collect()
+        };
+        for (index, (c, inline_private)) in configs.iter().enumerate() {
+            let err = |reason: String| KeyConfigError { index, reason };
+            let private_pem = match (inline_private, &c.private_key_file) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(f)) => Some(
+                    String::from_utf8(read(f, index)?).map_err(|_| err("not UTF-8 PEM".into()))?,
+                ),
+                (None, None) => None,
+            };
+            let public_pem = match &c.public_key_file {
+                Some(f) => Some(
+                    String::from_utf8(read(f, index)?).map_err(|_| err("not UTF-8 PEM".into()))?,
+                ),
+                None => None,
+            };
+            let (kid, encoding, decoding, jwk) = match c.alg {
+                KeyAlg::EdDSA => {
+                    let public = match (&private_pem, &public_pem) {
+                        (Some(p), _) => {
+                            common::keys::public_pem_from_private(p, "access token key")
+                                .map_err(|e| err(e.to_string()))?
+                        }
+                        (None, Some(p)) => p.clone(),
+                        (None, None) => {
+                            return Err(err("needs private_key_file or public_key_file".into()));
+                        }
+                    };
+                    let raw = common::keys::public_key_bytes(&public, "access token key")
+                        .map_err(|e| err(e.to_string()))?;
+                    let encoding = private_pem
+                        .as_deref()
+                        .map(|p| EncodingKey::from_ed_pem(p.as_bytes()))
+                        .transpose()
+                        .map_err(|e| err(e.to_string()))?;
+                    let decoding = DecodingKey::from_ed_pem(public.as_bytes())
+                        .map_err(|e| err(e.to_string()))?;
+                    let jwk =
+                        json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(raw)});
+                    (
+                        c.kid.clone().unwrap_or_else(|| kid_of(&raw)),
+                        encoding,
+                        decoding,
+                        Some(jwk),
+                    )
+                }
+                KeyAlg::RS256 => {
+                    let (public, jwk, n) = match (&private_pem, &public_pem) {
+                        (Some(p), _) => rsa_public(p, true),
+                        (None, Some(p)) => rsa_public(p, false),
+                        (None, None) => {
+                            return Err(err("needs private_key_file or public_key_file".into()));
+                        }
+                    }
+                    .map_err(err)?;
+                    let encoding = private_pem
+                        .as_deref()
+                        .map(|p| EncodingKey::from_rsa_pem(p.as_bytes()))
+                        .transpose()
+                        .map_err(|e| err(e.to_string()))?;
+                    let decoding = DecodingKey::from_rsa_pem(public.as_bytes())
+                        .map_err(|e| err(e.to_string()))?;
+                    (
+                        c.kid.clone().unwrap_or_else(|| kid_of(&n)),
+                        encoding,
+                        decoding,
+                        Some(jwk),
+                    )
+                }
+                KeyAlg::HS256 => {
+                    let kid = c
+                        .kid
+                        .clone()
+                        .ok_or_else(|| err("HS256 keys need an explicit kid".into()))?;
+                    let file = c
+                        .secret_file
+                        .as_ref()
+                        .ok_or_else(|| err("HS256 needs secret_file".into()))?;
+                    let secret = read(file, index)?;
+                    let secret = secret.trim_ascii();
+                    if secret.len() < 32 {
+                        return Err(err("an HS256 secret must be at least 32 bytes".into()));
+                    }
+                    // Never published: a shared secret has no public half.
+                    (
+                        kid,
+                        Some(EncodingKey::from_secret(secret)),
+                        DecodingKey::from_secret(secret),
+                        None,
+                    )
+                }
+            };
+            let mut validation = Validation::new(c.alg.jwt());
+            validation.set_issuer(&[issuer]);
+            validation.set_audience(&[audience]);
+            validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+            validation.validate_nbf = true;
+            validation.leeway = leeway_secs;
+            if c.active {
+                if active.is_some() {
+                    return Err(err("more than one key is marked active".into()));
+                }
+                if encoding.is_none() {
+                    return Err(err("the active key needs its private half".into()));
+                }
+                active = Some(kid.clone());
+            }
+            if keys.contains_key(&kid) {
+                return Err(err(format!("duplicate kid `{kid}`")));
+            }
+            keys.insert(
+                kid,
+                KeyEntry {
+                    alg: c.alg,
+                    encoding,
+                    decoding,
+                    validation,
+                    jwk,
+                },
+            );
+        }
+        let active = active.ok_or(KeyConfigError {
+            index: 0,
+            reason: "no key is marked active".into(),
+        })?;
+        Ok(Self {
+            keys,
+            active,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+        })
+    }
+
+    /// The kid of the signing key.
+    pub fn active_kid(&self) -> &str {
+        &self.active
+    }
+
+    /// Sign claims with the active key. `iss` and `aud` are set here.
+    pub fn sign(&self, mut claims: AccessClaims) -> Result<String, TokenError> {
+        let entry = self.keys.get(&self.active).ok_or(TokenError::UnknownKey)?;
+        let key = entry.encoding.as_ref().ok_or(TokenError::UnknownKey)?;
+        claims.iss = self.issuer.clone();
+        claims.aud = self.audience.clone();
+        let mut header = Header::new(entry.alg.jwt());
+        header.typ = Some(ACCESS_TYP.to_owned());
+        header.kid = Some(self.active.clone());
+        jsonwebtoken::encode(&header, &claims, key).map_err(|e| TokenError::Signing(e.to_string()))
+    }
+
+    /// Verify an access token.
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.typ.as_deref() != Some(ACCESS_TYP) {
+            return Err(TokenError::WrongType);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let entry = self.keys.get(&kid).ok_or(TokenError::UnknownKey)?;
+        if header.alg != entry.alg.jwt() {
+            return Err(TokenError::AlgorithmMismatch);
+        }
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &entry.decoding, &entry.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => TokenError::WrongParty,
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                ErrorKind::InvalidAlgorithm => TokenError::AlgorithmMismatch,
+                ErrorKind::MissingRequiredClaim(_)
+                | ErrorKind::InvalidClaimFormat(_)
+                | ErrorKind::Json(_) => TokenError::InvalidClaims,
+                _ => TokenError::Malformed,
+            })?;
+        Ok(data.claims)
+    }
+
+    /// The public keys as an RFC 7517 JWK Set (HS256 keys are never published).
+    pub fn jwks(&self) -> Value {
+        let mut keys: Vec<(&String, Value)> = self
+            .keys
+            .iter()
+            .filter_map(|(kid, e)| {
+                let mut jwk = e.jwk.clone()?;
+                jwk["kid"] = json!(kid);
+                jwk["alg"] = json!(match e.alg {
+                    KeyAlg::EdDSA => "EdDSA",
+                    KeyAlg::RS256 => "RS256",
+                    KeyAlg::HS256 => "HS256",
+                });
+                jwk["use"] = json!("sig");
+                Some((kid, jwk))
+            })
+            .collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        json!({"keys": keys.into_iter().map(|(_, k)| k).collect::<Vec<_>>()})
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use rand::{Rng, RngCore};
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    fn claims(iat: i64, exp: i64) -> AccessClaims {
+        AccessClaims {
+            iss: String::new(),
+            aud: String::new(),
+            sub: uuid::Uuid::new_v4().to_string(),
+            exp,
+            iat,
+            nbf: iat,
+            jti: uuid::Uuid::new_v4().to_string(),
+            roles: vec!["user".into()],
+            username: "alice".into(),
+        }
+    }
+
+    fn dev() -> (TokenKeys, common::keys::Ed25519Pem) {
+        let pair = common::keys::generate_ed25519().unwrap();
+        (
+            TokenKeys::new(&[], Some(&pair.private_pem), "gatehouse", "api", 5).unwrap(),
+            pair,
+        )
+    }
+
+    fn b64(v: &Value) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    }
+
+    #[test]
+    fn round_trip() {
+        let (k, _) = dev();
+        let t = now();
+        let token = k.sign(claims(t, t + 900)).unwrap();
+        let c = k.verify(&token).unwrap();
+        assert_eq!(
+            (c.iss.as_str(), c.aud.as_str(), c.username.as_str()),
+            ("gatehouse", "api", "alice")
+        );
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(header.kid.as_deref(), Some(k.active_kid()));
+        assert_eq!(header.alg, Algorithm::EdDSA);
+    }
+
+    #[test]
+    fn refusals() {
+        let (k, pair) = dev();
+        let t = now();
+        let kid = k.active_kid().to_owned();
+        // Expired, not yet valid (beyond the leeway).
+        assert_eq!(
+            k.verify(&k.sign(claims(t - 100, t - 50)).unwrap()),
+            Err(TokenError::Expired)
+        );
+        let mut c = claims(t, t + 900);
+        c.nbf = t + 120;
+        assert_eq!(k.verify(&k.sign(c).unwrap()), Err(TokenError::NotYetValid));
+        // Wrong issuer / audience: same key, other names.
+        for (iss, aud) in [("someone", "api"), ("gatehouse", "other")] {
+            let other = TokenKeys::new(&[], Some(&pair.private_pem), iss, aud, 5).unwrap();
+            assert_eq!(
+                k.verify(&other.sign(claims(t, t + 900)).unwrap()),
+                Err(TokenError::WrongParty)
+            );
+        }
+        // Unknown key.
+        let (stranger, _) = dev();
+        assert_eq!(
+            k.verify(&stranger.sign(claims(t, t + 900)).unwrap()),
+            Err(TokenError::UnknownKey)
+        );
+        // alg none.
+        let h = json!({"alg": "none", "typ": "at+jwt", "kid": kid});
+        let body = serde_json::to_value(claims(t, t + 900)).unwrap();
+        assert!(k.verify(&format!("{}.{}.", b64(&h), b64(&body))).is_err());
+        // HS256 "signed" with the published public key.
+        let forged = {
+            let mut header = Header::new(Algorithm::HS256);
+            header.typ = Some(ACCESS_TYP.into());
+            header.kid = Some(kid.clone());
+            let mut c = claims(t, t + 900);
+            c.iss = "gatehouse".into();
+            c.aud = "api".into();
+            jsonwebtoken::encode(
+                &header,
+                &c,
+                &EncodingKey::from_secret(pair.public_pem.as_bytes()),
+            )
+            .unwrap()
+        };
+        assert_eq!(k.verify(&forged), Err(TokenError::AlgorithmMismatch));
+        // Tampered payload: roles raised to admin.
+        let token = k.sign(claims(t, t + 900)).unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut body: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        body["roles"] = json!(["admin"]);
+        assert_eq!(
+            k.verify(&format!("{}.{}.{}", parts[0], b64(&body), parts[2])),
+            Err(TokenError::BadSignature)
+        );
+        // A gateway identity proof is not an access token.
+        let minter =
+            common::identity::ProofMinter::from_pem(&pair.private_pem, "gatehouse", 60).unwrap();
+        let proof = minter
+            .mint("api", &common::identity::Principal::Gateway)
+            .unwrap();
+        assert_eq!(k.verify(&proof), Err(TokenError::WrongType));
+        // An opaque refresh token is not one either.
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        assert_eq!(
+            k.verify(&URL_SAFE_NO_PAD.encode(raw)),
+            Err(TokenError::Malformed)
+        );
+        // Missing typ.
+        let h = json!({"alg": "EdDSA", "kid": kid});
+        assert_eq!(
+            k.verify(&format!("{}.{}.{}", b64(&h), parts[1], parts[2])),
+            Err(TokenError::WrongType)
+        );
+    }
+
+    #[test]
+    fn rotation_keeps_old_tokens_valid_and_jwks_lists_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = common::keys::ensure_ed25519(dir.path(), "old").unwrap();
+        let new = common::keys::ensure_ed25519(dir.path(), "new").unwrap();
+        let cfg = |name: &str, active: bool| KeyConfig {
+            alg: KeyAlg::EdDSA,
+            kid: None,
+            private_key_file: Some(dir.path().join(format!("{name}.key.pem"))),
+            public_key_file: None,
+            secret_file: None,
+            active,
+        };
+        let before = TokenKeys::new(&[cfg("old", true)], None, "gatehouse", "api", 5).unwrap();
+        let t = now();
+        let token = before.sign(claims(t, t + 900)).unwrap();
+        let mut retired = cfg("old", false);
+        retired.private_key_file = None;
+        retired.public_key_file = Some(dir.path().join("old.pub.pem"));
+        let after =
+            TokenKeys::new(&[cfg("new", true), retired], None, "gatehouse", "api", 5).unwrap();
+        assert!(
+            after.verify(&token).is_ok(),
+            "a token of the retired key still verifies"
+        );
+        let fresh = after.sign(claims(t, t + 900)).unwrap();
+        assert!(
+            before.verify(&fresh).is_err(),
+            "the old set does not know the new key"
+        );
+        let jwks = after.jwks();
+        let keys = jwks["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 2);
+        for k in keys {
+            assert_eq!(
+                (
+                    k["kty"].as_str(),
+                    k["crv"].as_str(),
+                    k["alg"].as_str(),
+                    k["use"].as_str()
+                ),
+                (Some("OKP"), Some("Ed25519"), Some("EdDSA"), Some("sig"))
+            );
+            assert_eq!(
+                URL_SAFE_NO_PAD
+                    .decode(k["x"].as_str().unwrap())
+                    .unwrap()
+                    .len(),
+                32
+            );
+        }
+        let _ = (old, new);
+    }
+
+    #[test]
+    fn hs256_only_explicitly_and_never_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("s");
+        std::fs::write(&secret, "x".repeat(40)).unwrap();
+        let hs = KeyConfig {
+            alg: KeyAlg::HS256,
+            kid: Some("hs1".into()),
+            private_key_file: None,
+            public_key_file: None,
+            secret_file: Some(secret.clone()),
+            active: true,
+        };
+        let k = TokenKeys::new(std::slice::from_ref(&hs), None, "gatehouse", "api", 5).unwrap();
+        let t = now();
+        assert!(k.verify(&k.sign(claims(t, t + 60)).unwrap()).is_ok());
+        assert_eq!(k.jwks()["keys"], json!([]));
+        // Errors name the key and the reason.
+        let e = |cfgs: &[KeyConfig]| {
+            TokenKeys::new(cfgs, None, "i", "a", 5)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(
+            e(&[KeyConfig {
+                kid: None,
+                ..hs.clone()
+            }])
+            .contains("explicit kid")
+        );
+        std::fs::write(&secret, "short").unwrap();
+        assert!(e(std::slice::from_ref(&hs)).contains("at least 32 bytes"));
+        std::fs::write(&secret, "x".repeat(40)).unwrap();
+        assert!(
+            e(&[
+                hs.clone(),
+                KeyConfig {
+                    kid: Some("hs2".into()),
+                    ..hs.clone()
+                }
+            ])
+            .contains("more than one key")
+        );
+        assert!(
+            e(&[KeyConfig {
+                active: false,
+                ..hs.clone()
+            }])
+            .contains("no key is marked active")
+        );
+        assert!(e(&[]).contains("no key configured"));
+    }
+
+    /// Random bytes and random JWT-shaped strings never panic and never verify.
+    #[test]
+    fn random_input_is_refused_without_panicking() {
+        let (k, _) = dev();
+        let mut rng = rand::rng();
+        let alphabet =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ \x00\xff";
+        for i in 0..3000 {
+            let len = rng.random_range(0..300);
+            let s: String = if i % 2 == 0 {
+                (0..len)
+                    .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+                    .collect()
+            } else {
+                let seg = |rng: &mut rand::rngs::ThreadRng| {
+                    let mut b = vec![0u8; rng.random_range(0..80)];
+                    rng.fill_bytes(&mut b);
+                    URL_SAFE_NO_PAD.encode(b)
+                };
+                let h = if i % 3 == 0 {
+                    b64(&json!({"alg": "EdDSA", "typ": "at+jwt", "kid": k.active_kid()}))
+                } else {
+                    seg(&mut rng)
+                };
+                format!("{h}.{}.{}", seg(&mut rng), seg(&mut rng))
+            };
+            assert!(k.verify(&s).is_err());
+        }
+    }
+}
