@@ -1,22 +1,33 @@
-//! The gateway: the only public entry point. Login, tokens, role-checked
-//! routing and forwarding arrive with issues #3 and #4; today it owns the
-//! identity-proof signing key (generated on first start) and reports its own
-//! health and its upstreams' readiness.
+//! The gateway: the only public entry point. It issues, rotates and revokes
+//! tokens (`/api/login`, `/api/refresh`, `/api/logout`, JWKS), checks every
+//! routed request against the route's access rule, strips client-sent
+//! identity headers and forwards the verified identity with a signed proof.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use anyhow::Context;
 use common::Problem;
 use common::config::{ConfigError, Loader};
+use common::db::DatabaseSettings;
 use common::http::Running;
 use common::identity::{PROOF_KEY_NAME, ProofMinter};
+use limiter::{FailureLimiter, LimitSettings};
+use routes::{RouteConfig, RouteTable};
 use serde::{Deserialize, Serialize};
+use sessions::Sessions;
+use state::Gateway;
+use tokens::TokenKeys;
 
+pub mod auth;
+pub mod limiter;
+pub mod proxy;
+pub mod routes;
+pub mod sessions;
+pub mod state;
 pub mod tokens;
 
 const DEFAULTS: &str = include_str!("../../config/gateway.yaml");
@@ -25,6 +36,7 @@ const DEFAULTS: &str = include_str!("../../config/gateway.yaml");
 pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("GATEWAY_LISTEN", "listen"),
     ("DATA_DIR", "data_dir"),
+    ("DATABASE_URL", "database.url"),
     ("GATEWAY_PROOF_PRIVATE_KEY", "proof.private_key_pem"),
 ];
 
@@ -34,9 +46,42 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub workers: usize,
+    pub database: DatabaseSettings,
     pub proof: ProofSigning,
+    pub tokens: TokenSettings,
+    pub login_limits: LoginLimits,
+    pub identity: IdentitySettings,
+    pub upstream_timeout_secs: u64,
     /// Upstream name -> target base URLs.
     pub upstreams: BTreeMap<String, Vec<String>>,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Access and refresh tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_secs: i64,
+    pub session_max_secs: i64,
+    pub leeway_secs: u64,
+    pub keys: Vec<tokens::KeyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginLimits {
+    pub per_username: LimitSettings,
+    pub per_ip: LimitSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySettings {
+    pub users_upstream: String,
+    pub strip_headers: Vec<String>,
 }
 
 /// How the gateway signs identity proofs.
@@ -90,6 +135,23 @@ impl Settings {
                 common::identity::MAX_PROOF_TTL_SECS
             )));
         }
+        let t = &self.tokens;
+        if t.access_ttl_secs < 1
+            || t.refresh_ttl_secs < 1
+            || t.session_max_secs < t.refresh_ttl_secs
+        {
+            return Err(invalid(
+                "tokens: access_ttl_secs and refresh_ttl_secs must be positive and session_max_secs at least refresh_ttl_secs"
+                    .into(),
+            ));
+        }
+        if !self.upstreams.contains_key(&self.identity.users_upstream) {
+            return Err(invalid(format!(
+                "identity.users_upstream: unknown upstream `{}`",
+                self.identity.users_upstream
+            )));
+        }
+        RouteTable::new(&self.routes, &self.upstreams).map_err(invalid)?;
         for (name, targets) in &self.upstreams {
             if targets.is_empty() {
                 return Err(invalid(format!(
@@ -137,17 +199,75 @@ pub async fn build_with_listener(
     settings: Settings,
     listener: TcpListener,
 ) -> anyhow::Result<Running> {
-    let minter =
-        web::Data::new(proof_minter(&settings).context("loading the gateway proof signing key")?);
-    let upstreams = web::Data::new(Arc::new(settings.upstreams.clone()));
+    let minter = proof_minter(&settings).context("loading the gateway proof signing key")?;
+    let url = settings
+        .database
+        .url_or_default(&settings.data_dir, "gateway");
+    let db = common::db::connect(&url, settings.database.max_connections)
+        .await
+        .context("connecting to the gateway database")?;
+    if settings.database.auto_migrate {
+        migrations::up(migrations::Service::Gateway, &db)
+            .await
+            .context("applying the gateway migrations")?;
+    }
+    let t = &settings.tokens;
+    let sessions = Sessions::load(db, t.refresh_ttl_secs, t.session_max_secs)
+        .await
+        .context("loading sessions")?;
+    let dev_key = if t.keys.is_empty() {
+        Some(
+            common::keys::ensure_ed25519(&settings.data_dir.join("keys"), "access-token")?
+                .private_pem,
+        )
+    } else {
+        None
+    };
+    let tokens = TokenKeys::new(
+        &t.keys,
+        dev_key.as_deref(),
+        &t.issuer,
+        &t.audience,
+        t.leeway_secs,
+    )?;
+    let routes =
+        RouteTable::new(&settings.routes, &settings.upstreams).map_err(anyhow::Error::msg)?;
+    let gw = web::Data::new(Gateway {
+        tokens,
+        sessions,
+        minter,
+        routes,
+        upstreams: settings.upstreams.clone(),
+        strip_headers: settings
+            .identity
+            .strip_headers
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+        users_upstream: settings.identity.users_upstream.clone(),
+        access_ttl_secs: t.access_ttl_secs,
+        user_limiter: FailureLimiter::new(settings.login_limits.per_username),
+        ip_limiter: FailureLimiter::new(settings.login_limits.per_ip),
+    });
+    let timeout = Duration::from_secs(settings.upstream_timeout_secs.max(1));
     Ok(common::http::serve(
         listener,
         settings.workers,
         move |cfg| {
-            cfg.app_data(minter.clone())
-                .app_data(upstreams.clone())
+            let client = awc::Client::builder()
+                .no_default_headers()
+                .timeout(timeout)
+                .connector(awc::Connector::new().timeout(Duration::from_secs(5)))
+                .finish();
+            cfg.app_data(gw.clone())
+                .app_data(web::Data::new(client))
+                .service(web::resource("/api/login").post(auth::login))
+                .service(web::resource("/api/refresh").post(auth::refresh))
+                .service(web::resource("/api/logout").post(auth::logout))
+                .service(web::resource("/.well-known/jwks.json").get(auth::jwks))
                 .service(web::resource("/healthz").get(common::http::healthz))
-                .service(web::resource("/readyz").get(readyz));
+                .service(web::resource("/readyz").get(readyz))
+                .service(web::resource("/{tail:.*}").to(proxy::handle));
         },
     )?)
 }
@@ -161,12 +281,12 @@ struct Readiness {
 
 /// `GET /readyz`: ready when every upstream has at least one target whose
 /// `/healthz` answers 200 within 2 s.
-async fn readyz(upstreams: web::Data<Arc<BTreeMap<String, Vec<String>>>>) -> HttpResponse {
+async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(2))
         .finish();
     let mut states = BTreeMap::new();
-    for (name, targets) in upstreams.iter() {
+    for (name, targets) in gw.upstreams.iter() {
         let mut up = false;
         for t in targets {
             let url = format!("{}/healthz", t.trim_end_matches('/'));

@@ -1,7 +1,12 @@
-//! The gateway service's schema. Its tables arrive with the issue that builds the
-//! service; until then the migrator is empty but already owns its bookkeeping
-//! table, so adding the first migration needs no other change.
+//! The gateway's schema: refresh-token families (one per login), the
+//! refresh tokens in them (stored only as hashes), and revoked access-token
+//! ids (the deny list), so sessions and revocations survive a restart.
 
 use sea_orm_migration::prelude::*;
 
-crate::migrator!("seaql_migrations_gateway", []);
+mod m20261122_000001_create_sessions;
+
+crate::migrator!(
+    "seaql_migrations_gateway",
+    [m20261122_000001_create_sessions::Migration]
+);

@@ -1,0 +1,284 @@
+//! The gateway's own token endpoints: login, refresh, logout, JWKS.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use common::Problem;
+use common::identity::Principal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::proxy;
+use crate::sessions::{Issued, SessionError};
+use crate::state::Gateway;
+use crate::tokens::AccessClaims;
+
+/// `POST /api/login`.
+#[derive(Deserialize)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+/// `POST /api/refresh` and the body of `POST /api/logout`.
+#[derive(Deserialize)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// The token pair.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub refresh_expires_in: i64,
+}
+
+/// What the users service says about a user.
+#[derive(Debug, Deserialize)]
+struct Identity {
+    id: Uuid,
+    username: String,
+    roles: Vec<String>,
+    is_active: bool,
+}
+
+fn unavailable() -> HttpResponse {
+    Problem::service_unavailable("the users service is unavailable; retry shortly").to_response()
+}
+
+/// Call the users service on the gateway's own behalf.
+async fn users_call(
+    gw: &Gateway,
+    client: &awc::Client,
+    method: actix_web::http::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(StatusCode, Value), HttpResponse> {
+    let target = gw
+        .upstreams
+        .get(&gw.users_upstream)
+        .and_then(|t| t.first())
+        .ok_or_else(unavailable)?;
+    let mut req = client.request(method, format!("{}{path}", target.trim_end_matches('/')));
+    let pairs = gw
+        .minter
+        .header_pairs(&gw.users_upstream, &Principal::Gateway)
+        .map_err(|e| {
+            tracing::error!(error = %e, "minting a gateway proof failed");
+            Problem::internal().to_response()
+        })?;
+    for (k, v) in pairs {
+        req = req.insert_header((k, v));
+    }
+    let sent = match body {
+        Some(b) => req.send_json(&b).await,
+        None => req.send().await,
+    };
+    let mut res = sent.map_err(|e| {
+        tracing::warn!(error = %e, "users service unreachable");
+        unavailable()
+    })?;
+    let status = res.status();
+    let value = res
+        .json::<Value>()
+        .limit(64 * 1024)
+        .await
+        .unwrap_or(Value::Null);
+    Ok((status, value))
+}
+
+fn client_ip(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
+}
+
+fn too_many(retry_after: u64) -> HttpResponse {
+    let mut res = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too-many-attempts",
+        "Too many requests",
+    )
+    .with_detail("too many failed logins; retry later")
+    .to_response();
+    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
+}
+
+/// Sign an access token for `identity` and answer with the pair.
+fn token_pair(gw: &Gateway, identity: &Identity, refresh: Issued) -> HttpResponse {
+    let now = Utc::now().timestamp();
+    let claims = AccessClaims {
+        iss: String::new(),
+        aud: String::new(),
+        sub: identity.id.to_string(),
+        exp: now + gw.access_ttl_secs,
+        iat: now,
+        nbf: now,
+        jti: Uuid::new_v4().to_string(),
+        roles: identity.roles.clone(),
+        username: identity.username.clone(),
+    };
+    match gw.tokens.sign(claims) {
+        Ok(access_token) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(TokenResponse {
+                access_token,
+                token_type: "Bearer".into(),
+                expires_in: gw.access_ttl_secs,
+                refresh_token: refresh.token,
+                refresh_expires_in: (refresh.expires_at.timestamp() - now).max(0),
+            }),
+        Err(e) => {
+            tracing::error!(error = %e, "signing an access token failed");
+            Problem::internal().to_response()
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> HttpResponse {
+    tracing::error!(error = %e, "session store error");
+    Problem::internal().to_response()
+}
+
+/// `POST /api/login`: credentials checked by the users service; a token pair
+/// on success. Failures count per username and per client IP.
+pub async fn login(
+    req: HttpRequest,
+    gw: web::Data<Gateway>,
+    client: web::Data<awc::Client>,
+    body: web::Json<LoginRequest>,
+) -> HttpResponse {
+    let user_key = body.username.to_lowercase();
+    let ip = client_ip(&req);
+    if let Err(secs) = gw
+        .ip_limiter
+        .check(&ip)
+        .and_then(|()| gw.user_limiter.check(&user_key))
+    {
+        return too_many(secs);
+    }
+    let payload = json!({"username": body.username, "password": body.password});
+    let (status, value) = match users_call(
+        &gw,
+        &client,
+        actix_web::http::Method::POST,
+        "/internal/credentials/verify",
+        Some(payload),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    match status {
+        StatusCode::OK => {}
+        StatusCode::UNAUTHORIZED => {
+            gw.user_limiter.failure(&user_key);
+            gw.ip_limiter.failure(&ip);
+            return Problem::unauthorized("invalid username or password").to_response();
+        }
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            return Problem::malformed_body("username and password are required").to_response();
+        }
+        _ => return unavailable(),
+    }
+    let Ok(identity) = serde_json::from_value::<Identity>(value) else {
+        return unavailable();
+    };
+    gw.user_limiter.reset(&user_key);
+    match gw.sessions.start(identity.id).await {
+        Ok((_, issued)) => token_pair(&gw, &identity, issued),
+        Err(e) => internal(e),
+    }
+}
+
+fn refresh_refused(detail: &str) -> HttpResponse {
+    Problem::unauthorized(detail).to_response()
+}
+
+/// `POST /api/refresh`: rotate. The user is re-read first, so deactivation
+/// and role changes apply now; a spent token revokes its whole family.
+pub async fn refresh(
+    gw: web::Data<Gateway>,
+    client: web::Data<awc::Client>,
+    body: web::Json<RefreshRequest>,
+) -> HttpResponse {
+    let family = match gw.sessions.family_of(&body.refresh_token).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return refresh_refused("the refresh token is invalid"),
+        Err(e) => return internal(e),
+    };
+    let path = format!("/internal/users/{}", family.user_id);
+    let (status, value) =
+        match users_call(&gw, &client, actix_web::http::Method::GET, &path, None).await {
+            Ok(r) => r,
+            Err(res) => return res,
+        };
+    let identity = match status {
+        StatusCode::OK => match serde_json::from_value::<Identity>(value) {
+            Ok(i) if i.is_active => Some(i),
+            Ok(_) => None,
+            Err(_) => return unavailable(),
+        },
+        StatusCode::NOT_FOUND => None,
+        _ => return unavailable(),
+    };
+    let Some(identity) = identity else {
+        if let Err(e) = gw.sessions.revoke_family(family.id).await {
+            return internal(e);
+        }
+        return refresh_refused("the account is no longer active");
+    };
+    let spent = match gw.sessions.spend(&body.refresh_token).await {
+        Ok(s) => s,
+        Err(SessionError::Db(e)) => return internal(e),
+        Err(e) => return refresh_refused(&e.to_string()),
+    };
+    match gw.sessions.continue_family(spent.family_id).await {
+        Ok(issued) => token_pair(&gw, &identity, issued),
+        Err(SessionError::Db(e)) => internal(e),
+        Err(e) => refresh_refused(&e.to_string()),
+    }
+}
+
+/// `POST /api/logout`: revokes the refresh token's family (if it is the
+/// caller's) and the presented access token at once.
+pub async fn logout(
+    req: HttpRequest,
+    gw: web::Data<Gateway>,
+    body: web::Json<RefreshRequest>,
+) -> HttpResponse {
+    let claims = match proxy::authenticate(&gw, req.headers()) {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    match gw.sessions.family_of(&body.refresh_token).await {
+        Ok(Some(f)) if f.user_id.to_string() == claims.sub => {
+            if let Err(e) = gw.sessions.revoke_family(f.id).await {
+                return internal(e);
+            }
+        }
+        Ok(_) => {}
+        Err(e) => return internal(e),
+    }
+    if let Err(e) = gw.sessions.revoke_access(&claims.jti, claims.exp).await {
+        return internal(e);
+    }
+    HttpResponse::NoContent().finish()
+}
+
+/// `GET /.well-known/jwks.json`: the public keys that verify access tokens.
+pub async fn jwks(gw: web::Data<Gateway>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .content_type("application/jwk-set+json")
+        .json(gw.tokens.jwks())
+}

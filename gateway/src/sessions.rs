@@ -1,0 +1,301 @@
+//! Refresh-token families and the access-token deny list, in the gateway's
+//! database so they survive a restart.
+//!
+//! A login starts a family. Each refresh spends the presented token and adds
+//! a new one to the family; presenting a spent token again is treated as theft
+//! and revokes the whole family. Tokens are 256 random bits, stored only as
+//! SHA-256 hashes. A family has an absolute expiry no refresh extends.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use rand::RngCore;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
+};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub mod entity {
+    pub mod family {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "session_families")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub id: Uuid,
+            pub user_id: Uuid,
+            pub created_at: DateTimeUtc,
+            pub expires_at: DateTimeUtc,
+            pub revoked_at: Option<DateTimeUtc>,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    pub mod refresh {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "refresh_tokens")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub id: Uuid,
+            pub family_id: Uuid,
+            pub token_hash: String,
+            pub created_at: DateTimeUtc,
+            pub expires_at: DateTimeUtc,
+            pub used_at: Option<DateTimeUtc>,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    pub mod revoked {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "revoked_access_tokens")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub jti: String,
+            pub expires_at: DateTimeUtc,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+}
+
+use entity::{family, refresh, revoked};
+
+/// Why a refresh token was refused (every case is a 401 to the client).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("unknown refresh token")]
+    Unknown,
+    #[error("refresh token expired")]
+    Expired,
+    #[error("session revoked")]
+    Revoked,
+    #[error("refresh token reused: session revoked")]
+    Reused,
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// A freshly issued refresh token (the only time its clear text exists).
+pub struct Issued {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A refresh token that was valid and is now spent.
+pub struct Spent {
+    pub family_id: Uuid,
+    pub user_id: Uuid,
+}
+
+pub struct Sessions {
+    db: DatabaseConnection,
+    refresh_ttl: Duration,
+    session_max: Duration,
+    /// jti -> expiry (unix seconds), mirrored from the database.
+    revoked: RwLock<HashMap<String, i64>>,
+}
+
+fn hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn new_token() -> String {
+    let mut raw = [0u8; 32];
+    rand::rng().fill_bytes(&mut raw);
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+impl Sessions {
+    /// Open the store and load the live part of the deny list.
+    pub async fn load(
+        db: DatabaseConnection,
+        refresh_ttl_secs: i64,
+        session_max_secs: i64,
+    ) -> Result<Self, DbErr> {
+        let now = Utc::now();
+        revoked::Entity::delete_many()
+            .filter(revoked::Column::ExpiresAt.lt(now))
+            .exec(&db)
+            .await?;
+        let live = revoked::Entity::find().all(&db).await?;
+        let map = live
+            .into_iter()
+            .map(|r| (r.jti, r.expires_at.timestamp()))
+            .collect();
+        Ok(Self {
+            db,
+            refresh_ttl: Duration::seconds(refresh_ttl_secs),
+            session_max: Duration::seconds(session_max_secs),
+            revoked: RwLock::new(map),
+        })
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    async fn add_token(
+        &self,
+        family_id: Uuid,
+        family_expires: DateTime<Utc>,
+    ) -> Result<Issued, DbErr> {
+        let now = Utc::now();
+        let token = new_token();
+        let expires_at = (now + self.refresh_ttl).min(family_expires);
+        refresh::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            family_id: Set(family_id),
+            token_hash: Set(hash(&token)),
+            created_at: Set(now),
+            expires_at: Set(expires_at),
+            used_at: Set(None),
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(Issued { token, expires_at })
+    }
+
+    /// A login: a new family and its first refresh token.
+    pub async fn start(&self, user_id: Uuid) -> Result<(Uuid, Issued), DbErr> {
+        let now = Utc::now();
+        let fam = family::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            user_id: Set(user_id),
+            created_at: Set(now),
+            expires_at: Set(now + self.session_max),
+            revoked_at: Set(None),
+        }
+        .insert(&self.db)
+        .await?;
+        let issued = self.add_token(fam.id, fam.expires_at).await?;
+        Ok((fam.id, issued))
+    }
+
+    /// Spend a refresh token. A token spent before (or raced) revokes its family.
+    pub async fn spend(&self, token: &str) -> Result<Spent, SessionError> {
+        let now = Utc::now();
+        let row = refresh::Entity::find()
+            .filter(refresh::Column::TokenHash.eq(hash(token)))
+            .one(&self.db)
+            .await?
+            .ok_or(SessionError::Unknown)?;
+        let fam = family::Entity::find_by_id(row.family_id)
+            .one(&self.db)
+            .await?
+            .ok_or(SessionError::Unknown)?;
+        if fam.revoked_at.is_some() {
+            return Err(SessionError::Revoked);
+        }
+        if row.used_at.is_some() {
+            self.revoke_family(fam.id).await?;
+            return Err(SessionError::Reused);
+        }
+        if row.expires_at <= now || fam.expires_at <= now {
+            return Err(SessionError::Expired);
+        }
+        // Only one of two concurrent refreshes with the same token can win.
+        let res = refresh::Entity::update_many()
+            .col_expr(refresh::Column::UsedAt, Expr::value(now))
+            .filter(refresh::Column::Id.eq(row.id))
+            .filter(refresh::Column::UsedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        if res.rows_affected != 1 {
+            self.revoke_family(fam.id).await?;
+            return Err(SessionError::Reused);
+        }
+        Ok(Spent {
+            family_id: fam.id,
+            user_id: fam.user_id,
+        })
+    }
+
+    /// The next refresh token of a family whose last one was just spent.
+    pub async fn continue_family(&self, family_id: Uuid) -> Result<Issued, SessionError> {
+        let fam = family::Entity::find_by_id(family_id)
+            .one(&self.db)
+            .await?
+            .ok_or(SessionError::Unknown)?;
+        if fam.revoked_at.is_some() {
+            return Err(SessionError::Revoked);
+        }
+        Ok(self.add_token(fam.id, fam.expires_at).await?)
+    }
+
+    /// The family of a refresh token, if the token is known.
+    pub async fn family_of(&self, token: &str) -> Result<Option<family::Model>, DbErr> {
+        let Some(row) = refresh::Entity::find()
+            .filter(refresh::Column::TokenHash.eq(hash(token)))
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        family::Entity::find_by_id(row.family_id)
+            .one(&self.db)
+            .await
+    }
+
+    pub async fn revoke_family(&self, family_id: Uuid) -> Result<(), DbErr> {
+        family::Entity::update_many()
+            .col_expr(family::Column::RevokedAt, Expr::value(Utc::now()))
+            .filter(family::Column::Id.eq(family_id))
+            .filter(family::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Deny an access token until it expires.
+    pub async fn revoke_access(&self, jti: &str, expires_at: i64) -> Result<(), DbErr> {
+        let exp = DateTime::from_timestamp(expires_at, 0).unwrap_or_else(Utc::now);
+        let model = revoked::ActiveModel {
+            jti: Set(jti.to_owned()),
+            expires_at: Set(exp),
+        };
+        revoked::Entity::insert(model)
+            .on_conflict_do_nothing_on([revoked::Column::Jti])
+            .exec(&self.db)
+            .await?;
+        if let Ok(mut map) = self.revoked.write() {
+            let now = Utc::now().timestamp();
+            map.retain(|_, e| *e > now);
+            map.insert(jti.to_owned(), expires_at);
+        }
+        Ok(())
+    }
+
+    /// Whether an access token id is on the deny list.
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        // A poisoned lock fails closed.
+        self.revoked
+            .read()
+            .map(|m| m.contains_key(jti))
+            .unwrap_or(true)
+    }
+}

@@ -1,0 +1,8 @@
+//! End to end through the gateway, with the real users service on port 0 and
+//! an echo upstream that shows exactly what a service receives.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod flow;
+mod helpers;
+mod tokens;

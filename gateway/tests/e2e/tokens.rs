@@ -1,0 +1,270 @@
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gateway::tokens::{AccessClaims, KeyAlg, KeyConfig, TokenKeys};
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn keys(s: &Stack, iss: &str, aud: &str) -> TokenKeys {
+    let pem = std::fs::read_to_string(s.env.data_dir().join("keys/access-token.key.pem")).unwrap();
+    TokenKeys::new(&[], Some(&pem), iss, aud, 10).unwrap()
+}
+
+fn claims(sub: &str, iat: i64, exp: i64, roles: &[&str]) -> AccessClaims {
+    AccessClaims {
+        iss: String::new(),
+        aud: String::new(),
+        sub: sub.into(),
+        exp,
+        iat,
+        nbf: iat,
+        jti: uuid::Uuid::new_v4().to_string(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        username: "admin".into(),
+    }
+}
+
+#[actix_web::test]
+async fn every_bad_token_is_a_401_challenge() {
+    let s = spawn_stack().await;
+    let r = s.login("admin", ADMIN_PASSWORD).await;
+    let good = r.body["access_token"].as_str().unwrap().to_owned();
+    let refresh = r.body["refresh_token"].as_str().unwrap().to_owned();
+    let sub = s.get(&good, "/api/me").await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let now = chrono::Utc::now().timestamp();
+    let k = keys(&s, "gatehouse", "gatehouse-api");
+    assert_eq!(
+        s.get(
+            &k.sign(claims(&sub, now, now + 60, &["admin"])).unwrap(),
+            "/api/users"
+        )
+        .await
+        .status,
+        200,
+        "control"
+    );
+
+    let parts: Vec<&str> = good.split('.').collect();
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    let kid = header["kid"].as_str().unwrap();
+    let pub_pem =
+        std::fs::read_to_string(s.env.data_dir().join("keys/access-token.pub.pem")).unwrap();
+    let hs256_with_public_key = {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        h.typ = Some("at+jwt".into());
+        h.kid = Some(kid.into());
+        let mut c = claims(&sub, now, now + 60, &["admin"]);
+        c.iss = "gatehouse".into();
+        c.aud = "gatehouse-api".into();
+        jsonwebtoken::encode(
+            &h,
+            &c,
+            &jsonwebtoken::EncodingKey::from_secret(pub_pem.as_bytes()),
+        )
+        .unwrap()
+    };
+    let b64 = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap());
+    let alg_none = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "at+jwt", "kid": kid})),
+        parts[1]
+    );
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    payload["roles"] = json!(["admin", "superuser"]);
+    let tampered = format!("{}.{}.{}", parts[0], b64(payload), parts[2]);
+    let mut nbf_later = claims(&sub, now, now + 600, &["admin"]);
+    nbf_later.nbf = now + 300;
+    let stranger = TokenKeys::new(
+        &[],
+        Some(&common::keys::generate_ed25519().unwrap().private_pem),
+        "gatehouse",
+        "gatehouse-api",
+        10,
+    )
+    .unwrap();
+    let proof = {
+        let pem =
+            std::fs::read_to_string(s.env.data_dir().join("keys/gateway-proof.key.pem")).unwrap();
+        common::identity::ProofMinter::from_pem(&pem, "gateway", 60)
+            .unwrap()
+            .mint("gatehouse-api", &common::identity::Principal::Gateway)
+            .unwrap()
+            .to_string()
+    };
+    let bad = [
+        (
+            "expired",
+            k.sign(claims(&sub, now - 1000, now - 100, &["admin"]))
+                .unwrap(),
+        ),
+        ("not yet valid", k.sign(nbf_later).unwrap()),
+        (
+            "wrong aud",
+            keys(&s, "gatehouse", "elsewhere")
+                .sign(claims(&sub, now, now + 60, &["admin"]))
+                .unwrap(),
+        ),
+        (
+            "wrong iss",
+            keys(&s, "mallory", "gatehouse-api")
+                .sign(claims(&sub, now, now + 60, &["admin"]))
+                .unwrap(),
+        ),
+        (
+            "unknown kid",
+            stranger
+                .sign(claims(&sub, now, now + 60, &["admin"]))
+                .unwrap(),
+        ),
+        ("alg none", alg_none),
+        ("hs256 keyed with the public key", hs256_with_public_key),
+        ("tampered", tampered),
+        ("refresh token", refresh),
+        ("gateway proof", proof),
+        ("garbage", "abc.def.ghi".into()),
+    ];
+    for (what, token) in bad {
+        let r = s.get(&token, "/api/users").await;
+        assert_eq!(r.status, 401, "{what}: {}", r.text);
+        r.invalid_token();
+    }
+    read(s.client.get(s.url("/api/users")))
+        .await
+        .invalid_token();
+    read(
+        s.client
+            .get(s.url("/api/users"))
+            .header("authorization", "Basic YWRtaW46YWRtaW4="),
+    )
+    .await
+    .invalid_token();
+}
+
+#[actix_web::test]
+async fn jwks_publishes_the_verifying_keys() {
+    let s = spawn_stack().await;
+    let r = read(s.client.get(s.url("/.well-known/jwks.json"))).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.headers["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
+    let (token, _) = s.tokens("admin", ADMIN_PASSWORD).await;
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    let key = &r.body["keys"][0];
+    assert_eq!(key["kid"].as_str(), header.kid.as_deref());
+    assert_eq!(
+        (
+            key["kty"].as_str(),
+            key["alg"].as_str(),
+            key["use"].as_str()
+        ),
+        (Some("OKP"), Some("EdDSA"), Some("sig"))
+    );
+    // The published key verifies the token (what a third party would do).
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.clone()).unwrap();
+    let dk = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    v.set_audience(&["gatehouse-api"]);
+    assert!(jsonwebtoken::decode::<serde_json::Value>(&token, &dk, &v).is_ok());
+}
+
+#[actix_web::test]
+async fn key_rotation_keeps_issued_tokens_valid() {
+    let s = spawn_stack().await;
+    let (old_token, _) = s.tokens("admin", ADMIN_PASSWORD).await;
+    s.gw_handle.stop(true).await;
+    // Rotate: a new active key; the generated one stays as verify-only.
+    let dir = s.env.data_dir().join("keys");
+    common::keys::ensure_ed25519(&dir, "next").unwrap();
+    let rotated = move |l: common::config::Loader| {
+        l.set(
+            "tokens.keys",
+            vec![
+                KeyConfig { alg: KeyAlg::EdDSA, kid: None, private_key_file: Some(dir.join("next.key.pem")), public_key_file: None, secret_file: None, active: true },
+                KeyConfig { alg: KeyAlg::EdDSA, kid: None, private_key_file: None, public_key_file: Some(dir.join("access-token.pub.pem")), secret_file: None, active: false },
+            ]
+            .into_iter()
+            .map(|k| json!({"alg": "EdDSA", "active": k.active, "private_key_file": k.private_key_file, "public_key_file": k.public_key_file}))
+            .collect::<Vec<_>>(),
+        )
+    };
+    let (gw2, _h) = start_gateway(
+        &s.env.data_dir(),
+        &s.gateway_db,
+        s.users_port,
+        s.echo_port,
+        &rotated,
+    )
+    .await;
+    let r = read(
+        s.client
+            .get(format!("{gw2}/api/me"))
+            .bearer_auth(&old_token),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let login = read(
+        s.client
+            .post(format!("{gw2}/api/login"))
+            .json(&json!({"username": "admin", "password": ADMIN_PASSWORD})),
+    )
+    .await;
+    let new_token = login.body["access_token"].as_str().unwrap();
+    assert_ne!(
+        jsonwebtoken::decode_header(new_token).unwrap().kid,
+        jsonwebtoken::decode_header(&old_token).unwrap().kid
+    );
+    let jwks = read(s.client.get(format!("{gw2}/.well-known/jwks.json"))).await;
+    assert_eq!(jwks.body["keys"].as_array().unwrap().len(), 2);
+}
+
+/// Random bodies at the login endpoint and random tokens at a route: never a
+/// 500 (asserted in `read`), always a 4xx.
+#[actix_web::test]
+async fn random_input_never_breaks_anything() {
+    use rand::{Rng, RngCore};
+    let s = spawn_stack_with(|l| {
+        l.set("login_limits.per_ip.max_failures", 100_000)
+            .set("login_limits.per_username.max_failures", 100_000)
+    })
+    .await;
+    let mut rng = rand::rng();
+    for i in 0..150 {
+        let mut bytes = vec![0u8; rng.random_range(0..200)];
+        rng.fill_bytes(&mut bytes);
+        let body: Vec<u8> = if i % 3 == 0 {
+            format!(
+                "{{\"username\": \"{}\", \"password\": \"{}\"}}",
+                URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() / 2]),
+                URL_SAFE_NO_PAD.encode(&bytes)
+            )
+            .into_bytes()
+        } else {
+            bytes.clone()
+        };
+        let r = read(
+            s.client
+                .post(s.url("/api/login"))
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await;
+        assert!(r.status.is_client_error(), "{}: {}", r.status, r.text);
+        let token = format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(&bytes),
+            URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() / 3]),
+            i
+        );
+        let r = s.get(&token, "/api/users").await;
+        assert_eq!(r.status, 401);
+    }
+}
