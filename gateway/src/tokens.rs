@@ -647,6 +647,56 @@ mod tests {
         assert!(e(&[]).contains("no key configured"));
     }
 
+    #[test]
+    fn rs256_signs_verifies_and_publishes_n_and_e() {
+        use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+        let key = rsa::RsaPrivateKey::new(&mut rand08::rngs::OsRng, 2048).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rsa.pem");
+        std::fs::write(&file, key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes()).unwrap();
+        let cfg = KeyConfig {
+            alg: KeyAlg::RS256,
+            kid: None,
+            private_key_file: Some(file),
+            public_key_file: None,
+            secret_file: None,
+            active: true,
+        };
+        let k = TokenKeys::new(&[cfg], None, "gatehouse", "api", 5).unwrap();
+        let t = now();
+        let token = k.sign(claims(t, t + 60)).unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&token).unwrap().alg,
+            Algorithm::RS256
+        );
+        assert!(k.verify(&token).is_ok());
+        let jwk = &k.jwks()["keys"][0];
+        assert_eq!(
+            (jwk["kty"].as_str(), jwk["alg"].as_str(), jwk["e"].as_str()),
+            (Some("RSA"), Some("RS256"), Some("AQAB"))
+        );
+        // A third party verifies with the published JWK alone.
+        let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).unwrap();
+        let mut v = Validation::new(Algorithm::RS256);
+        v.set_audience(&["api"]);
+        let dk = DecodingKey::from_jwk(&parsed).unwrap();
+        assert!(jsonwebtoken::decode::<Value>(&token, &dk, &v).is_ok());
+        // HS256 "signed" with the RSA public PEM is refused.
+        let public_pem = rsa_public(&key.to_pkcs8_pem(LineEnding::LF).unwrap(), true)
+            .unwrap()
+            .0;
+        let mut h = Header::new(Algorithm::HS256);
+        h.typ = Some(ACCESS_TYP.into());
+        h.kid = Some(k.active_kid().into());
+        let forged = jsonwebtoken::encode(
+            &h,
+            &claims(t, t + 60),
+            &EncodingKey::from_secret(public_pem.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(k.verify(&forged), Err(TokenError::AlgorithmMismatch));
+    }
+
     /// Random bytes and random JWT-shaped strings never panic and never verify.
     #[test]
     fn random_input_is_refused_without_panicking() {
