@@ -70,3 +70,24 @@ pub async fn write_txn<C: sea_orm::TransactionTrait>(db: &C) -> Result<C::Transa
     })
     .await
 }
+
+/// Open a service's database: connect (creating a SQLite file under
+/// `data_dir` when no URL is set) and, when `auto_migrate` is on, apply the
+/// service's migrations under the cross-replica lock.
+pub async fn open(
+    settings: &DatabaseSettings,
+    data_dir: &Path,
+    service: migrations::Service,
+) -> anyhow::Result<DatabaseConnection> {
+    use anyhow::Context;
+    let url = settings.url_or_default(data_dir, service.name());
+    let db = connect(&url, settings.max_connections)
+        .await
+        .with_context(|| format!("connecting to the {service} database"))?;
+    if settings.auto_migrate {
+        migrations::up(service, &db)
+            .await
+            .with_context(|| format!("applying the {service} migrations"))?;
+    }
+    Ok(db)
+}

@@ -200,17 +200,12 @@ pub async fn build_with_listener(
     listener: TcpListener,
 ) -> anyhow::Result<Running> {
     let minter = proof_minter(&settings).context("loading the gateway proof signing key")?;
-    let url = settings
-        .database
-        .url_or_default(&settings.data_dir, "gateway");
-    let db = common::db::connect(&url, settings.database.max_connections)
-        .await
-        .context("connecting to the gateway database")?;
-    if settings.database.auto_migrate {
-        migrations::up(migrations::Service::Gateway, &db)
-            .await
-            .context("applying the gateway migrations")?;
-    }
+    let db = common::db::open(
+        &settings.database,
+        &settings.data_dir,
+        migrations::Service::Gateway,
+    )
+    .await?;
     let t = &settings.tokens;
     let sessions = Sessions::load(db, t.refresh_ttl_secs, t.session_max_secs)
         .await

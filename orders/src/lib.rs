@@ -60,17 +60,12 @@ pub async fn build_with_listener(
     settings: Settings,
     listener: TcpListener,
 ) -> anyhow::Result<Running> {
-    let url = settings
-        .database
-        .url_or_default(&settings.data_dir, "orders");
-    let db = common::db::connect(&url, settings.database.max_connections)
-        .await
-        .context("connecting to the orders database")?;
-    if settings.database.auto_migrate {
-        migrations::up(migrations::Service::Orders, &db)
-            .await
-            .context("applying the orders migrations")?;
-    }
+    let db = common::db::open(
+        &settings.database,
+        &settings.data_dir,
+        migrations::Service::Orders,
+    )
+    .await?;
     let verifier = settings
         .gateway_proof
         .verifier(&settings.data_dir)

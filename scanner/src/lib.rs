@@ -75,17 +75,12 @@ pub async fn build_with_listener(
     settings: Settings,
     listener: TcpListener,
 ) -> anyhow::Result<Running> {
-    let url = settings
-        .database
-        .url_or_default(&settings.data_dir, "scanner");
-    let db = common::db::connect(&url, settings.database.max_connections)
-        .await
-        .context("connecting to the scanner database")?;
-    if settings.database.auto_migrate {
-        migrations::up(migrations::Service::Scanner, &db)
-            .await
-            .context("applying the scanner migrations")?;
-    }
+    let db = common::db::open(
+        &settings.database,
+        &settings.data_dir,
+        migrations::Service::Scanner,
+    )
+    .await?;
     let verifier = settings
         .gateway_proof
         .verifier(&settings.data_dir)

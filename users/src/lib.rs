@@ -34,14 +34,12 @@ pub async fn build_with_listener(
     settings: Settings,
     listener: TcpListener,
 ) -> anyhow::Result<Running> {
-    let db = common::db::connect(&settings.database_url(), settings.database.max_connections)
-        .await
-        .context("connecting to the users database")?;
-    if settings.database.auto_migrate {
-        migrations::up(migrations::Service::Users, &db)
-            .await
-            .context("applying the users migrations")?;
-    }
+    let db = common::db::open(
+        &settings.database,
+        &settings.data_dir,
+        migrations::Service::Users,
+    )
+    .await?;
     let verifier = settings
         .gateway_proof
         .verifier(&settings.data_dir)

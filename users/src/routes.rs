@@ -47,6 +47,14 @@ fn hash_new(fields: &mut Fields, field: &str, raw: Option<&SecretString>) -> Opt
     raw.and_then(|p| fields.take(Password::parse(field, p)))
 }
 
+/// `full_name` of a PATCH: absent leaves it, `null` clears it.
+fn full_name_patch(fields: &mut Fields, raw: Option<&Option<String>>) -> Option<Option<FullName>> {
+    match raw? {
+        None => Some(None),
+        Some(n) => fields.take(FullName::parse("full_name", n)).map(Some),
+    }
+}
+
 /// List users (admin).
 #[utoipa::path(get, path = "/users", tag = "users", params(ListQuery),
     security(("gateway_proof" = [])),
@@ -204,12 +212,7 @@ pub async fn update_user(
         is_active: body.is_active,
         ..Default::default()
     };
-    if let Some(name) = &body.full_name {
-        patch.full_name = match name {
-            None => Some(None),
-            Some(n) => f.take(FullName::parse("full_name", n)).map(Some),
-        };
-    }
+    patch.full_name = full_name_patch(&mut f, body.full_name.as_ref());
     if let Some(roles) = &body.roles {
         patch.roles = Role::parse_list("roles", roles, &mut f.0);
     }
@@ -279,12 +282,7 @@ pub async fn update_me(
             .and_then(|e| f.take(Email::parse("email", e))),
         ..Default::default()
     };
-    if let Some(name) = &body.full_name {
-        patch.full_name = match name {
-            None => Some(None),
-            Some(n) => f.take(FullName::parse("full_name", n)).map(Some),
-        };
-    }
+    patch.full_name = full_name_patch(&mut f, body.full_name.as_ref());
     let password = hash_new(&mut f, "password", body.password.as_ref());
     if body.password.is_some() && body.current_password.is_none() {
         f.0.push(FieldError::new(

@@ -86,9 +86,4 @@ impl Settings {
         }
         Ok(self)
     }
-
-    /// The effective database URL.
-    pub fn database_url(&self) -> String {
-        self.database.url_or_default(&self.data_dir, "users")
-    }
 }
