@@ -55,8 +55,16 @@ pub struct Settings {
     /// Upstream name -> target base URLs.
     pub upstreams: BTreeMap<String, Vec<String>>,
     pub routes: Vec<RouteConfig>,
+    pub no_route: NoRoute,
 }
 
+/// The response for a path no route matches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoRoute {
+    pub status: u16,
+    pub detail: String,
+}
 /// Access and refresh tokens.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -152,6 +160,12 @@ impl Settings {
             )));
         }
         RouteTable::new(&self.routes, &self.upstreams).map_err(invalid)?;
+        if !(400..=599).contains(&self.no_route.status) {
+            return Err(invalid(format!(
+                "no_route.status: {} is not an error status",
+                self.no_route.status
+            )));
+        }
         for (name, targets) in &self.upstreams {
             if targets.is_empty() {
                 return Err(invalid(format!(
@@ -243,6 +257,7 @@ pub async fn build_with_listener(
         access_ttl_secs: t.access_ttl_secs,
         user_limiter: FailureLimiter::new(settings.login_limits.per_username),
         ip_limiter: FailureLimiter::new(settings.login_limits.per_ip),
+        no_route: settings.no_route.clone(),
     });
     let timeout = Duration::from_secs(settings.upstream_timeout_secs.max(1));
     Ok(common::http::serve(

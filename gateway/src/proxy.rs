@@ -226,7 +226,14 @@ pub async fn handle(
     client: web::Data<awc::Client>,
 ) -> HttpResponse {
     let Some(route) = gw.routes.find(req.path()).cloned() else {
-        return Problem::not_found(format!("no route for {}", req.path())).to_response();
+        let status = StatusCode::from_u16(gw.no_route.status).unwrap_or(StatusCode::NOT_FOUND);
+        return Problem::new(
+            status,
+            "no-route",
+            status.canonical_reason().unwrap_or("Not found"),
+        )
+        .with_detail(gw.no_route.detail.clone())
+        .to_response();
     };
     let Some(rule) = route.rule_for(req.method()).cloned() else {
         return Problem::method_not_allowed().to_response();

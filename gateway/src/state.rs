@@ -22,4 +22,5 @@ pub struct Gateway {
     pub access_ttl_secs: i64,
     pub user_limiter: FailureLimiter,
     pub ip_limiter: FailureLimiter,
+    pub no_route: crate::NoRoute,
 }

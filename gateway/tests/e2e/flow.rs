@@ -64,8 +64,22 @@ async fn login_then_role_checked_crud_through_the_gateway() {
         .problem(405);
 
     // No route: 404 problem; public route needs no token.
-    read(s.client.get(s.url("/nowhere"))).await.problem(404);
+    let nf = read(s.client.get(s.url("/nowhere"))).await;
+    assert_eq!(nf.problem(404)["type"], "urn:gatehouse:problem:no-route");
     assert_eq!(read(s.client.get(s.url("/public/x"))).await.status, 200);
+}
+
+#[actix_web::test]
+async fn the_no_route_answer_is_configurable() {
+    let s = spawn_stack_with(|l| {
+        l.set(
+            "no_route",
+            json!({"status": 410, "detail": "gone for good"}),
+        )
+    })
+    .await;
+    let r = read(s.client.get(s.url("/old/api"))).await;
+    assert_eq!(r.problem(410)["detail"], "gone for good");
 }
 
 #[actix_web::test]
