@@ -6,6 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use common::Problem;
 use common::identity::Principal;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -19,7 +20,7 @@ use crate::tokens::AccessClaims;
 #[derive(Deserialize)]
 pub struct LoginRequest {
     pub username: String,
-    pub password: String,
+    pub password: SecretString,
 }
 
 /// `POST /api/refresh` and the body of `POST /api/logout`.
@@ -165,7 +166,7 @@ pub async fn login(
     {
         return too_many(secs);
     }
-    let payload = json!({"username": body.username, "password": body.password});
+    let payload = json!({"username": body.username, "password": body.password.expose_secret()});
     let (status, value) = match users_call(
         &gw,
         &client,

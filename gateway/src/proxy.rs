@@ -96,12 +96,14 @@ fn choose_target<'a>(gw: &'a Gateway, route: &Route) -> Option<&'a str> {
 
 /// Phase: rewrite the request headers for the upstream. Drops hop-by-hop
 /// headers, the client's credentials and any identity header it sent; sets the
-/// forwarding headers, the request id and the gateway's identity proof.
+/// forwarding headers, the request id and, for an authenticated caller, the
+/// identity with the gateway's proof. A public route carries no identity at
+/// all, so it can never reach what needs one (internal endpoints included).
 fn upstream_headers(
     gw: &Gateway,
     req: &HttpRequest,
     audience: &str,
-    who: &Principal,
+    who: Option<&Principal>,
 ) -> Result<HeaderMap, Problem> {
     let mut h = HeaderMap::new();
     for (name, value) in req.headers() {
@@ -142,11 +144,13 @@ fn upstream_headers(
     if let Some(id) = req.extensions().get::<RequestId>() {
         set(&mut h, "x-request-id", &id.0);
     }
-    for (name, value) in gw.minter.header_pairs(audience, who).map_err(|e| {
-        tracing::error!(error = %e, "minting a gateway proof failed");
-        Problem::internal()
-    })? {
-        set(&mut h, name, &value);
+    if let Some(who) = who {
+        for (name, value) in gw.minter.header_pairs(audience, who).map_err(|e| {
+            tracing::error!(error = %e, "minting a gateway proof failed");
+            Problem::internal()
+        })? {
+            set(&mut h, name, &value);
+        }
     }
     Ok(h)
 }
@@ -176,7 +180,7 @@ pub async fn forward(
     req: &HttpRequest,
     body: web::Payload,
     route: &Route,
-    who: &Principal,
+    who: Option<&Principal>,
 ) -> HttpResponse {
     let Some(target) = choose_target(gw, route) else {
         return Problem::service_unavailable(format!(
@@ -239,7 +243,7 @@ pub async fn handle(
         return Problem::method_not_allowed().to_response();
     };
     let who = if rule == Rule::Public {
-        Principal::Gateway
+        None
     } else {
         let claims = match authenticate(&gw, req.headers()) {
             Ok(c) => c,
@@ -249,12 +253,12 @@ pub async fn handle(
             return res;
         }
         match principal(&claims) {
-            Ok(p) => p,
+            Ok(p) => Some(p),
             Err(res) => return res,
         }
     };
     if req.method() == Method::CONNECT {
         return Problem::method_not_allowed().to_response();
     }
-    forward(&gw, &client, &req, body, &route, &who).await
+    forward(&gw, &client, &req, body, &route, who.as_ref()).await
 }

@@ -1,5 +1,5 @@
-//! The gateway today: its proof key (generated once, then reused), health,
-//! and readiness that follows its upstreams.
+//! Gateway startup pieces: its proof key (generated once, then reused),
+//! health, readiness that follows its upstreams, and settings validation.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -66,7 +66,26 @@ async fn login_then_role_checked_crud_through_the_gateway() {
     // No route: 404 problem; public route needs no token.
     let nf = read(s.client.get(s.url("/nowhere"))).await;
     assert_eq!(nf.problem(404)["type"], "urn:gatehouse:problem:no-route");
-    assert_eq!(read(s.client.get(s.url("/public/x"))).await.status, 200);
+    // A public route carries no identity, not even with a token or spoofed headers.
+    let p = read(
+        s.client
+            .get(s.url("/public/x"))
+            .bearer_auth(&admin)
+            .header("x-gateway-token", "forged"),
+    )
+    .await;
+    assert_eq!(p.status, 200);
+    for h in [
+        "x-gateway-token",
+        "request-user-id",
+        "request-user-roles",
+        "authorization",
+    ] {
+        assert!(
+            p.body["headers"].get(h).is_none(),
+            "{h} forwarded on a public route"
+        );
+    }
 }
 
 #[actix_web::test]
