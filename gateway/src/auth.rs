@@ -60,7 +60,8 @@ async fn users_call(
     path: &str,
     body: Option<Value>,
 ) -> Result<(StatusCode, Value), HttpResponse> {
-    let target = gw
+    let live = gw.live.load_full();
+    let target = live
         .upstreams
         .get(&gw.users_upstream)
         .and_then(|t| t.first())
@@ -127,7 +128,7 @@ fn token_pair(gw: &Gateway, identity: &Identity, refresh: Issued) -> HttpRespons
         roles: identity.roles.clone(),
         username: identity.username.clone(),
     };
-    match gw.tokens.sign(claims) {
+    match gw.live.load().tokens.sign(claims) {
         Ok(access_token) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(TokenResponse {
@@ -281,5 +282,41 @@ pub async fn jwks(gw: web::Data<Gateway>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .content_type("application/jwk-set+json")
-        .json(gw.tokens.jwks())
+        .json(gw.live.load().tokens.jwks())
+}
+
+/// `POST /admin/reload` (admin): re-read the configuration and swap in keys,
+/// routes and upstreams. An invalid configuration is refused (422, with the
+/// reason) and the running one keeps serving.
+pub async fn reload(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
+    let claims = match proxy::authenticate(&gw, req.headers()) {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    if !claims
+        .roles
+        .iter()
+        .any(|r| r == common::identity::ADMIN_ROLE)
+    {
+        return Problem::forbidden("reloading the configuration needs the admin role")
+            .to_response();
+    }
+    let gw = gw.into_inner();
+    match web::block(move || gw.reload()).await {
+        Ok(Ok(live)) => HttpResponse::Ok().json(json!({
+            "status": "reloaded",
+            "routes": live.routes.routes().len(),
+            "active_kid": live.tokens.active_kid(),
+        })),
+        Ok(Err(reason)) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-config",
+            "Invalid configuration",
+        )
+        .with_detail(format!(
+            "{reason}; the previous configuration keeps serving"
+        ))
+        .to_response(),
+        Err(e) => internal(e),
+    }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use common::Problem;
 use common::config::{ConfigError, Loader};
 use common::db::DatabaseSettings;
@@ -213,6 +214,42 @@ pub async fn build_with_listener(
     settings: Settings,
     listener: TcpListener,
 ) -> anyhow::Result<Running> {
+    build_with_source(settings, listener, Box::new(Settings::load)).await
+}
+
+/// The reloadable part of the configuration, resolved from settings (reads
+/// key files; generates the development access-token key when none is set).
+pub fn live(settings: &Settings) -> anyhow::Result<state::Live> {
+    let t = &settings.tokens;
+    let dev_key = if t.keys.is_empty() {
+        Some(
+            common::keys::ensure_ed25519(&settings.data_dir.join("keys"), "access-token")?
+                .private_pem,
+        )
+    } else {
+        None
+    };
+    Ok(state::Live {
+        tokens: TokenKeys::new(
+            &t.keys,
+            dev_key.as_deref(),
+            &t.issuer,
+            &t.audience,
+            t.leeway_secs,
+        )?,
+        routes: RouteTable::new(&settings.routes, &settings.upstreams)
+            .map_err(anyhow::Error::msg)?,
+        upstreams: settings.upstreams.clone(),
+        no_route: settings.no_route.clone(),
+    })
+}
+
+/// Build with an explicit source for reloads (SIGHUP, `POST /admin/reload`).
+pub async fn build_with_source(
+    settings: Settings,
+    listener: TcpListener,
+    source: state::SettingsSource,
+) -> anyhow::Result<Running> {
     let minter = proof_minter(&settings).context("loading the gateway proof signing key")?;
     let db = common::db::open(
         &settings.database,
@@ -224,29 +261,10 @@ pub async fn build_with_listener(
     let sessions = Sessions::load(db, t.refresh_ttl_secs, t.session_max_secs)
         .await
         .context("loading sessions")?;
-    let dev_key = if t.keys.is_empty() {
-        Some(
-            common::keys::ensure_ed25519(&settings.data_dir.join("keys"), "access-token")?
-                .private_pem,
-        )
-    } else {
-        None
-    };
-    let tokens = TokenKeys::new(
-        &t.keys,
-        dev_key.as_deref(),
-        &t.issuer,
-        &t.audience,
-        t.leeway_secs,
-    )?;
-    let routes =
-        RouteTable::new(&settings.routes, &settings.upstreams).map_err(anyhow::Error::msg)?;
     let gw = web::Data::new(Gateway {
-        tokens,
+        live: ArcSwap::from_pointee(live(&settings)?),
         sessions,
         minter,
-        routes,
-        upstreams: settings.upstreams.clone(),
         strip_headers: settings
             .identity
             .strip_headers
@@ -257,8 +275,9 @@ pub async fn build_with_listener(
         access_ttl_secs: t.access_ttl_secs,
         user_limiter: FailureLimiter::new(settings.login_limits.per_username),
         ip_limiter: FailureLimiter::new(settings.login_limits.per_ip),
-        no_route: settings.no_route.clone(),
+        source,
     });
+    reload_on_sighup(gw.clone().into_inner());
     let timeout = Duration::from_secs(settings.upstream_timeout_secs.max(1));
     Ok(common::http::serve(
         listener,
@@ -275,11 +294,35 @@ pub async fn build_with_listener(
                 .service(web::resource("/api/refresh").post(auth::refresh))
                 .service(web::resource("/api/logout").post(auth::logout))
                 .service(web::resource("/.well-known/jwks.json").get(auth::jwks))
+                .service(web::resource("/admin/reload").post(auth::reload))
                 .service(web::resource("/healthz").get(common::http::healthz))
                 .service(web::resource("/readyz").get(readyz))
                 .service(web::resource("/{tail:.*}").to(proxy::handle));
         },
     )?)
+}
+
+/// SIGHUP re-reads the configuration (see [`Gateway::reload`]).
+fn reload_on_sighup(gw: std::sync::Arc<Gateway>) {
+    actix_web::rt::spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with POST /admin/reload");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            let gw = gw.clone();
+            match tokio::task::spawn_blocking(move || gw.reload()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(reason)) => {
+                    tracing::error!(%reason, "reload refused; the previous configuration keeps serving")
+                }
+                Err(e) => tracing::error!(error = %e, "reload failed"),
+            }
+        }
+    });
 }
 
 /// Readiness body: each upstream's state.
@@ -295,8 +338,9 @@ async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(2))
         .finish();
+    let live = gw.live.load_full();
     let mut states = BTreeMap::new();
-    for (name, targets) in gw.upstreams.iter() {
+    for (name, targets) in live.upstreams.iter() {
         let mut up = false;
         for t in targets {
             let url = format!("{}/healthz", t.trim_end_matches('/'));

@@ -15,7 +15,7 @@ use common::telemetry::RequestId;
 use uuid::Uuid;
 
 use crate::routes::{Route, Rule};
-use crate::state::Gateway;
+use crate::state::{Gateway, Live};
 use crate::tokens::AccessClaims;
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
@@ -51,7 +51,7 @@ pub fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<AccessClaims, H
         .map(|(_, t)| t.trim())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| invalid_token("a bearer access token is required"))?;
-    let claims = gw.tokens.verify(token).map_err(|e| {
+    let claims = gw.live.load().tokens.verify(token).map_err(|e| {
         tracing::debug!(reason = %e, "access token refused");
         invalid_token("the access token is invalid or expired")
     })?;
@@ -88,8 +88,8 @@ fn authorize(rule: &Rule, claims: &AccessClaims) -> Option<HttpResponse> {
 static ROUND_ROBIN: AtomicUsize = AtomicUsize::new(0);
 
 /// Phase: choose a target of the upstream (round-robin).
-fn choose_target<'a>(gw: &'a Gateway, route: &Route) -> Option<&'a str> {
-    let targets = gw.upstreams.get(&route.upstream)?;
+fn choose_target<'a>(live: &'a Live, route: &Route) -> Option<&'a str> {
+    let targets = live.upstreams.get(&route.upstream)?;
     let i = ROUND_ROBIN.fetch_add(1, Ordering::Relaxed);
     targets.get(i % targets.len().max(1)).map(String::as_str)
 }
@@ -182,7 +182,8 @@ pub async fn forward(
     route: &Route,
     who: Option<&Principal>,
 ) -> HttpResponse {
-    let Some(target) = choose_target(gw, route) else {
+    let live = gw.live.load_full();
+    let Some(target) = choose_target(&live, route) else {
         return Problem::service_unavailable(format!(
             "upstream `{}` has no target",
             route.upstream
@@ -229,14 +230,15 @@ pub async fn handle(
     gw: web::Data<Gateway>,
     client: web::Data<awc::Client>,
 ) -> HttpResponse {
-    let Some(route) = gw.routes.find(req.path()).cloned() else {
-        let status = StatusCode::from_u16(gw.no_route.status).unwrap_or(StatusCode::NOT_FOUND);
+    let live = gw.live.load_full();
+    let Some(route) = live.routes.find(req.path()).cloned() else {
+        let status = StatusCode::from_u16(live.no_route.status).unwrap_or(StatusCode::NOT_FOUND);
         return Problem::new(
             status,
             "no-route",
             status.canonical_reason().unwrap_or("Not found"),
         )
-        .with_detail(gw.no_route.detail.clone())
+        .with_detail(live.no_route.detail.clone())
         .to_response();
     };
     let Some(rule) = route.rule_for(req.method()).cloned() else {

@@ -1,5 +1,4 @@
 use std::net::TcpListener;
-use std::path::PathBuf;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use reqwest::StatusCode;
@@ -16,6 +15,7 @@ pub struct Stack {
     pub echo_port: u16,
     pub gateway_db: String,
     pub gw_handle: actix_web::dev::ServerHandle,
+    pub overrides: Overrides,
 }
 
 #[derive(Debug)]
@@ -67,7 +67,7 @@ pub async fn spawn_stack() -> Stack {
 }
 
 pub async fn spawn_stack_with(
-    f: impl Fn(common::config::Loader) -> common::config::Loader,
+    f: impl Fn(common::config::Loader) -> common::config::Loader + Clone + Send + Sync + 'static,
 ) -> Stack {
     if std::env::var_os("TEST_LOG").is_some() {
         common::telemetry::init();
@@ -98,8 +98,16 @@ pub async fn spawn_stack_with(
     actix_web::rt::spawn(echo_server);
 
     let gateway_db = env.database("gateway").await;
-    let (gw, gw_handle) =
-        start_gateway(&env.data_dir(), &gateway_db, users_port, echo_port, &f).await;
+    let overrides = Overrides::default();
+    let (gw, gw_handle) = start_gateway_with(
+        &env.data_dir(),
+        &gateway_db,
+        users_port,
+        echo_port,
+        &f,
+        overrides.clone(),
+    )
+    .await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -112,37 +120,65 @@ pub async fn spawn_stack_with(
         echo_port,
         gateway_db,
         gw_handle,
+        overrides,
     }
 }
 
+/// Settings changes a test applies before a reload: `(key, value)` pairs set
+/// on top of the stack's settings whenever the gateway (re)reads them.
+pub type Overrides = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+
 pub async fn start_gateway(
-    data_dir: &PathBuf,
+    data_dir: &std::path::Path,
     db: &str,
     users_port: u16,
     echo_port: u16,
-    f: &impl Fn(common::config::Loader) -> common::config::Loader,
+    f: &(impl Fn(common::config::Loader) -> common::config::Loader + Clone + Send + Sync + 'static),
+) -> (String, actix_web::dev::ServerHandle) {
+    start_gateway_with(data_dir, db, users_port, echo_port, f, Overrides::default()).await
+}
+
+pub async fn start_gateway_with(
+    data_dir: &std::path::Path,
+    db: &str,
+    users_port: u16,
+    echo_port: u16,
+    f: &(impl Fn(common::config::Loader) -> common::config::Loader + Clone + Send + Sync + 'static),
+    overrides: Overrides,
 ) -> (String, actix_web::dev::ServerHandle) {
     let users = format!("http://127.0.0.1:{users_port}");
     let echo = format!("http://127.0.0.1:{echo_port}");
-    let loader = gateway::Settings::loader()
-        .set("data_dir", data_dir)
-        .set("database.url", db)
-        .set("workers", 1)
-        .set("upstreams", json!({"users": [users], "orders": [echo.clone()], "scanner": [echo.clone()], "echo": [echo]}))
-        .set(
-            "routes",
-            json!([
-                {"prefix": "/api/users", "upstream": "users", "rewrite": "/users", "access": ["admin"]},
-                {"prefix": "/api/me", "upstream": "users", "rewrite": "/me", "access": "authenticated"},
-                {"prefix": "/api/echo/admin", "upstream": "echo", "access": {"GET": ["user", "admin"], "DELETE": ["admin"]}},
-                {"prefix": "/api/echo", "upstream": "echo", "rewrite": "/echoed", "access": "authenticated"},
-                {"prefix": "/public", "upstream": "echo", "access": "public"},
-            ]),
-        );
-    let settings = gateway::Settings::from_loader(f(loader)).unwrap();
-    let app = gateway::build_with_listener(settings, TcpListener::bind("127.0.0.1:0").unwrap())
-        .await
-        .unwrap();
+    let (data_dir, db, f) = (data_dir.to_path_buf(), db.to_owned(), f.clone());
+    let source = move || {
+        let mut loader = gateway::Settings::loader()
+            .set("data_dir", &data_dir)
+            .set("database.url", &db)
+            .set("workers", 1)
+            .set("upstreams", json!({"users": [users], "orders": [echo.clone()], "scanner": [echo.clone()], "echo": [echo]}))
+            .set(
+                "routes",
+                json!([
+                    {"prefix": "/api/users", "upstream": "users", "rewrite": "/users", "access": ["admin"]},
+                    {"prefix": "/api/me", "upstream": "users", "rewrite": "/me", "access": "authenticated"},
+                    {"prefix": "/api/echo/admin", "upstream": "echo", "access": {"GET": ["user", "admin"], "DELETE": ["admin"]}},
+                    {"prefix": "/api/echo", "upstream": "echo", "rewrite": "/echoed", "access": "authenticated"},
+                    {"prefix": "/public", "upstream": "echo", "access": "public"},
+                ]),
+            );
+        loader = f(loader);
+        for (k, v) in overrides.lock().unwrap().iter() {
+            loader = loader.set(k, v.clone());
+        }
+        gateway::Settings::from_loader(loader)
+    };
+    let settings = source().unwrap();
+    let app = gateway::build_with_source(
+        settings,
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        Box::new(source),
+    )
+    .await
+    .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());

@@ -226,6 +226,112 @@ async fn key_rotation_keeps_issued_tokens_valid() {
     assert_eq!(jwks.body["keys"].as_array().unwrap().len(), 2);
 }
 
+/// Rotation by reload: a new active key and a new route take effect without a
+/// restart; tokens of the old key stay valid; an invalid configuration is
+/// refused with the reason while the running one keeps serving.
+#[actix_web::test]
+async fn reload_rotates_keys_and_refuses_bad_config() {
+    let s = spawn_stack().await;
+    let (admin, _) = s.tokens("admin", ADMIN_PASSWORD).await;
+    let alice = s.create_user(&admin, "alice", &["user"]).await;
+    let (user, _) = s.tokens("alice", "alice-password-1").await;
+    let reload = |t: &str| {
+        read(
+            s.client
+                .post(s.url("/admin/reload"))
+                .bearer_auth(t.to_owned()),
+        )
+    };
+    read(s.client.post(s.url("/admin/reload")))
+        .await
+        .invalid_token();
+    reload(&user).await.problem(403);
+    let _ = alice;
+
+    let dir = s.env.data_dir().join("keys");
+    common::keys::ensure_ed25519(&dir, "next").unwrap();
+    s.overrides.lock().unwrap().extend([
+        (
+            "tokens.keys".to_owned(),
+            json!([
+                {"alg": "EdDSA", "active": true, "private_key_file": dir.join("next.key.pem")},
+                {"alg": "EdDSA", "public_key_file": dir.join("access-token.pub.pem")},
+            ]),
+        ),
+        (
+            "routes".to_owned(),
+            json!([
+                {"prefix": "/api/me", "upstream": "users", "rewrite": "/me", "access": "authenticated"},
+                {"prefix": "/api/fresh", "upstream": "echo", "access": "authenticated"},
+            ]),
+        ),
+    ]);
+    s.get(&admin, "/api/fresh").await.problem(404);
+    let r = reload(&admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["routes"], 2);
+    assert_eq!(
+        s.get(&admin, "/api/me").await.status,
+        200,
+        "a token of the previous key stays valid"
+    );
+    assert_eq!(
+        s.get(&user, "/api/fresh").await.status,
+        200,
+        "the new route serves at once"
+    );
+    s.get(&admin, "/api/users").await.problem(404);
+    let (fresh, _) = s.tokens("admin", ADMIN_PASSWORD).await;
+    assert_eq!(
+        jsonwebtoken::decode_header(&fresh).unwrap().kid.as_deref(),
+        r.body["active_kid"].as_str()
+    );
+    assert_ne!(
+        jsonwebtoken::decode_header(&fresh).unwrap().kid,
+        jsonwebtoken::decode_header(&admin).unwrap().kid
+    );
+    let jwks = read(s.client.get(s.url("/.well-known/jwks.json"))).await;
+    assert_eq!(jwks.body["keys"].as_array().unwrap().len(), 2);
+
+    // An invalid configuration: refused with the reason; the running one stays.
+    s.overrides.lock().unwrap().push((
+        "routes".to_owned(),
+        json!([{"prefix": "/api/x", "upstream": "nowhere", "access": "public"}]),
+    ));
+    let r = reload(&fresh).await;
+    assert!(
+        r.problem(422)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("unknown upstream"),
+        "{}",
+        r.text
+    );
+    assert_eq!(s.get(&fresh, "/api/fresh").await.status, 200);
+    s.overrides.lock().unwrap().push((
+        "tokens.keys".to_owned(),
+        json!([{"alg": "EdDSA", "active": true, "private_key_file": "/nonexistent.pem"}]),
+    ));
+    s.overrides
+        .lock()
+        .unwrap()
+        .retain(|(k, v)| !(k == "routes" && v.to_string().contains("nowhere")));
+    let r = reload(&fresh).await;
+    assert!(
+        r.problem(422)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nonexistent"),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        s.get(&fresh, "/api/me").await.status,
+        200,
+        "keys unchanged after a refused reload"
+    );
+}
+
 /// Random bodies at the login endpoint and random tokens at a route: never a
 /// 500 (asserted in `read`), always a 4xx.
 #[actix_web::test]
