@@ -174,16 +174,17 @@ fn upstream_error(e: &SendRequestError) -> HttpResponse {
 }
 
 /// Forward a request on behalf of `who` and stream the answer back.
+/// `live` is the configuration snapshot the request was routed with.
 pub async fn forward(
     gw: &Gateway,
+    live: &Live,
     client: &awc::Client,
     req: &HttpRequest,
     body: web::Payload,
     route: &Route,
     who: Option<&Principal>,
 ) -> HttpResponse {
-    let live = gw.live.load_full();
-    let Some(target) = choose_target(&live, route) else {
+    let Some(target) = choose_target(live, route) else {
         return Problem::service_unavailable(format!(
             "upstream `{}` has no target",
             route.upstream
@@ -262,5 +263,5 @@ pub async fn handle(
     if req.method() == Method::CONNECT {
         return Problem::method_not_allowed().to_response();
     }
-    forward(&gw, &client, &req, body, &route, who.as_ref()).await
+    forward(&gw, &live, &client, &req, body, &route, who.as_ref()).await
 }
