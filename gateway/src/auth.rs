@@ -213,12 +213,12 @@ pub async fn refresh(
     client: web::Data<awc::Client>,
     body: web::Json<RefreshRequest>,
 ) -> HttpResponse {
-    let family = match gw.sessions.family_of(&body.refresh_token).await {
+    let found = match gw.sessions.find(&body.refresh_token).await {
         Ok(Some(f)) => f,
         Ok(None) => return refresh_refused("the refresh token is invalid"),
         Err(e) => return internal(e),
     };
-    let path = format!("/internal/users/{}", family.user_id);
+    let path = format!("/internal/users/{}", found.family.user_id);
     let (status, value) =
         match users_call(&gw, &client, actix_web::http::Method::GET, &path, None).await {
             Ok(r) => r,
@@ -234,17 +234,17 @@ pub async fn refresh(
         _ => return unavailable(),
     };
     let Some(identity) = identity else {
-        if let Err(e) = gw.sessions.revoke_family(family.id).await {
+        if let Err(e) = gw.sessions.revoke_family(found.family.id).await {
             return internal(e);
         }
         return refresh_refused("the account is no longer active");
     };
-    let spent = match gw.sessions.spend(&body.refresh_token).await {
-        Ok(s) => s,
+    match gw.sessions.spend(&found).await {
+        Ok(()) => {}
         Err(SessionError::Db(e)) => return internal(e),
         Err(e) => return refresh_refused(&e.to_string()),
-    };
-    match gw.sessions.continue_family(spent.family_id).await {
+    }
+    match gw.sessions.continue_family(found.family.id).await {
         Ok(issued) => token_pair(&gw, &identity, issued),
         Err(SessionError::Db(e)) => internal(e),
         Err(e) => refresh_refused(&e.to_string()),
@@ -262,9 +262,9 @@ pub async fn logout(
         Ok(c) => c,
         Err(res) => return res,
     };
-    match gw.sessions.family_of(&body.refresh_token).await {
-        Ok(Some(f)) if f.user_id.to_string() == claims.sub => {
-            if let Err(e) = gw.sessions.revoke_family(f.id).await {
+    match gw.sessions.find(&body.refresh_token).await {
+        Ok(Some(f)) if f.family.user_id.to_string() == claims.sub => {
+            if let Err(e) = gw.sessions.revoke_family(f.family.id).await {
                 return internal(e);
             }
         }

@@ -201,9 +201,7 @@ pub async fn forward(
         route.upstream_path(req.path(), req.query_string())
     );
     let mut up = client.request(req.method().clone(), url);
-    for (name, value) in &headers {
-        up = up.append_header((name.clone(), value.clone()));
-    }
+    *up.headers_mut() = headers;
     let res = match up.send_stream(body).await {
         Ok(r) => r,
         Err(e) => return upstream_error(&e),

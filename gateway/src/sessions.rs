@@ -103,10 +103,10 @@ pub struct Issued {
     pub expires_at: DateTime<Utc>,
 }
 
-/// A refresh token that was valid and is now spent.
-pub struct Spent {
-    pub family_id: Uuid,
-    pub user_id: Uuid,
+/// A stored refresh token and its family.
+pub struct Found {
+    pub token: refresh::Model,
+    pub family: family::Model,
 }
 
 pub struct Sessions {
@@ -155,10 +155,6 @@ impl Sessions {
         })
     }
 
-    pub fn db(&self) -> &DatabaseConnection {
-        &self.db
-    }
-
     async fn add_token(
         &self,
         family_id: Uuid,
@@ -196,18 +192,26 @@ impl Sessions {
         Ok((fam.id, issued))
     }
 
-    /// Spend a refresh token. A token spent before (or raced) revokes its family.
-    pub async fn spend(&self, token: &str) -> Result<Spent, SessionError> {
-        let now = Utc::now();
-        let row = refresh::Entity::find()
+    /// A known refresh token and its family, as stored.
+    pub async fn find(&self, token: &str) -> Result<Option<Found>, DbErr> {
+        let Some(token) = refresh::Entity::find()
             .filter(refresh::Column::TokenHash.eq(hash(token)))
             .one(&self.db)
             .await?
-            .ok_or(SessionError::Unknown)?;
-        let fam = family::Entity::find_by_id(row.family_id)
+        else {
+            return Ok(None);
+        };
+        let family = family::Entity::find_by_id(token.family_id)
             .one(&self.db)
-            .await?
-            .ok_or(SessionError::Unknown)?;
+            .await?;
+        Ok(family.map(|family| Found { token, family }))
+    }
+
+    /// Spend a found refresh token. A token spent before (or raced) revokes
+    /// its family.
+    pub async fn spend(&self, found: &Found) -> Result<(), SessionError> {
+        let now = Utc::now();
+        let (row, fam) = (&found.token, &found.family);
         if fam.revoked_at.is_some() {
             return Err(SessionError::Revoked);
         }
@@ -229,13 +233,11 @@ impl Sessions {
             self.revoke_family(fam.id).await?;
             return Err(SessionError::Reused);
         }
-        Ok(Spent {
-            family_id: fam.id,
-            user_id: fam.user_id,
-        })
+        Ok(())
     }
 
-    /// The next refresh token of a family whose last one was just spent.
+    /// The next refresh token of a family whose last one was just spent. The
+    /// family is read again: a reuse racing this refresh may have revoked it.
     pub async fn continue_family(&self, family_id: Uuid) -> Result<Issued, SessionError> {
         let fam = family::Entity::find_by_id(family_id)
             .one(&self.db)
@@ -245,20 +247,6 @@ impl Sessions {
             return Err(SessionError::Revoked);
         }
         Ok(self.add_token(fam.id, fam.expires_at).await?)
-    }
-
-    /// The family of a refresh token, if the token is known.
-    pub async fn family_of(&self, token: &str) -> Result<Option<family::Model>, DbErr> {
-        let Some(row) = refresh::Entity::find()
-            .filter(refresh::Column::TokenHash.eq(hash(token)))
-            .one(&self.db)
-            .await?
-        else {
-            return Ok(None);
-        };
-        family::Entity::find_by_id(row.family_id)
-            .one(&self.db)
-            .await
     }
 
     pub async fn revoke_family(&self, family_id: Uuid) -> Result<(), DbErr> {
