@@ -32,6 +32,7 @@ pub struct Loader {
     service: String,
     figment: Figment,
     file_error: Option<ConfigError>,
+    pinned: Vec<(String, serde_json::Value)>,
 }
 
 impl Loader {
@@ -51,7 +52,23 @@ impl Loader {
             service: service.to_owned(),
             figment,
             file_error,
+            pinned: Vec::new(),
         }
+    }
+
+    /// A value that wins over every layer, the environment included: for
+    /// tests that must not inherit, say, `REDIS_URL` from the machine.
+    pub fn pin(mut self, key: &str, value: impl Serialize) -> Self {
+        match serde_json::to_value(value) {
+            Ok(v) => self.pinned.push((key.to_owned(), v)),
+            Err(e) => {
+                self.file_error = Some(ConfigError::Invalid {
+                    service: self.service.clone(),
+                    message: format!("{key}: {e}"),
+                })
+            }
+        }
+        self
     }
 
     /// A value set by the program (the all-in-one launcher), below the environment.
@@ -85,7 +102,11 @@ impl Loader {
         if let Some(e) = self.file_error {
             return Err(e);
         }
-        self.figment.extract().map_err(|e| ConfigError::Invalid {
+        let mut figment = self.figment;
+        for (key, value) in self.pinned {
+            figment = figment.merge(Serialized::default(&key, value));
+        }
+        figment.extract().map_err(|e| ConfigError::Invalid {
             service: self.service.clone(),
             message: e
                 .into_iter()

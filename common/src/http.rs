@@ -164,6 +164,19 @@ pub fn serve<F>(
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
+    serve_with(listener, workers, 30, configure)
+}
+
+/// [`serve`] with the time in-flight requests get to finish on shutdown.
+pub fn serve_with<F>(
+    listener: std::net::TcpListener,
+    workers: usize,
+    shutdown_timeout_secs: u64,
+    configure: F,
+) -> std::io::Result<Running>
+where
+    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+{
     let port = listener.local_addr()?.port();
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
@@ -177,7 +190,7 @@ where
             .configure(configure.clone())
             .default_service(web::to(not_found))
     })
-    .shutdown_timeout(30)
+    .shutdown_timeout(shutdown_timeout_secs)
     .listen(listener)?;
     if workers > 0 {
         server = server.workers(workers);

@@ -211,9 +211,12 @@ impl ProofMinter {
     }
 }
 
+/// The headers that carry identity from the gateway to a service.
+pub const IDENTITY_HEADERS: [&str; 3] = [USER_ID_HEADER, USER_ROLES_HEADER, PROOF_HEADER];
+
 /// Remove every identity header a client may have sent.
 pub fn strip_identity_headers(headers: &mut HeaderMap) {
-    for name in [USER_ID_HEADER, USER_ROLES_HEADER, PROOF_HEADER] {
+    for name in IDENTITY_HEADERS {
         headers.remove(name);
     }
 }

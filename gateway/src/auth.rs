@@ -55,18 +55,17 @@ fn unavailable() -> HttpResponse {
 /// Call the users service on the gateway's own behalf.
 async fn users_call(
     gw: &Gateway,
-    client: &awc::Client,
+    clients: &proxy::Clients,
     method: actix_web::http::Method,
     path: &str,
     body: Option<Value>,
 ) -> Result<(StatusCode, Value), HttpResponse> {
     let live = gw.live.load_full();
-    let target = live
+    let upstream = live
         .upstreams
         .get(&gw.users_upstream)
-        .and_then(|t| t.first())
         .ok_or_else(unavailable)?;
-    let mut req = client.request(method, format!("{}{path}", target.trim_end_matches('/')));
+    let client = clients.get(upstream.spec.connect_timeout_ms);
     let pairs = gw
         .minter
         .header_pairs(&gw.users_upstream, &Principal::Gateway)
@@ -74,17 +73,35 @@ async fn users_call(
             tracing::error!(error = %e, "minting a gateway proof failed");
             Problem::internal().to_response()
         })?;
-    for (k, v) in pairs {
-        req = req.insert_header((k, v));
-    }
-    let sent = match body {
-        Some(b) => req.send_json(&b).await,
-        None => req.send().await,
+    // These calls only read: one more target is tried when one fails.
+    let mut avoid = None;
+    let mut res = loop {
+        let lease = upstream.pick(avoid.as_ref()).ok_or_else(unavailable)?;
+        let mut req = client
+            .request(method.clone(), format!("{}{path}", lease.target().url))
+            .timeout(std::time::Duration::from_secs(upstream.spec.timeout_secs));
+        for (k, v) in &pairs {
+            req = req.insert_header((*k, v.as_str()));
+        }
+        let sent = match &body {
+            Some(b) => req.send_json(b).await,
+            None => req.send().await,
+        };
+        match sent {
+            Ok(res) => {
+                lease.target().record_success();
+                break res;
+            }
+            Err(e) => {
+                lease.target().record_failure(&upstream.spec.passive);
+                tracing::warn!(error = %e, target_url = %lease.target().url, "users service unreachable");
+                if avoid.is_some() {
+                    return Err(unavailable());
+                }
+                avoid = Some(lease.target().clone());
+            }
+        }
     };
-    let mut res = sent.map_err(|e| {
-        tracing::warn!(error = %e, "users service unreachable");
-        unavailable()
-    })?;
     let status = res.status();
     let value = res
         .json::<Value>()
@@ -155,7 +172,7 @@ fn internal(e: impl std::fmt::Display) -> HttpResponse {
 pub async fn login(
     req: HttpRequest,
     gw: web::Data<Gateway>,
-    client: web::Data<awc::Client>,
+    clients: web::Data<proxy::Clients>,
     body: web::Json<LoginRequest>,
 ) -> HttpResponse {
     let user_key = body.username.to_lowercase();
@@ -170,7 +187,7 @@ pub async fn login(
     let payload = json!({"username": body.username, "password": body.password.expose_secret()});
     let (status, value) = match users_call(
         &gw,
-        &client,
+        &clients,
         actix_web::http::Method::POST,
         "/internal/credentials/verify",
         Some(payload),
@@ -210,7 +227,7 @@ fn refresh_refused(detail: &str) -> HttpResponse {
 /// and role changes apply now; a spent token revokes its whole family.
 pub async fn refresh(
     gw: web::Data<Gateway>,
-    client: web::Data<awc::Client>,
+    clients: web::Data<proxy::Clients>,
     body: web::Json<RefreshRequest>,
 ) -> HttpResponse {
     let found = match gw.sessions.find(&body.refresh_token).await {
@@ -220,7 +237,7 @@ pub async fn refresh(
     };
     let path = format!("/internal/users/{}", found.family.user_id);
     let (status, value) =
-        match users_call(&gw, &client, actix_web::http::Method::GET, &path, None).await {
+        match users_call(&gw, &clients, actix_web::http::Method::GET, &path, None).await {
             Ok(r) => r,
             Err(res) => return res,
         };
@@ -289,17 +306,8 @@ pub async fn jwks(gw: web::Data<Gateway>) -> HttpResponse {
 /// routes and upstreams. An invalid configuration is refused (422, with the
 /// reason) and the running one keeps serving.
 pub async fn reload(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
-    let claims = match proxy::authenticate(&gw, req.headers()) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
-    if !claims
-        .roles
-        .iter()
-        .any(|r| r == common::identity::ADMIN_ROLE)
-    {
-        return Problem::forbidden("reloading the configuration needs the admin role")
-            .to_response();
+    if let Err(res) = crate::admin::require_admin(&gw, &req) {
+        return res;
     }
     let gw = gw.into_inner();
     match web::block(move || gw.reload()).await {

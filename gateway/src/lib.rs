@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use anyhow::Context;
@@ -18,18 +17,26 @@ use common::http::Running;
 use common::identity::{PROOF_KEY_NAME, ProofMinter};
 use limiter::{FailureLimiter, LimitSettings};
 use routes::{RouteConfig, RouteTable};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use sessions::Sessions;
 use state::Gateway;
 use tokens::TokenKeys;
+use upstreams::UpstreamConfig;
 
+pub mod admin;
 pub mod auth;
+pub mod cache;
+pub mod compose;
 pub mod limiter;
+pub mod metrics;
 pub mod proxy;
+pub mod ratelimit;
 pub mod routes;
 pub mod sessions;
 pub mod state;
 pub mod tokens;
+pub mod upstreams;
 
 const DEFAULTS: &str = include_str!("../../config/gateway.yaml");
 
@@ -39,6 +46,8 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("DATA_DIR", "data_dir"),
     ("DATABASE_URL", "database.url"),
     ("GATEWAY_PROOF_PRIVATE_KEY", "proof.private_key_pem"),
+    ("REDIS_URL", "redis.url"),
+    ("GATEWAY_METRICS_TOKEN", "metrics.bearer_token"),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -52,11 +61,57 @@ pub struct Settings {
     pub tokens: TokenSettings,
     pub login_limits: LoginLimits,
     pub identity: IdentitySettings,
-    pub upstream_timeout_secs: u64,
-    /// Upstream name -> target base URLs.
-    pub upstreams: BTreeMap<String, Vec<String>>,
+    /// Largest request body a route accepts unless it says otherwise.
+    pub max_body_bytes: u64,
+    /// Time in-flight requests get to finish on SIGTERM/SIGINT.
+    pub shutdown_timeout_secs: u64,
+    /// Shared rate-limit counters (in memory when `url` is unset).
+    pub redis: ratelimit::RedisSettings,
+    pub cache: CacheSettings,
+    pub cors: CorsSettings,
+    pub metrics: MetricsSettings,
+    /// Upstream name -> targets (a list of base URLs, or the full form).
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
+    /// Routes answered by several upstream calls at once.
+    pub composed: Vec<compose::ComposedConfig>,
     pub no_route: NoRoute,
+}
+
+/// The response cache shared by the routes that enable it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Memory bound for cached bodies and headers.
+    pub max_bytes: u64,
+}
+
+/// Cross-origin requests from browsers; off while `allowed_origins` is empty.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSettings {
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age_secs: usize,
+    pub allow_credentials: bool,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// When set, `GET /metrics` needs `Authorization: Bearer <this>`.
+    #[serde(default)]
+    pub bearer_token: Option<SecretString>,
+}
+
+impl std::fmt::Debug for MetricsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsSettings")
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 /// The response for a path no route matches.
@@ -160,30 +215,38 @@ impl Settings {
                 self.identity.users_upstream
             )));
         }
-        RouteTable::new(&self.routes, &self.upstreams).map_err(invalid)?;
+        upstreams::build_all(&self.upstreams, &BTreeMap::new(), None).map_err(invalid)?;
+        RouteTable::new(&self.routes, |u| self.upstreams.contains_key(u)).map_err(invalid)?;
+        compose::ComposedTable::new(&self.composed, |u| self.upstreams.contains_key(u))
+            .map_err(invalid)?;
         if !(400..=599).contains(&self.no_route.status) {
             return Err(invalid(format!(
                 "no_route.status: {} is not an error status",
                 self.no_route.status
             )));
         }
-        for (name, targets) in &self.upstreams {
-            if targets.is_empty() {
+        if self.max_body_bytes == 0 {
+            return Err(invalid("max_body_bytes must be positive".into()));
+        }
+        let c = &self.cors;
+        if c.allow_credentials && c.allowed_origins.iter().any(|o| o == "*") {
+            return Err(invalid(
+                "cors: allow_credentials cannot be combined with the `*` origin".into(),
+            ));
+        }
+        for o in &c.allowed_origins {
+            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
                 return Err(invalid(format!(
-                    "upstreams.{name}: needs at least one target"
+                    "cors.allowed_origins: `{o}` is not `*` or an http(s) origin"
                 )));
             }
-            for t in targets {
-                let ok = t
-                    .strip_prefix("http://")
-                    .or_else(|| t.strip_prefix("https://"))
-                    .is_some_and(|rest| !rest.is_empty() && !rest.contains(['?', '#', ' ']));
-                if !ok {
-                    return Err(invalid(format!(
-                        "upstreams.{name}: `{t}` is not an http(s) base URL"
-                    )));
-                }
-            }
+        }
+        if let Some(url) = &self.redis.url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(invalid(
+                "redis.url must start with redis:// or rediss://".into(),
+            ));
         }
         Ok(self)
     }
@@ -219,7 +282,13 @@ pub async fn build_with_listener(
 
 /// The reloadable part of the configuration, resolved from settings (reads
 /// key files; generates the development access-token key when none is set).
-pub fn live(settings: &Settings) -> anyhow::Result<state::Live> {
+/// Targets known to `previous` keep their health and counters; targets
+/// registered through the admin API are re-applied.
+pub fn live(
+    settings: &Settings,
+    previous: Option<&state::Live>,
+    registry: &BTreeMap<String, upstreams::Registrations>,
+) -> anyhow::Result<state::Live> {
     let t = &settings.tokens;
     let dev_key = if t.keys.is_empty() {
         Some(
@@ -237,11 +306,42 @@ pub fn live(settings: &Settings) -> anyhow::Result<state::Live> {
             &t.audience,
             t.leeway_secs,
         )?,
-        routes: RouteTable::new(&settings.routes, &settings.upstreams)
+        routes: RouteTable::new(&settings.routes, |u| settings.upstreams.contains_key(u))
             .map_err(anyhow::Error::msg)?,
-        upstreams: settings.upstreams.clone(),
+        upstreams: upstreams::build_all(
+            &settings.upstreams,
+            registry,
+            previous.map(|p| &p.upstreams),
+        )
+        .map_err(anyhow::Error::msg)?,
+        composed: compose::ComposedTable::new(&settings.composed, |u| {
+            settings.upstreams.contains_key(u)
+        })
+        .map_err(anyhow::Error::msg)?,
         no_route: settings.no_route.clone(),
+        max_body_bytes: settings.max_body_bytes,
     })
+}
+
+fn cors(c: &CorsSettings) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(c.allowed_methods.iter().map(String::as_str))
+        .allowed_headers(c.allowed_headers.iter().map(String::as_str))
+        .expose_headers(c.expose_headers.iter().map(String::as_str))
+        .max_age(c.max_age_secs)
+        // A foreign origin gets no grant (the browser blocks it), not an error.
+        .block_on_origin_mismatch(false);
+    for o in &c.allowed_origins {
+        cors = if o == "*" {
+            cors.allow_any_origin()
+        } else {
+            cors.allowed_origin(o)
+        };
+    }
+    if c.allow_credentials {
+        cors = cors.supports_credentials();
+    }
+    cors
 }
 
 /// Build with an explicit source for reloads (SIGHUP, `POST /admin/reload`).
@@ -261,8 +361,10 @@ pub async fn build_with_source(
     let sessions = Sessions::load(db, t.refresh_ttl_secs, t.session_max_secs)
         .await
         .context("loading sessions")?;
+    let limiter = ratelimit::RateLimiter::new(&settings.redis).await;
     let gw = web::Data::new(Gateway {
-        live: ArcSwap::from_pointee(live(&settings)?),
+        live: ArcSwap::from_pointee(live(&settings, None, &BTreeMap::new())?),
+        registry: std::sync::Mutex::new(BTreeMap::new()),
         sessions,
         minter,
         strip_headers: settings
@@ -275,29 +377,47 @@ pub async fn build_with_source(
         access_ttl_secs: t.access_ttl_secs,
         user_limiter: FailureLimiter::new(settings.login_limits.per_username),
         ip_limiter: FailureLimiter::new(settings.login_limits.per_ip),
+        limiter,
+        cache: cache::ResponseCache::new(settings.cache.max_bytes),
+        metrics: metrics::Metrics::new()?,
+        metrics_token: settings.metrics.bearer_token.clone(),
         source,
     });
     reload_on_sighup(gw.clone().into_inner());
-    let timeout = Duration::from_secs(settings.upstream_timeout_secs.max(1));
-    Ok(common::http::serve(
+    upstreams::spawn_health_checks(std::sync::Arc::downgrade(&gw.clone().into_inner()));
+    let cors_settings = settings.cors.clone();
+    Ok(common::http::serve_with(
         listener,
         settings.workers,
+        settings.shutdown_timeout_secs,
         move |cfg| {
-            let client = awc::Client::builder()
-                .no_default_headers()
-                .timeout(timeout)
-                .connector(awc::Connector::new().timeout(Duration::from_secs(5)))
-                .finish();
             cfg.app_data(gw.clone())
-                .app_data(web::Data::new(client))
-                .service(web::resource("/api/login").post(auth::login))
-                .service(web::resource("/api/refresh").post(auth::refresh))
-                .service(web::resource("/api/logout").post(auth::logout))
-                .service(web::resource("/.well-known/jwks.json").get(auth::jwks))
-                .service(web::resource("/admin/reload").post(auth::reload))
-                .service(web::resource("/healthz").get(common::http::healthz))
-                .service(web::resource("/readyz").get(readyz))
-                .service(web::resource("/{tail:.*}").to(proxy::handle));
+                .app_data(web::Data::new(proxy::Clients::default()))
+                .service(
+                    web::scope("")
+                        .wrap(actix_web::middleware::Condition::new(
+                            !cors_settings.allowed_origins.is_empty(),
+                            cors(&cors_settings),
+                        ))
+                        .wrap(actix_web::middleware::from_fn(metrics::observe))
+                        .service(web::resource("/api/login").post(auth::login))
+                        .service(web::resource("/api/refresh").post(auth::refresh))
+                        .service(web::resource("/api/logout").post(auth::logout))
+                        .service(web::resource("/.well-known/jwks.json").get(auth::jwks))
+                        .service(web::resource("/admin/reload").post(auth::reload))
+                        .service(web::resource("/admin/routes").get(admin::routes))
+                        .service(web::resource("/admin/upstreams").get(admin::upstreams))
+                        .service(
+                            web::resource("/admin/upstreams/{name}/targets")
+                                .post(admin::add_target)
+                                .delete(admin::remove_target),
+                        )
+                        .service(web::resource("/stats").get(admin::stats))
+                        .service(web::resource("/metrics").get(metrics::endpoint))
+                        .service(web::resource("/healthz").get(common::http::healthz))
+                        .service(web::resource("/readyz").get(readyz))
+                        .default_service(web::to(proxy::handle)),
+                );
         },
     )?)
 }
@@ -330,45 +450,31 @@ fn reload_on_sighup(gw: std::sync::Arc<Gateway>) {
 struct Readiness {
     status: &'static str,
     upstreams: BTreeMap<String, &'static str>,
+    rate_limits: &'static str,
 }
 
-/// `GET /readyz`: ready when every upstream has at least one target whose
-/// `/healthz` answers 200 within 2 s.
+/// `GET /readyz`: ready when the configuration is loaded and every upstream
+/// has a target in rotation (by the health checks and passive ejection).
 async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .finish();
-    let live = gw.live.load_full();
-    let mut states = BTreeMap::new();
-    for (name, targets) in live.upstreams.iter() {
-        let mut up = false;
-        for t in targets {
-            let url = format!("{}/healthz", t.trim_end_matches('/'));
-            if client
-                .get(url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                up = true;
-                break;
-            }
-        }
-        states.insert(name.clone(), if up { "up" } else { "down" });
-    }
-    let down: Vec<&String> = states
+    let live = gw.live.load();
+    let states: BTreeMap<String, &'static str> = live
+        .upstreams
+        .iter()
+        .map(|(n, u)| (n.clone(), if u.has_available() { "up" } else { "down" }))
+        .collect();
+    let down: Vec<&str> = states
         .iter()
         .filter(|(_, s)| **s == "down")
-        .map(|(n, _)| n)
+        .map(|(n, _)| n.as_str())
         .collect();
     if down.is_empty() {
         HttpResponse::Ok().json(Readiness {
             status: "ok",
             upstreams: states,
+            rate_limits: metrics::backend_name(&gw.limiter),
         })
     } else {
-        let names: Vec<&str> = down.iter().map(|s| s.as_str()).collect();
-        Problem::service_unavailable(format!("no healthy target for: {}", names.join(", ")))
+        Problem::service_unavailable(format!("no healthy target for: {}", down.join(", ")))
             .to_response()
     }
 }

@@ -2,10 +2,14 @@
 //! in config with the access it needs. Default deny: a route that does not say
 //! `public` needs a valid token.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use actix_web::http::Method;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
+
+use crate::ratelimit::{LimitBy, Quota, RateLimitConfig};
 
 /// One `routes[]` entry.
 #[derive(Debug, Clone, Deserialize)]
@@ -13,6 +17,12 @@ use serde::Deserialize;
 pub struct RouteConfig {
     /// Path prefix, matched on segment boundaries; longest wins.
     pub prefix: String,
+    /// Only requests for this host (the `Host` header, port ignored) match.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Only these methods match (default: all); another route may serve the rest.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
     /// Upstream name (a key of `upstreams`); also the audience of the proof.
     pub upstream: String,
     /// Replaces the prefix in the upstream path (default: kept as is).
@@ -21,6 +31,95 @@ pub struct RouteConfig {
     /// `public`, `authenticated`, a list of roles (any of them), or a map of
     /// method (or `*`) to one of those.
     pub access: AccessConfig,
+    /// Headers added to / removed from the request sent upstream.
+    #[serde(default)]
+    pub request_headers: HeaderRules,
+    /// Headers added to / removed from the response sent to the client.
+    #[serde(default)]
+    pub response_headers: HeaderRules,
+    /// Largest request body accepted (default: the gateway's `max_body_bytes`).
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// Requests per caller (token subject) or per client IP.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Cache GET/HEAD answers, per caller identity.
+    #[serde(default)]
+    pub cache: Option<CacheConfig>,
+}
+
+/// Header edits: `remove` first, then `add` (which replaces).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderRules {
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// Resolved header edits.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderEdits {
+    pub add: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderEdits {
+    fn from_config(c: &HeaderRules, what: &str) -> Result<Self, String> {
+        let name = |n: &str| {
+            let lower = n.to_ascii_lowercase();
+            if common::identity::IDENTITY_HEADERS.contains(&lower.as_str())
+                || lower == "authorization"
+                || lower == "host"
+            {
+                return Err(format!(
+                    "{what}: `{n}` is set by the gateway itself and cannot be configured"
+                ));
+            }
+            HeaderName::from_bytes(lower.as_bytes())
+                .map_err(|_| format!("{what}: `{n}` is not a header name"))
+        };
+        let mut edits = HeaderEdits::default();
+        for n in &c.remove {
+            edits.remove.push(name(n)?);
+        }
+        for (n, v) in &c.add {
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| format!("{what}: the value of `{n}` is not a valid header value"))?;
+            edits.add.push((name(n)?, value));
+        }
+        Ok(edits)
+    }
+
+    /// Apply to a header map.
+    pub fn apply(&self, h: &mut HeaderMap) {
+        for n in &self.remove {
+            h.remove(n);
+        }
+        for (n, v) in &self.add {
+            h.insert(n.clone(), v.clone());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// `cache:` on a route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Longest an answer is kept (an upstream `max-age` may shorten it).
+    pub ttl_secs: u64,
+    /// Larger answers are streamed and not kept.
+    #[serde(default = "default_cache_entry")]
+    pub max_entry_bytes: u64,
+}
+
+fn default_cache_entry() -> u64 {
+    1024 * 1024
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,7 +153,7 @@ pub enum Rule {
 }
 
 impl Rule {
-    fn from_config(c: &RuleConfig) -> Result<Self, String> {
+    pub(crate) fn from_config(c: &RuleConfig) -> Result<Self, String> {
         match c {
             RuleConfig::Keyword(Keyword::Public) => Ok(Rule::Public),
             RuleConfig::Keyword(Keyword::Authenticated) => Ok(Rule::Authenticated),
@@ -73,10 +172,26 @@ impl Rule {
 #[derive(Debug, Clone)]
 pub struct Route {
     pub prefix: String,
+    /// Lower-case host without port, when the route is host-bound.
+    pub host: Option<String>,
+    /// The methods the route matches (`None`: all).
+    pub methods: Option<Vec<Method>>,
     pub upstream: String,
     pub rewrite: Option<String>,
     default_rule: Option<Rule>,
     per_method: Vec<(Method, Rule)>,
+    pub request_headers: HeaderEdits,
+    pub response_headers: HeaderEdits,
+    pub max_body_bytes: Option<u64>,
+    pub rate_limit: Option<(Quota, LimitBy)>,
+    pub cache: Option<RouteCache>,
+}
+
+/// A route's cache policy, resolved.
+#[derive(Debug, Clone)]
+pub struct RouteCache {
+    pub ttl: Duration,
+    pub max_entry_bytes: u64,
 }
 
 impl Route {
@@ -89,9 +204,17 @@ impl Route {
             .or(self.default_rule.as_ref())
     }
 
+    fn serves(&self, method: &Method) -> bool {
+        self.methods.as_ref().is_none_or(|ms| ms.contains(method))
+    }
+
     /// The upstream path (with query) for a request path.
     pub fn upstream_path(&self, path: &str, query: &str) -> String {
-        let rest = &path[self.prefix.len().min(path.len())..];
+        let rest = if self.prefix == "/" {
+            path
+        } else {
+            &path[self.prefix.len().min(path.len())..]
+        };
         let base = self.rewrite.as_deref().unwrap_or(&self.prefix);
         let mut p = if rest.is_empty() {
             base.to_owned()
@@ -111,26 +234,66 @@ impl Route {
         }
         p
     }
+
+    /// The access rules as configured, for the admin API.
+    pub fn access_summary(&self) -> BTreeMap<String, String> {
+        let show = |r: &Rule| match r {
+            Rule::Public => "public".to_owned(),
+            Rule::Authenticated => "authenticated".to_owned(),
+            Rule::AnyRole(roles) => format!("any of: {}", roles.join(", ")),
+        };
+        let mut out: BTreeMap<String, String> = self
+            .per_method
+            .iter()
+            .map(|(m, r)| (m.to_string(), show(r)))
+            .collect();
+        if let Some(r) = &self.default_rule {
+            out.insert("*".into(), show(r));
+        }
+        out
+    }
 }
 
-/// Routes by prefix, longest first.
+/// Why no route answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    /// No route matches the path (and host).
+    NoRoute,
+    /// Routes match the path but none serves this method.
+    Method,
+}
+
+/// Routes indexed by prefix: a lookup costs one hash probe per path segment,
+/// whatever the number of routes.
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
-    routes: Vec<Route>,
+    /// Prefix (no trailing slash, except `/`) -> its routes, host-bound first.
+    by_prefix: HashMap<String, Vec<Route>>,
+    /// Every route, longest prefix first (for listing).
+    ordered: Vec<Route>,
 }
 
-fn segment_match(prefix: &str, path: &str) -> bool {
-    path.starts_with(prefix)
-        && (path.len() == prefix.len()
-            || prefix.ends_with('/')
-            || path.as_bytes().get(prefix.len()) == Some(&b'/'))
+fn normalize_prefix(p: &str) -> String {
+    let t = p.trim_end_matches('/');
+    if t.is_empty() { "/".into() } else { t.into() }
+}
+
+/// The host a request names (`Host` header or URI authority), lower-case,
+/// without port.
+pub fn host_of(host: &str) -> String {
+    let h = if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    h.to_ascii_lowercase()
 }
 
 impl RouteTable {
     /// Resolve and check the configured routes against the known upstreams.
-    pub fn new(
+    pub fn new<'a>(
         configs: &[RouteConfig],
-        upstreams: &BTreeMap<String, Vec<String>>,
+        upstreams: impl Fn(&str) -> bool + 'a,
     ) -> Result<Self, String> {
         let mut routes = Vec::new();
         for (i, c) in configs.iter().enumerate() {
@@ -138,7 +301,10 @@ impl RouteTable {
             if !c.prefix.starts_with('/') {
                 return Err(at("prefix must start with `/`".into()));
             }
-            if !upstreams.contains_key(&c.upstream) {
+            if c.prefix.contains(['?', '#', '%', '\\']) || c.prefix.contains("//") {
+                return Err(at("prefix must be a plain path".into()));
+            }
+            if !upstreams(&c.upstream) {
                 return Err(at(format!("unknown upstream `{}`", c.upstream)));
             }
             if c.rewrite.as_deref().is_some_and(|r| !r.starts_with('/')) {
@@ -154,21 +320,88 @@ impl RouteTable {
                         if m == "*" {
                             default = Some(rule);
                         } else {
-                            let method = Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-                                .map_err(|_| at(format!("`{m}` is not an HTTP method")))?;
-                            per.push((method, rule));
+                            per.push((parse_method(m).map_err(at)?, rule));
                         }
                     }
                     (default, per)
                 }
             };
+            let methods = match &c.methods {
+                None => None,
+                Some(ms) if ms.is_empty() => {
+                    return Err(at("an empty method list would match nothing".into()));
+                }
+                Some(ms) => Some(
+                    ms.iter()
+                        .map(|m| parse_method(m))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(at)?,
+                ),
+            };
+            let rate_limit = match &c.rate_limit {
+                Some(rl) => Some((
+                    Quota::from_config(rl).map_err(|e| at(format!("rate_limit: {e}")))?,
+                    rl.by,
+                )),
+                None => None,
+            };
+            let cache = match &c.cache {
+                Some(cc) if cc.ttl_secs == 0 || cc.max_entry_bytes == 0 => {
+                    return Err(at(
+                        "cache: ttl_secs and max_entry_bytes must be positive".into()
+                    ));
+                }
+                Some(cc) => Some(RouteCache {
+                    ttl: Duration::from_secs(cc.ttl_secs),
+                    max_entry_bytes: cc.max_entry_bytes,
+                }),
+                None => None,
+            };
+            if c.max_body_bytes == Some(0) {
+                return Err(at("max_body_bytes must be positive".into()));
+            }
             routes.push(Route {
-                prefix: c.prefix.clone(),
+                prefix: normalize_prefix(&c.prefix),
+                host: c.host.as_deref().map(host_of),
+                methods,
                 upstream: c.upstream.clone(),
                 rewrite: c.rewrite.clone(),
                 default_rule,
                 per_method,
+                request_headers: HeaderEdits::from_config(&c.request_headers, "request_headers")
+                    .map_err(at)?,
+                response_headers: HeaderEdits::from_config(&c.response_headers, "response_headers")
+                    .map_err(at)?,
+                max_body_bytes: c.max_body_bytes,
+                rate_limit,
+                cache,
             });
+        }
+        let mut by_prefix: HashMap<String, Vec<Route>> = HashMap::new();
+        for r in &routes {
+            let same = by_prefix.entry(r.prefix.clone()).or_default();
+            let clash = same.iter().any(|o| {
+                o.host == r.host
+                    && match (&o.methods, &r.methods) {
+                        (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
+                        _ => true,
+                    }
+            });
+            if clash {
+                return Err(format!(
+                    "routes: prefix `{}`{} is declared twice for the same methods",
+                    r.prefix,
+                    r.host
+                        .as_deref()
+                        .map(|h| format!(" (host {h})"))
+                        .unwrap_or_default()
+                ));
+            }
+            same.push(r.clone());
+        }
+        for same in by_prefix.values_mut() {
+            // Host-bound routes before host-less ones; otherwise as declared.
+            same.sort_by_key(|r| r.host.is_none());
         }
         routes.sort_by(|a, b| {
             b.prefix
@@ -176,28 +409,76 @@ impl RouteTable {
                 .cmp(&a.prefix.len())
                 .then_with(|| a.prefix.cmp(&b.prefix))
         });
-        for w in routes.windows(2) {
-            if w[0].prefix == w[1].prefix {
-                return Err(format!(
-                    "routes: prefix `{}` is declared twice",
-                    w[0].prefix
-                ));
+        Ok(Self {
+            by_prefix,
+            ordered: routes,
+        })
+    }
+
+    /// The route for a request: the longest prefix matching `path` on a
+    /// segment boundary, a host-bound route before a host-less one, and one
+    /// that serves `method`.
+    pub fn find(&self, host: &str, method: &Method, path: &str) -> Result<&Route, Miss> {
+        let mut miss = Miss::NoRoute;
+        let mut candidate = path.trim_end_matches('/');
+        loop {
+            let key = if candidate.is_empty() { "/" } else { candidate };
+            if let Some(same) = self.by_prefix.get(key) {
+                for r in same {
+                    if r.host.as_deref().is_some_and(|h| h != host) {
+                        continue;
+                    }
+                    if r.serves(method) {
+                        return Ok(r);
+                    }
+                    miss = Miss::Method;
+                }
             }
+            if candidate.is_empty() {
+                return Err(miss);
+            }
+            candidate = match candidate.rfind('/') {
+                Some(i) => &candidate[..i],
+                None => "",
+            };
         }
-        Ok(Self { routes })
     }
 
-    /// The longest route whose prefix matches `path` on a segment boundary.
-    pub fn find(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| segment_match(&r.prefix, path))
-    }
-
+    /// Every route, longest prefix first.
     pub fn routes(&self) -> &[Route] {
-        &self.routes
+        &self.ordered
     }
 }
 
+fn parse_method(m: &str) -> Result<Method, String> {
+    Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("`{m}` is not an HTTP method"))
+}
+
+/// Refuse request paths an upstream could resolve differently from the
+/// gateway: dot segments, encoded slashes, backslashes or dots, NUL. The
+/// gateway routes on the path as sent, so `/public/../admin` must never
+/// reach an upstream that would normalise it into a route it did not check.
+pub fn check_path(path: &str) -> Result<(), &'static str> {
+    if !path.starts_with('/') {
+        return Err("the path must start with `/`");
+    }
+    for seg in path.split('/') {
+        if seg == "." || seg == ".." {
+            return Err("the path must not contain `.` or `..` segments");
+        }
+    }
+    let lower = path.to_ascii_lowercase();
+    for bad in ["%2f", "%5c", "%2e", "%00", "\\"] {
+        if lower.contains(bad) {
+            return Err("the path must not contain encoded slashes or dots, backslashes or NUL");
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -206,11 +487,7 @@ mod tests {
         let cfg: Vec<RouteConfig> = figment::Figment::from(figment::providers::Yaml::string(yaml))
             .extract_inner("routes")
             .map_err(|e| e.to_string())?;
-        let ups = BTreeMap::from([
-            ("users".to_owned(), vec!["http://u".to_owned()]),
-            ("orders".into(), vec!["http://o".into()]),
-        ]);
-        RouteTable::new(&cfg, &ups)
+        RouteTable::new(&cfg, |u| u == "users" || u == "orders")
     }
 
     #[test]
@@ -220,19 +497,28 @@ mod tests {
         )
         .unwrap_or_default();
         assert_eq!(
-            t.find("/api/users/1").map(|r| r.prefix.as_str()),
+            t.find("h", &Method::GET, "/api/users/1")
+                .map(|r| r.prefix.as_str())
+                .ok(),
             Some("/api/users")
         );
         assert_eq!(
-            t.find("/api/users").map(|r| r.prefix.as_str()),
+            t.find("h", &Method::GET, "/api/users")
+                .map(|r| r.prefix.as_str())
+                .ok(),
             Some("/api/users")
         );
         assert_eq!(
-            t.find("/api/usersx").map(|r| r.prefix.as_str()),
+            t.find("h", &Method::GET, "/api/usersx")
+                .map(|r| r.prefix.as_str())
+                .ok(),
             Some("/api")
         );
-        assert!(t.find("/other").is_none());
-        let users = t.find("/api/users/7").cloned();
+        assert_eq!(
+            t.find("h", &Method::GET, "/other").err(),
+            Some(Miss::NoRoute)
+        );
+        let users = t.find("h", &Method::GET, "/api/users/7").ok().cloned();
         assert_eq!(
             users
                 .as_ref()
@@ -249,7 +535,7 @@ mod tests {
                 .and_then(|r| r.rule_for(&Method::GET).cloned()),
             Some(Rule::AnyRole(vec!["admin".into()]))
         );
-        let orders = t.find("/api/orders").cloned();
+        let orders = t.find("h", &Method::GET, "/api/orders").ok().cloned();
         assert_eq!(
             orders
                 .as_ref()
@@ -301,5 +587,115 @@ mod tests {
             let e = table(yaml).err().unwrap_or_default();
             assert!(e.contains(needle), "{yaml}: {e}");
         }
+    }
+
+    #[test]
+    fn hosts_methods_root_and_many_routes() {
+        let t = table(
+            "routes:\n  - {prefix: /, upstream: users, access: public}\n  - {prefix: /api/, upstream: orders, host: api.example.com, access: public}\n  - {prefix: /api, upstream: users, methods: [GET], access: public}\n  - {prefix: /w, upstream: users, methods: [POST], access: public}\n",
+        )
+        .unwrap();
+        let up = |host: &str, m: Method, p: &str| t.find(host, &m, p).map(|r| r.upstream.clone());
+        assert_eq!(
+            up("api.example.com", Method::POST, "/api/x"),
+            Ok("orders".into())
+        );
+        assert_eq!(up("other", Method::GET, "/api/x"), Ok("users".into()));
+        // /api serves GET only elsewhere; the root route takes the POST.
+        assert_eq!(
+            up("other", Method::POST, "/api/x").ok().as_deref(),
+            Some("users")
+        );
+        assert_eq!(
+            t.find("other", &Method::POST, "/api/x")
+                .map(|r| r.prefix.as_str()),
+            Ok("/")
+        );
+        assert_eq!(
+            t.find("h", &Method::GET, "/").map(|r| r.prefix.as_str()),
+            Ok("/")
+        );
+        assert_eq!(
+            t.find("h", &Method::GET, "/anything/deep")
+                .map(|r| r.prefix.as_str()),
+            Ok("/")
+        );
+        assert_eq!(
+            t.find("h", &Method::POST, "/w/1")
+                .map(|r| r.prefix.as_str()),
+            Ok("/w")
+        );
+        assert_eq!(
+            t.find("h", &Method::GET, "/api/")
+                .map(|r| r.upstream_path("/api/", "")),
+            Ok("/api/".into())
+        );
+        let root = t.find("h", &Method::GET, "/x/y").unwrap();
+        assert_eq!(root.upstream_path("/x/y", "q=1"), "/x/y?q=1");
+
+        let no_root =
+            table("routes:\n  - {prefix: /w, upstream: users, methods: [POST], access: public}\n")
+                .unwrap();
+        assert_eq!(
+            no_root.find("h", &Method::GET, "/w/1").err(),
+            Some(Miss::Method)
+        );
+        assert_eq!(
+            no_root.find("h", &Method::GET, "/v").err(),
+            Some(Miss::NoRoute)
+        );
+
+        let mut yaml = String::from("routes:\n");
+        for i in 0..1000 {
+            yaml.push_str(&format!(
+                "  - {{prefix: /svc{i}/items, upstream: users, access: public}}\n"
+            ));
+        }
+        let big = table(&yaml).unwrap();
+        assert_eq!(big.routes().len(), 1000);
+        assert_eq!(
+            big.find("h", &Method::GET, "/svc999/items/5")
+                .map(|r| r.prefix.as_str()),
+            Ok("/svc999/items")
+        );
+        assert_eq!(
+            big.find("h", &Method::GET, "/svc1000/items").err(),
+            Some(Miss::NoRoute)
+        );
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        for bad in [
+            "/a/../b",
+            "/a/./b",
+            "/..",
+            "/a%2fb",
+            "/a%2E%2E/b",
+            "/a\\b",
+            "/a%00",
+            "x",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+        for good in ["/", "/a/b", "/a..b/c", "/a/.well-known", "/a%20b"] {
+            assert!(check_path(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn header_edits_refuse_identity_headers() {
+        let e = table("routes:\n  - {prefix: /a, upstream: users, access: public, request_headers: {add: {request-user-id: x}}}\n").err().unwrap_or_default();
+        assert!(e.contains("set by the gateway"), "{e}");
+        let t = table("routes:\n  - {prefix: /a, upstream: users, access: public, request_headers: {add: {x-a: '1'}, remove: [cookie]}}\n").unwrap();
+        let r = t.find("h", &Method::GET, "/a").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            HeaderName::from_static("cookie"),
+            HeaderValue::from_static("c"),
+        );
+        r.request_headers.apply(&mut h);
+        assert!(h.get("cookie").is_none());
+        assert_eq!(h.get("x-a").map(|v| v.as_bytes()), Some(&b"1"[..]));
     }
 }

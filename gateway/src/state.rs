@@ -4,24 +4,33 @@
 //! and in-flight requests finish on the one they started with.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use common::config::ConfigError;
 use common::identity::ProofMinter;
 
+use secrecy::SecretString;
+
+use crate::cache::ResponseCache;
+use crate::compose::ComposedTable;
 use crate::limiter::FailureLimiter;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
 use crate::routes::RouteTable;
 use crate::sessions::Sessions;
 use crate::tokens::TokenKeys;
+use crate::upstreams::{Registrations, Upstream};
 use crate::{NoRoute, Settings};
 
 /// The reloadable part of the configuration, resolved.
 pub struct Live {
     pub tokens: TokenKeys,
     pub routes: RouteTable,
-    pub upstreams: BTreeMap<String, Vec<String>>,
+    pub composed: ComposedTable,
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
     pub no_route: NoRoute,
+    pub max_body_bytes: u64,
 }
 
 /// Where a reload reads settings from (the same layers as startup).
@@ -29,6 +38,9 @@ pub type SettingsSource = Box<dyn Fn() -> Result<Settings, ConfigError> + Send +
 
 pub struct Gateway {
     pub live: ArcSwap<Live>,
+    /// Targets added or removed through the admin API. Held while a reload
+    /// or an admin change builds and swaps, so the two never interleave.
+    pub registry: Mutex<BTreeMap<String, Registrations>>,
     pub sessions: Sessions,
     pub minter: ProofMinter,
     /// Extra client headers removed before forwarding (besides the identity ones).
@@ -38,6 +50,11 @@ pub struct Gateway {
     pub access_ttl_secs: i64,
     pub user_limiter: FailureLimiter,
     pub ip_limiter: FailureLimiter,
+    /// Per-route request rate limits (in memory, or shared through Redis).
+    pub limiter: RateLimiter,
+    pub cache: ResponseCache,
+    pub metrics: Metrics,
+    pub metrics_token: Option<SecretString>,
     pub source: SettingsSource,
 }
 
@@ -47,8 +64,13 @@ impl Gateway {
     /// the old configuration keeps serving and the reason is returned.
     pub fn reload(&self) -> Result<Arc<Live>, String> {
         let settings = (self.source)().map_err(|e| e.to_string())?;
-        let live = Arc::new(crate::live(&settings).map_err(|e| format!("{e:#}"))?);
+        let registry = self.registry.lock().map_err(|_| "registry lock poisoned")?;
+        let previous = self.live.load_full();
+        let live = Arc::new(
+            crate::live(&settings, Some(&previous), &registry).map_err(|e| format!("{e:#}"))?,
+        );
         self.live.store(live.clone());
+        drop(registry);
         tracing::info!(
             routes = live.routes.routes().len(),
             active_kid = live.tokens.active_kid(),

@@ -53,12 +53,20 @@ async fn readiness_follows_upstreams() {
     let users_handle = users_app.handle();
     actix_web::rt::spawn(users_app.run_until_stopped());
 
-    let gw = gateway::build_with_listener(
-        settings(env.dir.path(), &format!("http://127.0.0.1:{users_port}")),
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-    )
-    .await
-    .unwrap();
+    let target = format!("http://127.0.0.1:{users_port}");
+    let fast = serde_json::json!({"targets": [target], "health_check": {"interval_secs": 1, "healthy_threshold": 1, "unhealthy_threshold": 1}});
+    let s: gateway::Settings = gateway::Settings::loader()
+        .set("data_dir", env.dir.path())
+        .set("workers", 1)
+        .set(
+            "upstreams",
+            serde_json::json!({"users": fast, "orders": fast, "scanner": fast}),
+        )
+        .extract()
+        .unwrap();
+    let gw = gateway::build_with_listener(s, TcpListener::bind("127.0.0.1:0").unwrap())
+        .await
+        .unwrap();
     let base = format!("http://127.0.0.1:{}", gw.port());
     actix_web::rt::spawn(gw.run_until_stopped());
     let c = reqwest::Client::new();
@@ -76,11 +84,39 @@ async fn readiness_follows_upstreams() {
     assert_eq!(body["upstreams"]["users"], "up");
 
     users_handle.stop(true).await;
-    let r = c.get(format!("{base}/readyz")).send().await.unwrap();
-    assert_eq!(r.status(), 503);
+    // The health checks notice within an interval or two.
+    let ready = |want: u16| {
+        let (c, base) = (c.clone(), base.clone());
+        async move {
+            for _ in 0..100 {
+                let r = c.get(format!("{base}/readyz")).send().await.unwrap();
+                if r.status() == want {
+                    return r;
+                }
+                actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("readyz never answered {want}");
+        }
+    };
+    let r = ready(503).await;
     assert_eq!(r.headers()["content-type"], "application/problem+json");
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().contains("users"), "{body}");
+
+    // The same service back on its port rejoins without a gateway restart.
+    let us: users::Settings = users::Settings::loader()
+        .set("data_dir", env.data_dir())
+        .set("database.url", env.database("users").await)
+        .set("workers", 1)
+        .set("admin.password", "admin-password-0123")
+        .extract()
+        .unwrap();
+    let again =
+        users::build_with_listener(us, TcpListener::bind(("127.0.0.1", users_port)).unwrap())
+            .await
+            .unwrap();
+    actix_web::rt::spawn(again.run_until_stopped());
+    ready(200).await;
 }
 
 #[test]
@@ -97,4 +133,98 @@ fn invalid_settings_are_refused_with_the_key() {
     assert!(e.contains("upstreams.users"), "{e}");
     let e = err(gateway::Settings::loader().set("listen", "nowhere"));
     assert!(e.contains("listen"), "{e}");
+}
+
+async fn slow_ok() -> actix_web::HttpResponse {
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(1500)).await;
+    actix_web::HttpResponse::Ok().body("finished")
+}
+
+/// The gateway binary on SIGTERM: stops accepting, lets the request in
+/// flight finish, exits 0.
+#[actix_web::test]
+async fn sigterm_drains_in_flight_requests_and_exits_0() {
+    use actix_web::web;
+    let up = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up_url = format!("http://127.0.0.1:{}", up.local_addr().unwrap().port());
+    let server = actix_web::HttpServer::new(|| {
+        actix_web::App::new()
+            .route("/healthz", web::get().to(actix_web::HttpResponse::Ok))
+            .route("/slow", web::get().to(slow_ok))
+    })
+    .workers(1)
+    .listen(up)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\nworkers: 1\nshutdown_timeout_secs: 10\nupstreams: {{users: [{up_url}], orders: [{up_url}], scanner: [{up_url}]}}\nroutes: [{{prefix: /slow, upstream: orders, access: public}}]\n"
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env("GATEWAY_CONFIG_FILE", &config)
+        .env("DATA_DIR", dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("GATEWAY_LISTEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let c = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..300 {
+        if c.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "the gateway did not start");
+
+    let in_flight = actix_web::rt::spawn({
+        let c = c.clone();
+        let url = format!("{base}/slow");
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    });
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(400)).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "finished"));
+
+    let mut exit = None;
+    for _ in 0..150 {
+        if let Some(s) = child.try_wait().unwrap() {
+            exit = Some(s);
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let Some(exit) = exit else {
+        let _ = child.kill();
+        panic!("the gateway did not exit after SIGTERM");
+    };
+    assert!(exit.success(), "exit status {exit}");
+    assert!(
+        c.get(format!("{base}/healthz")).send().await.is_err(),
+        "no longer accepting"
+    );
 }

@@ -49,19 +49,6 @@ impl Resp {
     }
 }
 
-/// Echoes the request it received (method, path, headers) as JSON.
-async fn echo(req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let headers: serde_json::Map<String, Value> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or("<binary>"))))
-        .collect();
-    HttpResponse::Ok().json(json!({
-        "method": req.method().as_str(), "path": req.path(), "query": req.query_string(),
-        "headers": headers, "body_len": body.len()
-    }))
-}
-
 pub async fn spawn_stack() -> Stack {
     spawn_stack_with(|l| l).await
 }
@@ -87,15 +74,8 @@ pub async fn spawn_stack_with(
     let users_port = users.port();
     actix_web::rt::spawn(users.run_until_stopped());
 
-    let echo_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let echo_port = echo_listener.local_addr().unwrap().port();
-    let echo_server =
-        actix_web::HttpServer::new(|| actix_web::App::new().default_service(web::to(echo)))
-            .workers(1)
-            .listen(echo_listener)
-            .unwrap()
-            .run();
-    actix_web::rt::spawn(echo_server);
+    // Echoes what a service receives (method, path, query, headers, body length).
+    let echo_port = Backend::start("echo").await.port;
 
     let gateway_db = env.database("gateway").await;
     let overrides = Overrides::default();
@@ -122,6 +102,132 @@ pub async fn spawn_stack_with(
         gw_handle,
         overrides,
     }
+}
+
+/// The stack's routes, followed by `extra` (a JSON array).
+pub fn base_routes(extra: Value) -> Value {
+    let mut routes = json!([
+        {"prefix": "/api/users", "upstream": "users", "rewrite": "/users", "access": ["admin"]},
+        {"prefix": "/api/me", "upstream": "users", "rewrite": "/me", "access": "authenticated"},
+        {"prefix": "/api/echo/admin", "upstream": "echo", "access": {"GET": ["user", "admin"], "DELETE": ["admin"]}},
+        {"prefix": "/api/echo", "upstream": "echo", "rewrite": "/echoed", "access": "authenticated"},
+        {"prefix": "/public", "upstream": "echo", "access": "public"},
+    ]);
+    if let (Some(r), Some(e)) = (routes.as_array_mut(), extra.as_array()) {
+        r.extend(e.iter().cloned());
+    }
+    routes
+}
+
+/// A test upstream on its own port, named so answers show which one served:
+/// `GET /healthz`; `/slow?ms=N` answers after N ms; `/big?mib=N` streams N
+/// MiB; `/status/{code}` answers that status; anything else echoes like
+/// the echo upstream, plus `"name"`.
+pub struct Backend {
+    pub port: u16,
+    pub handle: actix_web::dev::ServerHandle,
+}
+
+impl Backend {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn start(name: &str) -> Backend {
+        Self::start_on(name, 0).await
+    }
+
+    /// Start (again) on a given port (0: any).
+    pub async fn start_on(name: &str, port: u16) -> Backend {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let n = name.to_owned();
+        let server = actix_web::HttpServer::new(move || {
+            let n = n.clone();
+            actix_web::App::new()
+                .app_data(web::Data::new(n))
+                .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                .route(
+                    "/healthz",
+                    web::get().to(|| async { HttpResponse::Ok().body("ok") }),
+                )
+                .route("/slow", web::to(slow))
+                .route("/big", web::get().to(big))
+                .route(
+                    "/nostore",
+                    web::get().to(|| async {
+                        HttpResponse::Ok()
+                            .insert_header(("cache-control", "no-store"))
+                            .json(json!({"fresh": rand08::random::<u64>()}))
+                    }),
+                )
+                .route("/status/{code}", web::to(status))
+                .default_service(web::to(named_echo))
+        })
+        .workers(1)
+        .shutdown_timeout(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Backend { port, handle }
+    }
+
+    /// Stop it now (open connections are dropped).
+    pub async fn kill(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+async fn named_echo(req: HttpRequest, body: web::Bytes, name: web::Data<String>) -> HttpResponse {
+    let headers: serde_json::Map<String, Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or("<binary>"))))
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "name": name.as_str(), "method": req.method().as_str(), "path": req.path(),
+        "query": req.query_string(), "headers": headers, "body_len": body.len()
+    }))
+}
+
+async fn slow(req: HttpRequest, name: web::Data<String>) -> HttpResponse {
+    let ms: u64 = req
+        .query_string()
+        .strip_prefix("ms=")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(ms)).await;
+    HttpResponse::Ok().json(json!({"name": name.as_str(), "slept_ms": ms}))
+}
+
+async fn big(req: HttpRequest) -> HttpResponse {
+    let mib: usize = req
+        .query_string()
+        .strip_prefix("mib=")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let chunk = web::Bytes::from(vec![b'x'; 64 * 1024]);
+    let stream = futures_util::stream::iter(
+        (0..mib * 16).map(move |_| Ok::<_, actix_web::Error>(chunk.clone())),
+    );
+    HttpResponse::Ok()
+        .no_chunking((mib * 1024 * 1024) as u64)
+        .content_type("application/octet-stream")
+        .streaming(stream)
+}
+
+async fn status(path: web::Path<u16>) -> HttpResponse {
+    let code = reqwest::StatusCode::from_u16(*path).unwrap();
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(code.as_u16()).unwrap())
+        .insert_header(("x-upstream", "yes"))
+        .body(format!("upstream says {code}"))
+}
+
+/// An admin token for a stack.
+pub async fn admin_token(s: &Stack) -> String {
+    s.tokens("admin", ADMIN_PASSWORD).await.0
 }
 
 /// Settings changes a test applies before a reload: `(key, value)` pairs set
@@ -155,16 +261,7 @@ pub async fn start_gateway_with(
             .set("database.url", &db)
             .set("workers", 1)
             .set("upstreams", json!({"users": [users], "orders": [echo.clone()], "scanner": [echo.clone()], "echo": [echo]}))
-            .set(
-                "routes",
-                json!([
-                    {"prefix": "/api/users", "upstream": "users", "rewrite": "/users", "access": ["admin"]},
-                    {"prefix": "/api/me", "upstream": "users", "rewrite": "/me", "access": "authenticated"},
-                    {"prefix": "/api/echo/admin", "upstream": "echo", "access": {"GET": ["user", "admin"], "DELETE": ["admin"]}},
-                    {"prefix": "/api/echo", "upstream": "echo", "rewrite": "/echoed", "access": "authenticated"},
-                    {"prefix": "/public", "upstream": "echo", "access": "public"},
-                ]),
-            );
+            .set("routes", base_routes(json!([])));
         loader = f(loader);
         for (k, v) in overrides.lock().unwrap().iter() {
             loader = loader.set(k, v.clone());

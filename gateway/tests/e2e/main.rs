@@ -5,4 +5,6 @@
 
 mod flow;
 mod helpers;
+mod ratelimits;
 mod tokens;
+mod traffic;

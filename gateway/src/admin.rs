@@ -1,0 +1,258 @@
+//! The admin API (admin role): routes, upstreams with their targets' health
+//! and counters, run-time target registration, request statistics.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use common::Problem;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::proxy;
+use crate::state::Gateway;
+use crate::tokens::AccessClaims;
+use crate::upstreams::{TargetConfig, TargetView, UpstreamSpec};
+
+/// The caller's claims when it holds a valid token with the admin role.
+pub fn require_admin(gw: &Gateway, req: &HttpRequest) -> Result<AccessClaims, HttpResponse> {
+    let claims = proxy::authenticate(gw, req.headers())?;
+    if !claims
+        .roles
+        .iter()
+        .any(|r| r == common::identity::ADMIN_ROLE)
+    {
+        return Err(Problem::forbidden("the admin API needs the admin role").to_response());
+    }
+    Ok(claims)
+}
+
+#[derive(Debug, Serialize)]
+struct RouteView {
+    prefix: String,
+    host: Option<String>,
+    methods: Option<Vec<String>>,
+    upstream: String,
+    rewrite: Option<String>,
+    access: BTreeMap<String, String>,
+    max_body_bytes: u64,
+    rate_limit: Option<String>,
+    cache_ttl_secs: Option<u64>,
+}
+
+/// `GET /admin/routes`.
+pub async fn routes(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
+    if let Err(res) = require_admin(&gw, &req) {
+        return res;
+    }
+    let live = gw.live.load();
+    let routes: Vec<RouteView> = live
+        .routes
+        .routes()
+        .iter()
+        .map(|r| RouteView {
+            prefix: r.prefix.clone(),
+            host: r.host.clone(),
+            methods: r
+                .methods
+                .as_ref()
+                .map(|ms| ms.iter().map(ToString::to_string).collect()),
+            upstream: r.upstream.clone(),
+            rewrite: r.rewrite.clone(),
+            access: r.access_summary(),
+            max_body_bytes: r.max_body_bytes.unwrap_or(live.max_body_bytes),
+            rate_limit: r
+                .rate_limit
+                .as_ref()
+                .map(|(q, by)| format!("{} by {}", q.describe(), by_name(*by))),
+            cache_ttl_secs: r.cache.as_ref().map(|c| c.ttl.as_secs()),
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "routes": routes }))
+}
+
+fn by_name(by: crate::ratelimit::LimitBy) -> &'static str {
+    match by {
+        crate::ratelimit::LimitBy::User => "user",
+        crate::ratelimit::LimitBy::Ip => "ip",
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct UpstreamView {
+    balance: crate::upstreams::Balance,
+    healthy_targets: usize,
+    targets: Vec<TargetView>,
+    config: UpstreamSpec,
+}
+
+/// `GET /admin/upstreams`: each upstream with its targets' health and counters.
+pub async fn upstreams(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
+    if let Err(res) = require_admin(&gw, &req) {
+        return res;
+    }
+    let live = gw.live.load();
+    let out: BTreeMap<String, UpstreamView> = live
+        .upstreams
+        .iter()
+        .map(|(name, up)| {
+            let targets: Vec<TargetView> = up.targets().iter().map(|t| t.view()).collect();
+            (
+                name.clone(),
+                UpstreamView {
+                    balance: up.spec.balance,
+                    healthy_targets: targets.iter().filter(|t| t.health == "healthy").count(),
+                    targets,
+                    config: up.spec.clone(),
+                },
+            )
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "upstreams": out }))
+}
+
+/// `POST /admin/upstreams/{name}/targets` and `DELETE` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetRequest {
+    pub url: String,
+    /// Default: the URL's host and port.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+enum Change {
+    Add,
+    Remove,
+}
+
+fn change_target(gw: &Gateway, name: &str, t: TargetRequest, change: Change) -> HttpResponse {
+    let config = match t.name {
+        Some(n) => TargetConfig::Named {
+            name: n,
+            url: t.url,
+        },
+        None => TargetConfig::Url(t.url),
+    };
+    let (target_name, url) = match config.resolve() {
+        Ok(r) => r,
+        Err(e) => {
+            return Problem::validation(vec![common::FieldError {
+                field: if e.starts_with("target name") {
+                    "name"
+                } else {
+                    "url"
+                }
+                .into(),
+                code: "invalid".into(),
+                message: e,
+            }])
+            .to_response();
+        }
+    };
+    let Ok(mut registry) = gw.registry.lock() else {
+        return Problem::internal().to_response();
+    };
+    let live = gw.live.load();
+    let Some(up) = live.upstreams.get(name) else {
+        return Problem::not_found(format!("no upstream named `{name}`")).to_response();
+    };
+    let reg = registry.entry(name.to_owned()).or_default();
+    match change {
+        Change::Add => {
+            if !up.add_target(&target_name, &url) {
+                return Problem::conflict(
+                    "target-exists",
+                    format!("`{url}` or the name `{target_name}` is already a target of `{name}`"),
+                )
+                .to_response();
+            }
+            reg.removed.remove(&url);
+            reg.added.insert(url.clone(), target_name);
+            tracing::info!(upstream = name, target_url = %url, "target registered");
+            HttpResponse::Created().json(json!({
+                "upstream": name,
+                "targets": up.targets().iter().map(|t| t.view()).collect::<Vec<_>>(),
+            }))
+        }
+        Change::Remove => {
+            if !up.remove_target(&url) {
+                return Problem::not_found(format!("`{url}` is not a target of `{name}`"))
+                    .to_response();
+            }
+            reg.added.remove(&url);
+            reg.removed.insert(url.clone());
+            tracing::info!(upstream = name, target_url = %url, "target deregistered");
+            HttpResponse::build(StatusCode::OK).json(json!({
+                "upstream": name,
+                "targets": up.targets().iter().map(|t| t.view()).collect::<Vec<_>>(),
+            }))
+        }
+    }
+}
+
+/// The target URL from a JSON body `{"url": ...}` or `?url=`. Parsed after
+/// the admin check, so an anonymous caller learns nothing from a bad body.
+fn target_of(req: &HttpRequest, body: &[u8]) -> Result<TargetRequest, HttpResponse> {
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        return serde_json::from_slice::<TargetRequest>(body).map_err(|e| {
+            Problem::malformed_body(format!("expected {{\"url\": \"http://host:port\"}}: {e}"))
+                .to_response()
+        });
+    }
+    web::Query::<TargetRequest>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .map_err(|_| {
+            Problem::validation(vec![common::FieldError {
+                field: "url".into(),
+                code: "required".into(),
+                message: "the target url is required (JSON body or ?url=)".into(),
+            }])
+            .to_response()
+        })
+}
+
+async fn target_request(
+    req: &HttpRequest,
+    gw: &Gateway,
+    name: &str,
+    body: &[u8],
+    change: Change,
+) -> HttpResponse {
+    if let Err(res) = require_admin(gw, req) {
+        return res;
+    }
+    match target_of(req, body) {
+        Ok(t) => change_target(gw, name, t, change),
+        Err(res) => res,
+    }
+}
+
+/// `POST /admin/upstreams/{name}/targets` `{"url": ...}`: register a target
+/// at run time (it is health-checked like the others).
+pub async fn add_target(
+    req: HttpRequest,
+    gw: web::Data<Gateway>,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    target_request(&req, &gw, &name, &body, Change::Add).await
+}
+
+/// `DELETE /admin/upstreams/{name}/targets` `{"url": ...}` (or `?url=`).
+pub async fn remove_target(
+    req: HttpRequest,
+    gw: web::Data<Gateway>,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    target_request(&req, &gw, &name, &body, Change::Remove).await
+}
+
+/// `GET /stats`.
+pub async fn stats(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
+    if let Err(res) = require_admin(&gw, &req) {
+        return res;
+    }
+    crate::metrics::stats_view(&gw)
+}

@@ -1,0 +1,705 @@
+//! Upstreams: named groups of targets, with balancing, active health checks
+//! (a probe on an interval) and passive ones (a target that fails in traffic
+//! is ejected for a cool-down). Targets carry their own state, so a reload or
+//! an admin change keeps what is known about a target that stays.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+
+use crate::state::Gateway;
+
+/// `upstreams.<name>`: a list of target base URLs, or the full form.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum UpstreamConfig {
+    Targets(Vec<String>),
+    Full(UpstreamSpec),
+}
+
+/// A target: its base URL, or `{name, url}` (the name labels it in fanned-out
+/// answers, metrics and the admin API; default: the URL's host and port).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum TargetConfig {
+    Url(String),
+    Named { name: String, url: String },
+}
+
+impl TargetConfig {
+    /// (name, checked URL).
+    pub fn resolve(&self) -> Result<(String, String), String> {
+        match self {
+            TargetConfig::Url(u) => {
+                let url = target_url(u)?;
+                Ok((default_name(&url), url))
+            }
+            TargetConfig::Named { name, url } => {
+                if name.is_empty()
+                    || name.len() > 64
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+                {
+                    return Err(format!(
+                        "target name `{name}`: 1 to 64 characters of a-z A-Z 0-9 - _ . :"
+                    ));
+                }
+                Ok((name.clone(), target_url(url)?))
+            }
+        }
+    }
+}
+
+/// A target's default name: its host and port.
+pub fn default_name(url: &str) -> String {
+    url.split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or(url)
+        .to_owned()
+}
+
+impl UpstreamConfig {
+    pub fn spec(&self) -> UpstreamSpec {
+        match self {
+            UpstreamConfig::Targets(t) => UpstreamSpec {
+                targets: t.iter().cloned().map(TargetConfig::Url).collect(),
+                ..UpstreamSpec::default()
+            },
+            UpstreamConfig::Full(s) => s.clone(),
+        }
+    }
+}
+
+/// An upstream, fully spelled out.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamSpec {
+    pub targets: Vec<TargetConfig>,
+    pub balance: Balance,
+    /// Time to open a connection to a target.
+    pub connect_timeout_ms: u64,
+    /// Time for a target to answer (up to the response head).
+    pub timeout_secs: u64,
+    /// Extra attempts on another target for an idempotent request whose
+    /// connection failed.
+    pub retries: u32,
+    pub health_check: HealthCheck,
+    pub passive: Passive,
+}
+
+impl Default for UpstreamSpec {
+    fn default() -> Self {
+        Self {
+            targets: Vec::new(),
+            balance: Balance::RoundRobin,
+            connect_timeout_ms: 2000,
+            timeout_secs: 30,
+            retries: 1,
+            health_check: HealthCheck::default(),
+            passive: Passive::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    Random,
+    LeastConnections,
+}
+
+/// Active health check: `GET <target><path>` every `interval_secs`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheck {
+    pub enabled: bool,
+    pub path: String,
+    pub interval_secs: u64,
+    pub timeout_ms: u64,
+    /// Consecutive successes that bring an unhealthy target back.
+    pub healthy_threshold: u32,
+    /// Consecutive failures that take a target out.
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: "/healthz".into(),
+            interval_secs: 5,
+            timeout_ms: 2000,
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+        }
+    }
+}
+
+/// Passive health: eject a target after `max_failures` consecutive
+/// connection failures or timeouts, for `cooldown_secs`; after that it gets
+/// traffic again, and one more failure ejects it at once.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Passive {
+    pub max_failures: u32,
+    pub cooldown_secs: u64,
+}
+
+impl Default for Passive {
+    fn default() -> Self {
+        Self {
+            max_failures: 3,
+            cooldown_secs: 10,
+        }
+    }
+}
+
+impl UpstreamSpec {
+    /// Check the values; `name` is for messages.
+    pub fn check(&self, name: &str) -> Result<(), String> {
+        let at = |m: String| format!("upstreams.{name}: {m}");
+        if self.targets.is_empty() {
+            return Err(at("needs at least one target".into()));
+        }
+        let (mut urls, mut names) = (BTreeSet::new(), BTreeSet::new());
+        for t in &self.targets {
+            let (name, url) = t.resolve().map_err(at)?;
+            if !urls.insert(url.clone()) {
+                return Err(at(format!("target `{url}` is listed twice")));
+            }
+            if !names.insert(name.clone()) {
+                return Err(at(format!("target name `{name}` is used twice")));
+            }
+        }
+        if self.connect_timeout_ms == 0 || self.timeout_secs == 0 {
+            return Err(at(
+                "connect_timeout_ms and timeout_secs must be positive".into()
+            ));
+        }
+        if self.retries > 5 {
+            return Err(at("retries: at most 5".into()));
+        }
+        let h = &self.health_check;
+        if h.enabled
+            && (h.interval_secs == 0
+                || h.timeout_ms == 0
+                || h.healthy_threshold == 0
+                || h.unhealthy_threshold == 0
+                || !h.path.starts_with('/'))
+        {
+            return Err(at("health_check: interval_secs, timeout_ms and the thresholds must be positive and path must start with `/`".into()));
+        }
+        if self.passive.max_failures == 0 {
+            return Err(at(
+                "passive.max_failures must be positive (use a large number to disable)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A target base URL, checked and without trailing slash.
+pub fn target_url(t: &str) -> Result<String, String> {
+    let ok = t
+        .strip_prefix("http://")
+        .or_else(|| t.strip_prefix("https://"))
+        .is_some_and(|rest| {
+            let authority = rest.split('/').next().unwrap_or_default();
+            !authority.is_empty()
+                && !rest.contains(['?', '#', ' ', '@'])
+                && !rest.chars().any(char::is_control)
+        });
+    if !ok {
+        return Err(format!("`{t}` is not an http(s) base URL"));
+    }
+    Ok(t.trim_end_matches('/').to_owned())
+}
+
+/// Milliseconds since the process started (monotonic).
+pub fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// One target and what is known about it.
+#[derive(Debug)]
+pub struct Target {
+    pub name: String,
+    pub url: String,
+    /// The active check's verdict (targets start healthy).
+    healthy: AtomicBool,
+    ok_streak: AtomicU32,
+    fail_streak: AtomicU32,
+    /// Consecutive failures seen in traffic.
+    passive_failures: AtomicU32,
+    /// Out of rotation until this `now_ms`.
+    ejected_until: AtomicU64,
+    in_flight: AtomicUsize,
+    requests: AtomicU64,
+    failures: AtomicU64,
+    ejections: AtomicU64,
+}
+
+/// A target's state as the admin API shows it.
+#[derive(Debug, Serialize)]
+pub struct TargetView {
+    pub name: String,
+    pub url: String,
+    /// `healthy`, `unhealthy` (failed its checks) or `ejected` (failed in traffic).
+    pub health: &'static str,
+    pub in_flight: usize,
+    pub requests: u64,
+    pub failures: u64,
+    pub ejections: u64,
+}
+
+impl Target {
+    pub fn new(name: String, url: String) -> Self {
+        Self {
+            name,
+            url,
+            healthy: AtomicBool::new(true),
+            ok_streak: AtomicU32::new(0),
+            fail_streak: AtomicU32::new(0),
+            passive_failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            ejections: AtomicU64::new(0),
+        }
+    }
+
+    fn ejected(&self, now: u64) -> bool {
+        now < self.ejected_until.load(Ordering::Relaxed)
+    }
+
+    /// In rotation: healthy by its checks and not ejected.
+    pub fn available(&self, now: u64) -> bool {
+        self.healthy.load(Ordering::Relaxed) && !self.ejected(now)
+    }
+
+    pub fn health(&self) -> &'static str {
+        if !self.healthy.load(Ordering::Relaxed) {
+            "unhealthy"
+        } else if self.ejected(now_ms()) {
+            "ejected"
+        } else {
+            "healthy"
+        }
+    }
+
+    pub fn view(&self) -> TargetView {
+        TargetView {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            health: self.health(),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            ejections: self.ejections.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Traffic reached the target and it answered.
+    pub fn record_success(&self) {
+        self.passive_failures.store(0, Ordering::Relaxed);
+    }
+
+    /// Traffic failed to reach the target (connection, broken answer, timeout).
+    pub fn record_failure(&self, passive: &Passive) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let n = self.passive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= passive.max_failures {
+            let until = now_ms() + passive.cooldown_secs.saturating_mul(1000);
+            if !self.ejected(now_ms()) {
+                self.ejections.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target_url = %self.url, failures = n, cooldown_secs = passive.cooldown_secs, "target ejected");
+            }
+            self.ejected_until.store(until, Ordering::Relaxed);
+            // Half-open after the cool-down: one more failure ejects again.
+            self.passive_failures
+                .store(passive.max_failures.saturating_sub(1), Ordering::Relaxed);
+        }
+    }
+
+    /// The outcome of one active probe.
+    fn record_probe(&self, ok: bool, hc: &HealthCheck) {
+        if ok {
+            self.fail_streak.store(0, Ordering::Relaxed);
+            let n = self.ok_streak.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= hc.healthy_threshold && !self.healthy.swap(true, Ordering::Relaxed) {
+                tracing::info!(target_url = %self.url, "target healthy again");
+            }
+            // A probe that passes ends an ejection early.
+            if self.ejected(now_ms()) {
+                self.ejected_until.store(0, Ordering::Relaxed);
+                self.passive_failures.store(0, Ordering::Relaxed);
+            }
+        } else {
+            self.ok_streak.store(0, Ordering::Relaxed);
+            let n = self.fail_streak.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= hc.unhealthy_threshold && self.healthy.swap(false, Ordering::Relaxed) {
+                tracing::warn!(target_url = %self.url, "target failed its health checks");
+            }
+        }
+    }
+}
+
+/// A target chosen for one request; counts it as in flight until dropped.
+pub struct Lease(Arc<Target>);
+
+impl Lease {
+    pub fn target(&self) -> &Arc<Target> {
+        &self.0
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An upstream at run time.
+pub struct Upstream {
+    pub name: String,
+    pub spec: UpstreamSpec,
+    targets: ArcSwap<Vec<Arc<Target>>>,
+    cursor: AtomicUsize,
+    next_probe: AtomicU64,
+}
+
+impl Upstream {
+    /// Build from its spec, reusing the state of targets `previous` knows.
+    /// `targets` are (name, url) pairs.
+    pub fn new(
+        name: &str,
+        spec: UpstreamSpec,
+        targets: &[(String, String)],
+        previous: Option<&Upstream>,
+    ) -> Self {
+        let old: Vec<Arc<Target>> = previous.map(|p| p.targets()).unwrap_or_default();
+        let targets = targets
+            .iter()
+            .map(|(n, u)| {
+                old.iter()
+                    .find(|t| &t.url == u && &t.name == n)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Target::new(n.clone(), u.clone())))
+            })
+            .collect();
+        Self {
+            name: name.to_owned(),
+            spec,
+            targets: ArcSwap::from_pointee(targets),
+            cursor: AtomicUsize::new(0),
+            next_probe: AtomicU64::new(0),
+        }
+    }
+
+    pub fn targets(&self) -> Vec<Arc<Target>> {
+        self.targets.load().as_ref().clone()
+    }
+
+    /// Add a target at run time; false when its URL or name is taken.
+    pub fn add_target(&self, name: &str, url: &str) -> bool {
+        let mut added = false;
+        self.targets.rcu(|ts| {
+            added = !ts.iter().any(|t| t.url == url || t.name == name);
+            let mut next = ts.as_ref().clone();
+            if added {
+                next.push(Arc::new(Target::new(name.to_owned(), url.to_owned())));
+            }
+            next
+        });
+        added
+    }
+
+    /// Remove a target at run time; false when it was not there. Requests
+    /// already sent to it finish.
+    pub fn remove_target(&self, url: &str) -> bool {
+        let mut removed = false;
+        self.targets.rcu(|ts| {
+            removed = ts.iter().any(|t| t.url == url);
+            ts.iter()
+                .filter(|t| t.url != url)
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+        removed
+    }
+
+    /// True when at least one target is in rotation.
+    pub fn has_available(&self) -> bool {
+        let now = now_ms();
+        self.targets.load().iter().any(|t| t.available(now))
+    }
+
+    /// Choose a target in rotation, other than `avoid`, by the balancing
+    /// policy. `None`: no target is available.
+    pub fn pick(&self, avoid: Option<&Arc<Target>>) -> Option<Lease> {
+        let now = now_ms();
+        let targets = self.targets.load();
+        let usable =
+            |t: &&Arc<Target>| t.available(now) && avoid.is_none_or(|a| !Arc::ptr_eq(a, t));
+        let n = targets.iter().filter(usable).count();
+        if n == 0 {
+            return None;
+        }
+        let chosen = match self.spec.balance {
+            Balance::RoundRobin => {
+                let k = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+                targets.iter().filter(usable).nth(k)
+            }
+            Balance::Random => targets.iter().filter(usable).nth(rand::random_range(0..n)),
+            Balance::LeastConnections => {
+                // Ties go round-robin, so equal targets share the load.
+                let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+                targets
+                    .iter()
+                    .filter(usable)
+                    .enumerate()
+                    .min_by_key(|(i, t)| (t.in_flight.load(Ordering::Relaxed), (i + n - start) % n))
+                    .map(|(_, t)| t)
+            }
+        }?;
+        chosen.in_flight.fetch_add(1, Ordering::Relaxed);
+        chosen.requests.fetch_add(1, Ordering::Relaxed);
+        Some(Lease(chosen.clone()))
+    }
+}
+
+/// Targets added or removed through the admin API; they outlive reloads
+/// (a reload re-applies them to the configured list) but not a restart.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Registrations {
+    /// URL -> name.
+    pub added: BTreeMap<String, String>,
+    /// URLs.
+    pub removed: BTreeSet<String>,
+}
+
+/// Build every upstream from config, the admin changes and the previous state.
+pub fn build_all(
+    configs: &BTreeMap<String, UpstreamConfig>,
+    registry: &BTreeMap<String, Registrations>,
+    previous: Option<&BTreeMap<String, Arc<Upstream>>>,
+) -> Result<BTreeMap<String, Arc<Upstream>>, String> {
+    let mut out = BTreeMap::new();
+    for (name, c) in configs {
+        let mut spec = c.spec();
+        spec.check(name)?;
+        let mut targets: Vec<(String, String)> = spec
+            .targets
+            .iter()
+            .map(TargetConfig::resolve)
+            .collect::<Result<_, _>>()?;
+        if let Some(reg) = registry.get(name) {
+            targets.retain(|(_, u)| !reg.removed.contains(u));
+            for (u, n) in &reg.added {
+                if !targets.iter().any(|(tn, tu)| tu == u || tn == n) {
+                    targets.push((n.clone(), u.clone()));
+                }
+            }
+        }
+        spec.targets = targets
+            .iter()
+            .map(|(n, u)| TargetConfig::Named {
+                name: n.clone(),
+                url: u.clone(),
+            })
+            .collect();
+        let prev = previous.and_then(|p| p.get(name)).map(Arc::as_ref);
+        out.insert(
+            name.clone(),
+            Arc::new(Upstream::new(name, spec, &targets, prev)),
+        );
+    }
+    Ok(out)
+}
+
+/// Probe the targets of every upstream whose check is due, for as long as
+/// the gateway lives. Each upstream's round runs on its own task, so a slow
+/// target never delays another upstream's checks.
+pub fn spawn_health_checks(gw: Weak<Gateway>) {
+    actix_web::rt::spawn(async move {
+        let client = awc::Client::builder()
+            .no_default_headers()
+            .disable_redirects()
+            .finish();
+        loop {
+            let Some(g) = gw.upgrade() else { return };
+            let live = g.live.load_full();
+            drop(g);
+            let now = now_ms();
+            for up in live.upstreams.values() {
+                let hc = &up.spec.health_check;
+                if !hc.enabled || up.next_probe.load(Ordering::Relaxed) > now {
+                    continue;
+                }
+                up.next_probe
+                    .store(now + hc.interval_secs * 1000, Ordering::Relaxed);
+                let up = up.clone();
+                let client = client.clone();
+                actix_web::rt::spawn(async move { probe_round(&client, &up).await });
+            }
+            drop(live);
+            actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}
+
+async fn probe_round(client: &awc::Client, up: &Upstream) {
+    let hc = &up.spec.health_check;
+    let probes = up.targets().into_iter().map(|t| {
+        let url = format!("{}{}", t.url, hc.path);
+        let req = client
+            .get(url)
+            .timeout(Duration::from_millis(hc.timeout_ms));
+        async move {
+            let ok = match req.send().await {
+                Ok(mut res) => {
+                    // Drain a little so the connection can be reused.
+                    let _ = res.body().limit(64 * 1024).await;
+                    res.status().is_success() || res.status().is_redirection()
+                }
+                Err(_) => false,
+            };
+            t.record_probe(ok, hc);
+        }
+    });
+    futures_util::future::join_all(probes).await;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn upstream(balance: Balance, n: usize) -> Upstream {
+        let targets: Vec<(String, String)> = (0..n)
+            .map(|i| (format!("t{i}"), format!("http://t{i}")))
+            .collect();
+        let spec = UpstreamSpec {
+            targets: targets
+                .iter()
+                .map(|(_, u)| TargetConfig::Url(u.clone()))
+                .collect(),
+            balance,
+            ..UpstreamSpec::default()
+        };
+        Upstream::new("u", spec, &targets, None)
+    }
+
+    #[test]
+    fn round_robin_skips_unavailable_and_avoided_targets() {
+        let up = upstream(Balance::RoundRobin, 3);
+        let picks: Vec<String> = (0..6)
+            .map(|_| up.pick(None).unwrap().target().url.clone())
+            .collect();
+        assert_eq!(picks.iter().filter(|u| *u == "http://t0").count(), 2);
+        let ts = up.targets();
+        let passive = Passive {
+            max_failures: 2,
+            cooldown_secs: 60,
+        };
+        ts[1].record_failure(&passive);
+        assert!(ts[1].available(now_ms()), "one failure is not enough");
+        ts[1].record_failure(&passive);
+        assert_eq!(ts[1].health(), "ejected");
+        for _ in 0..10 {
+            let l = up.pick(Some(&ts[0])).unwrap();
+            assert_eq!(l.target().url, "http://t2");
+        }
+        ts[2].record_probe(false, &HealthCheck::default());
+        ts[2].record_probe(false, &HealthCheck::default());
+        assert_eq!(ts[2].health(), "unhealthy");
+        assert!(up.pick(Some(&ts[0])).is_none());
+        // A passing probe ends the ejection early.
+        ts[1].record_probe(true, &HealthCheck::default());
+        assert_eq!(ts[1].health(), "healthy");
+    }
+
+    #[test]
+    fn least_connections_prefers_idle_targets() {
+        let up = upstream(Balance::LeastConnections, 3);
+        let a = up.pick(None).unwrap();
+        let b = up.pick(None).unwrap();
+        assert_ne!(a.target().url, b.target().url);
+        let c = up.pick(None).unwrap();
+        let urls: BTreeSet<String> = [&a, &b, &c]
+            .iter()
+            .map(|l| l.target().url.clone())
+            .collect();
+        assert_eq!(urls.len(), 3);
+        drop(b);
+        let d = up.pick(None).unwrap();
+        assert_eq!(d.target().in_flight.load(Ordering::Relaxed), 1);
+        let spread: BTreeSet<String> = (0..30)
+            .map(|_| {
+                let l = up.pick(None).unwrap();
+                l.target().url.clone()
+            })
+            .collect();
+        assert_eq!(spread.len(), 3, "idle ties rotate");
+    }
+
+    #[test]
+    fn random_stays_on_available_targets() {
+        let up = upstream(Balance::Random, 4);
+        let ts = up.targets();
+        ts[0].record_probe(
+            false,
+            &HealthCheck {
+                unhealthy_threshold: 1,
+                ..HealthCheck::default()
+            },
+        );
+        for _ in 0..100 {
+            assert_ne!(up.pick(None).unwrap().target().url, "http://t0");
+        }
+    }
+
+    #[test]
+    fn registrations_survive_a_rebuild_and_state_is_kept() {
+        let configs = BTreeMap::from([(
+            "u".to_owned(),
+            UpstreamConfig::Targets(vec!["http://a/".into(), "http://b".into()]),
+        )]);
+        let first = build_all(&configs, &BTreeMap::new(), None).unwrap();
+        first["u"].targets()[0].requests.store(7, Ordering::Relaxed);
+        let reg = BTreeMap::from([(
+            "u".to_owned(),
+            Registrations {
+                added: [("http://c".to_owned(), "c".to_owned())].into(),
+                removed: ["http://b".to_owned()].into(),
+            },
+        )]);
+        let second = build_all(&configs, &reg, Some(&first)).unwrap();
+        let urls: Vec<String> = second["u"]
+            .targets()
+            .iter()
+            .map(|t| t.url.clone())
+            .collect();
+        assert_eq!(urls, ["http://a", "http://c"]);
+        let names: Vec<String> = second["u"]
+            .targets()
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
+        assert_eq!(names, ["a", "c"]);
+        assert_eq!(second["u"].targets()[0].requests.load(Ordering::Relaxed), 7);
+        assert!(target_url("ftp://x").is_err());
+        assert!(target_url("http://user@x").is_err());
+        assert!(target_url("http://").is_err());
+    }
+}

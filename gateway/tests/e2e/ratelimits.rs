@@ -1,0 +1,257 @@
+//! Route rate limits: in memory, shared by two gateways through one Redis,
+//! and with Redis unreachable or dying mid-run (local limiting, never a 500).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Routes with limits: per user on `/limited`, per IP on the public `/open`.
+fn limited_routes() -> Value {
+    base_routes(json!([
+        {"prefix": "/limited", "upstream": "echo", "access": "authenticated", "rate_limit": {"rate": "3/m", "burst": 3}},
+        {"prefix": "/open", "upstream": "echo", "access": "public", "rate_limit": {"rate": "2/m", "by": "ip"}},
+    ]))
+}
+
+async fn statuses(s: &Stack, base: &str, token: &str, path: &str, n: usize) -> Vec<u16> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let r = read(s.client.get(format!("{base}{path}")).bearer_auth(token)).await;
+        out.push(r.status.as_u16());
+    }
+    out
+}
+
+#[actix_web::test]
+async fn limits_answer_429_with_the_ratelimit_headers() {
+    let s = spawn_stack_with(|l| {
+        l.set("routes", limited_routes())
+            .pin("redis.url", Option::<String>::None)
+    })
+    .await;
+    let admin = admin_token(&s).await;
+    s.create_user(&admin, "dave", &["user"]).await;
+    let (dave, _) = s.tokens("dave", "dave-password-1").await;
+
+    let first = s.get(&dave, "/limited/x").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.headers["ratelimit-policy"], "\"route\";q=3;w=60");
+    assert_eq!(first.headers["ratelimit"], "\"route\";r=2;t=20");
+    assert_eq!(
+        statuses(&s, &s.gw, &dave, "/limited/x", 2).await,
+        [200, 200]
+    );
+    let r = s.get(&dave, "/limited/x").await;
+    let p = r.problem(429);
+    assert_eq!(p["type"], "urn:gatehouse:problem:rate-limited");
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    assert!(r.headers["ratelimit"].to_str().unwrap().contains("r=0"));
+    // Per user: another caller has its own budget.
+    assert_eq!(
+        statuses(&s, &s.gw, &admin, "/limited/x", 3).await,
+        [200, 200, 200]
+    );
+    // Per IP on a public route.
+    assert_eq!(statuses(&s, &s.gw, "", "/open/x", 3).await, [200, 200, 429]);
+    // Counted in the metrics.
+    let m = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("gatehouse_rate_limited_total{route=\"/limited\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("gatehouse_rate_limited_total{route=\"/open\"} 1"),
+        "{m}"
+    );
+}
+
+#[actix_web::test]
+async fn two_gateways_share_one_limit_through_redis() {
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4());
+    let url = redis_url();
+    let f = move |l: common::config::Loader| {
+        l.set("routes", limited_routes())
+            .pin("redis.url", url.clone())
+            .pin("redis.key_prefix", prefix.clone())
+    };
+    let s = spawn_stack_with(f.clone()).await;
+    let (b, _handle) = start_gateway(
+        &s.env.data_dir(),
+        &s.gateway_db,
+        s.users_port,
+        s.echo_port,
+        &f,
+    )
+    .await;
+    let admin = admin_token(&s).await;
+    let ready: Value = s
+        .client
+        .get(s.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["rate_limits"], "redis", "{ready}");
+    // One budget of 3 across both gateways, whichever is asked.
+    let mut seen = statuses(&s, &s.gw, &admin, "/limited/x", 2).await;
+    seen.extend(statuses(&s, &b, &admin, "/limited/x", 2).await);
+    seen.extend(statuses(&s, &s.gw, &admin, "/limited/x", 1).await);
+    assert_eq!(seen, [200, 200, 200, 429, 429]);
+}
+
+#[actix_web::test]
+async fn unreachable_redis_falls_back_to_local_limits() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("redis://127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let s = spawn_stack_with(move |l| {
+        l.set("routes", limited_routes())
+            .pin("redis.url", closed.clone())
+    })
+    .await;
+    let admin = admin_token(&s).await;
+    // Still limited (never an open door), never a 500.
+    assert_eq!(
+        statuses(&s, &s.gw, &admin, "/limited/x", 5).await,
+        [200, 200, 200, 429, 429]
+    );
+    let ready: Value = s
+        .client
+        .get(s.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["rate_limits"], "local (redis unreachable)", "{ready}");
+    let m = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let fallbacks: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("gatehouse_rate_limit_fallbacks_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(fallbacks >= 5, "{fallbacks}");
+}
+
+/// A private redis-server on a free port, killed on drop.
+struct OwnRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> OwnRedis {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--bind",
+                "127.0.0.1",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        OwnRedis { child, port }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[actix_web::test]
+async fn redis_dying_mid_run_degrades_to_local_limits_and_comes_back() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redis = OwnRedis::start(port);
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let s = spawn_stack_with(move |l| {
+        l.set("routes", limited_routes())
+            .pin("redis.url", url.clone())
+    })
+    .await;
+    let admin = admin_token(&s).await;
+    let state = async || -> String {
+        let v: Value = s
+            .client
+            .get(s.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["rate_limits"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(state().await, "redis");
+    assert_eq!(
+        statuses(&s, &s.gw, &admin, "/limited/x", 4).await,
+        [200, 200, 200, 429]
+    );
+    drop(redis);
+    // Redis gone: the local limiter starts its own count; still limited.
+    let after = statuses(&s, &s.gw, &admin, "/limited/x", 6).await;
+    assert!(after.iter().all(|c| *c == 200 || *c == 429), "{after:?}");
+    assert!(
+        after.iter().filter(|c| **c == 200).count() <= 3,
+        "{after:?}"
+    );
+    assert_eq!(after.last(), Some(&429), "{after:?}");
+    assert_eq!(state().await, "local (redis unreachable)");
+    // Back on its port: the gateway returns to Redis by itself.
+    let _redis = OwnRedis::start(port);
+    let mut back = false;
+    for _ in 0..50 {
+        let _ = statuses(&s, &s.gw, &admin, "/limited/x", 1).await;
+        if state().await == "redis" {
+            back = true;
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(back, "the gateway never went back to Redis");
+}
