@@ -1,0 +1,3 @@
+//! sea-orm entities of the orders schema (see `migrations::orders`).
+
+pub mod order;

@@ -1,0 +1,233 @@
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use common::identity::{Principal, ProofMinter};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use testkit::TestEnv;
+use uuid::Uuid;
+
+/// A running orders service, and three callers: two users and an admin.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub minter: Arc<ProofMinter>,
+    pub alice: Principal,
+    pub bob: Principal,
+    pub admin: Principal,
+    #[allow(dead_code)] // keeps the temp dir and database alive
+    pub env: TestEnv,
+}
+
+/// A response, already read.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn id(&self) -> Uuid {
+        Uuid::parse_str(self.body["id"].as_str().expect("id")).expect("uuid")
+    }
+
+    /// Assert a status, showing the body when it differs.
+    pub fn ok(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        &self.body
+    }
+
+    /// Assert a problem+json error of the given status.
+    pub fn problem(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert_eq!(
+            self.headers["content-type"], "application/problem+json",
+            "{}",
+            self.text
+        );
+        assert_eq!(self.body["status"], status);
+        assert!(
+            self.body["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:gatehouse:problem:")
+        );
+        assert!(self.body["request_id"].is_string(), "{}", self.text);
+        &self.body
+    }
+
+    /// The `field` names of a 422's error list (asserts the 422).
+    pub fn fields(&self) -> Vec<String> {
+        self.problem(422);
+        self.body["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no errors list: {}", self.text))
+            .iter()
+            .map(|e| e["field"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// `(field, code)` of each entry of a 422's error list.
+    pub fn field_codes(&self) -> Vec<(String, String)> {
+        self.problem(422);
+        self.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["field"].as_str().unwrap().to_owned(),
+                    e["code"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+pub fn principal(roles: &[&str]) -> Principal {
+    Principal::User {
+        id: Uuid::new_v4(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+    }
+}
+
+pub fn id_of(p: &Principal) -> Uuid {
+    match p {
+        Principal::User { id, .. } => *id,
+        Principal::Gateway => panic!("not a user"),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        common::telemetry::init();
+    }
+    let mut env = TestEnv::new();
+    let url = env.database("orders").await;
+    let settings: orders::Settings = orders::Settings::loader()
+        .set("data_dir", env.data_dir())
+        .set("database.url", url)
+        .set("workers", 1)
+        .extract()
+        .expect("settings");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app = orders::build_with_listener(settings, listener)
+        .await
+        .expect("app builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        minter: env.minter.clone(),
+        alice: principal(&["user"]),
+        bob: principal(&["user"]),
+        admin: principal(&["admin", "user"]),
+        env,
+    }
+}
+
+/// A valid `POST /orders` body.
+pub fn order_body(item: &str) -> Value {
+    json!({"item": item, "quantity": 2, "address": "1 Main Street\nSpringfield"})
+}
+
+impl TestApp {
+    /// The identity headers the gateway would send for `who`.
+    pub fn identity(&self, who: &Principal) -> reqwest::header::HeaderMap {
+        let mut h = reqwest::header::HeaderMap::new();
+        for (k, v) in self.minter.header_pairs("orders", who).unwrap() {
+            h.insert(k, v.parse().unwrap());
+        }
+        h
+    }
+
+    /// A request as `who` (None: without any identity headers).
+    pub async fn send(
+        &self,
+        who: Option<&Principal>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut rb = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(p) = who {
+            rb = rb.headers(self.identity(p));
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        read(rb).await
+    }
+
+    pub async fn get(&self, who: &Principal, path: &str) -> Resp {
+        self.send(Some(who), Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, who: &Principal, path: &str, body: Value) -> Resp {
+        self.send(Some(who), Method::POST, path, Some(body)).await
+    }
+
+    /// `POST` without a body, as the transitions are called.
+    pub async fn act(&self, who: &Principal, id: Uuid, action: &str) -> Resp {
+        self.send(
+            Some(who),
+            Method::POST,
+            &format!("/orders/{id}/{action}"),
+            None,
+        )
+        .await
+    }
+
+    /// Place an order as `who`; asserts 201.
+    pub async fn create(&self, who: &Principal, item: &str) -> Resp {
+        let r = self.post(who, "/orders", order_body(item)).await;
+        r.ok(201);
+        r
+    }
+
+    /// `POST /orders` with a raw body and content type.
+    pub async fn post_raw(&self, who: &Principal, content_type: &str, body: String) -> Resp {
+        read(
+            self.client
+                .post(format!("{}/orders", self.base))
+                .headers(self.identity(who))
+                .header("content-type", content_type)
+                .body(body),
+        )
+        .await
+    }
+
+    /// The `total` of `GET /orders` as `who`.
+    pub async fn total(&self, who: &Principal) -> u64 {
+        let r = self.get(who, "/orders").await;
+        r.ok(200)["total"].as_u64().unwrap()
+    }
+}
+
+/// Send and read; every response must carry the request id.
+pub async fn read(rb: reqwest::RequestBuilder) -> Resp {
+    let res = rb.send().await.expect("request sent");
+    let status = res.status();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap();
+    assert!(
+        headers.get("x-request-id").is_some(),
+        "every response carries the request id"
+    );
+    assert!(
+        status.as_u16() < 500,
+        "no input may cause a server error: {status} {text}"
+    );
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Resp {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
