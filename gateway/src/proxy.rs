@@ -331,10 +331,11 @@ fn is_bodyless(req: &HttpRequest) -> bool {
             .is_none_or(|v| v.trim() == "0")
 }
 
-/// Phase: forward. Sends the request to a target of the upstream; when the
-/// connection fails for an idempotent request without a body, tries another
-/// target (up to `retries` times). A request that may have reached the
-/// upstream is never sent twice unless it is idempotent.
+/// Phase: forward. Sends the request to a target of the upstream; when that
+/// fails, tries another target (up to `retries` times) if the request has no
+/// body and either is idempotent or never left (the connection was refused).
+/// A request that may have reached the upstream is never sent twice unless
+/// it is idempotent.
 #[allow(clippy::too_many_arguments)]
 async fn send(
     gw: &Gateway,
@@ -388,8 +389,14 @@ async fn send(
             Err(_) if over.get() => return Err(too_large(limit)),
             Err(e) => {
                 lease.target().record_failure(&upstream.spec.passive);
-                let connection_failed = !matches!(e, SendRequestError::Timeout);
-                if retryable && connection_failed && attempt < upstream.spec.retries {
+                // Idempotent: any failure but a timeout may be retried.
+                // Otherwise only a refused connection: the request never left.
+                let may_retry = match &e {
+                    SendRequestError::Timeout => false,
+                    SendRequestError::Connect(_) => bodyless,
+                    _ => retryable,
+                };
+                if may_retry && attempt < upstream.spec.retries {
                     attempt += 1;
                     tracing::info!(error = %e, target_url = %lease.target().url, "retrying on another target");
                     gw.metrics.upstream_attempt(&upstream.name, "retried");

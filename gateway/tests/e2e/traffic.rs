@@ -127,6 +127,17 @@ async fn a_target_that_dies_is_ejected_without_client_errors_and_rejoins() {
     let t = admin_token(&s).await;
     assert_eq!(names(&s, &t, "/pool/x", 10).await.len(), 2);
     a.kill().await;
+    // A refused connection never reached the target: even a POST (without a
+    // body) is safe to send to the other one.
+    for _ in 0..4 {
+        let r = read(s.client.post(s.url("/pool/x")).bearer_auth(&t)).await;
+        assert_eq!(
+            (r.status.as_u16(), r.body["name"].as_str()),
+            (200, Some("b")),
+            "{}",
+            r.text
+        );
+    }
     // Every idempotent request still succeeds: a failed connection is
     // retried on the other target.
     let during = names(&s, &t, "/pool/x", 40).await;
