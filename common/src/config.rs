@@ -56,6 +56,17 @@ impl Loader {
         }
     }
 
+    /// The embedded defaults alone, whatever the environment says: what the
+    /// code ships (used to generate the committed OpenAPI documents).
+    pub fn embedded(service: &str, defaults_yaml: &'static str) -> Self {
+        Self {
+            service: service.to_owned(),
+            figment: Figment::from(Yaml::string(defaults_yaml)),
+            file_error: None,
+            pinned: Vec::new(),
+        }
+    }
+
     /// A value that wins over every layer, the environment included: for
     /// tests that must not inherit, say, `REDIS_URL` from the machine.
     pub fn pin(mut self, key: &str, value: impl Serialize) -> Self {

@@ -41,6 +41,13 @@ struct RouteView {
 }
 
 /// `GET /admin/routes`.
+#[utoipa::path(get, path = "/admin/routes", tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The route table as loaded", body = Object),
+        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn routes(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
     if let Err(res) = require_admin(&gw, &req) {
         return res;
@@ -87,6 +94,13 @@ struct UpstreamView {
 }
 
 /// `GET /admin/upstreams`: each upstream with its targets' health and counters.
+#[utoipa::path(get, path = "/admin/upstreams", tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Each upstream with its targets' health and counters", body = Object),
+        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn upstreams(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
     if let Err(res) = require_admin(&gw, &req) {
         return res;
@@ -112,7 +126,7 @@ pub async fn upstreams(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse
 }
 
 /// `POST /admin/upstreams/{name}/targets` and `DELETE` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetRequest {
     pub url: String,
@@ -230,6 +244,17 @@ async fn target_request(
 
 /// `POST /admin/upstreams/{name}/targets` `{"url": ...}`: register a target
 /// at run time (it is health-checked like the others).
+#[utoipa::path(post, path = "/admin/upstreams/{name}/targets", tag = "admin",
+    params(("name" = String, Path, description = "Upstream name")), request_body = TargetRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Registered; health-checked like the others", body = Object),
+        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such upstream", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The target is already registered", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid URL or name", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn add_target(
     req: HttpRequest,
     gw: web::Data<Gateway>,
@@ -240,6 +265,16 @@ pub async fn add_target(
 }
 
 /// `DELETE /admin/upstreams/{name}/targets` `{"url": ...}` (or `?url=`).
+#[utoipa::path(delete, path = "/admin/upstreams/{name}/targets", tag = "admin",
+    params(("name" = String, Path, description = "Upstream name"), ("url" = Option<String>, Query, description = "Target URL, instead of a body")), request_body(content = Option<TargetRequest>),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Removed; the remaining targets", body = Object),
+        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such upstream or target", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid URL", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn remove_target(
     req: HttpRequest,
     gw: web::Data<Gateway>,
@@ -250,6 +285,13 @@ pub async fn remove_target(
 }
 
 /// `GET /stats`.
+#[utoipa::path(get, path = "/stats", tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Per route: request counts (success/error) and latency average, p95 and p99 in ms", body = Object),
+        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn stats(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
     if let Err(res) = require_admin(&gw, &req) {
         return res;

@@ -9,6 +9,7 @@ use common::identity::Principal;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::proxy;
@@ -17,20 +18,23 @@ use crate::state::Gateway;
 use crate::tokens::AccessClaims;
 
 /// `POST /api/login`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
+    #[schema(example = "admin")]
     pub username: String,
+    #[schema(value_type = String, format = Password)]
     pub password: SecretString,
 }
 
 /// `POST /api/refresh` and the body of `POST /api/logout`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct RefreshRequest {
+    /// The opaque refresh token from the last login or refresh.
     pub refresh_token: String,
 }
 
 /// The token pair.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,
@@ -169,6 +173,16 @@ fn internal(e: impl std::fmt::Display) -> HttpResponse {
 
 /// `POST /api/login`: credentials checked by the users service; a token pair
 /// on success. Failures count per username and per client IP.
+#[utoipa::path(post, path = "/api/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A token pair: a short-lived access JWT and a single-use refresh token", body = TokenResponse),
+        (status = 401, description = "Wrong username or password (the same answer for an unknown user)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed JSON or missing fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed logins for this username or address; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The users service is unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn login(
     req: HttpRequest,
     gw: web::Data<Gateway>,
@@ -225,6 +239,14 @@ fn refresh_refused(detail: &str) -> HttpResponse {
 
 /// `POST /api/refresh`: rotate. The user is re-read first, so deactivation
 /// and role changes apply now; a spent token revokes its whole family.
+#[utoipa::path(post, path = "/api/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new token pair; the presented refresh token is spent", body = TokenResponse),
+        (status = 401, description = "Unknown, expired, revoked or already spent refresh token (reuse revokes the whole session), or the account is no longer active", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed JSON or missing fields", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The users service is unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn refresh(
     gw: web::Data<Gateway>,
     clients: web::Data<proxy::Clients>,
@@ -270,6 +292,14 @@ pub async fn refresh(
 
 /// `POST /api/logout`: revokes the refresh token's family (if it is the
 /// caller's) and the presented access token at once.
+#[utoipa::path(post, path = "/api/logout", tag = "auth", request_body = RefreshRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The session and the access token are revoked"),
+        (status = 401, description = "Missing, invalid, expired or revoked access token", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed JSON or missing fields", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn logout(
     req: HttpRequest,
     gw: web::Data<Gateway>,
@@ -295,6 +325,10 @@ pub async fn logout(
 }
 
 /// `GET /.well-known/jwks.json`: the public keys that verify access tokens.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
+    responses(
+        (status = 200, description = "The JSON Web Key Set (`Cache-Control: public, max-age=300`)", body = crate::openapi::JwkSet, content_type = "application/jwk-set+json"),
+    ))]
 pub async fn jwks(gw: web::Data<Gateway>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
@@ -305,6 +339,14 @@ pub async fn jwks(gw: web::Data<Gateway>) -> HttpResponse {
 /// `POST /admin/reload` (admin): re-read the configuration and swap in keys,
 /// routes and upstreams. An invalid configuration is refused (422, with the
 /// reason) and the running one keeps serving.
+#[utoipa::path(post, path = "/admin/reload", tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Reloaded: `{status, routes, active_kid}`", body = Object),
+        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The new configuration is invalid (the reason is in `detail`); the running one keeps serving", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn reload(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
     if let Err(res) = crate::admin::require_admin(&gw, &req) {
         return res;

@@ -30,6 +30,7 @@ pub mod cache;
 pub mod compose;
 pub mod limiter;
 pub mod metrics;
+pub mod openapi;
 pub mod proxy;
 pub mod ratelimit;
 pub mod routes;
@@ -70,6 +71,8 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub cors: CorsSettings,
     pub metrics: MetricsSettings,
+    /// The merged public API document.
+    pub openapi: openapi::OpenApiSettings,
     /// Upstream name -> targets (a list of base URLs, or the full form).
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
@@ -187,6 +190,14 @@ impl Settings {
         Self::from_loader(Self::loader())
     }
 
+    /// The shipped configuration (`config/gateway.yaml`) alone, ignoring the
+    /// environment and any config file.
+    pub fn shipped() -> Result<Self, ConfigError> {
+        Loader::embedded("gateway", DEFAULTS)
+            .extract::<Settings>()?
+            .check()
+    }
+
     fn check(self) -> Result<Self, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid {
             service: "gateway".into(),
@@ -198,6 +209,11 @@ impl Settings {
                 self.proof.ttl_secs,
                 common::identity::MAX_PROOF_TTL_SECS
             )));
+        }
+        if self.openapi.refresh_secs == 0 || self.openapi.fetch_timeout_ms == 0 {
+            return Err(invalid(
+                "openapi: refresh_secs and fetch_timeout_ms must be positive".into(),
+            ));
         }
         let t = &self.tokens;
         if t.access_ttl_secs < 1
@@ -382,9 +398,15 @@ pub async fn build_with_source(
         metrics: metrics::Metrics::new()?,
         metrics_token: settings.metrics.bearer_token.clone(),
         source,
+        docs: openapi::ServiceDocs::default(),
     });
     reload_on_sighup(gw.clone().into_inner());
     upstreams::spawn_health_checks(std::sync::Arc::downgrade(&gw.clone().into_inner()));
+    openapi::spawn_refresh(
+        std::sync::Arc::downgrade(&gw.clone().into_inner()),
+        settings.openapi.clone(),
+    );
+    let swagger = web::Data::new(openapi::swagger_config());
     let cors_settings = settings.cors.clone();
     Ok(common::http::serve_with(
         listener,
@@ -393,6 +415,7 @@ pub async fn build_with_source(
         move |cfg| {
             cfg.app_data(gw.clone())
                 .app_data(web::Data::new(proxy::Clients::default()))
+                .app_data(swagger.clone())
                 .service(
                     web::scope("")
                         .wrap(actix_web::middleware::Condition::new(
@@ -414,6 +437,9 @@ pub async fn build_with_source(
                         )
                         .service(web::resource("/stats").get(admin::stats))
                         .service(web::resource("/metrics").get(metrics::endpoint))
+                        .service(web::resource("/openapi.json").get(openapi::openapi_json))
+                        .service(web::resource("/docs").get(openapi::docs_redirect))
+                        .service(web::resource("/docs/{tail:.*}").get(openapi::docs_file))
                         .service(web::resource("/healthz").get(common::http::healthz))
                         .service(web::resource("/readyz").get(readyz))
                         .default_service(web::to(proxy::handle)),

@@ -56,6 +56,8 @@ pub struct Gateway {
     pub metrics: Metrics,
     pub metrics_token: Option<SecretString>,
     pub source: SettingsSource,
+    /// The services' OpenAPI documents, last good ones.
+    pub docs: crate::openapi::ServiceDocs,
 }
 
 impl Gateway {

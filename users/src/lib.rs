@@ -19,6 +19,7 @@ pub mod routes;
 pub mod service;
 pub mod settings;
 
+pub use routes::ApiDoc;
 pub use settings::Settings;
 
 /// Bind `settings.listen` and build.

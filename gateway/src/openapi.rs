@@ -1,0 +1,1055 @@
+//! The public API description: one OpenAPI 3.1 document with the gateway's
+//! own endpoints and every service operation a route exposes, at its public
+//! path, with the access each needs and the errors the gateway itself adds.
+//!
+//! The services' documents are fetched from the running services
+//! (`GET /openapi.json` on a target in rotation) every `openapi.refresh_secs`;
+//! the last good one is kept while a service is down. The merge itself is a
+//! pure function of the route table and those documents ([`merge`]), so the
+//! committed `openapi/gateway.json` is produced by the same code from the
+//! shipped configuration and the services' code.
+//!
+//! Merge rules:
+//! - a service operation appears once per route that reaches it with a method
+//!   the route serves, at `prefix + rest` where the service path is
+//!   `rewrite + rest`; paths no route reaches (`/internal/*`, probes) never
+//!   appear, nor does anything a composed route shadows;
+//! - the services' proof scheme is replaced by the bearer scheme; each
+//!   operation says who may call it (`x-required-roles` and the description);
+//! - the gateway's own failures are added: 401 (and 403 for role rules) on
+//!   protected operations, 413 where a body is sent, 429 on rate-limited
+//!   routes, 502/503/504 everywhere;
+//! - a schema that two documents define differently is renamed
+//!   `<Service><Name>` in the later one (identical ones are shared), and an
+//!   operationId already taken gets the service's name in front.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use actix_web::http::{Method, header};
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use common::{FieldError, Problem};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::compose::{Composed, ComposedTable};
+use crate::routes::{Route, RouteTable, Rule};
+use crate::state::Gateway;
+
+/// `openapi:` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenApiSettings {
+    /// How often the services' documents are fetched again.
+    pub refresh_secs: u64,
+    /// Budget of one fetch.
+    pub fetch_timeout_ms: u64,
+}
+
+/// A JSON Web Key Set, as `/.well-known/jwks.json` serves it.
+#[derive(Serialize, ToSchema)]
+pub struct JwkSet {
+    pub keys: Vec<Jwk>,
+}
+
+/// One public key: `OKP`/`Ed25519` (`x`) or `RSA` (`n`, `e`).
+#[derive(Serialize, ToSchema)]
+pub struct Jwk {
+    #[schema(example = "OKP")]
+    pub kty: String,
+    pub kid: String,
+    #[schema(example = "EdDSA")]
+    pub alg: String,
+    #[serde(rename = "use")]
+    #[schema(example = "sig")]
+    pub use_: String,
+    pub crv: Option<String>,
+    pub x: Option<String>,
+    pub n: Option<String>,
+    pub e: Option<String>,
+}
+
+/// The gateway's own endpoints.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "gatehouse API", version = "0.1.0",
+        description = "The public API of gatehouse, as the gateway serves it: the gateway's own \
+endpoints and every service operation a route exposes. Log in with `POST /api/login`, then \
+send `Authorization: Bearer <access_token>`. Each operation lists the roles it needs \
+(`x-required-roles`; empty means any signed-in caller) and the errors the gateway itself \
+may answer (problem+json, RFC 9457)."),
+    paths(
+        crate::auth::login, crate::auth::refresh, crate::auth::logout, crate::auth::jwks,
+        crate::auth::reload, crate::admin::routes, crate::admin::upstreams,
+        crate::admin::add_target, crate::admin::remove_target, crate::admin::stats,
+    ),
+    components(schemas(
+        crate::auth::LoginRequest, crate::auth::RefreshRequest, crate::auth::TokenResponse,
+        JwkSet, Jwk, crate::admin::TargetRequest, Problem, FieldError,
+    )),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "auth", description = "Tokens: login, refresh, logout and the public keys"),
+        (name = "admin", description = "Gateway administration (admin role)"),
+        (name = "composed", description = "Answers built by the gateway from several calls at once"),
+    )
+)]
+pub struct GatewayDoc;
+
+/// The bearer (access JWT) security scheme, named `bearer`.
+pub struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("The access token from `POST /api/login`."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+const SCHEMA_REF: &str = "#/components/schemas/";
+
+/// A service path the gateway never publishes, whatever the routes say.
+fn internal_only(path: &str, op: &Value) -> bool {
+    path == "/internal"
+        || path.starts_with("/internal/")
+        || matches!(path, "/healthz" | "/readyz" | "/openapi.json")
+        || op.get("x-internal").is_some_and(|v| v == &json!(true))
+}
+
+/// The errors the gateway adds: (status, component name, description).
+const GATEWAY_ERRORS: [(&str, &str, &str); 7] = [
+    (
+        "401",
+        "GatewayUnauthorized",
+        "No valid access token: missing, malformed, expired, revoked or signed by an unknown key (answered by the gateway, with `WWW-Authenticate: Bearer`)",
+    ),
+    (
+        "403",
+        "GatewayForbidden",
+        "The access token lacks a role this operation requires (answered by the gateway)",
+    ),
+    (
+        "413",
+        "GatewayPayloadTooLarge",
+        "The request body exceeds the route's limit (answered by the gateway)",
+    ),
+    (
+        "429",
+        "GatewayTooManyRequests",
+        "The route's rate limit is reached; retry after `Retry-After` seconds (answered by the gateway)",
+    ),
+    (
+        "502",
+        "GatewayBadGateway",
+        "The upstream service refused the connection or sent a broken answer (answered by the gateway)",
+    ),
+    (
+        "503",
+        "GatewayUnavailable",
+        "The upstream service has no healthy target (answered by the gateway)",
+    ),
+    (
+        "504",
+        "GatewayTimeout",
+        "The upstream service did not answer in time (answered by the gateway)",
+    ),
+];
+
+fn gateway_error(code: &str) -> (&'static str, &'static str) {
+    GATEWAY_ERRORS
+        .iter()
+        .find(|(c, _, _)| *c == code)
+        .map(|(_, n, d)| (*n, *d))
+        .unwrap_or(("GatewayBadGateway", "Bad gateway"))
+}
+
+fn problem_content() -> Value {
+    json!({"application/problem+json": {"schema": {"$ref": format!("{SCHEMA_REF}Problem")}}})
+}
+
+fn gateway_responses() -> Value {
+    let mut out = Map::new();
+    for (code, name, description) in GATEWAY_ERRORS {
+        let mut r = json!({"description": description, "content": problem_content()});
+        match code {
+            "401" => {
+                r["headers"] = json!({"WWW-Authenticate": {
+                    "description": "`Bearer realm=\"gatehouse\", error=\"invalid_token\"`",
+                    "schema": {"type": "string"}}});
+            }
+            "429" | "503" => {
+                r["headers"] = json!({"Retry-After": {
+                    "description": "Seconds to wait before retrying",
+                    "schema": {"type": "integer"}}});
+                if code == "429" {
+                    r["headers"]["RateLimit"] = json!({
+                        "description": "Remaining quota and reset (`limit=…, remaining=…, reset=…`)",
+                        "schema": {"type": "string"}});
+                    r["headers"]["RateLimit-Policy"] = json!({
+                        "description": "The route's policy (`<burst>;w=<window>`)",
+                        "schema": {"type": "string"}});
+                }
+            }
+            _ => {}
+        }
+        out.insert(name.to_owned(), r);
+    }
+    Value::Object(out)
+}
+
+/// A part of a composed answer that failed.
+fn part_error_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "A part that failed: its status (when there was one), a reason, and the part's own error body when it answered one.",
+        "required": ["error"],
+        "properties": {"error": {
+            "type": "object",
+            "required": ["detail"],
+            "properties": {
+                "detail": {"type": "string"},
+                "status": {"type": "integer"},
+                "body": {}
+            }
+        }}
+    })
+}
+
+fn access_note(rule: &Rule) -> String {
+    match rule {
+        Rule::Public => "**Access:** public; no token needed.".to_owned(),
+        Rule::Authenticated => "**Access:** any signed-in caller (bearer token).".to_owned(),
+        Rule::AnyRole(roles) => format!(
+            "**Access:** bearer token with the role {}.",
+            roles
+                .iter()
+                .map(|r| format!("`{r}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+    }
+}
+
+fn required_roles(rule: &Rule) -> Option<Value> {
+    match rule {
+        Rule::Public => None,
+        Rule::Authenticated => Some(json!([])),
+        Rule::AnyRole(roles) => Some(json!(roles)),
+    }
+}
+
+fn append_description(op: &mut Map<String, Value>, note: &str) {
+    let text = match op.get("description").and_then(Value::as_str) {
+        Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),
+        _ => note.to_owned(),
+    };
+    op.insert("description".into(), json!(text));
+}
+
+/// Add one of the gateway's errors, or fold it into the service's own
+/// answer with the same status.
+fn add_gateway_error(responses: &mut Map<String, Value>, code: &str) {
+    let (name, description) = gateway_error(code);
+    match responses.get_mut(code) {
+        Some(Value::Object(existing)) if !existing.contains_key("$ref") => {
+            let own = existing
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            existing.insert(
+                "description".into(),
+                json!(format!("{own}; or: {description}")),
+            );
+        }
+        Some(_) => {}
+        None => {
+            responses.insert(
+                code.to_owned(),
+                json!({"$ref": format!("#/components/responses/{name}")}),
+            );
+        }
+    }
+}
+
+/// Security, roles, description and the gateway's errors for an operation
+/// that passes `rule`.
+fn protect(op: &mut Map<String, Value>, rule: &Rule, has_body: bool, rate_limited: bool) {
+    op.remove("security");
+    let responses = op
+        .entry("responses")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let mut responses = responses;
+    if let Some(roles) = required_roles(rule) {
+        op.insert("security".into(), json!([{"bearer": []}]));
+        op.insert("x-required-roles".into(), roles);
+        // The service's own 401 (no gateway proof) cannot reach a caller.
+        responses.remove("401");
+        add_gateway_error(&mut responses, "401");
+        if matches!(rule, Rule::AnyRole(_)) {
+            add_gateway_error(&mut responses, "403");
+        }
+    }
+    if has_body {
+        add_gateway_error(&mut responses, "413");
+    }
+    if rate_limited {
+        add_gateway_error(&mut responses, "429");
+    }
+    for code in ["502", "503", "504"] {
+        add_gateway_error(&mut responses, code);
+    }
+    op.insert("responses".into(), Value::Object(responses));
+    append_description(op, &access_note(rule));
+}
+
+/// Every `$ref` to a schema, by name.
+fn schema_refs(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if k == "$ref"
+                    && let Some(name) = x.as_str().and_then(|s| s.strip_prefix(SCHEMA_REF))
+                {
+                    out.insert(name.to_owned());
+                } else {
+                    schema_refs(x, out);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| schema_refs(x, out)),
+        _ => {}
+    }
+}
+
+fn rename_refs(v: &mut Value, names: &HashMap<String, String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if k == "$ref"
+                    && let Some(new) = x
+                        .as_str()
+                        .and_then(|s| s.strip_prefix(SCHEMA_REF))
+                        .and_then(|n| names.get(n))
+                {
+                    *x = json!(format!("{SCHEMA_REF}{new}"));
+                } else {
+                    rename_refs(x, names);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| rename_refs(x, names)),
+        _ => {}
+    }
+}
+
+fn pascal(name: &str) -> String {
+    name.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The public path at which `route` serves `service_path`, if it does.
+fn public_path(route: &Route, service_path: &str) -> Option<String> {
+    let base = route.rewrite.as_deref().unwrap_or(&route.prefix);
+    let rest = if service_path == base {
+        ""
+    } else if base == "/" {
+        service_path.strip_prefix('/')?
+    } else {
+        service_path
+            .strip_prefix(base.trim_end_matches('/'))?
+            .strip_prefix('/')?
+    };
+    let public = if rest.is_empty() {
+        route.prefix.clone()
+    } else {
+        format!("{}/{rest}", route.prefix.trim_end_matches('/'))
+    };
+    (route.upstream_path(&public, "") == service_path).then_some(public)
+}
+
+/// The table holds its own copies of the routes: same configuration, same route.
+fn same_route(a: &Route, b: &Route) -> bool {
+    a.prefix == b.prefix
+        && a.host == b.host
+        && a.methods == b.methods
+        && a.upstream == b.upstream
+        && a.rewrite == b.rewrite
+}
+
+fn method_of(m: &str) -> Option<Method> {
+    Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok()
+}
+
+/// The document being built.
+struct Merged {
+    paths: BTreeMap<String, Map<String, Value>>,
+    schemas: Map<String, Value>,
+    op_ids: HashSet<String>,
+    tags: Vec<Value>,
+    /// Per service: its schema names as published.
+    renames: BTreeMap<String, HashMap<String, String>>,
+}
+
+impl Merged {
+    fn unique_op_id(
+        &mut self,
+        service: &str,
+        id: Option<&str>,
+        path: &str,
+        method: &str,
+    ) -> String {
+        let base = id.map(str::to_owned).unwrap_or_else(|| {
+            format!(
+                "{method}_{}",
+                path.trim_matches('/')
+                    .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+            )
+        });
+        let mut candidate = base.clone();
+        if self.op_ids.contains(&candidate) {
+            candidate = format!("{service}_{base}");
+        }
+        let mut n = 2;
+        while self.op_ids.contains(&candidate) {
+            candidate = format!("{service}_{base}_{n}");
+            n += 1;
+        }
+        self.op_ids.insert(candidate.clone());
+        candidate
+    }
+
+    fn add_tags(&mut self, op: &Map<String, Value>, doc: &Value) {
+        let Some(tags) = op.get("tags").and_then(Value::as_array) else {
+            return;
+        };
+        for t in tags.iter().filter_map(Value::as_str) {
+            if self.tags.iter().any(|x| x["name"] == t) {
+                continue;
+            }
+            let described = doc["tags"]
+                .as_array()
+                .and_then(|all| all.iter().find(|x| x["name"] == t))
+                .cloned()
+                .unwrap_or_else(|| json!({"name": t}));
+            self.tags.push(described);
+        }
+    }
+
+    /// Bring in the schemas `wanted` needs from `doc`, deciding their
+    /// published names; returns the service's rename map.
+    fn import_schemas(
+        &mut self,
+        service: &str,
+        doc: &Value,
+        wanted: BTreeSet<String>,
+    ) -> HashMap<String, String> {
+        let empty = Map::new();
+        let theirs = doc["components"]["schemas"].as_object().unwrap_or(&empty);
+        // The closure of what the operations reference.
+        let mut needed = BTreeSet::new();
+        let mut todo: Vec<String> = wanted.into_iter().collect();
+        while let Some(n) = todo.pop() {
+            if !theirs.contains_key(&n) || !needed.insert(n.clone()) {
+                continue;
+            }
+            let mut refs = BTreeSet::new();
+            schema_refs(&theirs[&n], &mut refs);
+            todo.extend(refs);
+        }
+        // Shared when identical to what is already published, and so is
+        // everything it references; renamed when the name is taken.
+        let mut shared: BTreeSet<String> = needed
+            .iter()
+            .filter(|n| self.schemas.get(*n) == theirs.get(*n))
+            .cloned()
+            .collect();
+        loop {
+            let before = shared.len();
+            let snapshot = shared.clone();
+            shared.retain(|n| {
+                let mut refs = BTreeSet::new();
+                schema_refs(&theirs[n], &mut refs);
+                refs.iter()
+                    .all(|r| snapshot.contains(r) || !self.schemas.contains_key(r))
+            });
+            if shared.len() == before {
+                break;
+            }
+        }
+        let mut names = HashMap::new();
+        for n in &needed {
+            if shared.contains(n) {
+                continue;
+            }
+            let mut name = n.clone();
+            if self.schemas.contains_key(&name) {
+                name = format!("{}{n}", pascal(service));
+                let mut i = 2;
+                while self.schemas.contains_key(&name) {
+                    name = format!("{}{n}{i}", pascal(service));
+                    i += 1;
+                }
+            }
+            // Reserve the name now so later ones in this service avoid it.
+            self.schemas.insert(name.clone(), Value::Null);
+            names.insert(n.clone(), name);
+        }
+        for (old, new) in &names {
+            let mut schema = theirs[old].clone();
+            rename_refs(&mut schema, &names);
+            self.schemas.insert(new.clone(), schema);
+        }
+        names
+    }
+}
+
+/// Build the public document from the gateway's own description, the route
+/// table and the services' documents (keyed by upstream name).
+pub fn merge(
+    routes: &RouteTable,
+    composed: &ComposedTable,
+    services: &BTreeMap<String, Arc<Value>>,
+) -> Value {
+    let own = serde_json::to_value(GatewayDoc::openapi()).unwrap_or_else(|_| json!({}));
+    let mut m = Merged {
+        paths: BTreeMap::new(),
+        schemas: own["components"]["schemas"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        op_ids: HashSet::new(),
+        tags: own["tags"].as_array().cloned().unwrap_or_default(),
+        renames: BTreeMap::new(),
+    };
+    m.schemas
+        .insert("ComposedPartError".into(), part_error_schema());
+    // The gateway's own operations.
+    if let Some(paths) = own["paths"].as_object() {
+        for (path, item) in paths {
+            let Some(item) = item.as_object() else {
+                continue;
+            };
+            let mut out = Map::new();
+            for (method, op) in item {
+                let Some(mut op) = op.as_object().cloned() else {
+                    continue;
+                };
+                if let Some(id) = op.get("operationId").and_then(Value::as_str) {
+                    m.op_ids.insert(id.to_owned());
+                }
+                let admin = op["tags"]
+                    .as_array()
+                    .is_some_and(|t| t.contains(&json!("admin")));
+                if admin {
+                    op.insert("x-required-roles".into(), json!(["admin"]));
+                    append_description(&mut op, &access_note(&Rule::AnyRole(vec!["admin".into()])));
+                } else if op.contains_key("security") {
+                    op.insert("x-required-roles".into(), json!([]));
+                    append_description(&mut op, &access_note(&Rule::Authenticated));
+                } else {
+                    append_description(&mut op, &access_note(&Rule::Public));
+                }
+                out.insert(method.clone(), Value::Object(op));
+            }
+            m.paths.insert(path.clone(), out);
+        }
+    }
+    // Every service operation a route reaches.
+    for (service, doc) in services {
+        let Some(paths) = doc["paths"].as_object() else {
+            continue;
+        };
+        let mut picked: Vec<(String, String, Map<String, Value>)> = Vec::new();
+        for (service_path, item) in paths {
+            let Some(item) = item.as_object() else {
+                continue;
+            };
+            let shared_params = item.get("parameters").cloned();
+            for method in METHODS {
+                let Some(op) = item.get(method).and_then(Value::as_object) else {
+                    continue;
+                };
+                if internal_only(service_path, &Value::Object(op.clone())) {
+                    continue;
+                }
+                let Some(verb) = method_of(method) else {
+                    continue;
+                };
+                for route in routes.routes().iter().filter(|r| &r.upstream == service) {
+                    let Some(public) = public_path(route, service_path) else {
+                        continue;
+                    };
+                    if composed.get(&public).is_some() {
+                        continue;
+                    }
+                    let host = route.host.as_deref().unwrap_or("");
+                    let reached = routes
+                        .find(host, &verb, &public)
+                        .is_ok_and(|r| same_route(r, route));
+                    let Some(rule) = route.rule_for(&verb).filter(|_| reached) else {
+                        continue;
+                    };
+                    let mut op = op.clone();
+                    if let Some(Value::Array(params)) = &shared_params {
+                        let list = op.entry("parameters").or_insert_with(|| json!([]));
+                        if let Some(list) = list.as_array_mut() {
+                            list.extend(params.iter().cloned());
+                        }
+                    }
+                    let has_body = op.contains_key("requestBody");
+                    protect(&mut op, rule, has_body, route.rate_limit.is_some());
+                    if let Some(h) = &route.host {
+                        append_description(&mut op, &format!("Served for the host `{h}` only."));
+                    }
+                    picked.push((public, method.to_owned(), op));
+                }
+            }
+        }
+        let mut wanted = BTreeSet::new();
+        for (_, _, op) in &picked {
+            schema_refs(&Value::Object(op.clone()), &mut wanted);
+        }
+        let names = m.import_schemas(service, doc, wanted);
+        for (public, method, mut op) in picked {
+            let id = m.unique_op_id(
+                service,
+                op.get("operationId").and_then(Value::as_str),
+                &public,
+                &method,
+            );
+            op.insert("operationId".into(), json!(id));
+            let mut v = Value::Object(op);
+            rename_refs(&mut v, &names);
+            if let Value::Object(op) = v {
+                m.add_tags(&op, doc);
+                m.paths
+                    .entry(public)
+                    .or_default()
+                    .insert(method, Value::Object(op));
+            }
+        }
+        m.renames.insert(service.clone(), names);
+    }
+    // Composed routes.
+    let mut all: Vec<&Composed> = composed.all().collect();
+    all.sort_by(|a, b| a.path.cmp(&b.path));
+    for c in all {
+        let op = composed_op(&mut m, c, services);
+        m.paths
+            .entry(c.path.clone())
+            .or_default()
+            .insert(c.method.as_str().to_ascii_lowercase(), Value::Object(op));
+    }
+    m.schemas.retain(|_, v| !v.is_null());
+    let mut components = own["components"].as_object().cloned().unwrap_or_default();
+    components.insert("schemas".into(), Value::Object(m.schemas));
+    components.insert("responses".into(), gateway_responses());
+    let mut tags = m.tags;
+    tags.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    json!({
+        "openapi": "3.1.0",
+        "info": own["info"],
+        "paths": m.paths,
+        "components": components,
+        "tags": tags,
+    })
+}
+
+/// The service operation a composed part calls, with its schemas as published.
+fn part_op(
+    m: &Merged,
+    services: &BTreeMap<String, Arc<Value>>,
+    upstream: &str,
+    path: &str,
+    method: &Method,
+) -> Option<Value> {
+    let path = path.split('?').next().unwrap_or(path);
+    let op = services
+        .get(upstream)?
+        .get("paths")?
+        .get(path)?
+        .get(method.as_str().to_ascii_lowercase())?
+        .clone();
+    let mut op = op;
+    if let Some(names) = m.renames.get(upstream) {
+        rename_refs(&mut op, names);
+    }
+    Some(op)
+}
+
+/// The success schema of an operation (200 or 201, JSON), if it has one
+/// whose schemas were published.
+fn success_schema(m: &Merged, op: &Value) -> Value {
+    let schema = ["200", "201"]
+        .iter()
+        .find_map(|c| op["responses"][c]["content"]["application/json"].get("schema"))
+        .cloned();
+    match schema {
+        Some(s) => {
+            let mut refs = BTreeSet::new();
+            schema_refs(&s, &mut refs);
+            if refs.iter().all(|r| m.schemas.contains_key(r)) {
+                s
+            } else {
+                json!({})
+            }
+        }
+        None => json!({}),
+    }
+}
+
+fn composed_op(
+    m: &mut Merged,
+    c: &Composed,
+    services: &BTreeMap<String, Arc<Value>>,
+) -> Map<String, Value> {
+    let part = |schema: Value| json!({"oneOf": [schema, {"$ref": format!("{SCHEMA_REF}ComposedPartError")}]});
+    let mut properties = Map::new();
+    properties.insert(
+        "status".into(),
+        json!({"type": "string", "enum": ["success", "partial"],
+               "description": "`success` when every part answered, `partial` when some failed"}),
+    );
+    let mut op = Map::new();
+    let mut required = vec![json!("status")];
+    let (summary, description, additional) = match &c.fan_out {
+        Some(p) => {
+            let called = part_op(m, services, &p.upstream, &p.path, &c.method);
+            if let Some(body) = called.as_ref().and_then(|o| o.get("requestBody")) {
+                let mut body = body.clone();
+                // Only schemas that are published may be referenced.
+                let mut refs = BTreeSet::new();
+                schema_refs(&body, &mut refs);
+                if !refs.iter().all(|r| m.schemas.contains_key(r)) {
+                    body = json!({"content": {"application/json": {"schema": {}}}});
+                }
+                op.insert("requestBody".into(), body);
+            }
+            let schema = called
+                .as_ref()
+                .map(|o| success_schema(m, o))
+                .unwrap_or_else(|| json!({}));
+            (
+                format!("Call every `{}` target at once", p.upstream),
+                format!(
+                    "Sends the request to `{} {}` on every target of the `{}` upstream concurrently and answers one object keyed by target name, plus an overall `status`. A target that fails (or exceeds {} ms) becomes an error object. When every target refuses the input with the same client error, that error is the answer; when all fail otherwise, 502.",
+                    c.method,
+                    p.path,
+                    p.upstream,
+                    c.timeout.as_millis()
+                ),
+                part(schema),
+            )
+        }
+        None => {
+            for (name, p) in &c.parts {
+                let schema = part_op(m, services, &p.upstream, &p.path, &c.method)
+                    .map(|o| success_schema(m, &o))
+                    .unwrap_or_else(|| json!({}));
+                properties.insert(name.clone(), part(schema));
+                required.push(json!(name));
+            }
+            let names: Vec<&str> = c.parts.iter().map(|(n, _)| n.as_str()).collect();
+            (
+                format!("{} in one call", names.join(", ")),
+                format!(
+                    "Calls {} concurrently (each within {} ms) and answers one object keyed by part name, plus an overall `status`. A part that fails becomes an error object; when every part fails, 502.",
+                    c.parts
+                        .iter()
+                        .map(|(n, p)| format!(
+                            "`{n}` (`{} {}` on `{}`)",
+                            c.method, p.path, p.upstream
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    c.timeout.as_millis()
+                ),
+                json!(false),
+            )
+        }
+    };
+    let path_slug: String = c
+        .path
+        .trim_matches('/')
+        .replace(|ch: char| !ch.is_ascii_alphanumeric(), "_");
+    let id = m.unique_op_id(
+        "composed",
+        Some(&format!(
+            "composed_{}_{path_slug}",
+            c.method.as_str().to_ascii_lowercase()
+        )),
+        &c.path,
+        c.method.as_str(),
+    );
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        json!({"description": "One entry per part, and the overall status",
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": required,
+            "properties": properties,
+            "additionalProperties": additional,
+        }}}}),
+    );
+    responses.insert(
+        "502".into(),
+        json!({"description": "Every part failed (the reasons are in `detail`)",
+               "content": problem_content()}),
+    );
+    op.insert("tags".into(), json!(["composed"]));
+    op.insert("summary".into(), json!(summary));
+    op.insert("operationId".into(), json!(id));
+    op.insert("responses".into(), Value::Object(responses));
+    op.insert("description".into(), json!(description));
+    let has_body = op.contains_key("requestBody");
+    protect(&mut op, &c.rule, has_body, false);
+    op
+}
+
+/// The document the shipped configuration produces from the services' own
+/// documents, without running anything (the committed `openapi/gateway.json`).
+pub fn offline(
+    settings: &crate::Settings,
+    services: &BTreeMap<String, Arc<Value>>,
+) -> Result<Value, String> {
+    let known = |u: &str| settings.upstreams.contains_key(u);
+    let routes = RouteTable::new(&settings.routes, known)?;
+    let composed = ComposedTable::new(&settings.composed, known)?;
+    Ok(merge(&routes, &composed, services))
+}
+
+// ---------------------------------------------------------------------------
+// Fetching the services' documents.
+
+/// The last good document of each upstream, and how the last fetch went.
+#[derive(Default)]
+pub struct ServiceDocs(RwLock<BTreeMap<String, Fetched>>);
+
+#[derive(Clone, Default)]
+struct Fetched {
+    doc: Option<Arc<Value>>,
+    fetched_at: Option<DateTime<Utc>>,
+    error: Option<String>,
+}
+
+impl ServiceDocs {
+    fn record(&self, upstream: &str, outcome: Result<Value, String>) {
+        let Ok(mut all) = self.0.write() else { return };
+        let entry = all.entry(upstream.to_owned()).or_default();
+        match outcome {
+            Ok(doc) => {
+                if entry.error.is_some() || entry.doc.is_none() {
+                    tracing::info!(upstream, "service OpenAPI document fetched");
+                }
+                entry.doc = Some(Arc::new(doc));
+                entry.fetched_at = Some(Utc::now());
+                entry.error = None;
+            }
+            Err(e) => {
+                if entry.error.is_none() {
+                    tracing::warn!(upstream, error = %e, "cannot fetch the service's OpenAPI document; keeping the last good one");
+                }
+                entry.error = Some(e);
+            }
+        }
+    }
+
+    /// The documents, and a status line per upstream.
+    fn snapshot(&self) -> (BTreeMap<String, Arc<Value>>, Value) {
+        let Ok(all) = self.0.read() else {
+            return (BTreeMap::new(), json!({}));
+        };
+        let docs = all
+            .iter()
+            .filter_map(|(n, f)| f.doc.clone().map(|d| (n.clone(), d)))
+            .collect();
+        let status = all
+            .iter()
+            .map(|(n, f)| {
+                let state = match (&f.doc, &f.error) {
+                    (Some(_), None) => "current",
+                    (Some(_), Some(_)) => "stale",
+                    (None, _) => "missing",
+                };
+                (
+                    n.clone(),
+                    json!({"state": state, "fetched_at": f.fetched_at, "error": f.error}),
+                )
+            })
+            .collect::<Map<_, _>>();
+        (docs, Value::Object(status))
+    }
+}
+
+/// Upstreams the public API reaches (routes and composed parts).
+fn published_upstreams(routes: &RouteTable, composed: &ComposedTable) -> BTreeSet<String> {
+    routes
+        .routes()
+        .iter()
+        .map(|r| r.upstream.clone())
+        .chain(
+            composed
+                .all()
+                .flat_map(|c| c.parts.iter().map(|(_, p)| p).chain(c.fan_out.iter()))
+                .map(|p| p.upstream.clone()),
+        )
+        .collect()
+}
+
+async fn fetch(
+    client: &awc::Client,
+    urls: Vec<String>,
+    timeout: Duration,
+) -> Result<Value, String> {
+    let mut last = "no target in rotation".to_owned();
+    for base in urls {
+        let sent = client
+            .get(format!("{base}/openapi.json"))
+            .insert_header((header::ACCEPT, "application/json"))
+            .timeout(timeout)
+            .send()
+            .await;
+        let mut res = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                last = format!("{base}: {e}");
+                continue;
+            }
+        };
+        if !res.status().is_success() {
+            last = format!("{base}: status {}", res.status());
+            continue;
+        }
+        let doc = match res.body().limit(8 * 1024 * 1024).await {
+            Ok(bytes) => serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match doc {
+            Ok(d) if d["openapi"].is_string() && d["paths"].is_object() => return Ok(d),
+            Ok(_) => last = format!("{base}: not an OpenAPI document"),
+            Err(e) => last = format!("{base}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// Fetch every published upstream's document now and then every
+/// `refresh_secs`, for as long as the gateway lives.
+pub fn spawn_refresh(gw: Weak<Gateway>, settings: OpenApiSettings) {
+    actix_web::rt::spawn(async move {
+        let client = awc::Client::builder()
+            .no_default_headers()
+            .disable_redirects()
+            .finish();
+        let timeout = Duration::from_millis(settings.fetch_timeout_ms);
+        loop {
+            let Some(g) = gw.upgrade() else { return };
+            let live = g.live.load_full();
+            drop(g);
+            let now = crate::upstreams::now_ms();
+            let jobs: Vec<(String, Vec<String>)> =
+                published_upstreams(&live.routes, &live.composed)
+                    .into_iter()
+                    .filter_map(|name| {
+                        let up = live.upstreams.get(&name)?;
+                        let urls = up
+                            .targets()
+                            .into_iter()
+                            .filter(|t| t.available(now))
+                            .map(|t| t.url.clone())
+                            .collect();
+                        Some((name, urls))
+                    })
+                    .collect();
+            drop(live);
+            let results = futures_util::future::join_all(jobs.into_iter().map(|(name, urls)| {
+                let client = client.clone();
+                async move { (name, fetch(&client, urls, timeout).await) }
+            }))
+            .await;
+            let Some(g) = gw.upgrade() else { return };
+            for (name, outcome) in results {
+                g.docs.record(&name, outcome);
+            }
+            drop(g);
+            actix_web::rt::time::sleep(Duration::from_secs(settings.refresh_secs)).await;
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Handlers.
+
+/// `GET /openapi.json`: the merged document, with `x-service-documents`
+/// saying how fresh each service's part is.
+pub async fn openapi_json(gw: web::Data<Gateway>) -> HttpResponse {
+    let (docs, status) = gw.docs.snapshot();
+    let live = gw.live.load();
+    let mut doc = merge(&live.routes, &live.composed, &docs);
+    doc["x-service-documents"] = status;
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .json(doc)
+}
+
+/// Swagger UI's configuration: the merged document, authorizations kept
+/// across reloads of the page.
+pub type SwaggerConfig = Arc<utoipa_swagger_ui::Config<'static>>;
+
+pub fn swagger_config() -> SwaggerConfig {
+    Arc::new(
+        utoipa_swagger_ui::Config::new(["/openapi.json"])
+            .persist_authorization(true)
+            .display_request_duration(true),
+    )
+}
+
+/// `GET /docs`: to `/docs/`, where the UI's relative asset paths resolve.
+pub async fn docs_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/docs/"))
+        .finish()
+}
+
+/// `GET /docs/{file}`: Swagger UI from the assets compiled into the binary.
+pub async fn docs_file(tail: web::Path<String>, config: web::Data<SwaggerConfig>) -> HttpResponse {
+    match utoipa_swagger_ui::serve(&tail, config.get_ref().clone()) {
+        Ok(Some(file)) => HttpResponse::Ok()
+            .content_type(file.content_type)
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .body(file.bytes.to_vec()),
+        Ok(None) => Problem::not_found("no such file in the API documentation UI").to_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "serving Swagger UI");
+            Problem::internal().to_response()
+        }
+    }
+}
