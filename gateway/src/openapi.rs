@@ -1053,3 +1053,211 @@ pub async fn docs_file(tail: web::Path<String>, config: web::Data<SwaggerConfig>
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn tables(routes: Value, composed: Value) -> (RouteTable, ComposedTable) {
+        let routes: Vec<crate::routes::RouteConfig> = serde_json::from_value(routes).unwrap();
+        let composed: Vec<crate::compose::ComposedConfig> =
+            serde_json::from_value(composed).unwrap();
+        (
+            RouteTable::new(&routes, |_| true).unwrap(),
+            ComposedTable::new(&composed, |_| true).unwrap(),
+        )
+    }
+
+    fn op(id: &str, schema: &str) -> Value {
+        json!({"operationId": id, "tags": ["t"], "security": [{"gateway_proof": []}],
+               "responses": {
+                   "200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": format!("{SCHEMA_REF}{schema}")}}}},
+                   "401": {"description": "no proof"}}})
+    }
+
+    /// A service with `/items` and `/items/{id}` (GET, POST), an internal
+    /// path and a probe; `Item` is defined by `item_schema`.
+    fn service(item_schema: Value) -> Arc<Value> {
+        Arc::new(json!({
+            "openapi": "3.1.0",
+            "paths": {
+                "/items": {"get": op("list_items", "Item"), "post": {
+                    "operationId": "create_item",
+                    "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewItem"}}}},
+                    "responses": {"201": {"description": "created"}, "413": {"description": "Body over 64 KiB"}}}},
+                "/items/{id}": {"get": op("get_item", "Item")},
+                "/internal/items": {"get": op("internal_items", "Secret")},
+                "/healthz": {"get": op("healthz", "Item")},
+            },
+            "components": {"schemas": {
+                "Item": item_schema,
+                "NewItem": {"type": "object", "properties": {"name": {"type": "string"}}},
+                "Problem": {"type": "object"},
+                "Secret": {"type": "object", "properties": {"hash": {"type": "string"}}},
+            }},
+            "tags": [{"name": "t", "description": "things"}]
+        }))
+    }
+
+    fn ops(doc: &Value) -> Vec<(String, String, Value)> {
+        let mut out = Vec::new();
+        for (p, item) in doc["paths"].as_object().unwrap() {
+            for (m, o) in item.as_object().unwrap() {
+                out.push((p.clone(), m.clone(), o.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn service_operations_appear_at_their_public_paths_with_access_and_gateway_errors() {
+        let (routes, composed) = tables(
+            json!([
+                {"prefix": "/api/items", "upstream": "a", "rewrite": "/items",
+                 "access": {"GET": "authenticated", "POST": ["editor", "admin"]},
+                 "rate_limit": {"rate": "5/s", "burst": 5, "by": "user"}},
+            ]),
+            json!([]),
+        );
+        let services = BTreeMap::from([("a".to_owned(), service(json!({"type": "object"})))]);
+        let doc = merge(&routes, &composed, &services);
+        let list = &doc["paths"]["/api/items"]["get"];
+        assert_eq!(list["security"], json!([{"bearer": []}]));
+        assert_eq!(list["x-required-roles"], json!([]));
+        assert_eq!(
+            list["responses"]["401"]["$ref"],
+            "#/components/responses/GatewayUnauthorized"
+        );
+        assert!(
+            list["responses"].get("403").is_none(),
+            "no role rule, no gateway 403"
+        );
+        for code in ["429", "502", "503", "504"] {
+            assert!(list["responses"].get(code).is_some(), "{code}");
+        }
+        let create = &doc["paths"]["/api/items"]["post"];
+        assert_eq!(create["x-required-roles"], json!(["editor", "admin"]));
+        assert!(
+            create["description"]
+                .as_str()
+                .unwrap()
+                .contains("`editor` or `admin`")
+        );
+        assert!(create["responses"].get("403").is_some());
+        // The service's own 413 is kept and says the gateway may answer it too.
+        let d413 = create["responses"]["413"]["description"].as_str().unwrap();
+        assert!(d413.starts_with("Body over 64 KiB; or:"), "{d413}");
+        assert_eq!(
+            doc["paths"]["/api/items/{id}"]["get"]["operationId"],
+            "get_item"
+        );
+        // Never: internal paths, probes, the proof scheme, unreachable schemas.
+        let text = doc.to_string();
+        assert!(!text.contains("internal"), "{text}");
+        assert!(!text.contains("healthz"));
+        assert!(!text.contains("gateway_proof"));
+        assert!(doc["components"]["schemas"].get("Secret").is_none());
+        assert!(doc["components"]["schemas"].get("NewItem").is_some());
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+    }
+
+    #[test]
+    fn a_route_to_the_whole_service_still_hides_internal_paths() {
+        let (routes, composed) = tables(
+            json!([{"prefix": "/a", "upstream": "a", "rewrite": "/", "access": "public"}]),
+            json!([]),
+        );
+        let services = BTreeMap::from([("a".to_owned(), service(json!({"type": "object"})))]);
+        let doc = merge(&routes, &composed, &services);
+        let paths: Vec<String> = ops(&doc).into_iter().map(|(p, _, _)| p).collect();
+        assert!(paths.contains(&"/a/items/{id}".to_owned()), "{paths:?}");
+        assert!(
+            paths
+                .iter()
+                .all(|p| !p.contains("internal") && !p.contains("healthz"))
+        );
+        // Public: no security, no gateway 401, the service's own 401 stays.
+        let get = &doc["paths"]["/a/items"]["get"];
+        assert!(get.get("security").is_none());
+        assert!(get.get("x-required-roles").is_none());
+        assert_eq!(get["responses"]["401"]["description"], "no proof");
+    }
+
+    #[test]
+    fn colliding_schemas_are_renamed_identical_ones_shared_and_operation_ids_unique() {
+        let (routes, composed) = tables(
+            json!([
+                {"prefix": "/api/a", "upstream": "a", "rewrite": "/items", "access": "authenticated"},
+                {"prefix": "/api/b", "upstream": "b-svc", "rewrite": "/items", "access": "authenticated"},
+            ]),
+            json!([]),
+        );
+        let services = BTreeMap::from([
+            (
+                "a".to_owned(),
+                service(json!({"type": "object", "title": "A's item"})),
+            ),
+            (
+                "b-svc".to_owned(),
+                service(json!({"type": "object", "title": "B's item"})),
+            ),
+        ]);
+        let doc = merge(&routes, &composed, &services);
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        assert_eq!(schemas["Item"]["title"], "A's item");
+        assert_eq!(schemas["BSvcItem"]["title"], "B's item");
+        // NewItem is the same in both: published once.
+        assert!(schemas.contains_key("NewItem") && !schemas.contains_key("BSvcNewItem"));
+        assert_eq!(
+            doc["paths"]["/api/b/{id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+                ["$ref"],
+            "#/components/schemas/BSvcItem"
+        );
+        let mut ids: Vec<String> = ops(&doc)
+            .iter()
+            .map(|(_, _, o)| o["operationId"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(ids.contains(&"b-svc_get_item".to_owned()), "{ids:?}");
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "operationIds collide: {ids:?}");
+        // Every reference resolves.
+        let mut refs = BTreeSet::new();
+        schema_refs(&doc, &mut refs);
+        assert!(refs.iter().all(|r| schemas.contains_key(r)), "{refs:?}");
+    }
+
+    #[test]
+    fn only_the_route_that_really_serves_a_path_publishes_it() {
+        let (routes, composed) = tables(
+            json!([
+                {"prefix": "/api", "upstream": "a", "rewrite": "/", "access": "public"},
+                // Longer prefix: /api/items goes to b, not a.
+                {"prefix": "/api/items", "upstream": "b", "rewrite": "/items",
+                 "methods": ["GET"], "access": ["admin"]},
+            ]),
+            json!([{"path": "/api/items/summary", "method": "GET", "access": "authenticated",
+                    "parts": {"x": {"upstream": "a", "path": "/items"}}}]),
+        );
+        let svc = service(json!({"type": "object"}));
+        let services = BTreeMap::from([("a".to_owned(), svc.clone()), ("b".to_owned(), svc)]);
+        let doc = merge(&routes, &composed, &services);
+        let get = &doc["paths"]["/api/items"]["get"];
+        assert_eq!(get["x-required-roles"], json!(["admin"]), "{get}");
+        // b's route serves GET only, so POST /api/items falls through to
+        // a's route (as the router does) and is public.
+        let post = &doc["paths"]["/api/items"]["post"];
+        assert!(post.get("security").is_none(), "{post}");
+        // The composed route has its own operation, with the part's schema.
+        let c = &doc["paths"]["/api/items/summary"]["get"];
+        assert_eq!(c["tags"], json!(["composed"]));
+        let props = &c["responses"]["200"]["content"]["application/json"]["schema"]["properties"];
+        assert_eq!(props["x"]["oneOf"][0]["$ref"], "#/components/schemas/Item");
+        assert_eq!(props["status"]["enum"], json!(["success", "partial"]));
+    }
+}
