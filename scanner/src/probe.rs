@@ -170,11 +170,10 @@ impl Prober {
 
     /// The one address this hop may connect to, judged by the policy.
     async fn pin(&self, url: &Url) -> Result<SocketAddr, Failure> {
-        TargetUrl::check("url", url)
-            .map_err(|e| Failure::Refused(format!("{url}: {}", e.message)))?;
+        TargetUrl::check("url", url).map_err(|e| Failure::Refused(e.message))?;
         let port = url
             .port_or_known_default()
-            .ok_or_else(|| Failure::Refused(format!("{url}: no port")))?;
+            .ok_or_else(|| Failure::Refused("the URL has no port".into()))?;
         let ip = |ip: IpAddr| {
             self.policy
                 .check(ip)
@@ -199,7 +198,7 @@ impl Prober {
                 }
                 Ok(first)
             }
-            None => Err(Failure::Refused(format!("{url}: no host"))),
+            None => Err(Failure::Refused("the URL has no host".into())),
         }
     }
 
@@ -227,7 +226,11 @@ impl Prober {
 fn in_hop(f: Failure, hop: usize, url: &Url) -> Failure {
     match f {
         Failure::Refused(why) if hop > 0 => {
-            Failure::Refused(format!("redirect {hop} to {url} refused: {why}"))
+            // Credentials in a Location are not repeated back.
+            let mut shown = url.clone();
+            let _ = shown.set_username("");
+            let _ = shown.set_password(None);
+            Failure::Refused(format!("redirect {hop} to {shown} refused: {why}"))
         }
         other => other,
     }
