@@ -351,3 +351,16 @@ async fn a_trickling_body_ends_at_the_deadline_with_its_head_scored() {
     assert_eq!(b["error"], Value::Null);
     assert_eq!(b["grade"], "A");
 }
+
+#[actix_web::test]
+async fn https_to_a_server_that_does_not_speak_tls_is_recorded_as_failed() {
+    let target = targets::start();
+    let app = spawn_with(Config::loopback()).await;
+    let url = target.url("/good").replace("http://", "https://");
+    let b = app.scanned(&app.alice, &url).await.body;
+    let e = b["error"].as_str().unwrap();
+    assert!(e.starts_with("connection failed"), "{e}");
+    assert_eq!(b["tls"], false);
+    assert_eq!(b["status_code"], Value::Null);
+    assert_eq!(b["grade"], "F");
+}
