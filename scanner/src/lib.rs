@@ -1,76 +1,38 @@
-//! The scanner service, run as several replicas. Its domain (HTTP security
-//! scans of a URL, SSRF-safe) arrives with issue #5; today it has the full app
-//! shape — settings, database and migrations, gateway-proof verification,
-//! health and OpenAPI.
+//! The scanner service, run as several replicas: HTTP security scans of a URL
+//! (headers, cookies, banners, redirects, TLS, a score and a grade), recorded
+//! with their owner (the caller the gateway vouches for) and the replica that
+//! ran them. Scans are SSRF-safe: see [`policy`] and [`probe`].
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::net::TcpListener;
 
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use anyhow::Context;
-use common::config::{ConfigError, Loader};
-use common::db::DatabaseSettings;
-use common::http::{GatewayProofScheme, Health, Running};
-use common::identity::ProofSettings;
-use common::{FieldError, Problem};
-use serde::Deserialize;
-use utoipa::OpenApi;
+use common::http::Running;
 
-const DEFAULTS: &str = include_str!("../../config/scanner.yaml");
+pub mod analysis;
+pub mod domain;
+pub mod dto;
+pub mod entity;
+pub mod error;
+pub mod policy;
+pub mod probe;
+pub mod report;
+pub mod routes;
+pub mod service;
+pub mod settings;
 
-/// Unprefixed environment names this service reads.
-pub const ENV_ALIASES: &[(&str, &str)] = &[
-    ("DATA_DIR", "data_dir"),
-    ("DATABASE_URL", "database.url"),
-    ("GATEWAY_PROOF_PUBLIC_KEY", "gateway_proof.public_key_pem"),
-];
+pub use routes::ApiDoc;
+pub use settings::{ENV_ALIASES, Settings};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// This replica's name (`scanner1`, `scanner2`, ...).
-    pub instance: String,
-    pub listen: SocketAddr,
-    pub data_dir: PathBuf,
-    pub workers: usize,
-    pub database: DatabaseSettings,
-    pub gateway_proof: ProofSettings,
-}
-
-impl Settings {
-    pub fn loader() -> Loader {
-        Loader::new("scanner", DEFAULTS)
-    }
-
-    pub fn from_loader(loader: Loader) -> Result<Self, ConfigError> {
-        loader
-            .env_aliases(ENV_ALIASES)
-            .env_prefix("SCANNER")
-            .extract()
-    }
-
-    /// One replica of the all-in-one launcher: its name and port, with
-    /// `<INSTANCE>__*` variables (e.g. `SCANNER2__LISTEN`) over `SCANNER__*`.
-    pub fn replica(instance: &str, listen: SocketAddr) -> Result<Self, ConfigError> {
-        Self::loader()
-            .set("instance", instance)
-            .set("listen", listen.to_string())
-            .env_aliases(ENV_ALIASES)
-            .env_prefix("SCANNER")
-            .env_prefix(instance)
-            .extract()
-    }
-
-    pub fn load() -> Result<Self, ConfigError> {
-        Self::from_loader(Self::loader())
-    }
-}
-
+/// Bind `settings.listen` and build.
 pub async fn build(settings: Settings) -> anyhow::Result<Running> {
     let listener = common::http::bind(settings.listen)?;
     build_with_listener(settings, listener).await
 }
 
+/// Build on an already-bound listener (tests bind port 0). Connects to the
+/// database, applies migrations when configured and loads the gateway's
+/// proof key.
 pub async fn build_with_listener(
     settings: Settings,
     listener: TcpListener,
@@ -85,35 +47,26 @@ pub async fn build_with_listener(
         .gateway_proof
         .verifier(&settings.data_dir)
         .context("loading the gateway proof public key (gateway_proof.public_key_files)")?;
+    if !settings.scan.allowed_targets.is_empty() {
+        tracing::warn!(
+            instance = %settings.instance,
+            allowed = ?settings.scan.allowed_targets,
+            "scans may reach these otherwise refused address ranges"
+        );
+    }
     let db = web::Data::new(db);
     let verifier = web::Data::new(verifier);
+    let prober = web::Data::new(probe::Prober::new(&settings.scan));
+    let instance = web::Data::new(routes::Instance(settings.instance.clone()));
     Ok(common::http::serve(
         listener,
         settings.workers,
         move |cfg| {
             cfg.app_data(db.clone())
                 .app_data(verifier.clone())
-                .service(web::resource("/openapi.json").get(openapi_json))
-                .configure(common::http::health_routes);
+                .app_data(prober.clone())
+                .app_data(instance.clone());
+            routes::configure(cfg);
         },
     )?)
 }
-
-/// This service's OpenAPI document.
-#[utoipa::path(get, path = "/openapi.json", tag = "health",
-    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
-pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
-}
-
-/// The scanner service's API description.
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "gatehouse scanner service", version = "0.1.0",
-        description = "HTTP security scans of a URL. Reached only through the gateway."),
-    paths(common::http::healthz, common::http::readyz, openapi_json),
-    components(schemas(Problem, FieldError, Health)),
-    modifiers(&GatewayProofScheme),
-    tags((name = "health", description = "Probes and metadata"))
-)]
-pub struct ApiDoc;

@@ -1,7 +1,13 @@
-//! The scanner service's schema. Its tables arrive with the issue that builds the
-//! service; until then the migrator is empty but already owns its bookkeeping
-//! table, so adding the first migration needs no other change.
+//! The scanner service's schema: scan results, each owned by the user who
+//! asked for it and naming the replica that ran it. `user_id` is the users
+//! service's id, but there is no foreign key: a service never reads or
+//! references another service's tables.
 
 use sea_orm_migration::prelude::*;
 
-crate::migrator!("seaql_migrations_scanner", []);
+mod m20261123_000001_create_scans;
+
+crate::migrator!(
+    "seaql_migrations_scanner",
+    [m20261123_000001_create_scans::Migration]
+);

@@ -1,0 +1,3 @@
+//! sea-orm entities of the scanner schema (see `migrations::scanner`).
+
+pub mod scan;
