@@ -181,52 +181,69 @@ async fn call(
 ) -> Part {
     // Held until the part is done, so least-connections counts it.
     let mut _lease = None;
-    let target = match fixed {
-        Some(t) => t,
-        None => match upstream.pick(None) {
-            Some(l) => {
-                let t = l.target().clone();
-                _lease = Some(l);
-                t
-            }
-            None => {
+    let mut avoid: Option<std::sync::Arc<crate::upstreams::Target>> = None;
+    let mut attempt = 0;
+    let (target, mut res) = loop {
+        let target = match &fixed {
+            Some(t) => t.clone(),
+            None => match upstream
+                .pick(avoid.as_ref())
+                .or_else(|| upstream.pick(None))
+            {
+                Some(l) => {
+                    let t = l.target().clone();
+                    _lease = Some(l);
+                    t
+                }
+                None => {
+                    return failed(
+                        name,
+                        Some(503),
+                        format!("upstream `{}` has no healthy target", upstream.name),
+                        None,
+                    );
+                }
+            },
+        };
+        let mut req = client
+            .request(method.clone(), format!("{}{path}", target.url))
+            .timeout(timeout);
+        *req.headers_mut() = headers.clone();
+        let sent = if body.is_empty() {
+            req.send().await
+        } else {
+            req.send_body(body.clone()).await
+        };
+        match sent {
+            Ok(r) => break (target, r),
+            Err(awc::error::SendRequestError::Timeout) => {
                 return failed(
                     name,
-                    Some(503),
-                    format!("upstream `{}` has no healthy target", upstream.name),
+                    Some(504),
+                    "the part did not answer in time".into(),
                     None,
                 );
             }
-        },
-    };
-    let mut req = client
-        .request(method, format!("{}{path}", target.url))
-        .timeout(timeout);
-    *req.headers_mut() = headers;
-    let sent = if body.is_empty() {
-        req.send().await
-    } else {
-        req.send_body(body).await
-    };
-    let mut res = match sent {
-        Ok(r) => r,
-        Err(awc::error::SendRequestError::Timeout) => {
-            return failed(
-                name,
-                Some(504),
-                "the part did not answer in time".into(),
-                None,
-            );
-        }
-        Err(e) => {
-            target.record_failure(&upstream.spec.passive);
-            tracing::warn!(part = %name, error = %e, "composed part failed");
-            return failed(
-                name,
-                Some(502),
-                "the part could not be reached".into(),
-                None,
-            );
+            Err(e) => {
+                target.record_failure(&upstream.spec.passive);
+                // A refused connection never delivered the request (and the
+                // body is at hand): a balanced part tries another target.
+                if fixed.is_none()
+                    && matches!(e, awc::error::SendRequestError::Connect(_))
+                    && attempt < upstream.spec.retries
+                {
+                    attempt += 1;
+                    avoid = Some(target);
+                    continue;
+                }
+                tracing::warn!(part = %name, error = %e, "composed part failed");
+                return failed(
+                    name,
+                    Some(502),
+                    "the part could not be reached".into(),
+                    None,
+                );
+            }
         }
     };
     target.record_success();

@@ -290,7 +290,13 @@ fn add_gateway_error(responses: &mut Map<String, Value>, code: &str) {
 
 /// Security, roles, description and the gateway's errors for an operation
 /// that passes `rule`.
-fn protect(op: &mut Map<String, Value>, rule: &Rule, has_body: bool, rate_limited: bool) {
+fn protect(
+    op: &mut Map<String, Value>,
+    rule: &Rule,
+    has_body: bool,
+    rate_limited: bool,
+    proxied: bool,
+) {
     op.remove("security");
     let responses = op
         .entry("responses")
@@ -315,8 +321,10 @@ fn protect(op: &mut Map<String, Value>, rule: &Rule, has_body: bool, rate_limite
     if rate_limited {
         add_gateway_error(&mut responses, "429");
     }
-    for code in ["502", "503", "504"] {
-        add_gateway_error(&mut responses, code);
+    if proxied {
+        for code in ["502", "503", "504"] {
+            add_gateway_error(&mut responses, code);
+        }
     }
     op.insert("responses".into(), Value::Object(responses));
     append_description(op, &access_note(rule));
@@ -372,26 +380,6 @@ fn pascal(name: &str) -> String {
                 .unwrap_or_default()
         })
         .collect()
-}
-
-/// The public path at which `route` serves `service_path`, if it does.
-fn public_path(route: &Route, service_path: &str) -> Option<String> {
-    let base = route.rewrite.as_deref().unwrap_or(&route.prefix);
-    let rest = if service_path == base {
-        ""
-    } else if base == "/" {
-        service_path.strip_prefix('/')?
-    } else {
-        service_path
-            .strip_prefix(base.trim_end_matches('/'))?
-            .strip_prefix('/')?
-    };
-    let public = if rest.is_empty() {
-        route.prefix.clone()
-    } else {
-        format!("{}/{rest}", route.prefix.trim_end_matches('/'))
-    };
-    (route.upstream_path(&public, "") == service_path).then_some(public)
 }
 
 /// The table holds its own copies of the routes: same configuration, same route.
@@ -603,7 +591,7 @@ pub fn merge(
                     continue;
                 };
                 for route in routes.routes().iter().filter(|r| &r.upstream == service) {
-                    let Some(public) = public_path(route, service_path) else {
+                    let Some(public) = route.public_path(service_path) else {
                         continue;
                     };
                     if composed.get(&public).is_some() {
@@ -624,7 +612,7 @@ pub fn merge(
                         }
                     }
                     let has_body = op.contains_key("requestBody");
-                    protect(&mut op, rule, has_body, route.rate_limit.is_some());
+                    protect(&mut op, rule, has_body, route.rate_limit.is_some(), true);
                     if let Some(h) = &route.host {
                         append_description(&mut op, &format!("Served for the host `{h}` only."));
                     }
@@ -739,9 +727,18 @@ fn composed_op(
     );
     let mut op = Map::new();
     let mut required = vec![json!("status")];
+    let mut passthrough = Map::new();
     let (summary, description, additional) = match &c.fan_out {
         Some(p) => {
             let called = part_op(m, services, &p.upstream, &p.path, &c.method);
+            // Every target refusing the input alike answers that error.
+            if let Some(rs) = called.as_ref().and_then(|o| o["responses"].as_object()) {
+                for (code, r) in rs {
+                    if code.starts_with('4') && code != "401" && code != "403" {
+                        passthrough.insert(code.clone(), r.clone());
+                    }
+                }
+            }
             if let Some(body) = called.as_ref().and_then(|o| o.get("requestBody")) {
                 let mut body = body.clone();
                 // Only schemas that are published may be referenced.
@@ -808,7 +805,7 @@ fn composed_op(
         &c.path,
         c.method.as_str(),
     );
-    let mut responses = Map::new();
+    let mut responses = passthrough;
     responses.insert(
         "200".into(),
         json!({"description": "One entry per part, and the overall status",
@@ -830,7 +827,7 @@ fn composed_op(
     op.insert("responses".into(), Value::Object(responses));
     op.insert("description".into(), json!(description));
     let has_body = op.contains_key("requestBody");
-    protect(&mut op, &c.rule, has_body, false);
+    protect(&mut op, &c.rule, has_body, false, false);
     op
 }
 

@@ -423,6 +423,24 @@ fn response_head(res: &awc::ClientResponse, route: &Route) -> (HttpResponseBuild
             h.append(name.clone(), value.clone());
         }
     }
+    // A service names its resources by its own paths: say them as the
+    // client reaches them (what nginx's `proxy_redirect` does).
+    if let Some(public) = h
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|l| l.starts_with('/') && !l.starts_with("//"))
+        .and_then(|l| {
+            let (path, query) = l.split_once('?').map_or((l, None), |(p, q)| (p, Some(q)));
+            let public = route.public_path(path)?;
+            Some(match query {
+                Some(q) => format!("{public}?{q}"),
+                None => public,
+            })
+        })
+        .and_then(|p| HeaderValue::from_str(&p).ok())
+    {
+        h.insert(header::LOCATION, public);
+    }
     route.response_headers.apply(&mut h);
     (HttpResponse::build(res.status()), h)
 }

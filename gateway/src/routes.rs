@@ -235,6 +235,28 @@ impl Route {
         p
     }
 
+    /// The public path at which this route serves an upstream path (the
+    /// inverse of [`Route::upstream_path`]), if it does: for `Location`
+    /// headers and the published API description.
+    pub fn public_path(&self, upstream_path: &str) -> Option<String> {
+        let base = self.rewrite.as_deref().unwrap_or(&self.prefix);
+        let rest = if upstream_path == base {
+            ""
+        } else if base == "/" {
+            upstream_path.strip_prefix('/')?
+        } else {
+            upstream_path
+                .strip_prefix(base.trim_end_matches('/'))?
+                .strip_prefix('/')?
+        };
+        let public = if rest.is_empty() {
+            self.prefix.clone()
+        } else {
+            format!("{}/{rest}", self.prefix.trim_end_matches('/'))
+        };
+        (self.upstream_path(&public, "") == upstream_path).then_some(public)
+    }
+
     /// The access rules as configured, for the admin API.
     pub fn access_summary(&self) -> BTreeMap<String, String> {
         let show = |r: &Rule| match r {

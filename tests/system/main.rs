@@ -1,0 +1,7 @@
+//! Black-box tests of the whole system (the gateway with the shipped route
+//! table in front of every service), each test with fresh databases.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod services;
+mod support;
