@@ -3,5 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod conformance;
+mod documents;
+mod openapi;
 mod services;
 mod support;

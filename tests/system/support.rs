@@ -56,14 +56,14 @@ fn listener() -> TcpListener {
 /// Ready-made options: the scanner may scan loopback (the tests' targets).
 pub struct Options {
     pub scanner_allowed: Vec<String>,
-    pub gateway: fn(Loader) -> Loader,
+    pub gateway: Box<dyn Fn(Loader) -> Loader>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             scanner_allowed: vec!["127.0.0.1/32".into()],
-            gateway: |l| l,
+            gateway: Box::new(|l| l),
         }
     }
 }
@@ -167,8 +167,8 @@ impl System {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Resp {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.client.request(method, format!("{}{path}", self.gw));
+        let verb = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.client.request(verb, format!("{}{path}", self.gw));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -180,6 +180,11 @@ impl System {
         let headers = res.headers().clone();
         let text = res.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        crate::conformance::check(method, path, status.as_u16(), content_type, &body);
         Resp {
             status,
             headers,
