@@ -1,0 +1,198 @@
+//! Swagger UI in a real browser: headless Chromium driven over WebDriver
+//! (chromedriver) opens `/docs`, finds every service's operations, authorizes
+//! with a token from `/api/login`, runs `GET /api/me` through "Try it out"
+//! and sees 200 with the admin's username. Debian's `chromium` and
+//! `chromium-driver` are installed by `scripts/install-test-deps` (run by
+//! `scripts/test` and CI); the screenshot's path is printed.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::support::{System, eventually};
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tool(var: &str, default: &str) -> String {
+    let path = std::env::var(var).unwrap_or_else(|_| default.to_owned());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} is missing: run scripts/install-test-deps (installs Debian's chromium and chromium-driver), or set {var}"
+    );
+    path
+}
+
+#[actix_web::test]
+async fn swagger_ui_authorizes_and_runs_get_api_me_in_chromium() {
+    let chromium = tool("CHROMIUM", "/usr/bin/chromium");
+    let chromedriver = tool("CHROMEDRIVER", "/usr/bin/chromedriver");
+    let s = System::start().await;
+    eventually("the services' documents", || async {
+        let d: Value = s
+            .client
+            .get(format!("{}/openapi.json", s.gw))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ["users", "orders", "scanner"]
+            .iter()
+            .all(|u| d["x-service-documents"][u]["state"] == "current")
+    })
+    .await;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _driver = Driver(
+        Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let webdriver = format!("http://127.0.0.1:{port}");
+    eventually("chromedriver ready", || async {
+        s.client
+            .get(format!("{webdriver}/status"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    let caps = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1400,2400"],
+        },
+    });
+    let Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&webdriver)
+        .await
+        .unwrap();
+    let wait = |sel: &'static str| {
+        c.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(sel))
+    };
+
+    // /docs redirects to the UI, which lists every service's operations.
+    c.goto(&format!("{}/docs", s.gw)).await.unwrap();
+    wait(".opblock").await.unwrap();
+    let mut paths = Vec::new();
+    for e in c
+        .find_all(Locator::Css(".opblock-summary-path"))
+        .await
+        .unwrap()
+    {
+        paths.push(e.attr("data-path").await.unwrap().unwrap_or_default());
+    }
+    for p in [
+        "/api/login",
+        "/api/refresh",
+        "/api/users",
+        "/api/me",
+        "/api/orders",
+        "/api/scans",
+        "/api/scan",
+    ] {
+        assert!(
+            paths.iter().any(|x| x == p),
+            "{p} not listed in Swagger UI: {paths:?}"
+        );
+    }
+
+    // Authorize with a real token.
+    let token = s.admin().await;
+    c.find(Locator::Css(".auth-wrapper .authorize"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait(".modal-ux input")
+        .await
+        .unwrap()
+        .send_keys(&token)
+        .await
+        .unwrap();
+    c.find(Locator::Css(".modal-ux .auth-btn-wrapper .authorize"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css(".modal-ux .close-modal"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // GET /api/me through "Try it out".
+    let op = "#operations-me-get_me";
+    c.find(Locator::Css(&format!("{op} .opblock-summary")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let button = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(&format!("{op} .try-out__btn")))
+        .await
+        .unwrap();
+    button.click().await.unwrap();
+    c.find(Locator::Css(&format!("{op} .execute")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let status = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(&format!(
+            "{op} .live-responses-table tbody .response-col_status"
+        )))
+        .await
+        .unwrap();
+    assert_eq!(status.text().await.unwrap().trim(), "200");
+    let body = c
+        .find(Locator::Css(&format!(
+            "{op} .live-responses-table tbody .response-col_description pre"
+        )))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("\"username\": \"admin\""), "{body}");
+
+    let png = c.screenshot().await.unwrap();
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("swagger-ui-try-it-out.png");
+    std::fs::write(&path, &png).unwrap();
+    println!("screenshot: {}", path.display());
+    c.close().await.unwrap();
+}
