@@ -41,7 +41,7 @@ struct RouteView {
 }
 
 /// `GET /admin/routes`.
-#[utoipa::path(get, path = "/admin/routes", tag = "admin",
+#[utoipa::path(get, path = "/admin/routes", summary = "The route table as loaded", tag = "admin",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The route table as loaded", body = Object),
@@ -94,7 +94,7 @@ struct UpstreamView {
 }
 
 /// `GET /admin/upstreams`: each upstream with its targets' health and counters.
-#[utoipa::path(get, path = "/admin/upstreams", tag = "admin",
+#[utoipa::path(get, path = "/admin/upstreams", summary = "Upstreams and their targets' health", tag = "admin",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Each upstream with its targets' health and counters", body = Object),
@@ -244,7 +244,7 @@ async fn target_request(
 
 /// `POST /admin/upstreams/{name}/targets` `{"url": ...}`: register a target
 /// at run time (it is health-checked like the others).
-#[utoipa::path(post, path = "/admin/upstreams/{name}/targets", tag = "admin",
+#[utoipa::path(post, path = "/admin/upstreams/{name}/targets", summary = "Register a target at run time", tag = "admin",
     params(("name" = String, Path, description = "Upstream name")), request_body = TargetRequest,
     security(("bearer" = [])),
     responses(
@@ -265,7 +265,7 @@ pub async fn add_target(
 }
 
 /// `DELETE /admin/upstreams/{name}/targets` `{"url": ...}` (or `?url=`).
-#[utoipa::path(delete, path = "/admin/upstreams/{name}/targets", tag = "admin",
+#[utoipa::path(delete, path = "/admin/upstreams/{name}/targets", summary = "Remove a target at run time", tag = "admin",
     params(("name" = String, Path, description = "Upstream name"), ("url" = Option<String>, Query, description = "Target URL, instead of a body")), request_body(content = Option<TargetRequest>),
     security(("bearer" = [])),
     responses(
@@ -285,7 +285,7 @@ pub async fn remove_target(
 }
 
 /// `GET /stats`.
-#[utoipa::path(get, path = "/stats", tag = "admin",
+#[utoipa::path(get, path = "/stats", summary = "Request counts and latency per route", tag = "admin",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Per route: request counts (success/error) and latency average, p95 and p99 in ms", body = Object),

@@ -173,7 +173,7 @@ fn internal(e: impl std::fmt::Display) -> HttpResponse {
 
 /// `POST /api/login`: credentials checked by the users service; a token pair
 /// on success. Failures count per username and per client IP.
-#[utoipa::path(post, path = "/api/login", tag = "auth", request_body = LoginRequest,
+#[utoipa::path(post, path = "/api/login", summary = "Log in: a token pair", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, description = "A token pair: a short-lived access JWT and a single-use refresh token", body = TokenResponse),
         (status = 401, description = "Wrong username or password (the same answer for an unknown user)", body = Problem, content_type = "application/problem+json"),
@@ -239,7 +239,7 @@ fn refresh_refused(detail: &str) -> HttpResponse {
 
 /// `POST /api/refresh`: rotate. The user is re-read first, so deactivation
 /// and role changes apply now; a spent token revokes its whole family.
-#[utoipa::path(post, path = "/api/refresh", tag = "auth", request_body = RefreshRequest,
+#[utoipa::path(post, path = "/api/refresh", summary = "Rotate the refresh token: a new pair", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, description = "A new token pair; the presented refresh token is spent", body = TokenResponse),
         (status = 401, description = "Unknown, expired, revoked or already spent refresh token (reuse revokes the whole session), or the account is no longer active", body = Problem, content_type = "application/problem+json"),
@@ -292,7 +292,7 @@ pub async fn refresh(
 
 /// `POST /api/logout`: revokes the refresh token's family (if it is the
 /// caller's) and the presented access token at once.
-#[utoipa::path(post, path = "/api/logout", tag = "auth", request_body = RefreshRequest,
+#[utoipa::path(post, path = "/api/logout", summary = "Log out: revoke the session and this access token", tag = "auth", request_body = RefreshRequest,
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The session and the access token are revoked"),
@@ -325,7 +325,7 @@ pub async fn logout(
 }
 
 /// `GET /.well-known/jwks.json`: the public keys that verify access tokens.
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
+#[utoipa::path(get, path = "/.well-known/jwks.json", summary = "The public keys that verify access tokens", tag = "auth",
     responses(
         (status = 200, description = "The JSON Web Key Set (`Cache-Control: public, max-age=300`)", body = crate::openapi::JwkSet, content_type = "application/jwk-set+json"),
     ))]
@@ -339,7 +339,7 @@ pub async fn jwks(gw: web::Data<Gateway>) -> HttpResponse {
 /// `POST /admin/reload` (admin): re-read the configuration and swap in keys,
 /// routes and upstreams. An invalid configuration is refused (422, with the
 /// reason) and the running one keeps serving.
-#[utoipa::path(post, path = "/admin/reload", tag = "admin",
+#[utoipa::path(post, path = "/admin/reload", summary = "Reload the configuration", tag = "admin",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Reloaded: `{status, routes, active_kid}`", body = Object),

@@ -12,6 +12,8 @@ use testkit::TestEnv;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-0123";
 
+/// Handles stop a service mid-test; unused ones are there for tests to come.
+#[allow(dead_code)]
 pub struct System {
     pub gw: String,
     pub client: reqwest::Client,
@@ -144,7 +146,7 @@ impl System {
             h
         };
         let mut scanners = scanners.into_iter();
-        let system = System {
+        System {
             gw,
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -156,8 +158,7 @@ impl System {
             scanner1: spawn(scanners.next().unwrap()),
             scanner2: spawn(scanners.next().unwrap()),
             gateway: spawn(gateway),
-        };
-        system
+        }
     }
 
     pub async fn call(
