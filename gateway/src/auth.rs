@@ -191,11 +191,14 @@ pub async fn login(
 ) -> HttpResponse {
     let user_key = body.username.to_lowercase();
     let ip = client_ip(&req);
-    if let Err(secs) = gw
-        .ip_limiter
-        .check(&ip)
-        .and_then(|()| gw.user_limiter.check(&user_key))
-    {
+    // With Redis, the counters are shared by every gateway replica.
+    let shared = gw.limiter.shared();
+    let shared = shared.as_ref();
+    let checked = match gw.ip_limiter.check_in(shared, &ip).await {
+        Ok(()) => gw.user_limiter.check_in(shared, &user_key).await,
+        Err(secs) => Err(secs),
+    };
+    if let Err(secs) = checked {
         return too_many(secs);
     }
     let payload = json!({"username": body.username, "password": body.password.expose_secret()});
@@ -214,8 +217,8 @@ pub async fn login(
     match status {
         StatusCode::OK => {}
         StatusCode::UNAUTHORIZED => {
-            gw.user_limiter.failure(&user_key);
-            gw.ip_limiter.failure(&ip);
+            gw.user_limiter.failure_in(shared, &user_key).await;
+            gw.ip_limiter.failure_in(shared, &ip).await;
             return Problem::unauthorized("invalid username or password").to_response();
         }
         StatusCode::UNPROCESSABLE_ENTITY => {
@@ -226,7 +229,7 @@ pub async fn login(
     let Ok(identity) = serde_json::from_value::<Identity>(value) else {
         return unavailable();
     };
-    gw.user_limiter.reset(&user_key);
+    gw.user_limiter.reset_in(shared, &user_key).await;
     match gw.sessions.start(identity.id).await {
         Ok((_, issued)) => token_pair(&gw, &identity, issued),
         Err(e) => internal(e),
@@ -321,6 +324,8 @@ pub async fn logout(
     if let Err(e) = gw.sessions.revoke_access(&claims.jti, claims.exp).await {
         return internal(e);
     }
+    // Tell the other replicas now; they also catch up from the database.
+    crate::revocations::publish(&gw, &claims.jti, claims.exp).await;
     HttpResponse::NoContent().finish()
 }
 

@@ -17,7 +17,7 @@ use common::http::Running;
 use common::identity::{PROOF_KEY_NAME, ProofMinter};
 use limiter::{FailureLimiter, LimitSettings};
 use routes::{RouteConfig, RouteTable};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sessions::Sessions;
 use state::Gateway;
@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod proxy;
 pub mod ratelimit;
+pub mod revocations;
 pub mod routes;
 pub mod sessions;
 pub mod state;
@@ -73,6 +74,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// The merged public API document.
     pub openapi: openapi::OpenApiSettings,
+    /// How the access-token deny list reaches every replica.
+    pub revocations: revocations::RevocationSettings,
     /// Upstream name -> targets (a list of base URLs, or the full form).
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
@@ -209,6 +212,9 @@ impl Settings {
                 self.proof.ttl_secs,
                 common::identity::MAX_PROOF_TTL_SECS
             )));
+        }
+        if self.revocations.resync_secs == 0 {
+            return Err(invalid("revocations.resync_secs must be positive".into()));
         }
         if self.openapi.refresh_secs == 0 || self.openapi.fetch_timeout_ms == 0 {
             return Err(invalid(
@@ -391,17 +397,26 @@ pub async fn build_with_source(
             .collect(),
         users_upstream: settings.identity.users_upstream.clone(),
         access_ttl_secs: t.access_ttl_secs,
-        user_limiter: FailureLimiter::new(settings.login_limits.per_username),
-        ip_limiter: FailureLimiter::new(settings.login_limits.per_ip),
+        user_limiter: FailureLimiter::new("user", settings.login_limits.per_username),
+        ip_limiter: FailureLimiter::new("ip", settings.login_limits.per_ip),
         limiter,
         cache: cache::ResponseCache::new(settings.cache.max_bytes),
         metrics: metrics::Metrics::new()?,
-        metrics_token: settings.metrics.bearer_token.clone(),
+        // An empty value (an unset variable in compose) means no token.
+        metrics_token: settings
+            .metrics
+            .bearer_token
+            .clone()
+            .filter(|t| !t.expose_secret().is_empty()),
         source,
         docs: openapi::ServiceDocs::default(),
     });
     reload_on_sighup(gw.clone().into_inner());
     upstreams::spawn_health_checks(std::sync::Arc::downgrade(&gw.clone().into_inner()));
+    revocations::spawn(
+        std::sync::Arc::downgrade(&gw.clone().into_inner()),
+        std::time::Duration::from_secs(settings.revocations.resync_secs),
+    );
     openapi::spawn_refresh(
         std::sync::Arc::downgrade(&gw.clone().into_inner()),
         settings.openapi.clone(),

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use redis::aio::ConnectionManager;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -23,17 +24,107 @@ struct Entry {
 }
 
 pub struct FailureLimiter {
+    /// `user` or `ip`: part of the shared keys.
+    name: &'static str,
     settings: LimitSettings,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
+/// Redis while it answers: login failures then count across every gateway
+/// replica. Failures are always counted locally too, so a Redis outage
+/// falls back to this replica's own counters, never to no limit.
+pub struct SharedRedis {
+    pub conn: ConnectionManager,
+    pub timeout: Duration,
+    pub prefix: String,
+}
+
+/// One failure in the shared window: the first starts the window, the
+/// budget's last locks the key for the lockout.
+const FAILURE_SCRIPT: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+if n >= tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+  redis.call('DEL', KEYS[1])
+end
+return n
+";
+
 const MAX_KEYS: usize = 100_000;
 
 impl FailureLimiter {
-    pub fn new(settings: LimitSettings) -> Self {
+    pub fn new(name: &'static str, settings: LimitSettings) -> Self {
         Self {
+            name,
             settings,
             entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn shared_keys(&self, prefix: &str, key: &str) -> [String; 2] {
+        // Usernames come from request bodies: long ones are hashed.
+        let hashed;
+        let key = if key.len() > 128 {
+            use sha2::Digest;
+            hashed = format!("sha256-{:x}", sha2::Sha256::digest(key.as_bytes()));
+            hashed.as_str()
+        } else {
+            key
+        };
+        [
+            format!("{prefix}login:{}:{key}:failures", self.name),
+            format!("{prefix}login:{}:{key}:locked", self.name),
+        ]
+    }
+
+    /// [`FailureLimiter::check`] across replicas when `shared` is given.
+    pub async fn check_in(&self, shared: Option<&SharedRedis>, key: &str) -> Result<(), u64> {
+        if let Some(s) = shared {
+            let [_, locked] = self.shared_keys(&s.prefix, key);
+            let mut conn = s.conn.clone();
+            let mut cmd = redis::cmd("PTTL");
+            cmd.arg(locked);
+            let ttl = cmd.query_async::<i64>(&mut conn);
+            match tokio::time::timeout(s.timeout, ttl).await {
+                Ok(Ok(ms)) if ms > 0 => return Err((ms as u64).div_ceil(1000)),
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => tracing::warn!(error = %e, "login limits: Redis failed; counting locally"),
+                Err(_) => tracing::warn!("login limits: Redis timed out; counting locally"),
+            }
+        }
+        self.check(key)
+    }
+
+    /// [`FailureLimiter::failure`], and in Redis when `shared` is given.
+    pub async fn failure_in(&self, shared: Option<&SharedRedis>, key: &str) {
+        self.failure(key);
+        if let Some(s) = shared {
+            let [failures, locked] = self.shared_keys(&s.prefix, key);
+            let mut conn = s.conn.clone();
+            let script = redis::Script::new(FAILURE_SCRIPT);
+            let mut call = script.key(failures);
+            call.key(locked)
+                .arg(self.settings.window_secs * 1000)
+                .arg(self.settings.max_failures)
+                .arg(self.settings.lockout_secs * 1000);
+            let counted = call.invoke_async::<i64>(&mut conn);
+            if !matches!(tokio::time::timeout(s.timeout, counted).await, Ok(Ok(_))) {
+                tracing::warn!("login limits: a failure could not be counted in Redis");
+            }
+        }
+    }
+
+    /// [`FailureLimiter::reset`], and in Redis when `shared` is given.
+    pub async fn reset_in(&self, shared: Option<&SharedRedis>, key: &str) {
+        self.reset(key);
+        if let Some(s) = shared {
+            let [failures, _] = self.shared_keys(&s.prefix, key);
+            let mut conn = s.conn.clone();
+            let mut cmd = redis::cmd("DEL");
+            cmd.arg(failures);
+            let del = cmd.query_async::<i64>(&mut conn);
+            let _ = tokio::time::timeout(s.timeout, del).await;
         }
     }
 
@@ -95,7 +186,7 @@ mod tests {
 
     #[test]
     fn locks_after_budget_and_resets_on_success() {
-        let l = FailureLimiter::new(LimitSettings {
+        let l = FailureLimiter::new("user", LimitSettings {
             max_failures: 3,
             window_secs: 60,
             lockout_secs: 30,

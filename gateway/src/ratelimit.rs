@@ -446,6 +446,28 @@ impl RateLimiter {
         }
     }
 
+    /// The Redis connection for the other shared state (login counters,
+    /// revocations), while Redis answers; `None` when local or backing off.
+    pub fn shared(&self) -> Option<crate::limiter::SharedRedis> {
+        let r = self.remote.as_ref()?;
+        if now_us() < r.retry_at.load(Ordering::Relaxed) {
+            return None;
+        }
+        let conn = r.conn.load_full()?;
+        Some(crate::limiter::SharedRedis {
+            conn: conn.as_ref().clone(),
+            timeout: r.timeout,
+            prefix: r.prefix.clone(),
+        })
+    }
+
+    /// The client (for a subscription) and the key prefix, when Redis is configured.
+    pub fn redis_client(&self) -> Option<(redis::Client, String)> {
+        self.remote
+            .as_ref()
+            .map(|r| (r.client.clone(), r.prefix.clone()))
+    }
+
     /// Checks answered locally because Redis failed.
     pub fn fallbacks(&self) -> u64 {
         self.fallbacks.load(Ordering::Relaxed)

@@ -278,6 +278,36 @@ impl Sessions {
         Ok(())
     }
 
+    /// Add a revocation another replica announced.
+    pub fn deny_local(&self, jti: &str, expires_at: i64) {
+        if let Ok(mut map) = self.revoked.write() {
+            map.insert(jti.to_owned(), expires_at);
+        }
+    }
+
+    /// Catch up with the database (the source of truth for every replica):
+    /// add what others revoked, forget what expired. Returns how many
+    /// revocations were new here.
+    pub async fn resync(&self) -> Result<usize, DbErr> {
+        let now = Utc::now();
+        let live = revoked::Entity::find()
+            .filter(revoked::Column::ExpiresAt.gte(now))
+            .all(&self.db)
+            .await?;
+        let Ok(mut map) = self.revoked.write() else {
+            return Ok(0);
+        };
+        let now = now.timestamp();
+        map.retain(|_, e| *e > now);
+        let mut added = 0;
+        for r in live {
+            if map.insert(r.jti, r.expires_at.timestamp()).is_none() {
+                added += 1;
+            }
+        }
+        Ok(added)
+    }
+
     /// Whether an access token id is on the deny list.
     pub fn is_revoked(&self, jti: &str) -> bool {
         // A poisoned lock fails closed.

@@ -255,3 +255,113 @@ async fn redis_dying_mid_run_degrades_to_local_limits_and_comes_back() {
     }
     assert!(back, "the gateway never went back to Redis");
 }
+
+/// The same calls against another replica of the stack's gateway.
+struct Replica<'a> {
+    base: String,
+    s: &'a Stack,
+}
+
+impl Replica<'_> {
+    async fn me(&self, token: &str) -> Resp {
+        read(self.s.client.get(format!("{}/api/me", self.base)).bearer_auth(token)).await
+    }
+    async fn refresh(&self, refresh: &str) -> Resp {
+        read(
+            self.s
+                .client
+                .post(format!("{}/api/refresh", self.base))
+                .json(&json!({"refresh_token": refresh})),
+        )
+        .await
+    }
+    async fn login(&self, username: &str, password: &str) -> Resp {
+        read(
+            self.s
+                .client
+                .post(format!("{}/api/login", self.base))
+                .json(&json!({"username": username, "password": password})),
+        )
+        .await
+    }
+    async fn logout(&self, access: &str, refresh: &str) -> Resp {
+        read(
+            self.s
+                .client
+                .post(format!("{}/api/logout", self.base))
+                .bearer_auth(access)
+                .json(&json!({"refresh_token": refresh})),
+        )
+        .await
+    }
+}
+
+/// Two gateway replicas on one database and one Redis: a session started on
+/// A refreshes on B, a logout on A is refused on B at once (announced
+/// through Redis), and login failures count across both.
+#[actix_web::test]
+async fn replicas_share_sessions_revocations_and_login_lockouts_through_redis() {
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4());
+    let url = redis_url();
+    let f = move |l: common::config::Loader| {
+        l.pin("redis.url", url.clone())
+            .pin("redis.key_prefix", prefix.clone())
+            // Long enough that only Redis can explain what B knows.
+            .set("revocations.resync_secs", 3600)
+    };
+    let s = spawn_stack_with(f.clone()).await;
+    let (b_url, _handle) =
+        start_gateway(&s.env.data_dir(), &s.gateway_db, s.users_port, s.echo_port, &f).await;
+    let a = Replica { base: s.gw.clone(), s: &s };
+    let b = Replica { base: b_url, s: &s };
+    let admin = admin_token(&s).await;
+    s.create_user(&admin, "carol", &["user"]).await;
+
+    // Login on A, refresh on B.
+    let (access, refresh) = s.tokens("carol", "carol-password-1").await;
+    let r = b.refresh(&refresh).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let access2 = r.body["access_token"].as_str().unwrap().to_owned();
+    let refresh2 = r.body["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(b.me(&access).await.status, 200);
+    assert_eq!(b.me(&access2).await.status, 200);
+    // Logout on A: B refuses the token on the very next request.
+    let out = a.logout(&access2, &refresh2).await;
+    assert_eq!(out.status, 204, "{}", out.text);
+    b.me(&access2).await.invalid_token();
+    assert_eq!(b.refresh(&refresh2).await.status, 401);
+
+    // Five failures spread over both replicas lock the username on both.
+    for (i, r) in [&a, &b, &a, &b, &a].iter().enumerate() {
+        let res = r.login("carol", "wrong-password-xx").await;
+        assert_eq!(res.status, 401, "failure {i}: {}", res.text);
+    }
+    for r in [&a, &b] {
+        let res = r.login("carol", "carol-password-1").await;
+        res.problem(429);
+        assert!(res.headers.contains_key("retry-after"));
+    }
+}
+
+/// Without Redis, replicas on one database still converge: B re-reads the
+/// deny list every `revocations.resync_secs`.
+#[actix_web::test]
+async fn without_redis_a_logout_reaches_other_replicas_by_resync() {
+    let f = |l: common::config::Loader| {
+        l.pin("redis.url", Value::Null)
+            .set("revocations.resync_secs", 1)
+    };
+    let s = spawn_stack_with(f).await;
+    let (b_url, _handle) =
+        start_gateway(&s.env.data_dir(), &s.gateway_db, s.users_port, s.echo_port, &f).await;
+    let a = Replica { base: s.gw.clone(), s: &s };
+    let b = Replica { base: b_url, s: &s };
+    let (access, refresh) = s.tokens("admin", ADMIN_PASSWORD).await;
+    assert_eq!(b.me(&access).await.status, 200);
+    assert_eq!(a.logout(&access, &refresh).await.status, 204);
+    let started = std::time::Instant::now();
+    while b.me(&access).await.status != 401 {
+        assert!(started.elapsed() < Duration::from_secs(5), "B never caught up");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
