@@ -89,7 +89,9 @@ impl FailureLimiter {
             match tokio::time::timeout(s.timeout, ttl).await {
                 Ok(Ok(ms)) if ms > 0 => return Err((ms as u64).div_ceil(1000)),
                 Ok(Ok(_)) => return Ok(()),
-                Ok(Err(e)) => tracing::warn!(error = %e, "login limits: Redis failed; counting locally"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "login limits: Redis failed; counting locally")
+                }
                 Err(_) => tracing::warn!("login limits: Redis timed out; counting locally"),
             }
         }
@@ -186,11 +188,14 @@ mod tests {
 
     #[test]
     fn locks_after_budget_and_resets_on_success() {
-        let l = FailureLimiter::new("user", LimitSettings {
-            max_failures: 3,
-            window_secs: 60,
-            lockout_secs: 30,
-        });
+        let l = FailureLimiter::new(
+            "user",
+            LimitSettings {
+                max_failures: 3,
+                window_secs: 60,
+                lockout_secs: 30,
+            },
+        );
         for _ in 0..2 {
             l.failure("a");
             assert!(l.check("a").is_ok());

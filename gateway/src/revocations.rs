@@ -43,8 +43,12 @@ pub async fn publish(gw: &Gateway, jti: &str, expires_at: i64) {
     let sent = cmd.query_async::<i64>(&mut conn);
     match tokio::time::timeout(shared.timeout.max(Duration::from_millis(200)), sent).await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not announce a revocation; replicas will catch up from the database"),
-        Err(_) => tracing::warn!("announcing a revocation timed out; replicas will catch up from the database"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not announce a revocation; replicas will catch up from the database")
+        }
+        Err(_) => tracing::warn!(
+            "announcing a revocation timed out; replicas will catch up from the database"
+        ),
     }
 }
 
@@ -109,7 +113,9 @@ pub fn spawn(gw: Weak<Gateway>, every: Duration) {
                     announced_down = true;
                 }
                 Err(_) if !announced_down => {
-                    tracing::warn!("subscribing to the revocation channel timed out; relying on the database resync");
+                    tracing::warn!(
+                        "subscribing to the revocation channel timed out; relying on the database resync"
+                    );
                     announced_down = true;
                 }
                 _ => {}

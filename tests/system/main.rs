@@ -5,6 +5,7 @@
 
 mod browser;
 mod conformance;
+mod deploy;
 mod documents;
 mod openapi;
 mod services;

@@ -264,7 +264,13 @@ struct Replica<'a> {
 
 impl Replica<'_> {
     async fn me(&self, token: &str) -> Resp {
-        read(self.s.client.get(format!("{}/api/me", self.base)).bearer_auth(token)).await
+        read(
+            self.s
+                .client
+                .get(format!("{}/api/me", self.base))
+                .bearer_auth(token),
+        )
+        .await
     }
     async fn refresh(&self, refresh: &str) -> Resp {
         read(
@@ -310,9 +316,18 @@ async fn replicas_share_sessions_revocations_and_login_lockouts_through_redis() 
             .set("revocations.resync_secs", 3600)
     };
     let s = spawn_stack_with(f.clone()).await;
-    let (b_url, _handle) =
-        start_gateway(&s.env.data_dir(), &s.gateway_db, s.users_port, s.echo_port, &f).await;
-    let a = Replica { base: s.gw.clone(), s: &s };
+    let (b_url, _handle) = start_gateway(
+        &s.env.data_dir(),
+        &s.gateway_db,
+        s.users_port,
+        s.echo_port,
+        &f,
+    )
+    .await;
+    let a = Replica {
+        base: s.gw.clone(),
+        s: &s,
+    };
     let b = Replica { base: b_url, s: &s };
     let admin = admin_token(&s).await;
     s.create_user(&admin, "carol", &["user"]).await;
@@ -352,16 +367,28 @@ async fn without_redis_a_logout_reaches_other_replicas_by_resync() {
             .set("revocations.resync_secs", 1)
     };
     let s = spawn_stack_with(f).await;
-    let (b_url, _handle) =
-        start_gateway(&s.env.data_dir(), &s.gateway_db, s.users_port, s.echo_port, &f).await;
-    let a = Replica { base: s.gw.clone(), s: &s };
+    let (b_url, _handle) = start_gateway(
+        &s.env.data_dir(),
+        &s.gateway_db,
+        s.users_port,
+        s.echo_port,
+        &f,
+    )
+    .await;
+    let a = Replica {
+        base: s.gw.clone(),
+        s: &s,
+    };
     let b = Replica { base: b_url, s: &s };
     let (access, refresh) = s.tokens("admin", ADMIN_PASSWORD).await;
     assert_eq!(b.me(&access).await.status, 200);
     assert_eq!(a.logout(&access, &refresh).await.status, 204);
     let started = std::time::Instant::now();
     while b.me(&access).await.status != 401 {
-        assert!(started.elapsed() < Duration::from_secs(5), "B never caught up");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "B never caught up"
+        );
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
 }
