@@ -6,14 +6,35 @@
 //! Each service reads its own settings exactly as its standalone binary does
 //! (see `config/*.yaml`), so this is the same system docker-compose runs, in
 //! one process.
+//!
+//! `gatehouse <gateway|users|orders|scanner>` runs one service alone, exactly
+//! as its own binary does (one binary for tests that start the topology as
+//! separate processes).
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
 
+/// One service alone, as its own binary runs it.
+async fn single(service: &str) -> anyhow::Result<()> {
+    let app = match service {
+        "gateway" => gateway::build(gateway::Settings::load()?).await?,
+        "users" => users::build(users::Settings::load()?).await?,
+        "orders" => orders::build(orders::Settings::load()?).await?,
+        "scanner" => scanner::build(scanner::Settings::load()?).await?,
+        other => anyhow::bail!("unknown service `{other}`: gateway, users, orders or scanner"),
+    };
+    tracing::info!(service, port = app.port(), "listening");
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     common::telemetry::init();
+    if let Some(service) = std::env::args().nth(1) {
+        return single(&service).await;
+    }
 
     let gateway_settings = gateway::Settings::load()?;
     // The gateway's proof key must exist before the services load its public half.

@@ -45,11 +45,14 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                 .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", parent.display())))?;
         }
     }
+    // SQLite waits for the writer (busy timeout); a server that is down
+    // should be reported quickly instead (503 from `unavailable`).
+    let acquire = if url.starts_with("sqlite:") { 10 } else { 3 };
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.max_connections(max_connections.max(1))
         .min_connections(0)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(3))
+        .acquire_timeout(Duration::from_secs(acquire))
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)
@@ -90,4 +93,33 @@ pub async fn open(
             .with_context(|| format!("applying the {service} migrations"))?;
     }
     Ok(db)
+}
+
+/// Whether a database error means the database cannot be reached (down,
+/// restarting, pool exhausted), as opposed to a failed statement. Such an
+/// error is a 503 (retry later), not a 500.
+pub fn is_unavailable(e: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx};
+    match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Query(RuntimeErr::SqlxError(x)) | DbErr::Exec(RuntimeErr::SqlxError(x)) => matches!(
+            x.as_ref(),
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_)
+        ),
+        _ => false,
+    }
+}
+
+/// The problem for a database error: 503 when it cannot be reached, 500
+/// (without the cause) otherwise. The caller logs the cause.
+pub fn problem(e: &DbErr) -> crate::Problem {
+    if is_unavailable(e) {
+        crate::Problem::service_unavailable("the database is unavailable; retry shortly")
+    } else {
+        crate::Problem::internal()
+    }
 }

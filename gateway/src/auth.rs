@@ -166,9 +166,9 @@ fn token_pair(gw: &Gateway, identity: &Identity, refresh: Issued) -> HttpRespons
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> HttpResponse {
+fn internal(e: sea_orm::DbErr) -> HttpResponse {
     tracing::error!(error = %e, "session store error");
-    Problem::internal().to_response()
+    common::db::problem(&e).to_response()
 }
 
 /// `POST /api/login`: credentials checked by the users service; a token pair
@@ -372,6 +372,9 @@ pub async fn reload(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
             "{reason}; the previous configuration keeps serving"
         ))
         .to_response(),
-        Err(e) => internal(e),
+        Err(e) => {
+            tracing::error!(error = %e, "reload failed");
+            Problem::internal().to_response()
+        }
     }
 }

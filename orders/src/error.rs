@@ -40,7 +40,7 @@ impl Error {
             Error::NotPending { .. } => Problem::conflict("order-not-pending", self.to_string()),
             Error::Validation(errors) => Problem::validation(errors.clone()),
             Error::Forbidden(why) => Problem::forbidden(*why),
-            Error::Db(_) => Problem::internal(),
+            Error::Db(e) => common::db::problem(e),
         }
     }
 }

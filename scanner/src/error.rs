@@ -37,7 +37,8 @@ impl Error {
             .with_detail(why.clone())
             .with_errors(vec![FieldError::new("url", "refused", why.clone())]),
             Error::Forbidden(why) => Problem::forbidden(*why),
-            Error::Db(_) | Error::Corrupt(_) => Problem::internal(),
+            Error::Db(e) => common::db::problem(e),
+            Error::Corrupt(_) => Problem::internal(),
         }
     }
 }

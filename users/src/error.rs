@@ -63,7 +63,8 @@ impl Error {
             Error::Hash(HashError::Busy) => Problem::service_unavailable(
                 "too many password operations in progress; retry shortly",
             ),
-            Error::Hash(HashError::Failed(_)) | Error::Db(_) => Problem::internal(),
+            Error::Hash(HashError::Failed(_)) => Problem::internal(),
+            Error::Db(e) => common::db::problem(e),
         }
     }
 }
