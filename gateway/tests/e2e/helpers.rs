@@ -261,7 +261,10 @@ pub async fn start_gateway_with(
             .set("database.url", &db)
             .set("workers", 1)
             .set("upstreams", json!({"users": [users], "orders": [echo.clone()], "scanner": [echo.clone()], "echo": [echo]}))
-            .set("routes", base_routes(json!([])));
+            .set("routes", base_routes(json!([])))
+            // Redis only where a test asks for it (with its own key prefix):
+            // shared login counters would otherwise leak between tests.
+            .pin("redis.url", Value::Null);
         loader = f(loader);
         for (k, v) in overrides.lock().unwrap().iter() {
             loader = loader.set(k, v.clone());

@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# The benchmark: the gateway next to nginx and the direct upstream, in one
+# run, interleaved (every scenario once per round, ROUNDS rounds; medians).
+#
+#   bash bench/run.sh
+#
+# Builds in release mode, installs nginx and wrk from Debian when missing,
+# starts a minimal upstream (bench/src/bin/upstream.rs), nginx proxying to it
+# with upstream keep-alive, the users service and three gateways (10 routes,
+# 10 routes with the Redis limiter, 1,000 routes), then drives load with wrk.
+# Servers run on one core and wrk on the other when there are two or more.
+# Prints a markdown table and the target ratios, and rewrites the results
+# section of bench/README.md.
+#
+# Settings: ROUNDS (3), DURATION seconds per measurement (5), CONNS (50),
+# REDIS_URL (redis://127.0.0.1:6379), UPDATE_README (1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-5}"
+CONNS="${CONNS:-50}"
+REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+UPDATE_README="${UPDATE_README:-1}"
+T="${CARGO_TARGET_DIR:-$PWD/target}/release"
+
+need=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v wrk >/dev/null || need+=(wrk)
+if [ "${#need[@]}" -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}"
+fi
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+
+cargo build --release -q -p gateway -p users -p bench
+
+W="$(mktemp -d)"
+chmod 755 "$W"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+ulimit -n 65536 2>/dev/null || true
+
+if [ "$(nproc)" -ge 2 ]; then SRV="taskset -c 1"; LOAD="taskset -c 0"; else SRV=""; LOAD=""; fi
+UP=19001 NGX=19002 GW=19003 GWR=19004 GW1K=19005 USERS=19006
+
+wait_http() { for _ in $(seq 1 150); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done; echo "not answering: $1" >&2; return 1; }
+
+# The upstream.
+$SRV "$T/upstream" "$UP" 1 & PIDS+=($!)
+wait_http "http://127.0.0.1:$UP/"
+
+# nginx, one worker, keep-alive to the upstream.
+mkdir -p "$W/nginx"
+cat >"$W/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $W/nginx.pid;
+error_log $W/nginx/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $W/nginx/body;
+  proxy_temp_path $W/nginx/proxy;
+  fastcgi_temp_path $W/nginx/fastcgi;
+  uwsgi_temp_path $W/nginx/uwsgi;
+  scgi_temp_path $W/nginx/scgi;
+  upstream bench { server 127.0.0.1:$UP; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NGX backlog=4096;
+    location / {
+      proxy_pass http://bench;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+$SRV "$NGINX" -c "$W/nginx.conf" -e "$W/nginx/error.log" & PIDS+=($!)
+wait_http "http://127.0.0.1:$NGX/"
+
+# Gateway configurations: 10 routes, or the same plus 990 more.
+routes() { # count
+  echo "routes:"
+  echo "  - {prefix: /public, upstream: bench, access: public}"
+  echo "  - {prefix: /auth, upstream: bench, access: [admin]}"
+  echo "  - {prefix: /limited, upstream: bench, access: [admin], rate_limit: {rate: 1000000/s, burst: 1000000}}"
+  for i in $(seq 4 "$1"); do
+    printf '  - {prefix: /r%04d/items, upstream: bench, access: authenticated}\n' "$i"
+  done
+}
+gw_config() { # file routes
+  {
+    echo "workers: 1"
+    echo "tokens: {access_ttl_secs: 7200}"
+    echo "upstreams:"
+    echo "  bench: [http://127.0.0.1:$UP]"
+    echo "  users: [http://127.0.0.1:$USERS]"
+    echo "  orders: [http://127.0.0.1:$UP]"
+    echo "  scanner: [http://127.0.0.1:$UP]"
+    routes "$2"
+  } >"$1"
+}
+gw_config "$W/gw10.yaml" 10
+gw_config "$W/gw1000.yaml" 1000
+start_gw() { # port config [redis url]
+  local redis=()
+  [ -n "${3:-}" ] && redis=("REDIS_URL=$3")
+  env -u REDIS_URL GATEWAY_CONFIG_FILE="$2" GATEWAY_LISTEN="127.0.0.1:$1" DATA_DIR="$W/data" \
+    GATEWAY__REDIS__KEY_PREFIX="bench:$$:$1:" RUST_LOG=warn "${redis[@]}" \
+    $SRV "$T/gateway" >"$W/gw$1.log" 2>&1 & PIDS+=($!)
+  eval "PID_$1=$!"
+  wait_http "http://127.0.0.1:$1/healthz"
+}
+start_gw "$GW" "$W/gw10.yaml"
+start_gw "$GWR" "$W/gw10.yaml" "$REDIS_URL"
+start_gw "$GW1K" "$W/gw1000.yaml"
+ADMIN_PASSWORD=bench-admin-password-0123 DATA_DIR="$W/data" USERS__LISTEN="127.0.0.1:$USERS" \
+  USERS__WORKERS=1 RUST_LOG=warn $SRV "$T/users" >"$W/users.log" 2>&1 & PIDS+=($!)
+wait_http "http://127.0.0.1:$USERS/healthz"
+
+LOGIN_BODY='{"username":"admin","password":"bench-admin-password-0123"}'
+TOKEN="$(curl -fsS -X POST "http://127.0.0.1:$GW/api/login" -H 'content-type: application/json' -d "$LOGIN_BODY" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
+AUTH="authorization: Bearer $TOKEN"
+for p in "$GW" "$GWR" "$GW1K"; do
+  code="$(curl -s -o /dev/null -w '%{http_code}' -H "$AUTH" "http://127.0.0.1:$p/limited/x")"
+  [ "$code" = 200 ] || { echo "gateway :$p answered $code"; cat "$W/gw$p.log"; exit 1; }
+done
+cat >"$W/login.lua" <<EOF
+wrk.method = "POST"
+wrk.body = '$LOGIN_BODY'
+wrk.headers["Content-Type"] = "application/json"
+EOF
+
+# One wrk measurement -> "rps p50_ms p99_ms non2xx".
+measure() { # conns url [wrk args...]
+  local c=$1 url=$2; shift 2
+  $LOAD wrk -t1 -c"$c" -d"${DURATION}s" --latency "$@" "$url" 2>&1 | awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /[0-9]s$/) return v*1000; return v+0 }
+    /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
+    /Requests\/sec/ { rps = $2 } /Non-2xx/ { bad = $5 }
+    END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, bad + 0 }'
+}
+rss_mib() { awk '/VmHWM/ { printf "%.1f", $2/1024 }' "/proc/$1/status"; }
+nginx_worker() { pgrep -P "$(cat "$W/nginx.pid")" | head -1; }
+
+declare -A R
+record() { R[$1]="${R[$1]:-} $2"; }
+SCENARIOS=(direct nginx gw_public gw_auth gw_limit_mem gw_limit_redis gw_1000 login storm_route)
+echo "warming up" >&2
+measure "$CONNS" "http://127.0.0.1:$GW/auth/x" -H "$AUTH" >/dev/null
+for round in $(seq 1 "$ROUNDS"); do
+  echo "round $round/$ROUNDS" >&2
+  record direct "$(measure "$CONNS" "http://127.0.0.1:$UP/x")"
+  record nginx "$(measure "$CONNS" "http://127.0.0.1:$NGX/x")"
+  record gw_public "$(measure "$CONNS" "http://127.0.0.1:$GW/public/x")"
+  record gw_auth "$(measure "$CONNS" "http://127.0.0.1:$GW/auth/x" -H "$AUTH")"
+  record gw_limit_mem "$(measure "$CONNS" "http://127.0.0.1:$GW/limited/x" -H "$AUTH")"
+  record gw_limit_redis "$(measure "$CONNS" "http://127.0.0.1:$GWR/limited/x" -H "$AUTH")"
+  record gw_1000 "$(measure "$CONNS" "http://127.0.0.1:$GW1K/auth/x" -H "$AUTH")"
+  record login "$(measure 4 "http://127.0.0.1:$GW/api/login" -s "$W/login.lua")"
+  # A login storm on the same gateway while the proxied route is measured.
+  $LOAD wrk -t1 -c8 -d"$((DURATION + 2))s" -s "$W/login.lua" "http://127.0.0.1:$GW/api/login" >/dev/null 2>&1 &
+  storm=$!
+  sleep 1
+  record storm_route "$(measure "$CONNS" "http://127.0.0.1:$GW/auth/x" -H "$AUTH")"
+  wait "$storm" || true
+done
+# 1,000 connections at once (RSS), after everything else.
+c1000="$(measure 1000 "http://127.0.0.1:$GW/auth/x" -H "$AUTH" --timeout 10s)"
+ARGON="$($SRV "$T/argon2_verify" 21)"
+
+# Medians over the rounds: field n of each scenario's samples.
+med() { # scenario field
+  echo "${R[$1]}" | awk -v f="$2" '{ n = NF / 4; for (i = 0; i < n; i++) v[i] = $(i * 4 + f); asort(v); print v[int((n + 1) / 2)] }'
+}
+rss_up="$(rss_mib "${PIDS[0]}")"
+rss_ngx="$(rss_mib "$(nginx_worker)")"
+rss_gw="$(rss_mib "$PID_19003")"
+rss_gwr="$(rss_mib "$PID_19004")"
+rss_gw1k="$(rss_mib "$PID_19005")"
+row() { # label scenario rss
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$(med "$2" 1)" "$(med "$2" 2)" "$(med "$2" 3)" "$(med "$2" 4)" "$3"
+}
+CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
+{
+  echo "Machine: $(nproc) cores ($CPU), $(awk '/MemTotal/ { printf "%.0f GiB", $2/1048576 }' /proc/meminfo); $(uname -sr)."
+  echo "Command: \`bash bench/run.sh\` (ROUNDS=$ROUNDS, DURATION=${DURATION}s, CONNS=$CONNS; wrk -t1, servers on one core, wrk on the other; medians of the rounds). $(date -u +%Y-%m-%d)."
+  echo
+  echo "| # | scenario | req/s | p50 ms | p99 ms | non-2xx | peak RSS MiB |"
+  echo "|---|---|---|---|---|---|---|"
+  row "1 | direct upstream" direct "$rss_up"
+  row "2 | nginx proxy_pass (keep-alive)" nginx "$rss_ngx"
+  row "3 | gateway, public route" gw_public "$rss_gw"
+  row "4 | gateway, JWT + role + identity + proof" gw_auth "$rss_gw"
+  row "5a | 4 + rate limit in memory" gw_limit_mem "$rss_gw"
+  row "5b | 4 + rate limit in Redis" gw_limit_redis "$rss_gwr"
+  row "6 | POST /api/login (4 conns)" login "$rss_gw"
+  row "7 | 4 during a login storm (8 conns)" storm_route "$rss_gw"
+  row "8 | 4 with 1,000 routes" gw_1000 "$rss_gw1k"
+  set -- $c1000
+  printf '| 9 | 4 with 1,000 connections | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "$(rss_mib "$PID_19003")"
+  echo
+  echo "Raw argon2id verify (m=19 MiB, t=2, p=1), median of 21: $ARGON ms."
+  echo
+  awk -v a4="$(med gw_auth 1)" -v n="$(med nginx 1)" -v p4="$(med gw_auth 3)" -v pn="$(med nginx 3)" \
+      -v lm="$(med gw_limit_mem 1)" -v lr="$(med gw_limit_redis 1)" -v lg="$(med login 2)" -v ar="$ARGON" \
+      -v sp="$(med storm_route 3)" -v k="$(med gw_1000 1)" -v rss="$(rss_mib "$PID_19003")" 'BEGIN {
+    printf "| target | measured | goal |\n|---|---|---|\n"
+    printf "| route 4 vs nginx, req/s | %.2fx | >= 1.0x |\n", a4 / n
+    printf "| route 4 p99 minus nginx p99 | %+.2f ms | <= +1 ms |\n", p4 - pn
+    printf "| rate limiter overhead, memory | %.1f%% | <= 10%% |\n", (1 - lm / a4) * 100
+    printf "| rate limiter overhead, Redis | %.1f%% | <= 10%% |\n", (1 - lr / a4) * 100
+    printf "| login p50 / one argon2 verify | %.2fx | <= 1.2x |\n", lg / ar
+    printf "| route 4 p99 during a login storm / idle | %.2fx | <= 2x |\n", sp / p4
+    printf "| 1,000 routes vs 10 routes, req/s | %.2fx | >= 0.95x |\n", k / a4
+    printf "| gateway peak RSS with 1,000 connections | %.1f MiB | <= 64 MiB |\n", rss
+  }'
+} | tee "$W/table.md"
+
+if [ "$UPDATE_README" = 1 ] && [ -f bench/README.md ]; then
+  python3 - "$W/table.md" <<'PY'
+import sys, re
+table = open(sys.argv[1]).read().strip()
+path = "bench/README.md"
+text = open(path).read()
+new = re.sub(r"<!-- results -->.*<!-- /results -->", "<!-- results -->\n" + table + "\n<!-- /results -->", text, flags=re.S)
+open(path, "w").write(new)
+PY
+  echo "bench/README.md updated" >&2
+fi
