@@ -8,6 +8,7 @@ pub mod db;
 pub mod http;
 pub mod identity;
 pub mod keys;
+pub mod listing;
 pub mod problem;
 pub mod telemetry;
 

@@ -34,14 +34,7 @@ impl Status {
     }
 }
 
-/// Which orders a caller may see and act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Only the orders this user owns.
-    Owner(Uuid),
-    /// Every order (admins).
-    All,
-}
+pub use common::listing::Scope;
 
 pub const ITEM_MAX: usize = 200;
 pub const ADDRESS_MAX: usize = 500;

@@ -16,6 +16,7 @@ use crate::domain::{NewOrder, Scope, Status};
 use crate::dto::{CreateOrderRequest, ListQuery, OrderList, OrderResponse};
 use crate::error::{Error, Result};
 use crate::service;
+use common::listing::{ListError, Listing};
 
 type Db = web::Data<DatabaseConnection>;
 
@@ -29,16 +30,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(common::http::health_routes);
 }
 
-pub const DEFAULT_LIMIT: u64 = 20;
-pub const MAX_LIMIT: u64 = 100;
+pub use common::listing::{DEFAULT_LIMIT, MAX_LIMIT};
 
-/// What the caller may see: an admin everything, anyone else their own.
 fn scope_of(caller: &Caller) -> Scope {
-    if caller.is_admin() {
-        Scope::All
-    } else {
-        Scope::Owner(caller.id)
-    }
+    Scope::of(caller)
 }
 
 /// Place an order owned by the caller; it starts `pending`.
@@ -80,48 +75,16 @@ pub async fn list_orders(
     db: Db,
     q: web::Query<ListQuery>,
 ) -> Result<web::Json<OrderList>> {
-    let mut errors = Vec::new();
-    let limit = match q.limit {
-        None => DEFAULT_LIMIT,
-        Some(l) if (1..=MAX_LIMIT as i64).contains(&l) => l as u64,
-        Some(_) => {
-            errors.push(FieldError::new(
-                "limit",
-                "range",
-                format!("must be 1 to {MAX_LIMIT}"),
-            ));
-            DEFAULT_LIMIT
+    let Listing {
+        scope,
+        limit,
+        offset,
+    } = q.resolve(&caller).map_err(|e| match e {
+        ListError::Invalid(errors) => Error::Validation(errors),
+        ListError::Forbidden => {
+            Error::Forbidden("only an admin may list another user's orders (user_id)")
         }
-    };
-    let offset = match q.offset {
-        None => 0,
-        Some(o) if o >= 0 => o as u64,
-        Some(_) => {
-            errors.push(FieldError::new("offset", "range", "must be 0 or more"));
-            0
-        }
-    };
-    let user_id = match q.user_id.as_deref().map(Uuid::parse_str) {
-        None => None,
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => {
-            errors.push(FieldError::new("user_id", "uuid", "must be a UUID"));
-            None
-        }
-    };
-    if !errors.is_empty() {
-        return Err(Error::Validation(errors));
-    }
-    let scope = match (scope_of(&caller), user_id) {
-        (scope, None) => scope,
-        (Scope::All, Some(id)) => Scope::Owner(id),
-        (Scope::Owner(own), Some(id)) if id == own => Scope::Owner(own),
-        (Scope::Owner(_), Some(_)) => {
-            return Err(Error::Forbidden(
-                "only an admin may list another user's orders (user_id)",
-            ));
-        }
-    };
+    })?;
     let (orders, total) = service::list(db.get_ref(), scope, limit, offset).await?;
     Ok(web::Json(OrderList {
         items: orders.into_iter().map(Into::into).collect(),

@@ -39,14 +39,7 @@ impl Grade {
     }
 }
 
-/// Which scans a caller may see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Only the scans this user asked for.
-    Owner(Uuid),
-    /// Every scan (admins).
-    All,
-}
+pub use common::listing::Scope;
 
 /// Longest URL accepted, in characters, as given.
 pub const URL_MAX: usize = 2048;

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::report::Report;
@@ -44,21 +44,7 @@ pub struct ScanList {
     pub offset: u64,
 }
 
-/// Query of `GET /scans` (the same paging as `GET /orders`). Unknown
-/// parameters are refused (400) rather than ignored.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// Page size, 1 to 100 (default 20).
-    pub limit: Option<i64>,
-    /// Scans to skip (default 0).
-    pub offset: Option<i64>,
-    /// Admins only: just this user's scans. Anyone else may pass only their
-    /// own id (403 otherwise).
-    #[param(value_type = Option<Uuid>)]
-    pub user_id: Option<String>,
-}
+pub use common::listing::ListQuery;
 
 /// `POST /scans`. The owner is the caller; the body cannot name one.
 ///

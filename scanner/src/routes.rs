@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::probe::{Hop, Prober};
 use crate::report::Report;
 use crate::service;
+use common::listing::{ListError, Listing};
 
 type Db = web::Data<DatabaseConnection>;
 
@@ -34,16 +35,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(common::http::health_routes);
 }
 
-pub const DEFAULT_LIMIT: u64 = 20;
-pub const MAX_LIMIT: u64 = 100;
+pub use common::listing::{DEFAULT_LIMIT, MAX_LIMIT};
 
-/// What the caller may see: an admin everything, anyone else their own.
 fn scope_of(caller: &Caller) -> Scope {
-    if caller.is_admin() {
-        Scope::All
-    } else {
-        Scope::Owner(caller.id)
-    }
+    Scope::of(caller)
 }
 
 /// Scan a URL now and record the result, owned by the caller.
@@ -96,48 +91,16 @@ pub async fn list_scans(
     db: Db,
     q: web::Query<ListQuery>,
 ) -> Result<web::Json<ScanList>> {
-    let mut errors = Vec::new();
-    let limit = match q.limit {
-        None => DEFAULT_LIMIT,
-        Some(l) if (1..=MAX_LIMIT as i64).contains(&l) => l as u64,
-        Some(_) => {
-            errors.push(FieldError::new(
-                "limit",
-                "range",
-                format!("must be 1 to {MAX_LIMIT}"),
-            ));
-            DEFAULT_LIMIT
+    let Listing {
+        scope,
+        limit,
+        offset,
+    } = q.resolve(&caller).map_err(|e| match e {
+        ListError::Invalid(errors) => Error::Validation(errors),
+        ListError::Forbidden => {
+            Error::Forbidden("only an admin may list another user's scans (user_id)")
         }
-    };
-    let offset = match q.offset {
-        None => 0,
-        Some(o) if o >= 0 => o as u64,
-        Some(_) => {
-            errors.push(FieldError::new("offset", "range", "must be 0 or more"));
-            0
-        }
-    };
-    let user_id = match q.user_id.as_deref().map(Uuid::parse_str) {
-        None => None,
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => {
-            errors.push(FieldError::new("user_id", "uuid", "must be a UUID"));
-            None
-        }
-    };
-    if !errors.is_empty() {
-        return Err(Error::Validation(errors));
-    }
-    let scope = match (scope_of(&caller), user_id) {
-        (scope, None) => scope,
-        (Scope::All, Some(id)) => Scope::Owner(id),
-        (Scope::Owner(own), Some(id)) if id == own => Scope::Owner(own),
-        (Scope::Owner(_), Some(_)) => {
-            return Err(Error::Forbidden(
-                "only an admin may list another user's scans (user_id)",
-            ));
-        }
-    };
+    })?;
     let (scans, total) = service::list(db.get_ref(), scope, limit, offset).await?;
     Ok(web::Json(ScanList {
         items: scans.into_iter().map(Into::into).collect(),
