@@ -191,6 +191,26 @@ pub async fn login(
 ) -> HttpResponse {
     let user_key = body.username.to_lowercase();
     let ip = client_ip(&req);
+    if let Some(quota) = &gw.login_quota {
+        let decision = gw.limiter.check(&format!("login|ip:{ip}"), quota).await;
+        if let crate::ratelimit::Decision::Deny { .. } = decision {
+            gw.metrics.rate_limited("/api/login");
+            let mut res = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+            )
+            .with_detail(format!(
+                "logins from one address are limited to {}; retry later",
+                quota.describe()
+            ))
+            .to_response();
+            for (n, v) in decision.headers(quota, "login") {
+                res.headers_mut().insert(n, v);
+            }
+            return res;
+        }
+    }
     // With Redis, the counters are shared by every gateway replica.
     let shared = gw.limiter.shared();
     let shared = shared.as_ref();

@@ -145,6 +145,9 @@ pub struct TokenSettings {
 pub struct LoginLimits {
     pub per_username: LimitSettings,
     pub per_ip: LimitSettings,
+    /// Login attempts per client IP, whatever their outcome (each one costs
+    /// the users service an argon2 verify): a storm is answered 429 cheaply.
+    pub rate: Option<ratelimit::RateLimitConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -399,6 +402,13 @@ pub async fn build_with_source(
         access_ttl_secs: t.access_ttl_secs,
         user_limiter: FailureLimiter::new("user", settings.login_limits.per_username),
         ip_limiter: FailureLimiter::new("ip", settings.login_limits.per_ip),
+        login_quota: settings
+            .login_limits
+            .rate
+            .as_ref()
+            .map(ratelimit::Quota::from_config)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("login_limits.rate: {e}"))?,
         limiter,
         cache: cache::ResponseCache::new(settings.cache.max_bytes),
         metrics: metrics::Metrics::new()?,

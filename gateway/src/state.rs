@@ -50,6 +50,8 @@ pub struct Gateway {
     pub access_ttl_secs: i64,
     pub user_limiter: FailureLimiter,
     pub ip_limiter: FailureLimiter,
+    /// `login_limits.rate`: login attempts per client IP.
+    pub login_quota: Option<crate::ratelimit::Quota>,
     /// Per-route request rate limits (in memory, or shared through Redis).
     pub limiter: RateLimiter,
     pub cache: ResponseCache,

@@ -142,7 +142,19 @@ pub struct TokenKeys {
     active: String,
     issuer: String,
     audience: String,
+    leeway_secs: i64,
+    /// Tokens whose signature and claims already checked out, by the whole
+    /// token text (a changed byte is a different key): the signature check
+    /// is the dearest step of a request. Time bounds are re-checked on every
+    /// hit, revocation is checked by the caller, and a reload builds new
+    /// `TokenKeys`, so a retired key's tokens never outlive it here.
+    verified: moka::sync::Cache<String, std::sync::Arc<AccessClaims>>,
 }
+
+/// Memory the verified-token cache may use, and how long an entry lives
+/// before its signature is checked again.
+const VERIFIED_CACHE_BYTES: u64 = 4 * 1024 * 1024;
+const VERIFIED_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn kid_of(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(&Sha256::digest(bytes)[..16])
@@ -340,6 +352,15 @@ impl TokenKeys {
             active,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
+            leeway_secs: i64::try_from(leeway_secs).unwrap_or(i64::MAX),
+            verified: moka::sync::Cache::builder()
+                .weigher(|token: &String, claims: &std::sync::Arc<AccessClaims>| {
+                    let roles: usize = claims.roles.iter().map(String::len).sum();
+                    u32::try_from(token.len() * 2 + roles + 256).unwrap_or(u32::MAX)
+                })
+                .max_capacity(VERIFIED_CACHE_BYTES)
+                .time_to_live(VERIFIED_CACHE_TTL)
+                .build(),
         })
     }
 
@@ -362,6 +383,24 @@ impl TokenKeys {
 
     /// Verify an access token.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        if let Some(claims) = self.verified.get(token) {
+            let now = chrono::Utc::now().timestamp();
+            if now > claims.exp.saturating_add(self.leeway_secs) {
+                self.verified.invalidate(token);
+                return Err(TokenError::Expired);
+            }
+            if now < claims.nbf.saturating_sub(self.leeway_secs) {
+                return Err(TokenError::NotYetValid);
+            }
+            return Ok(claims.as_ref().clone());
+        }
+        let claims = self.verify_signed(token)?;
+        self.verified
+            .insert(token.to_owned(), std::sync::Arc::new(claims.clone()));
+        Ok(claims)
+    }
+
+    fn verify_signed(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.typ.as_deref() != Some(ACCESS_TYP) {
             return Err(TokenError::WrongType);
@@ -458,6 +497,33 @@ mod tests {
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
         assert_eq!(header.kid.as_deref(), Some(k.active_kid()));
         assert_eq!(header.alg, Algorithm::EdDSA);
+    }
+
+    #[test]
+    fn verified_tokens_are_cached_but_time_and_bytes_still_count() {
+        let (k, _) = dev();
+        let t = now();
+        let token = k.sign(claims(t, t + 900)).unwrap();
+        let first = k.verify(&token).unwrap();
+        assert_eq!(k.verified.get(token.as_str()).as_deref(), Some(&first));
+        assert_eq!(k.verify(&token).unwrap(), first);
+        // A changed byte is another key: verified (and refused) afresh.
+        let mut tampered = token.clone().into_bytes();
+        let last = tampered.len() - 3;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert!(k.verify(&tampered).is_err());
+        // A cached token past its expiry (beyond the leeway) is refused.
+        let short = k.sign(claims(t - 100, t - 2)).unwrap();
+        let c = k.verify(&short).unwrap();
+        let mut stale = c.clone();
+        stale.exp = t - 60;
+        k.verified.insert(short.clone(), std::sync::Arc::new(stale));
+        assert_eq!(k.verify(&short), Err(TokenError::Expired));
+        assert!(k.verified.get(short.as_str()).is_none());
+        // Other keys (a reload) start with nothing cached.
+        let (other, _) = dev();
+        assert!(other.verify(&token).is_err());
     }
 
     #[test]

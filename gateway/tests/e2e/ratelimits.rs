@@ -392,3 +392,19 @@ async fn without_redis_a_logout_reaches_other_replicas_by_resync() {
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Login attempts per client IP are limited whatever their outcome: each
+/// one costs an argon2 verify.
+#[actix_web::test]
+async fn logins_from_one_address_are_rate_limited() {
+    let s =
+        spawn_stack_with(|l| l.set("login_limits.rate", json!({"rate": "2/m", "burst": 3}))).await;
+    for i in 0..3 {
+        let r = s.login("admin", ADMIN_PASSWORD).await;
+        assert_eq!(r.status, 200, "login {i}: {}", r.text);
+    }
+    let r = s.login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(r.problem(429)["type"], "urn:gatehouse:problem:rate-limited");
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(r.headers.contains_key("ratelimit-policy"));
+}
