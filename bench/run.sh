@@ -180,7 +180,7 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 # 1,000 connections at once (RSS), after everything else.
 c1000="$(measure 1000 "http://127.0.0.1:$GW/auth/x" -H "$AUTH" --timeout 10s)"
-ARGON="$($SRV "$T/argon2_verify" 21)"
+read -r ARGON ARGON_FRESH <<<"$($SRV "$T/argon2_verify" 21)"
 
 # Medians over the rounds: field n of each scenario's samples.
 med() { # scenario field
@@ -213,7 +213,7 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
   set -- $c1000
   printf '| 9 | 4 with 1,000 connections | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "$(rss_mib "$PID_19003")"
   echo
-  echo "Raw argon2id verify (m=19 MiB, t=2, p=1), median of 21: $ARGON ms. Last storm (row 7): $STORM (login_limits.rate 10/s, burst 20, per address)."
+  echo "Raw argon2id verify (m=19 MiB, t=2, p=1), median of 21, on the servers' core: $ARGON ms with its memory reused (as the users service does), $ARGON_FRESH ms allocated afresh. Last storm (row 7): $STORM (login_limits.rate 10/s, burst 20, per address)."
   echo
   awk -v a4="$(med gw_auth 1)" -v n="$(med nginx 1)" -v p4="$(med gw_auth 3)" -v pn="$(med nginx 3)" \
       -v lm="$(med gw_limit_mem 1)" -v lr="$(med gw_limit_redis 1)" -v lg="$(med login 2)" -v ar="$ARGON" \

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::password_hash::PasswordHasher as _;
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -43,12 +43,47 @@ fn hash_blocking(password: &SecretString) -> Result<String, HashError> {
         .map_err(|e| HashError::Failed(e.to_string()))
 }
 
+thread_local! {
+    /// The 19 MiB of argon2 working memory, kept by each blocking thread
+    /// between verifies: allocating and faulting it in afresh cost about
+    /// half as much again as the hash itself (see bench/README.md).
+    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 fn verify_blocking(password: &SecretString, hash: &str) -> Result<bool, HashError> {
-    match argon2()?.verify_password(password.expose_secret().as_bytes(), hash) {
-        Ok(()) => Ok(true),
-        Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
-        Err(e) => Err(HashError::Failed(e.to_string())),
-    }
+    let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
+    let parsed = argon2::PasswordHash::new(hash).map_err(|e| failed(&e))?;
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return Err(HashError::Failed(
+            "the stored hash has no salt or output".into(),
+        ));
+    };
+    let algorithm =
+        argon2::Algorithm::try_from(parsed.algorithm.as_str()).map_err(|e| failed(&e))?;
+    let version = parsed
+        .version
+        .map(argon2::Version::try_from)
+        .transpose()
+        .map_err(|e| failed(&e))?
+        .unwrap_or_default();
+    let params = Params::try_from(&parsed).map_err(|e| failed(&e))?;
+    let argon = Argon2::new(algorithm, version, params.clone());
+    let mut out = vec![0u8; expected.len()];
+    BLOCKS
+        .with(|blocks| {
+            let mut blocks = blocks.borrow_mut();
+            blocks.resize(params.block_count(), argon2::Block::default());
+            argon.hash_password_into_with_memory(
+                password.expose_secret().as_bytes(),
+                salt.as_ref(),
+                &mut out,
+                &mut blocks[..],
+            )
+        })
+        .map_err(|e| failed(&e))?;
+    // Constant-time comparison (Output's PartialEq).
+    let computed = argon2::password_hash::phc::Output::new(&out).map_err(|e| failed(&e))?;
+    Ok(&computed == expected)
 }
 
 /// A strong random password (24 alphanumerics, ~143 bits).
