@@ -101,7 +101,7 @@ pub struct ProofMinter {
     kid: String,
     issuer: String,
     ttl: i64,
-    cache: Mutex<HashMap<CacheKey, (Arc<str>, i64)>>,
+    cache: Mutex<HashMap<CacheKey, CachedProof>>,
 }
 
 const MINT_CACHE_CAP: usize = 100_000;
@@ -144,13 +144,24 @@ impl ProofMinter {
     /// A proof for `audience` on behalf of `principal`, from the cache when a
     /// fresh enough one exists.
     pub fn mint(&self, audience: &str, principal: &Principal) -> Result<Arc<str>, ProofError> {
+        self.mint_cached(audience, principal)
+            .map(|(token, _)| token)
+    }
+
+    /// The proof, and the same as a header value (validated once, when it
+    /// is signed; cloning it later is a reference count).
+    fn mint_cached(
+        &self,
+        audience: &str,
+        principal: &Principal,
+    ) -> Result<(Arc<str>, HeaderValue), ProofError> {
         let t = now();
         let key = (audience.to_owned(), principal.clone());
         if let Ok(cache) = self.cache.lock()
-            && let Some((token, exp)) = cache.get(&key)
+            && let Some((token, value, exp)) = cache.get(&key)
             && exp - t >= self.ttl / 2
         {
-            return Ok(token.clone());
+            return Ok((token.clone(), value.clone()));
         }
         let (sub, roles) = match principal {
             Principal::User { id, roles } => (id.to_string(), roles.clone()),
@@ -165,17 +176,44 @@ impl ProofMinter {
             nbf: t,
             exp: t + self.ttl,
         };
-        let token: Arc<str> = self.sign_claims(&claims)?.into();
+        let signed = self.sign_claims(&claims)?;
+        let value =
+            HeaderValue::from_str(&signed).map_err(|e| ProofError::Signing(e.to_string()))?;
+        let token: Arc<str> = signed.into();
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= MINT_CACHE_CAP {
-                cache.retain(|_, (_, exp)| *exp - t >= self.ttl / 2);
+                cache.retain(|_, (_, _, exp)| *exp - t >= self.ttl / 2);
                 if cache.len() >= MINT_CACHE_CAP {
                     cache.clear();
                 }
             }
-            cache.insert(key, (token.clone(), claims.exp));
+            cache.insert(key, (token.clone(), value.clone(), claims.exp));
         }
-        Ok(token)
+        Ok((token, value))
+    }
+
+    /// [`ProofMinter::header_pairs`] as header names and values, ready to
+    /// insert (the proxy's hot path).
+    pub fn header_values(
+        &self,
+        audience: &str,
+        principal: &Principal,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, ProofError> {
+        let (_, proof) = self.mint_cached(audience, principal)?;
+        let mut out = vec![(HeaderName::from_static(PROOF_HEADER), proof)];
+        if let Principal::User { id, roles } = principal {
+            let bad =
+                |e: actix_web::http::header::InvalidHeaderValue| ProofError::Signing(e.to_string());
+            out.push((
+                HeaderName::from_static(USER_ID_HEADER),
+                HeaderValue::from_str(&id.to_string()).map_err(bad)?,
+            ));
+            out.push((
+                HeaderName::from_static(USER_ROLES_HEADER),
+                HeaderValue::from_str(&roles.join(",")).map_err(bad)?,
+            ));
+        }
+        Ok(out)
     }
 
     /// The identity headers for a request to `audience` on behalf of
@@ -210,6 +248,9 @@ impl ProofMinter {
         Ok(())
     }
 }
+
+/// A minted proof, as text and as a header value, and its expiry.
+type CachedProof = (Arc<str>, HeaderValue, i64);
 
 /// The headers that carry identity from the gateway to a service.
 pub const IDENTITY_HEADERS: [&str; 3] = [USER_ID_HEADER, USER_ROLES_HEADER, PROOF_HEADER];

@@ -20,7 +20,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use awc::error::SendRequestError;
 use common::Problem;
-use common::identity::{Principal, strip_identity_headers};
+use common::identity::Principal;
 use common::telemetry::RequestId;
 use futures_util::Stream;
 use uuid::Uuid;
@@ -34,6 +34,24 @@ use crate::tokens::AccessClaims;
 use crate::upstreams::{Lease, Target, Upstream};
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
+/// What a client may not tell the upstream: the gateway's own forwarding
+/// headers replace these, and its credentials stop here.
+const CLIENT_FORWARDING: [&str; 8] = [
+    "host",
+    "authorization",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-real-ip",
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
@@ -150,38 +168,27 @@ fn upstream_headers(
     route: &Route,
     who: Option<&Principal>,
 ) -> Result<HeaderMap, Problem> {
-    let mut h = HeaderMap::new();
-    for (name, value) in req.headers() {
-        h.append(name.clone(), value.clone());
-    }
-    for name in HOP_BY_HOP {
-        h.remove(name);
-    }
-    // Connection-listed headers are hop-by-hop too.
-    if let Some(conn) = req
+    // One pass: copy what the upstream may see. Hop-by-hop headers (and
+    // those `Connection` names), the credentials, every forwarding and
+    // identity header the client sent, and the configured strip list stay
+    // behind; the gateway sets its own below.
+    let connection_listed: Vec<&str> = req
         .headers()
         .get(header::CONNECTION)
         .and_then(|v| v.to_str().ok())
-    {
-        for name in conn.split(',') {
-            h.remove(name.trim());
+        .map(|c| c.split(',').map(str::trim).collect())
+        .unwrap_or_default();
+    let mut h = HeaderMap::with_capacity(req.headers().len() + 8);
+    for (name, value) in req.headers() {
+        let n = name.as_str();
+        let dropped = HOP_BY_HOP.contains(&n)
+            || CLIENT_FORWARDING.contains(&n)
+            || common::identity::IDENTITY_HEADERS.contains(&n)
+            || gw.strip_headers.iter().any(|s| s == n)
+            || connection_listed.iter().any(|c| c.eq_ignore_ascii_case(n));
+        if !dropped {
+            h.append(name.clone(), value.clone());
         }
-    }
-    for name in [
-        "host",
-        "authorization",
-        "forwarded",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-forwarded-port",
-        "x-real-ip",
-    ] {
-        h.remove(name);
-    }
-    strip_identity_headers(&mut h);
-    for name in &gw.strip_headers {
-        h.remove(name.as_str());
     }
     route.request_headers.apply(&mut h);
     gateway_headers(gw, req, &mut h, &route.upstream, who)?;
@@ -197,34 +204,34 @@ pub fn gateway_headers(
     audience: &str,
     who: Option<&Principal>,
 ) -> Result<(), Problem> {
-    let peer = req
+    if let Some(peer) = req
         .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    let set = |h: &mut HeaderMap, name: &'static str, v: &str| {
-        if let Ok(v) = HeaderValue::from_str(v) {
-            h.insert(HeaderName::from_static(name), v);
-        }
-    };
-    set(h, "x-forwarded-for", &peer);
-    let scheme = if req.app_config().secure() {
-        "https"
-    } else {
-        "http"
-    };
-    set(h, "x-forwarded-proto", scheme);
-    if let Some(host) = req.headers().get(header::HOST) {
-        h.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+        .and_then(|a| HeaderValue::from_str(&a.ip().to_string()).ok())
+    {
+        h.insert(X_FORWARDED_FOR, peer);
     }
-    if let Some(id) = req.extensions().get::<RequestId>() {
-        set(h, "x-request-id", &id.0);
+    h.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(if req.app_config().secure() {
+            "https"
+        } else {
+            "http"
+        }),
+    );
+    if let Some(host) = req.headers().get(header::HOST) {
+        h.insert(X_FORWARDED_HOST, host.clone());
+    }
+    if let Some(id) = req.extensions().get::<RequestId>()
+        && let Ok(v) = HeaderValue::from_str(&id.0)
+    {
+        h.insert(X_REQUEST_ID, v);
     }
     if let Some(who) = who {
-        for (name, value) in gw.minter.header_pairs(audience, who).map_err(|e| {
+        for (name, value) in gw.minter.header_values(audience, who).map_err(|e| {
             tracing::error!(error = %e, "minting a gateway proof failed");
             Problem::internal()
         })? {
-            set(h, name, &value);
+            h.insert(name, value);
         }
     }
     Ok(())
