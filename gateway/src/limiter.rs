@@ -26,6 +26,8 @@ struct Entry {
 pub struct FailureLimiter {
     /// `user` or `ip`: part of the shared keys.
     name: &'static str,
+    /// [`FAILURE_SCRIPT`], hashed once.
+    script: redis::Script,
     settings: LimitSettings,
     entries: Mutex<HashMap<String, Entry>>,
 }
@@ -57,6 +59,7 @@ impl FailureLimiter {
     pub fn new(name: &'static str, settings: LimitSettings) -> Self {
         Self {
             name,
+            script: redis::Script::new(FAILURE_SCRIPT),
             settings,
             entries: Mutex::new(HashMap::new()),
         }
@@ -104,8 +107,7 @@ impl FailureLimiter {
         if let Some(s) = shared {
             let [failures, locked] = self.shared_keys(&s.prefix, key);
             let mut conn = s.conn.clone();
-            let script = redis::Script::new(FAILURE_SCRIPT);
-            let mut call = script.key(failures);
+            let mut call = self.script.key(failures);
             call.key(locked)
                 .arg(self.settings.window_secs * 1000)
                 .arg(self.settings.max_failures)

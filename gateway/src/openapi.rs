@@ -125,7 +125,7 @@ const METHODS: [&str; 8] = [
 const SCHEMA_REF: &str = "#/components/schemas/";
 
 /// A service path the gateway never publishes, whatever the routes say.
-fn internal_only(path: &str, op: &Value) -> bool {
+fn internal_only(path: &str, op: &Map<String, Value>) -> bool {
     path == "/internal"
         || path.starts_with("/internal/")
         || matches!(path, "/healthz" | "/readyz" | "/openapi.json")
@@ -584,7 +584,7 @@ pub fn merge(
                 let Some(op) = item.get(method).and_then(Value::as_object) else {
                     continue;
                 };
-                if internal_only(service_path, &Value::Object(op.clone())) {
+                if internal_only(service_path, op) {
                     continue;
                 }
                 let Some(verb) = method_of(method) else {
@@ -621,8 +621,8 @@ pub fn merge(
             }
         }
         let mut wanted = BTreeSet::new();
-        for (_, _, op) in &picked {
-            schema_refs(&Value::Object(op.clone()), &mut wanted);
+        for v in picked.iter().flat_map(|(_, _, op)| op.values()) {
+            schema_refs(v, &mut wanted);
         }
         let names = m.import_schemas(service, doc, wanted);
         for (public, method, mut op) in picked {
