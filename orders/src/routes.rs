@@ -30,12 +30,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(common::http::health_routes);
 }
 
-pub use common::listing::{DEFAULT_LIMIT, MAX_LIMIT};
-
-fn scope_of(caller: &Caller) -> Scope {
-    Scope::of(caller)
-}
-
 /// Place an order owned by the caller; it starts `pending`.
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrderRequest,
     security(("gateway_proof" = [])),
@@ -108,7 +102,7 @@ pub async fn get_order(
     db: Db,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<OrderResponse>> {
-    let order = service::get(db.get_ref(), id.into_inner(), scope_of(&caller)).await?;
+    let order = service::get(db.get_ref(), id.into_inner(), Scope::of(&caller)).await?;
     Ok(web::Json(order.into()))
 }
 
@@ -126,7 +120,7 @@ pub async fn cancel_order(
     db: Db,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<OrderResponse>> {
-    let order = service::cancel(db.get_ref(), id.into_inner(), scope_of(&caller)).await?;
+    let order = service::cancel(db.get_ref(), id.into_inner(), Scope::of(&caller)).await?;
     Ok(web::Json(order.into()))
 }
 

@@ -35,12 +35,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(common::http::health_routes);
 }
 
-pub use common::listing::{DEFAULT_LIMIT, MAX_LIMIT};
-
-fn scope_of(caller: &Caller) -> Scope {
-    Scope::of(caller)
-}
-
 /// Scan a URL now and record the result, owned by the caller.
 ///
 /// The scan is one GET, following at most `scan.max_redirects` redirects, all
@@ -124,7 +118,7 @@ pub async fn get_scan(
     db: Db,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<ScanResponse>> {
-    let scan = service::get(db.get_ref(), id.into_inner(), scope_of(&caller)).await?;
+    let scan = service::get(db.get_ref(), id.into_inner(), Scope::of(&caller)).await?;
     Ok(web::Json(scan.into()))
 }
 

@@ -4,6 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod http;
+
+pub use http::Resp;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use common::identity::{Principal, ProofMinter};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::Value;
 use testkit::TestEnv;
 use uuid::Uuid;
@@ -19,68 +19,21 @@ pub struct TestApp {
     pub env: TestEnv,
 }
 
-/// A response, already read.
-#[derive(Debug)]
-pub struct Resp {
-    pub status: StatusCode,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: Value,
-    pub text: String,
+pub use testkit::Resp;
+
+/// A refusal of the scanner's SSRF policy.
+pub trait Refused {
+    /// Assert a 422 `target-refused` and return its detail.
+    fn refused(&self) -> String;
 }
 
-impl Resp {
-    pub fn id(&self) -> Uuid {
-        Uuid::parse_str(self.body["id"].as_str().expect("id")).expect("uuid")
-    }
-
-    /// Assert a status, showing the body when it differs.
-    pub fn ok(&self, status: u16) -> &Value {
-        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
-        &self.body
-    }
-
-    /// Assert a problem+json error of the given status.
-    pub fn problem(&self, status: u16) -> &Value {
-        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
-        assert_eq!(
-            self.headers["content-type"], "application/problem+json",
-            "{}",
-            self.text
-        );
-        assert_eq!(self.body["status"], status);
-        assert!(
-            self.body["type"]
-                .as_str()
-                .unwrap()
-                .starts_with("urn:gatehouse:problem:")
-        );
-        assert!(self.body["request_id"].is_string(), "{}", self.text);
-        &self.body
-    }
-
-    /// Assert a 422 `target-refused` and return its detail.
-    pub fn refused(&self) -> String {
+impl Refused for Resp {
+    fn refused(&self) -> String {
         let p = self.problem(422);
         assert_eq!(p["type"], "urn:gatehouse:problem:target-refused", "{p}");
         assert_eq!(p["errors"][0]["field"], "url", "{p}");
         assert_eq!(p["errors"][0]["code"], "refused", "{p}");
         p["detail"].as_str().unwrap().to_owned()
-    }
-
-    /// `(field, code)` of each entry of a 422's error list.
-    pub fn field_codes(&self) -> Vec<(String, String)> {
-        self.problem(422);
-        self.body["errors"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no errors list: {}", self.text))
-            .iter()
-            .map(|e| {
-                (
-                    e["field"].as_str().unwrap().to_owned(),
-                    e["code"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect()
     }
 }
 
@@ -251,23 +204,12 @@ impl TestApp {
 
 /// Send and read; every response must carry the request id.
 pub async fn read(rb: reqwest::RequestBuilder) -> Resp {
-    let res = rb.send().await.expect("request sent");
-    let status = res.status();
-    let headers = res.headers().clone();
-    let text = res.text().await.unwrap();
+    let r = testkit::http::read(rb).await;
     assert!(
-        headers.get("x-request-id").is_some(),
-        "every response carries the request id"
+        r.status.as_u16() < 500,
+        "no input may cause a server error: {} {}",
+        r.status,
+        r.text
     );
-    assert!(
-        status.as_u16() < 500,
-        "no input may cause a server error: {status} {text}"
-    );
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Resp {
-        status,
-        headers,
-        body,
-        text,
-    }
+    r
 }

@@ -2,7 +2,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use common::identity::{Principal, ProofClaims, ProofMinter};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{Value, json};
 use testkit::TestEnv;
 use uuid::Uuid;
@@ -19,54 +19,7 @@ pub struct TestApp {
     pub env: TestEnv,
 }
 
-/// A response, already read.
-#[derive(Debug)]
-pub struct Resp {
-    pub status: StatusCode,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: Value,
-    pub text: String,
-}
-
-impl Resp {
-    pub fn id(&self) -> Uuid {
-        Uuid::parse_str(self.body["id"].as_str().expect("id")).expect("uuid")
-    }
-
-    /// Assert a problem+json error of the given status.
-    pub fn problem(&self, status: u16) -> &Value {
-        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
-        assert_eq!(
-            self.headers["content-type"], "application/problem+json",
-            "{}",
-            self.text
-        );
-        assert_eq!(self.body["status"], status);
-        assert!(
-            self.body["type"]
-                .as_str()
-                .unwrap()
-                .starts_with("urn:gatehouse:problem:")
-        );
-        assert!(
-            self.body["request_id"].is_string(),
-            "problem has the request id: {}",
-            self.text
-        );
-        &self.body
-    }
-
-    /// The `field` names of a 422's error list.
-    pub fn fields(&self) -> Vec<String> {
-        self.problem(422);
-        self.body["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["field"].as_str().unwrap().to_owned())
-            .collect()
-    }
-}
+pub use testkit::Resp;
 
 pub fn user(id: Uuid, roles: &[&str]) -> Principal {
     Principal::User {
@@ -184,25 +137,13 @@ impl TestApp {
 
 /// Send and read; every body is checked for leaked password material.
 pub async fn read(rb: reqwest::RequestBuilder) -> Resp {
-    let res = rb.send().await.expect("request sent");
-    let status = res.status();
-    let headers = res.headers().clone();
-    let text = res.text().await.unwrap();
+    let r = testkit::http::read(rb).await;
+    let text = &r.text;
     assert!(!text.contains("$argon2"), "a password hash leaked: {text}");
     assert!(
         !text.contains("password_hash"),
         "a hash field leaked: {text}"
     );
     assert!(!text.contains("-password-1"), "a password leaked: {text}");
-    assert!(
-        headers.get("x-request-id").is_some(),
-        "every response carries the request id"
-    );
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Resp {
-        status,
-        headers,
-        body,
-        text,
-    }
+    r
 }
