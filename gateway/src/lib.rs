@@ -452,19 +452,31 @@ pub async fn build_with_source(
                         .service(web::resource("/api/refresh").post(auth::refresh))
                         .service(web::resource("/api/logout").post(auth::logout))
                         .service(web::resource("/.well-known/jwks.json").get(auth::jwks))
-                        .service(web::resource("/admin/reload").post(auth::reload))
-                        .service(web::resource("/admin/routes").get(admin::routes))
-                        .service(web::resource("/admin/upstreams").get(admin::upstreams))
+                        // The resources with path parameters sit in scopes, so
+                        // a proxied path pays one prefix comparison for them,
+                        // not a pattern match each (what the profile showed);
+                        // anything else under the prefix is still proxied.
                         .service(
-                            web::resource("/admin/upstreams/{name}/targets")
-                                .post(admin::add_target)
-                                .delete(admin::remove_target),
+                            web::scope("/admin")
+                                .service(web::resource("/reload").post(auth::reload))
+                                .service(web::resource("/routes").get(admin::routes))
+                                .service(web::resource("/upstreams").get(admin::upstreams))
+                                .service(
+                                    web::resource("/upstreams/{name}/targets")
+                                        .post(admin::add_target)
+                                        .delete(admin::remove_target),
+                                )
+                                .default_service(web::to(proxy::handle)),
                         )
                         .service(web::resource("/stats").get(admin::stats))
                         .service(web::resource("/metrics").get(metrics::endpoint))
                         .service(web::resource("/openapi.json").get(openapi::openapi_json))
-                        .service(web::resource("/docs").get(openapi::docs_redirect))
-                        .service(web::resource("/docs/{tail:.*}").get(openapi::docs_file))
+                        .service(
+                            web::scope("/docs")
+                                .service(web::resource("").get(openapi::docs_redirect))
+                                .service(web::resource("/{tail:.*}").get(openapi::docs_file))
+                                .default_service(web::to(proxy::handle)),
+                        )
                         .service(web::resource("/healthz").get(common::http::healthz))
                         .service(web::resource("/readyz").get(readyz))
                         .default_service(web::to(proxy::handle)),

@@ -1,5 +1,11 @@
 //! The gateway as its own process (how docker-compose runs it).
 
+// The proxy path allocates per request (actix-http and awc messages, header
+// maps); mimalloc's thread-local free lists cut glibc malloc's share of the
+// profile (see bench/README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     common::telemetry::init();

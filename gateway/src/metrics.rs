@@ -356,6 +356,11 @@ pub async fn endpoint(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse 
     );
     let _ = writeln!(
         text,
+        "# HELP gatehouse_rate_limit_redis_calls_total Calls made to Redis for rate limits (a lease of cells counts once).\n# TYPE gatehouse_rate_limit_redis_calls_total counter\ngatehouse_rate_limit_redis_calls_total {}",
+        gw.limiter.redis_calls()
+    );
+    let _ = writeln!(
+        text,
         "# HELP gatehouse_cache_bytes Bytes held by the response cache.\n# TYPE gatehouse_cache_bytes gauge\ngatehouse_cache_bytes {}",
         gw.cache.weight()
     );

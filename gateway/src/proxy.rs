@@ -17,7 +17,7 @@ use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::web::Bytes;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use awc::error::SendRequestError;
 use common::Problem;
 use common::identity::Principal;
@@ -51,6 +51,7 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
@@ -351,7 +352,7 @@ async fn send(
     body: web::Payload,
     route: &Route,
     upstream: &Upstream,
-    mut headers: HeaderMap,
+    who: Option<&Principal>,
     limit: u64,
 ) -> Result<(awc::ClientResponse, Lease), HttpResponse> {
     let client = clients.get(upstream.spec.connect_timeout_ms);
@@ -378,11 +379,9 @@ async fn send(
                 format!("{}{path}", lease.target().url),
             )
             .timeout(timeout);
-        *up.headers_mut() = if retryable {
-            headers.clone()
-        } else {
-            std::mem::take(&mut headers)
-        };
+        // Built for each attempt: cheaper than keeping a copy for a retry
+        // that almost never happens.
+        *up.headers_mut() = upstream_headers(gw, req, route, who).map_err(|p| p.to_response())?;
         let result = match (bodyless, body.take()) {
             (false, Some(b)) => up.send_stream(b).await,
             _ => up.send().await,
@@ -423,8 +422,8 @@ async fn send(
 
 /// Copy an upstream answer's headers for the client, without hop-by-hop
 /// headers and with the route's edits.
-fn response_head(res: &awc::ClientResponse, route: &Route) -> (HttpResponseBuilder, HeaderMap) {
-    let mut h = HeaderMap::new();
+fn response_head(res: &awc::ClientResponse, route: &Route) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(res.headers().len() + 4);
     for (name, value) in res.headers() {
         if !HOP_BY_HOP.contains(&name.as_str()) {
             h.append(name.clone(), value.clone());
@@ -449,23 +448,7 @@ fn response_head(res: &awc::ClientResponse, route: &Route) -> (HttpResponseBuild
         h.insert(header::LOCATION, public);
     }
     route.response_headers.apply(&mut h);
-    (HttpResponse::build(res.status()), h)
-}
-
-fn with_headers(
-    mut out: HttpResponseBuilder,
-    headers: &HeaderMap,
-    extra: &[(HeaderName, HeaderValue)],
-) -> HttpResponseBuilder {
-    for (name, value) in headers {
-        if name != header::CONTENT_LENGTH {
-            out.append_header((name.clone(), value.clone()));
-        }
-    }
-    for (name, value) in extra {
-        out.insert_header((name.clone(), value.clone()));
-    }
-    out
+    h
 }
 
 fn content_length(h: &HeaderMap) -> Option<u64> {
@@ -683,17 +666,13 @@ async fn proxy(
     if content_length(req.headers()).is_some_and(|n| n > limit) {
         return too_large(limit);
     }
-    let headers = match upstream_headers(gw, req, route, who) {
-        Ok(h) => h,
-        Err(p) => return p.to_response(),
-    };
-    let (mut res, lease) = match send(gw, clients, req, body, route, upstream, headers, limit).await
-    {
+    let (mut res, lease) = match send(gw, clients, req, body, route, upstream, who, limit).await {
         Ok(r) => r,
         Err(res) => return res,
     };
-    let (out, head) = response_head(&res, route);
+    let mut head = response_head(&res, route);
     let length = content_length(res.headers());
+    let res_status = res.status();
     if let (Some(key), Some(cfg)) = (cache_key, &route.cache) {
         let ttl = cache::storable_for(res.status().as_u16(), &head, cfg.ttl);
         if let (Some(ttl), Some(len)) = (ttl, length)
@@ -723,22 +702,41 @@ async fn proxy(
                     ttl,
                 },
             );
-            let mut out = with_headers(out, &head, extra);
-            out.insert_header(("x-cache", "MISS"));
-            return out.body(body);
+            head.remove(header::CONTENT_LENGTH);
+            finish_head(&mut head, extra, true);
+            let mut out = HttpResponse::with_body(res.status(), body).map_into_boxed_body();
+            *out.headers_mut() = head;
+            return out;
         }
     }
-    let mut out = with_headers(out, &head, extra);
-    if route.cache.is_some() {
-        out.insert_header(("x-cache", "MISS"));
+    finish_head(&mut head, extra, route.cache.is_some());
+    // A known length is sent as such (normalised), anything else chunked.
+    match length {
+        Some(len) => {
+            head.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        None => {
+            head.remove(header::CONTENT_LENGTH);
+        }
     }
-    if let Some(len) = length {
-        out.no_chunking(len);
-    }
-    // Not `streaming()`: it would invent a Content-Type the upstream did
-    // not send.
-    out.body(actix_web::body::BodyStream::new(Leased {
+    // The head is moved into the answer as it is, not copied header by
+    // header; not `streaming()`, which would invent a Content-Type the
+    // upstream did not send.
+    let body = actix_web::body::BodyStream::new(Leased {
         inner: res,
         _lease: lease,
-    }))
+    });
+    let mut out = HttpResponse::with_body(res_status, body).map_into_boxed_body();
+    *out.headers_mut() = head;
+    out
+}
+
+/// The limiter's headers and, on a cached route, `x-cache: MISS`.
+fn finish_head(head: &mut HeaderMap, extra: &[(HeaderName, HeaderValue)], cached_route: bool) {
+    for (name, value) in extra {
+        head.insert(name.clone(), value.clone());
+    }
+    if cached_route {
+        head.insert(X_CACHE, HeaderValue::from_static("MISS"));
+    }
 }

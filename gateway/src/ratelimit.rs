@@ -246,6 +246,14 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// Budget of one Redis call before the local store answers.
     pub timeout_ms: u64,
+    /// How long cells reserved ahead in Redis may wait to be used (see
+    /// [`Leases`]); 0 makes every request one Redis call.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+}
+
+fn default_lease_ms() -> u64 {
+    50
 }
 
 /// Which store answers.
@@ -257,24 +265,31 @@ pub enum Backend {
     Degraded,
 }
 
-/// GCRA on Redis's clock; returns {allowed, remaining | retry_after_us, reset_after_us}.
+/// GCRA on Redis's clock, reserving up to `ARGV[4]` cells at once (a
+/// lease; 1 is the plain per-request check). Returns
+/// {granted, remaining | retry_after_us, reset_after_us}: `granted` 0 is a
+/// refusal. Reserving n cells moves the TAT as n requests would, so a lease
+/// never lets the replicas together admit more than the limit.
 const SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local emission = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
+local want = tonumber(ARGV[4])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
-local new_tat = tat + emission
-local allow_at = new_tat - tolerance
-if allow_at > now then
-  return {0, allow_at - now, tat - now}
+local room = math.floor((now + tolerance - tat) / emission)
+if room < 1 then
+  return {0, tat + emission - tolerance - now, tat - now}
 end
+local n = want
+if n > room then n = room end
+local new_tat = tat + n * emission
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
-local remaining = math.floor((now - allow_at) / emission)
+local remaining = room - n
 if remaining > burst - 1 then remaining = burst - 1 end
-return {1, remaining, new_tat - now}
+return {n, remaining, new_tat - now}
 ";
 
 const BACKOFF: Duration = Duration::from_secs(1);
@@ -289,6 +304,8 @@ struct Remote {
     retry_at: AtomicU64,
     degraded: AtomicBool,
     connecting: AtomicBool,
+    /// Calls made to Redis.
+    calls: AtomicU64,
 }
 
 impl Remote {
@@ -328,30 +345,227 @@ impl Remote {
         });
     }
 
-    async fn check(&self, key: &str, q: &Quota) -> Result<Decision, String> {
+    /// Reserve up to `want` cells of `key`'s bucket in one call.
+    async fn reserve(&self, key: &str, q: &Quota, want: u32) -> Result<Grant, String> {
         let Some(conn) = self.conn.load_full() else {
             return Err("not connected".into());
         };
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let mut conn = conn.as_ref().clone();
         let mut inv = self.script.key(format!("{}{key}", self.prefix));
-        inv.arg(q.emission_us).arg(q.tolerance_us()).arg(q.burst);
+        inv.arg(q.emission_us)
+            .arg(q.tolerance_us())
+            .arg(q.burst)
+            .arg(want.max(1));
         let call = inv.invoke_async::<(i64, i64, i64)>(&mut conn);
-        let (allowed, a, reset) = tokio::time::timeout(self.timeout, call)
+        let (granted, a, reset) = tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| "timed out".to_owned())?
             .map_err(|e| e.to_string())?;
         let us = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
-        Ok(if allowed == 1 {
-            Decision::Allow {
-                remaining: u32::try_from(a).unwrap_or(0),
-                reset_after: us(reset),
+        Ok(Grant {
+            granted: u32::try_from(granted).unwrap_or(0),
+            remaining_or_retry: u64::try_from(a).unwrap_or(0),
+            reset_after: us(reset),
+        })
+    }
+}
+
+/// Redis's answer to a reservation.
+#[derive(Debug, Clone, Copy)]
+struct Grant {
+    /// Cells reserved; 0 is a refusal.
+    granted: u32,
+    /// Cells left in the bucket after the reservation, or (refused) the
+    /// microseconds until one is.
+    remaining_or_retry: u64,
+    reset_after: Duration,
+}
+
+impl Grant {
+    /// The decision for the request that asked, which uses one cell; the
+    /// rest of the grant stays with the caller.
+    fn decision(&self, kept: u32) -> Decision {
+        if self.granted == 0 {
+            Decision::Deny {
+                retry_after: Duration::from_micros(self.remaining_or_retry),
+                reset_after: self.reset_after,
             }
         } else {
-            Decision::Deny {
-                retry_after: us(a),
-                reset_after: us(reset),
+            Decision::Allow {
+                remaining: u32::try_from(self.remaining_or_retry)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(kept),
+                reset_after: self.reset_after,
             }
-        })
+        }
+    }
+}
+
+/// Cells of a Redis bucket reserved by this replica and not used yet.
+#[derive(Debug)]
+struct Held {
+    cells: u32,
+    /// `now_us` after which unused cells are dropped.
+    expires: u64,
+    /// How many cells the next reservation asks for.
+    size: u32,
+    /// A reservation is on its way.
+    refilling: bool,
+    /// The bucket's remaining cells and its reset time at the last grant
+    /// (for the `RateLimit` header).
+    bucket_remaining: u32,
+    reset_at: u64,
+    /// Redis refused until then: no cell can free up sooner, whoever asks,
+    /// so refusals until then need no call.
+    denied_until: u64,
+}
+
+/// What [`Leases::take`] decided.
+#[derive(Debug)]
+enum Take {
+    /// Served from held cells; `Some(n)`: reserve n more in the background.
+    Served(Decision, Option<u32>),
+    /// Nothing held: the caller reserves this many (and owns the refill).
+    Reserve(u32),
+    /// Nothing held and a reservation already on its way: ask for one cell.
+    Busy,
+}
+
+/// Reservations ahead of use, so a busy key costs a Redis round trip per
+/// lease rather than per request (what Kong's `sync_rate` and Envoy's
+/// quota buckets trade for throughput). Reserving moves the shared TAT as
+/// that many requests would, so the replicas together never admit more than
+/// the limit; the price is that cells one replica holds may go unused while
+/// another is refused, at most one lease per replica and per `lease_ms`.
+/// A lease is sized by demand (doubling while it runs out early, halving
+/// when it expires unused) and never exceeds an eighth of the burst or what
+/// the rate emits in `lease_ms`; a quota where that is 1 or less is checked
+/// exactly, one call per request (so `3/m` stays exact across replicas).
+/// A refusal is remembered until its `Retry-After`, which is exact too: the
+/// replicas can only take cells, never give them back.
+struct Leases {
+    window_us: u64,
+    shards: Vec<Mutex<HashMap<String, Held>>>,
+}
+
+impl Leases {
+    fn new(window: Duration) -> Self {
+        Self {
+            window_us: window.as_micros() as u64,
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    /// The largest lease for `q` (1: no leasing).
+    fn cap(&self, q: &Quota) -> u32 {
+        let per_window = u32::try_from(self.window_us / q.emission_us).unwrap_or(u32::MAX);
+        per_window.min(q.burst / 8).max(1)
+    }
+
+    fn shard(&self, key: &str) -> &Mutex<HashMap<String, Held>> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    fn take(&self, key: &str, cap: u32) -> Take {
+        let now = now_us();
+        let Ok(mut shard) = self.shard(key).lock() else {
+            return Take::Busy;
+        };
+        if !shard.contains_key(key) {
+            if shard.len() > SWEEP_AT {
+                shard.retain(|_, h| {
+                    h.refilling || (h.cells > 0 && h.expires > now) || h.denied_until > now
+                });
+            }
+            shard.insert(
+                key.to_owned(),
+                Held {
+                    cells: 0,
+                    expires: 0,
+                    size: 1,
+                    refilling: false,
+                    bucket_remaining: 0,
+                    reset_at: 0,
+                    denied_until: 0,
+                },
+            );
+        }
+        let Some(held) = shard.get_mut(key) else {
+            return Take::Busy;
+        };
+        if now < held.denied_until {
+            return Take::Served(
+                Decision::Deny {
+                    retry_after: Duration::from_micros(held.denied_until - now),
+                    reset_after: Duration::from_micros(held.reset_at.saturating_sub(now)),
+                },
+                None,
+            );
+        }
+        if held.cells > 0 && now < held.expires {
+            held.cells -= 1;
+            let decision = Decision::Allow {
+                remaining: held.bucket_remaining.saturating_add(held.cells),
+                reset_after: Duration::from_micros(held.reset_at.saturating_sub(now)),
+            };
+            // Running low while in use: demand outgrows the lease.
+            let refill = (!held.refilling && held.cells <= held.size / 4).then(|| {
+                held.refilling = true;
+                held.size = (held.size * 2).min(cap);
+                held.size
+            });
+            return Take::Served(decision, refill);
+        }
+        if held.refilling {
+            return Take::Busy;
+        }
+        held.size = if held.cells > 0 {
+            // Expired unused: the lease was larger than the demand.
+            (held.size / 2).max(1)
+        } else {
+            (held.size * 2).min(cap)
+        }
+        .min(cap);
+        held.cells = 0;
+        held.refilling = true;
+        Take::Reserve(held.size)
+    }
+
+    /// Keep what a reservation granted beyond the cells already used.
+    fn store(&self, key: &str, grant: &Grant, used: u32) {
+        let now = now_us();
+        let Ok(mut shard) = self.shard(key).lock() else {
+            return;
+        };
+        if let Some(held) = shard.get_mut(key) {
+            held.refilling = false;
+            if grant.granted == 0 {
+                held.denied_until = now + grant.remaining_or_retry;
+                held.reset_at = now + grant.reset_after.as_micros() as u64;
+                return;
+            }
+            let fresh = grant.granted.saturating_sub(used);
+            held.cells = if now < held.expires {
+                held.cells.saturating_add(fresh)
+            } else {
+                fresh
+            };
+            held.expires = now + self.window_us;
+            held.bucket_remaining = u32::try_from(grant.remaining_or_retry).unwrap_or(u32::MAX);
+            held.reset_at = now + grant.reset_after.as_micros() as u64;
+        }
+    }
+
+    /// A reservation failed: let the next request try again.
+    fn release(&self, key: &str) {
+        if let Ok(mut shard) = self.shard(key).lock()
+            && let Some(held) = shard.get_mut(key)
+        {
+            held.refilling = false;
+        }
     }
 }
 
@@ -366,6 +580,7 @@ async fn connect(client: &redis::Client) -> redis::RedisResult<redis::aio::Conne
 pub struct RateLimiter {
     local: Local,
     remote: Option<Arc<Remote>>,
+    leases: Arc<Leases>,
     fallbacks: AtomicU64,
 }
 
@@ -375,6 +590,7 @@ impl RateLimiter {
         Self {
             local: Local::new(),
             remote: None,
+            leases: Arc::new(Leases::new(Duration::ZERO)),
             fallbacks: AtomicU64::new(0),
         }
     }
@@ -402,6 +618,7 @@ impl RateLimiter {
             retry_at: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
             connecting: AtomicBool::new(false),
+            calls: AtomicU64::new(0),
         });
         match tokio::time::timeout(Duration::from_secs(1), connect(&remote.client)).await {
             Ok(Ok(conn)) => remote.conn.store(Some(Arc::new(conn))),
@@ -411,29 +628,72 @@ impl RateLimiter {
         Self {
             local: Local::new(),
             remote: Some(remote),
+            leases: Arc::new(Leases::new(Duration::from_millis(settings.lease_ms))),
             fallbacks: AtomicU64::new(0),
         }
     }
 
     /// Count one request for `key` against `quota`.
     pub async fn check(&self, key: &str, quota: &Quota) -> Decision {
-        if let Some(remote) = &self.remote {
-            if now_us() >= remote.retry_at.load(Ordering::Relaxed) {
-                if remote.conn.load().is_none() {
-                    remote.connect_later();
-                } else {
-                    match remote.check(key, quota).await {
-                        Ok(d) => {
-                            remote.recovered();
-                            return d;
+        let Some(remote) = &self.remote else {
+            return self.local.check(key, quota);
+        };
+        // 0: a plain one-cell call; n: this request reserves n (and keeps
+        // what it does not use).
+        let mut lease = 0;
+        match self.leases.take(key, self.leases.cap(quota)) {
+            Take::Served(decision, refill) => {
+                if let Some(n) = refill {
+                    self.refill_later(remote, key, quota, n);
+                }
+                return decision;
+            }
+            Take::Reserve(n) => lease = n,
+            Take::Busy => {}
+        }
+        if now_us() >= remote.retry_at.load(Ordering::Relaxed) {
+            if remote.conn.load().is_none() {
+                remote.connect_later();
+            } else {
+                match remote.reserve(key, quota, lease.max(1)).await {
+                    Ok(grant) => {
+                        remote.recovered();
+                        if lease > 0 {
+                            self.leases.store(key, &grant, 1);
                         }
-                        Err(why) => remote.fail(&why),
+                        return grant.decision(grant.granted.saturating_sub(1));
                     }
+                    Err(why) => remote.fail(&why),
                 }
             }
-            self.fallbacks.fetch_add(1, Ordering::Relaxed);
         }
+        if lease > 0 {
+            self.leases.release(key);
+        }
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
         self.local.check(key, quota)
+    }
+
+    /// Reserve `n` more cells for `key` without holding up a request.
+    fn refill_later(&self, remote: &Arc<Remote>, key: &str, quota: &Quota, n: u32) {
+        let (remote, leases) = (remote.clone(), self.leases.clone());
+        let (key, quota) = (key.to_owned(), quota.clone());
+        tokio::spawn(async move {
+            match remote.reserve(&key, &quota, n).await {
+                Ok(grant) => leases.store(&key, &grant, 0),
+                Err(why) => {
+                    remote.fail(&why);
+                    leases.release(&key);
+                }
+            }
+        });
+    }
+
+    /// Calls made to Redis for rate limits (reservations included).
+    pub fn redis_calls(&self) -> u64 {
+        self.remote
+            .as_ref()
+            .map_or(0, |r| r.calls.load(Ordering::Relaxed))
     }
 
     pub fn backend(&self) -> Backend {
@@ -629,6 +889,7 @@ mod tests {
             url: Some(url),
             key_prefix: format!("test:{}:", uuid::Uuid::new_v4()),
             timeout_ms: 200,
+            lease_ms: 50,
         }
     }
 
@@ -650,6 +911,64 @@ mod tests {
         // The first answer of a fresh key: full burst minus one.
         let d = a.check("other", &q).await;
         assert!(matches!(d, Decision::Allow { remaining: 4, .. }), "{d:?}");
+    }
+
+    #[tokio::test]
+    async fn leases_spare_redis_calls_and_never_admit_more_than_the_limit() {
+        let s = settings(redis_url());
+        let (a, b) = (RateLimiter::new(&s).await, RateLimiter::new(&s).await);
+        // 2,000/s with a burst of 400: a lease is at most 50 cells (an
+        // eighth of the burst; the rate emits 100 in 50 ms).
+        let q = quota("2000/s", Some(400));
+        assert_eq!(a.leases.cap(&q), 50);
+        let started = Instant::now();
+        // Well within the burst (each replica may hold up to a lease and a
+        // quarter unused): every check admitted, a few calls in all (the
+        // leases double from 1 cell up to 50).
+        for i in 0..250 {
+            let l = if i % 2 == 0 { &a } else { &b };
+            let d = l.check("busy", &q).await;
+            assert!(d.is_allowed(), "check {i}: {d:?}");
+        }
+        let calls = a.redis_calls() + b.redis_calls();
+        assert!(calls <= 30, "{calls} Redis calls for 250 checks");
+        // Past it: refusals with a Retry-After of one emission interval.
+        let (mut allowed, mut denied) = (250u64, 0u64);
+        for i in 0..6000 {
+            let l = if i % 2 == 0 { &a } else { &b };
+            match l.check("busy", &q).await {
+                Decision::Allow { .. } => allowed += 1,
+                Decision::Deny { retry_after, .. } => {
+                    assert!(retry_after <= Duration::from_micros(500), "{retry_after:?}");
+                    denied += 1;
+                }
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        assert!(denied > 0);
+        // Never more than the burst plus what the rate emitted meanwhile.
+        let ceiling = 400 + (elapsed * 2000.0).ceil() as u64;
+        assert!(allowed <= ceiling, "{allowed} admitted, at most {ceiling}");
+        // At most one lease per replica may go unused (and a remembered
+        // refusal may outlast its cell by a round trip).
+        let floor = (400 + (elapsed * 1000.0) as u64).saturating_sub(2 * 63);
+        assert!(allowed >= floor, "{allowed} admitted, at least {floor}");
+        assert_eq!(a.fallbacks() + b.fallbacks(), 0);
+        // A slow key keeps the exact path: one call each, as before.
+        let slow = quota("3/m", None);
+        assert_eq!(a.leases.cap(&slow), 1);
+        let before = a.redis_calls();
+        for _ in 0..3 {
+            assert!(a.check("slow", &slow).await.is_allowed());
+        }
+        assert_eq!(a.redis_calls() - before, 3);
+        // Refused: remembered until Retry-After, no further calls.
+        assert!(!a.check("slow", &slow).await.is_allowed());
+        let before = a.redis_calls();
+        for _ in 0..10 {
+            assert!(!a.check("slow", &slow).await.is_allowed());
+        }
+        assert_eq!(a.redis_calls(), before);
     }
 
     #[tokio::test]

@@ -47,9 +47,12 @@ pub async fn build_with_listener(
         .context("loading the gateway proof public key (gateway_proof.public_key_files)")?;
     let max = settings.password.max_concurrent_hashes;
     let timeout = Duration::from_millis(settings.password.queue_timeout_ms);
-    let hasher = tokio::task::spawn_blocking(move || password::PasswordHasher::new(max, timeout))
-        .await
-        .context("starting the password hasher")??;
+    let low_priority = settings.password.low_priority;
+    let hasher = tokio::task::spawn_blocking(move || {
+        password::PasswordHasher::new(max, timeout, low_priority)
+    })
+    .await
+    .context("starting the password hasher")??;
     bootstrap::ensure_admin(&db, &hasher, &settings.admin).await?;
 
     let db = web::Data::new(db);

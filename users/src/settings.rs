@@ -49,6 +49,14 @@ pub struct AdminSettings {
 pub struct PasswordSettings {
     pub max_concurrent_hashes: usize,
     pub queue_timeout_ms: u64,
+    /// Hashing threads at nice 19 (SCHED_BATCH), so request handling on the
+    /// same cores goes first.
+    #[serde(default = "yes")]
+    pub low_priority: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Settings {
