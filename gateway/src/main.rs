@@ -2,7 +2,9 @@
 
 // The proxy path allocates per request (actix-http and awc messages, header
 // maps); mimalloc's thread-local free lists cut glibc malloc's share of the
-// profile (see bench/README.md).
+// profile (see bench/README.md). Built with `no_thp`: with transparent huge
+// pages its arenas made the gateway's RSS at 1,000 connections ~80 MiB
+// instead of ~63 MiB.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
