@@ -704,7 +704,7 @@ async fn proxy(
             );
             head.remove(header::CONTENT_LENGTH);
             finish_head(&mut head, extra, true);
-            let mut out = HttpResponse::with_body(res.status(), body).map_into_boxed_body();
+            let mut out = HttpResponse::with_body(res_status, body).map_into_boxed_body();
             *out.headers_mut() = head;
             return out;
         }
@@ -728,6 +728,9 @@ async fn proxy(
     });
     let mut out = HttpResponse::with_body(res_status, body).map_into_boxed_body();
     *out.headers_mut() = head;
+    // With a length, the stream goes out as it is, delimited by the
+    // Content-Length above (what the builder's `no_chunking` does).
+    out.head_mut().no_chunking(length.is_some());
     out
 }
 

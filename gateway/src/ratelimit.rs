@@ -177,6 +177,13 @@ const SHARDS: usize = 16;
 /// what the sweep left).
 const SWEEP_AT: usize = 4096;
 
+/// Which of the `SHARDS` a key lives in (the local store's and the leases').
+fn shard_of(key: &str) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() as usize) % SHARDS
+}
+
 struct Shard {
     tats: HashMap<String, u64>,
     sweep_at: usize,
@@ -202,9 +209,7 @@ impl Local {
     }
 
     fn check(&self, key: &str, q: &Quota) -> Decision {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut h);
-        let shard = &self.shards[(h.finish() as usize) % SHARDS];
+        let shard = &self.shards[shard_of(key)];
         let now = now_us();
         let Ok(mut s) = shard.lock() else {
             // A poisoned shard: refuse rather than admit without counting.
@@ -464,9 +469,7 @@ impl Leases {
     }
 
     fn shard(&self, key: &str) -> &Mutex<HashMap<String, Held>> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[shard_of(key)]
     }
 
     fn take(&self, key: &str, cap: u32) -> Take {
