@@ -452,6 +452,9 @@ enum Take {
 struct Leases {
     window_us: u64,
     shards: Vec<Mutex<HashMap<String, Held>>>,
+    /// Per shard: a reservation landed (or failed); requests that found one
+    /// on its way wait for it instead of calling Redis themselves.
+    landed: Vec<tokio::sync::Notify>,
 }
 
 impl Leases {
@@ -459,7 +462,15 @@ impl Leases {
         Self {
             window_us: window.as_micros() as u64,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            landed: (0..SHARDS).map(|_| tokio::sync::Notify::new()).collect(),
         }
+    }
+
+    /// A reservation for `key` is on its way.
+    fn reserving(&self, key: &str) -> bool {
+        self.shard(key)
+            .lock()
+            .is_ok_and(|s| s.get(key).is_some_and(|h| h.refilling))
     }
 
     /// The largest lease for `q` (1: no leasing).
@@ -539,6 +550,11 @@ impl Leases {
 
     /// Keep what a reservation granted beyond the cells already used.
     fn store(&self, key: &str, grant: &Grant, used: u32) {
+        self.keep(key, grant, used);
+        self.landed[shard_of(key)].notify_waiters();
+    }
+
+    fn keep(&self, key: &str, grant: &Grant, used: u32) {
         let now = now_us();
         let Ok(mut shard) = self.shard(key).lock() else {
             return;
@@ -569,6 +585,7 @@ impl Leases {
         {
             held.refilling = false;
         }
+        self.landed[shard_of(key)].notify_waiters();
     }
 }
 
@@ -644,15 +661,42 @@ impl RateLimiter {
         // 0: a plain one-cell call; n: this request reserves n (and keeps
         // what it does not use).
         let mut lease = 0;
-        match self.leases.take(key, self.leases.cap(quota)) {
-            Take::Served(decision, refill) => {
-                if let Some(n) = refill {
-                    self.refill_later(remote, key, quota, n);
+        let cap = self.leases.cap(quota);
+        // Waiting for another request's reservation is bounded by the
+        // Redis budget, as a call of our own would be.
+        let mut deadline = None;
+        loop {
+            match self.leases.take(key, cap) {
+                Take::Served(decision, refill) => {
+                    if let Some(n) = refill {
+                        self.refill_later(remote, key, quota, n);
+                    }
+                    return decision;
                 }
-                return decision;
+                Take::Reserve(n) => lease = n,
+                // A lease for this key is on its way: wait for it (within
+                // the Redis budget) rather than call Redis as well; dozens
+                // of concurrent requests would otherwise each make a call
+                // whenever a lease runs out.
+                Take::Busy
+                    if cap > 1
+                        && *deadline.get_or_insert_with(|| Instant::now() + remote.timeout)
+                            > Instant::now() =>
+                {
+                    let landed = self.leases.landed[shard_of(key)].notified();
+                    tokio::pin!(landed);
+                    landed.as_mut().enable();
+                    // It may have landed between `take` and `enable`.
+                    if self.leases.reserving(key)
+                        && let Some(until) = deadline
+                    {
+                        let _ = tokio::time::timeout_at(until.into(), landed).await;
+                    }
+                    continue;
+                }
+                Take::Busy => {}
             }
-            Take::Reserve(n) => lease = n,
-            Take::Busy => {}
+            break;
         }
         if now_us() >= remote.retry_at.load(Ordering::Relaxed) {
             if remote.conn.load().is_none() {
@@ -957,6 +1001,30 @@ mod tests {
         let floor = (400 + (elapsed * 1000.0) as u64).saturating_sub(2 * 63);
         assert!(allowed >= floor, "{allowed} admitted, at least {floor}");
         assert_eq!(a.fallbacks() + b.fallbacks(), 0);
+        // Fifty requests at once on a fresh busy key: those that find a lease
+        // on its way wait for it instead of each calling Redis.
+        let crowd = quota("100000/s", Some(100000));
+        let before = a.redis_calls();
+        let checks = (0..50).map(|_| async {
+            let mut admitted = 0;
+            for _ in 0..100 {
+                if a.check("crowd", &crowd).await.is_allowed() {
+                    admitted += 1;
+                }
+                tokio::task::yield_now().await;
+            }
+            admitted
+        });
+        let admitted: u32 = futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .sum();
+        assert_eq!(admitted, 5000);
+        let calls = a.redis_calls() - before;
+        assert!(
+            calls <= 40,
+            "{calls} Redis calls for 5000 concurrent checks"
+        );
         // A slow key keeps the exact path: one call each, as before.
         let slow = quota("3/m", None);
         assert_eq!(a.leases.cap(&slow), 1);
