@@ -489,7 +489,9 @@ impl Leases {
             return Take::Busy;
         };
         if !shard.contains_key(key) {
-            if shard.len() > SWEEP_AT {
+            // Swept each time the map reaches a power of two past SWEEP_AT,
+            // so many live keys never make every new key pay for a sweep.
+            if shard.len() >= SWEEP_AT && shard.len().is_power_of_two() {
                 shard.retain(|_, h| {
                     h.refilling || (h.cells > 0 && h.expires > now) || h.denied_until > now
                 });
@@ -925,6 +927,23 @@ mod tests {
             local.check(&format!("k{i}"), &fast);
         }
         assert!(local.len() < SWEEP_AT * SHARDS * 2, "{}", local.len());
+    }
+
+    #[test]
+    fn leases_forget_keys_that_hold_nothing() {
+        let leases = Leases::new(Duration::from_millis(50));
+        let n = SWEEP_AT * SHARDS * 2;
+        for i in 0..n {
+            let key = format!("k{i}");
+            assert!(matches!(leases.take(&key, 8), Take::Reserve(_)));
+            leases.release(&key);
+        }
+        let held: usize = leases
+            .shards
+            .iter()
+            .map(|s| s.lock().map(|s| s.len()).unwrap_or(0))
+            .sum();
+        assert!(held < n, "{held} of {n} keys still held");
     }
 
     fn redis_url() -> String {
