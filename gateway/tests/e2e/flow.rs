@@ -304,14 +304,7 @@ async fn sessions_and_revocations_survive_a_restart() {
     assert_eq!(r.status, 204);
     s.gw_handle.stop(true).await;
 
-    let (gw2, _h) = start_gateway(
-        &s.env.data_dir(),
-        &s.gateway_db,
-        s.users_port,
-        s.echo_port,
-        &|l| l,
-    )
-    .await;
+    let (gw2, _h) = s.another_gateway(&|l| l).await;
     let get = |t: &str| {
         read(
             s.client

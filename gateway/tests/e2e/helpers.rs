@@ -302,6 +302,22 @@ pub async fn read(rb: reqwest::RequestBuilder) -> Resp {
 }
 
 impl Stack {
+    /// Another gateway replica on this stack's data directory, database
+    /// and services, configured by `f`.
+    pub async fn another_gateway(
+        &self,
+        f: &(impl Fn(common::config::Loader) -> common::config::Loader + Clone + Send + Sync + 'static),
+    ) -> (String, actix_web::dev::ServerHandle) {
+        start_gateway(
+            &self.env.data_dir(),
+            &self.gateway_db,
+            self.users_port,
+            self.echo_port,
+            f,
+        )
+        .await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.gw)
     }

@@ -90,14 +90,7 @@ async fn two_gateways_share_one_limit_through_redis() {
             .pin("redis.key_prefix", prefix.clone())
     };
     let s = spawn_stack_with(f.clone()).await;
-    let (b, _handle) = start_gateway(
-        &s.env.data_dir(),
-        &s.gateway_db,
-        s.users_port,
-        s.echo_port,
-        &f,
-    )
-    .await;
+    let (b, _handle) = s.another_gateway(&f).await;
     let admin = admin_token(&s).await;
     let ready: Value = s
         .client
@@ -324,14 +317,7 @@ async fn replicas_share_sessions_revocations_and_login_lockouts_through_redis() 
             .set("revocations.resync_secs", 3600)
     };
     let s = spawn_stack_with(f.clone()).await;
-    let (b_url, _handle) = start_gateway(
-        &s.env.data_dir(),
-        &s.gateway_db,
-        s.users_port,
-        s.echo_port,
-        &f,
-    )
-    .await;
+    let (b_url, _handle) = s.another_gateway(&f).await;
     let a = Replica {
         base: s.gw.clone(),
         s: &s,
@@ -375,14 +361,7 @@ async fn without_redis_a_logout_reaches_other_replicas_by_resync() {
             .set("revocations.resync_secs", 1)
     };
     let s = spawn_stack_with(f).await;
-    let (b_url, _handle) = start_gateway(
-        &s.env.data_dir(),
-        &s.gateway_db,
-        s.users_port,
-        s.echo_port,
-        &f,
-    )
-    .await;
+    let (b_url, _handle) = s.another_gateway(&f).await;
     let a = Replica {
         base: s.gw.clone(),
         s: &s,

@@ -196,14 +196,7 @@ async fn key_rotation_keeps_issued_tokens_valid() {
             .collect::<Vec<_>>(),
         )
     };
-    let (gw2, _h) = start_gateway(
-        &s.env.data_dir(),
-        &s.gateway_db,
-        s.users_port,
-        s.echo_port,
-        &rotated,
-    )
-    .await;
+    let (gw2, _h) = s.another_gateway(&rotated).await;
     let r = read(
         s.client
             .get(format!("{gw2}/api/me"))
