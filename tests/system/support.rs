@@ -6,7 +6,6 @@ use std::net::TcpListener;
 
 use actix_web::dev::ServerHandle;
 use common::config::Loader;
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::TestEnv;
 
@@ -25,31 +24,8 @@ pub struct System {
     pub gateway: ServerHandle,
 }
 
-/// A response, read whole.
-#[derive(Debug)]
-pub struct Resp {
-    pub status: StatusCode,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: Value,
-    pub text: String,
-}
-
-impl Resp {
-    pub fn ok(&self, status: u16) -> &Value {
-        assert_eq!(self.status.as_u16(), status, "{}", self.text);
-        &self.body
-    }
-
-    pub fn problem(&self, status: u16) -> &Value {
-        assert_eq!(self.status.as_u16(), status, "{}", self.text);
-        assert_eq!(
-            self.headers["content-type"], "application/problem+json",
-            "{}",
-            self.text
-        );
-        &self.body
-    }
-}
+/// A response, read whole (the services' tests' type and assertions).
+pub use testkit::http::Resp;
 
 fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").unwrap()
@@ -176,22 +152,14 @@ impl System {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let text = res.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let content_type = headers
+        let r = testkit::http::read(req).await;
+        let content_type = r
+            .headers
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        crate::conformance::check(method, path, status.as_u16(), content_type, &body);
-        Resp {
-            status,
-            headers,
-            body,
-            text,
-        }
+        crate::conformance::check(method, path, r.status.as_u16(), content_type, &r.body);
+        r
     }
 
     /// An access token for `username`.
