@@ -17,11 +17,11 @@ COPY testkit/Cargo.toml testkit/Cargo.toml
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked \
+    cargo build --profile dist --locked \
         -p gateway -p users -p orders -p scanner -p migrations \
  && mkdir -p /out \
- && cp target/release/gateway target/release/users target/release/orders \
-       target/release/scanner target/release/migrations /out/
+ && cp target/dist/gateway target/dist/users target/dist/orders \
+       target/dist/scanner target/dist/migrations /out/
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \

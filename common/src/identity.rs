@@ -101,7 +101,7 @@ pub struct ProofMinter {
     kid: String,
     issuer: String,
     ttl: i64,
-    cache: Mutex<HashMap<CacheKey, CachedProof>>,
+    cache: Mutex<HashMap<CacheKey, Minted>>,
 }
 
 const MINT_CACHE_CAP: usize = 100_000;
@@ -144,24 +144,29 @@ impl ProofMinter {
     /// A proof for `audience` on behalf of `principal`, from the cache when a
     /// fresh enough one exists.
     pub fn mint(&self, audience: &str, principal: &Principal) -> Result<Arc<str>, ProofError> {
-        self.mint_cached(audience, principal)
-            .map(|(token, _)| token)
+        self.minted(audience, principal).map(|m| m.token)
     }
 
-    /// The proof, and the same as a header value (validated once, when it
-    /// is signed; cloning it later is a reference count).
-    fn mint_cached(
+    /// The identity headers for a request to `audience` on behalf of
+    /// `principal`: the proof, and for a user its id and roles. The one
+    /// encoding of identity on the wire; values are built once per cached
+    /// proof, so cloning them later is a reference count.
+    pub fn headers(
         &self,
         audience: &str,
         principal: &Principal,
-    ) -> Result<(Arc<str>, HeaderValue), ProofError> {
+    ) -> Result<ProofHeaders, ProofError> {
+        self.minted(audience, principal).map(|m| m.headers)
+    }
+
+    fn minted(&self, audience: &str, principal: &Principal) -> Result<Minted, ProofError> {
         let t = now();
         let key = (audience.to_owned(), principal.clone());
         if let Ok(cache) = self.cache.lock()
-            && let Some((token, value, exp)) = cache.get(&key)
-            && exp - t >= self.ttl / 2
+            && let Some(m) = cache.get(&key)
+            && m.exp - t >= self.ttl / 2
         {
-            return Ok((token.clone(), value.clone()));
+            return Ok(m.clone());
         }
         let (sub, roles) = match principal {
             Principal::User { id, roles } => (id.to_string(), roles.clone()),
@@ -177,88 +182,78 @@ impl ProofMinter {
             exp: t + self.ttl,
         };
         let signed = self.sign_claims(&claims)?;
-        let value =
-            HeaderValue::from_str(&signed).map_err(|e| ProofError::Signing(e.to_string()))?;
-        let token: Arc<str> = signed.into();
+        let bad =
+            |e: actix_web::http::header::InvalidHeaderValue| ProofError::Signing(e.to_string());
+        let user = match principal {
+            Principal::User { id, roles } => Some((
+                HeaderValue::from_str(&id.to_string()).map_err(bad)?,
+                HeaderValue::from_str(&roles.join(",")).map_err(bad)?,
+            )),
+            Principal::Gateway => None,
+        };
+        let minted = Minted {
+            headers: ProofHeaders {
+                proof: HeaderValue::from_str(&signed).map_err(bad)?,
+                user,
+            },
+            token: signed.into(),
+            exp: claims.exp,
+        };
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= MINT_CACHE_CAP {
-                cache.retain(|_, (_, _, exp)| *exp - t >= self.ttl / 2);
+                cache.retain(|_, m| m.exp - t >= self.ttl / 2);
                 if cache.len() >= MINT_CACHE_CAP {
                     cache.clear();
                 }
             }
-            cache.insert(key, (token.clone(), value.clone(), claims.exp));
+            cache.insert(key, minted.clone());
         }
-        Ok((token, value))
-    }
-
-    /// [`ProofMinter::header_pairs`] as header names and values, ready to
-    /// insert (the proxy's hot path).
-    pub fn header_values(
-        &self,
-        audience: &str,
-        principal: &Principal,
-    ) -> Result<Vec<(HeaderName, HeaderValue)>, ProofError> {
-        let (_, proof) = self.mint_cached(audience, principal)?;
-        let mut out = vec![(HeaderName::from_static(PROOF_HEADER), proof)];
-        if let Principal::User { id, roles } = principal {
-            let bad =
-                |e: actix_web::http::header::InvalidHeaderValue| ProofError::Signing(e.to_string());
-            out.push((
-                HeaderName::from_static(USER_ID_HEADER),
-                HeaderValue::from_str(&id.to_string()).map_err(bad)?,
-            ));
-            out.push((
-                HeaderName::from_static(USER_ROLES_HEADER),
-                HeaderValue::from_str(&roles.join(",")).map_err(bad)?,
-            ));
-        }
-        Ok(out)
-    }
-
-    /// The identity headers for a request to `audience` on behalf of
-    /// `principal`: the proof, and for a user its id and roles.
-    pub fn header_pairs(
-        &self,
-        audience: &str,
-        principal: &Principal,
-    ) -> Result<Vec<(&'static str, String)>, ProofError> {
-        let mut out = vec![(PROOF_HEADER, self.mint(audience, principal)?.to_string())];
-        if let Principal::User { id, roles } = principal {
-            out.push((USER_ID_HEADER, id.to_string()));
-            out.push((USER_ROLES_HEADER, roles.join(",")));
-        }
-        Ok(out)
-    }
-
-    /// Replace the identity headers in `headers` with the principal's, plus a
-    /// proof for `audience`. Whatever the client sent under these names is gone.
-    pub fn apply(
-        &self,
-        headers: &mut HeaderMap,
-        audience: &str,
-        principal: &Principal,
-    ) -> Result<(), ProofError> {
-        strip_identity_headers(headers);
-        for (name, value) in self.header_pairs(audience, principal)? {
-            let value =
-                HeaderValue::from_str(&value).map_err(|e| ProofError::Signing(e.to_string()))?;
-            headers.insert(HeaderName::from_static(name), value);
-        }
-        Ok(())
+        Ok(minted)
     }
 }
 
-/// A minted proof, as text and as a header value, and its expiry.
-type CachedProof = (Arc<str>, HeaderValue, i64);
+/// A minted proof: as text, as headers, and its expiry.
+#[derive(Clone)]
+struct Minted {
+    token: Arc<str>,
+    headers: ProofHeaders,
+    exp: i64,
+}
 
 /// The headers that carry identity from the gateway to a service.
 pub const IDENTITY_HEADERS: [&str; 3] = [USER_ID_HEADER, USER_ROLES_HEADER, PROOF_HEADER];
 
-/// Remove every identity header a client may have sent.
-pub fn strip_identity_headers(headers: &mut HeaderMap) {
-    for name in IDENTITY_HEADERS {
-        headers.remove(name);
+/// The identity headers of one request, ready to send: the proof and, for a
+/// user, `request-user-id` and `request-user-roles`.
+#[derive(Debug, Clone)]
+pub struct ProofHeaders {
+    proof: HeaderValue,
+    user: Option<(HeaderValue, HeaderValue)>,
+}
+
+impl ProofHeaders {
+    /// Each header as a name and value.
+    pub fn pairs(&self) -> impl Iterator<Item = (HeaderName, &HeaderValue)> {
+        std::iter::once((HeaderName::from_static(PROOF_HEADER), &self.proof)).chain(
+            self.user.iter().flat_map(|(id, roles)| {
+                [
+                    (HeaderName::from_static(USER_ID_HEADER), id),
+                    (HeaderName::from_static(USER_ROLES_HEADER), roles),
+                ]
+            }),
+        )
+    }
+
+    /// Set them in `headers`, replacing whatever was there under these
+    /// names (a gateway principal leaves no user headers behind).
+    pub fn insert_into(&self, headers: &mut HeaderMap) {
+        if self.user.is_none() {
+            headers.remove(USER_ID_HEADER);
+            headers.remove(USER_ROLES_HEADER);
+        }
+        for (name, value) in self.pairs() {
+            headers.insert(name, value.clone());
+        }
     }
 }
 
@@ -514,15 +509,24 @@ mod tests {
         let (m, v) = pair();
         let p = user();
         let mut h = HeaderMap::new();
-        m.apply(&mut h, "users", &p)
-            .unwrap_or_else(|e| panic!("{e}"));
+        m.headers("users", &p)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .insert_into(&mut h);
         assert_eq!(v.principal(&h).ok(), Some(p.clone()));
         let a = m.mint("users", &p).ok();
         let b = m.mint("users", &p).ok();
         assert_eq!(a, b, "a fresh proof is reused");
+        let names: Vec<String> = m
+            .headers("users", &p)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .pairs()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        assert_eq!(names, [PROOF_HEADER, USER_ID_HEADER, USER_ROLES_HEADER]);
         let mut g = HeaderMap::new();
-        m.apply(&mut g, "users", &Principal::Gateway)
-            .unwrap_or_else(|e| panic!("{e}"));
+        m.headers("users", &Principal::Gateway)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .insert_into(&mut g);
         assert_eq!(v.principal(&g).ok(), Some(Principal::Gateway));
     }
 
@@ -532,13 +536,15 @@ mod tests {
         let p = user();
         // wrong audience
         let mut h = HeaderMap::new();
-        m.apply(&mut h, "orders", &p)
-            .unwrap_or_else(|e| panic!("{e}"));
+        m.headers("orders", &p)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .insert_into(&mut h);
         assert!(matches!(v.principal(&h), Err(ProofError::Invalid(_))));
         // swapped user id
         let mut h = HeaderMap::new();
-        m.apply(&mut h, "users", &p)
-            .unwrap_or_else(|e| panic!("{e}"));
+        m.headers("users", &p)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .insert_into(&mut h);
         h.insert(
             HeaderName::from_static(USER_ID_HEADER),
             HeaderValue::from_static("00000000-0000-0000-0000-000000000001"),
@@ -546,15 +552,15 @@ mod tests {
         assert!(matches!(v.principal(&h), Err(ProofError::Mismatch)));
         // added role
         let mut h = HeaderMap::new();
-        m.apply(
-            &mut h,
+        m.headers(
             "users",
             &Principal::User {
                 id: Uuid::new_v4(),
                 roles: vec!["user".into()],
             },
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .insert_into(&mut h);
         h.insert(
             HeaderName::from_static(USER_ROLES_HEADER),
             HeaderValue::from_static("user,admin"),
@@ -588,8 +594,9 @@ mod tests {
         assert!(v.verify(&tok).is_err());
         // the gateway principal cannot carry a user header
         let mut h = HeaderMap::new();
-        m.apply(&mut h, "users", &Principal::Gateway)
-            .unwrap_or_else(|e| panic!("{e}"));
+        m.headers("users", &Principal::Gateway)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .insert_into(&mut h);
         h.insert(
             HeaderName::from_static(USER_ID_HEADER),
             HeaderValue::from_static("00000000-0000-0000-0000-000000000001"),

@@ -11,5 +11,6 @@ pub mod keys;
 pub mod listing;
 pub mod problem;
 pub mod telemetry;
+pub mod tls;
 
 pub use problem::{FieldError, Problem};

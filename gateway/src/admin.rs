@@ -1,5 +1,6 @@
-//! The admin API (admin role): routes, upstreams with their targets' health
-//! and counters, run-time target registration, request statistics.
+//! The admin API (admin role, through the [`AdminBearer`] extractor):
+//! reload, routes, upstreams with their targets' health and counters, and
+//! run-time target registration.
 
 use std::collections::BTreeMap;
 
@@ -9,23 +10,9 @@ use common::Problem;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::proxy;
+use crate::admission::AdminBearer;
 use crate::state::Gateway;
-use crate::tokens::AccessClaims;
-use crate::upstreams::{TargetConfig, TargetView, UpstreamSpec};
-
-/// The caller's claims when it holds a valid token with the admin role.
-pub fn require_admin(gw: &Gateway, req: &HttpRequest) -> Result<AccessClaims, HttpResponse> {
-    let claims = proxy::authenticate(gw, req.headers())?;
-    if !claims
-        .roles
-        .iter()
-        .any(|r| r == common::identity::ADMIN_ROLE)
-    {
-        return Err(Problem::forbidden("the admin API needs the admin role").to_response());
-    }
-    Ok(claims)
-}
+use crate::upstream::pool::{TargetConfig, TargetView, UpstreamSpec};
 
 #[derive(Debug, Serialize)]
 struct RouteView {
@@ -48,10 +35,7 @@ struct RouteView {
         (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn routes(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
-    if let Err(res) = require_admin(&gw, &req) {
-        return res;
-    }
+pub async fn routes(_: AdminBearer, gw: web::Data<Gateway>) -> HttpResponse {
     let live = gw.live.load();
     let routes: Vec<RouteView> = live
         .routes
@@ -87,7 +71,7 @@ fn by_name(by: crate::ratelimit::LimitBy) -> &'static str {
 
 #[derive(Debug, Serialize)]
 struct UpstreamView {
-    balance: crate::upstreams::Balance,
+    balance: crate::upstream::pool::Balance,
     healthy_targets: usize,
     targets: Vec<TargetView>,
     config: UpstreamSpec,
@@ -101,10 +85,7 @@ struct UpstreamView {
         (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn upstreams(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
-    if let Err(res) = require_admin(&gw, &req) {
-        return res;
-    }
+pub async fn upstreams(_: AdminBearer, gw: web::Data<Gateway>) -> HttpResponse {
     let live = gw.live.load();
     let out: BTreeMap<String, UpstreamView> = live
         .upstreams
@@ -206,7 +187,8 @@ fn change_target(gw: &Gateway, name: &str, t: TargetRequest, change: Change) -> 
 }
 
 /// The target URL from a JSON body `{"url": ...}` or `?url=`. Parsed after
-/// the admin check, so an anonymous caller learns nothing from a bad body.
+/// the admin check (the extractor runs first), so an anonymous caller learns
+/// nothing from a bad body.
 fn target_of(req: &HttpRequest, body: &[u8]) -> Result<TargetRequest, HttpResponse> {
     if !body.iter().all(u8::is_ascii_whitespace) {
         return serde_json::from_slice::<TargetRequest>(body).map_err(|e| {
@@ -226,16 +208,13 @@ fn target_of(req: &HttpRequest, body: &[u8]) -> Result<TargetRequest, HttpRespon
         })
 }
 
-async fn target_request(
+fn target_request(
     req: &HttpRequest,
     gw: &Gateway,
     name: &str,
     body: &[u8],
     change: Change,
 ) -> HttpResponse {
-    if let Err(res) = require_admin(gw, req) {
-        return res;
-    }
     match target_of(req, body) {
         Ok(t) => change_target(gw, name, t, change),
         Err(res) => res,
@@ -256,12 +235,13 @@ async fn target_request(
         (status = 422, description = "Invalid URL or name", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_target(
+    _: AdminBearer,
     req: HttpRequest,
     gw: web::Data<Gateway>,
     name: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    target_request(&req, &gw, &name, &body, Change::Add).await
+    target_request(&req, &gw, &name, &body, Change::Add)
 }
 
 /// `DELETE /admin/upstreams/{name}/targets` `{"url": ...}` (or `?url=`).
@@ -276,25 +256,46 @@ pub async fn add_target(
         (status = 422, description = "Invalid URL", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn remove_target(
+    _: AdminBearer,
     req: HttpRequest,
     gw: web::Data<Gateway>,
     name: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    target_request(&req, &gw, &name, &body, Change::Remove).await
+    target_request(&req, &gw, &name, &body, Change::Remove)
 }
 
-/// `GET /stats`.
-#[utoipa::path(get, path = "/stats", summary = "Request counts and latency per route", tag = "admin",
+/// `POST /admin/reload` (admin): re-read the configuration and swap in keys,
+/// routes and upstreams. An invalid configuration is refused (422, with the
+/// reason) and the running one keeps serving.
+#[utoipa::path(post, path = "/admin/reload", summary = "Reload the configuration", tag = "admin",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Per route: request counts (success/error) and latency average, p95 and p99 in ms", body = Object),
+        (status = 200, description = "Reloaded: `{status, routes, active_kid}`", body = Object),
         (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The new configuration is invalid (the reason is in `detail`); the running one keeps serving", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn stats(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
-    if let Err(res) = require_admin(&gw, &req) {
-        return res;
+pub async fn reload(_: AdminBearer, gw: web::Data<Gateway>) -> HttpResponse {
+    let gw = gw.into_inner();
+    match web::block(move || gw.reload()).await {
+        Ok(Ok(live)) => HttpResponse::Ok().json(json!({
+            "status": "reloaded",
+            "routes": live.routes.routes().len(),
+            "active_kid": live.tokens.active_kid(),
+        })),
+        Ok(Err(reason)) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-config",
+            "Invalid configuration",
+        )
+        .with_detail(format!(
+            "{reason}; the previous configuration keeps serving"
+        ))
+        .to_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "reload failed");
+            Problem::internal().to_response()
+        }
     }
-    crate::metrics::stats_view(&gw)
 }

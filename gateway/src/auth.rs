@@ -1,9 +1,8 @@
 //! The gateway's own token endpoints: login, refresh, logout, JWKS.
 
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 use common::Problem;
 use common::identity::Principal;
 use secrecy::{ExposeSecret, SecretString};
@@ -12,10 +11,12 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::proxy;
+use crate::admission::{Bearer, client_ip};
+use crate::ratelimit::{self, Decision};
 use crate::sessions::{Issued, SessionError};
 use crate::state::Gateway;
 use crate::tokens::AccessClaims;
+use crate::upstream::client::{self, Body, Call, RetryPolicy, unavailable};
 
 /// `POST /api/login`.
 #[derive(Deserialize, ToSchema)]
@@ -52,15 +53,16 @@ struct Identity {
     is_active: bool,
 }
 
-fn unavailable() -> HttpResponse {
-    Problem::service_unavailable("the users service is unavailable; retry shortly").to_response()
+fn users_unavailable() -> HttpResponse {
+    unavailable("users")
 }
 
-/// Call the users service on the gateway's own behalf.
+/// Call the users service on the gateway's own behalf (a proof whose
+/// subject is the gateway). These calls only read, so any failure is tried
+/// once more, on another target when there is one.
 async fn users_call(
     gw: &Gateway,
-    clients: &proxy::Clients,
-    method: actix_web::http::Method,
+    method: Method,
     path: &str,
     body: Option<Value>,
 ) -> Result<(StatusCode, Value), HttpResponse> {
@@ -68,57 +70,43 @@ async fn users_call(
     let upstream = live
         .upstreams
         .get(&gw.users_upstream)
-        .ok_or_else(unavailable)?;
-    let client = clients.get(upstream.spec.connect_timeout_ms);
-    let pairs = gw
+        .ok_or_else(users_unavailable)?;
+    let proof = gw
         .minter
-        .header_pairs(&gw.users_upstream, &Principal::Gateway)
+        .headers(&gw.users_upstream, &Principal::Gateway)
         .map_err(|e| {
             tracing::error!(error = %e, "minting a gateway proof failed");
             Problem::internal().to_response()
         })?;
-    // These calls only read: one more target is tried when one fails.
-    let mut avoid = None;
-    let mut res = loop {
-        let lease = upstream.pick(avoid.as_ref()).ok_or_else(unavailable)?;
-        let mut req = client
-            .request(method.clone(), format!("{}{path}", lease.target().url))
-            .timeout(std::time::Duration::from_secs(upstream.spec.timeout_secs));
-        for (k, v) in &pairs {
-            req = req.insert_header((*k, v.as_str()));
+    let mut call = Call::new(upstream, method, path, &gw.metrics);
+    call.retry = RetryPolicy::reads(upstream.spec.retries.max(1));
+    let json = body.is_some();
+    if let Some(b) = body {
+        let bytes = serde_json::to_vec(&b).map_err(|_| Problem::internal().to_response())?;
+        call.body = Body::Bytes(bytes.into());
+    }
+    let headers = || {
+        let mut h = actix_web::http::header::HeaderMap::new();
+        proof.insert_into(&mut h);
+        if json {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
         }
-        let sent = match &body {
-            Some(b) => req.send_json(b).await,
-            None => req.send().await,
-        };
-        match sent {
-            Ok(res) => {
-                lease.target().record_success();
-                break res;
-            }
-            Err(e) => {
-                lease.target().record_failure(&upstream.spec.passive);
-                tracing::warn!(error = %e, target_url = %lease.target().url, "users service unreachable");
-                if avoid.is_some() {
-                    return Err(unavailable());
-                }
-                avoid = Some(lease.target().clone());
-            }
-        }
+        Ok(h)
     };
-    let status = res.status();
-    let value = res
+    let mut answer = client::send(call, &headers)
+        .await
+        .map_err(|e| e.dependency_unavailable())?;
+    let status = answer.response.status();
+    let value = answer
+        .response
         .json::<Value>()
         .limit(64 * 1024)
         .await
         .unwrap_or(Value::Null);
     Ok((status, value))
-}
-
-fn client_ip(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default()
 }
 
 fn too_many(retry_after: u64) -> HttpResponse {
@@ -137,7 +125,7 @@ fn too_many(retry_after: u64) -> HttpResponse {
 
 /// Sign an access token for `identity` and answer with the pair.
 fn token_pair(gw: &Gateway, identity: &Identity, refresh: Issued) -> HttpResponse {
-    let now = Utc::now().timestamp();
+    let now = crate::clock::unix_secs();
     let claims = AccessClaims {
         iss: String::new(),
         aud: String::new(),
@@ -186,34 +174,24 @@ fn internal(e: sea_orm::DbErr) -> HttpResponse {
 pub async fn login(
     req: HttpRequest,
     gw: web::Data<Gateway>,
-    clients: web::Data<proxy::Clients>,
     body: web::Json<LoginRequest>,
 ) -> HttpResponse {
     let user_key = body.username.to_lowercase();
-    let ip = client_ip(&req);
+    let ip = client_ip(&req).map(|a| a.to_string()).unwrap_or_default();
     if let Some(quota) = &gw.login_quota {
         let decision = gw.limiter.check(&format!("login|ip:{ip}"), quota).await;
-        if let crate::ratelimit::Decision::Deny { .. } = decision {
+        if let Decision::Deny { .. } = decision {
             gw.metrics.rate_limited("/api/login");
-            let mut res = Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                "Too many requests",
-            )
-            .with_detail(format!(
-                "logins from one address are limited to {}; retry later",
-                quota.describe()
-            ))
-            .to_response();
-            for (n, v) in decision.headers(quota, "login") {
-                res.headers_mut().insert(n, v);
-            }
-            return res;
+            return ratelimit::refused(
+                &decision,
+                quota,
+                "login",
+                "logins from one address are limited to",
+            );
         }
     }
     // With Redis, the counters are shared by every gateway replica.
-    let shared = gw.limiter.shared();
-    let shared = shared.as_ref();
+    let shared = gw.redis.as_ref();
     let checked = match gw.ip_limiter.check_in(shared, &ip).await {
         Ok(()) => gw.user_limiter.check_in(shared, &user_key).await,
         Err(secs) => Err(secs),
@@ -224,8 +202,7 @@ pub async fn login(
     let payload = json!({"username": body.username, "password": body.password.expose_secret()});
     let (status, value) = match users_call(
         &gw,
-        &clients,
-        actix_web::http::Method::POST,
+        Method::POST,
         "/internal/credentials/verify",
         Some(payload),
     )
@@ -244,10 +221,10 @@ pub async fn login(
         StatusCode::UNPROCESSABLE_ENTITY => {
             return Problem::malformed_body("username and password are required").to_response();
         }
-        _ => return unavailable(),
+        _ => return users_unavailable(),
     }
     let Ok(identity) = serde_json::from_value::<Identity>(value) else {
-        return unavailable();
+        return users_unavailable();
     };
     gw.user_limiter.reset_in(shared, &user_key).await;
     match gw.sessions.start(identity.id).await {
@@ -270,30 +247,25 @@ fn refresh_refused(detail: &str) -> HttpResponse {
         (status = 422, description = "Malformed JSON or missing fields", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The users service is unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn refresh(
-    gw: web::Data<Gateway>,
-    clients: web::Data<proxy::Clients>,
-    body: web::Json<RefreshRequest>,
-) -> HttpResponse {
+pub async fn refresh(gw: web::Data<Gateway>, body: web::Json<RefreshRequest>) -> HttpResponse {
     let found = match gw.sessions.find(&body.refresh_token).await {
         Ok(Some(f)) => f,
         Ok(None) => return refresh_refused("the refresh token is invalid"),
         Err(e) => return internal(e),
     };
     let path = format!("/internal/users/{}", found.family.user_id);
-    let (status, value) =
-        match users_call(&gw, &clients, actix_web::http::Method::GET, &path, None).await {
-            Ok(r) => r,
-            Err(res) => return res,
-        };
+    let (status, value) = match users_call(&gw, Method::GET, &path, None).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
     let identity = match status {
         StatusCode::OK => match serde_json::from_value::<Identity>(value) {
             Ok(i) if i.is_active => Some(i),
             Ok(_) => None,
-            Err(_) => return unavailable(),
+            Err(_) => return users_unavailable(),
         },
         StatusCode::NOT_FOUND => None,
-        _ => return unavailable(),
+        _ => return users_unavailable(),
     };
     let Some(identity) = identity else {
         if let Err(e) = gw.sessions.revoke_family(found.family.id).await {
@@ -324,16 +296,12 @@ pub async fn refresh(
         (status = 422, description = "Malformed JSON or missing fields", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn logout(
-    req: HttpRequest,
+    Bearer(caller): Bearer,
     gw: web::Data<Gateway>,
     body: web::Json<RefreshRequest>,
 ) -> HttpResponse {
-    let claims = match proxy::authenticate(&gw, req.headers()) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
     match gw.sessions.find(&body.refresh_token).await {
-        Ok(Some(f)) if f.family.user_id.to_string() == claims.sub => {
+        Ok(Some(f)) if f.family.user_id == caller.id() => {
             if let Err(e) = gw.sessions.revoke_family(f.family.id).await {
                 return internal(e);
             }
@@ -341,60 +309,23 @@ pub async fn logout(
         Ok(_) => {}
         Err(e) => return internal(e),
     }
-    if let Err(e) = gw.sessions.revoke_access(&claims.jti, claims.exp).await {
+    let (jti, exp) = (caller.token_id(), caller.expires_at());
+    if let Err(e) = gw.sessions.revoke_access(jti, exp).await {
         return internal(e);
     }
     // Tell the other replicas now; they also catch up from the database.
-    crate::revocations::publish(&gw, &claims.jti, claims.exp).await;
+    crate::revocations::publish(gw.redis.as_ref(), jti, exp).await;
     HttpResponse::NoContent().finish()
 }
 
 /// `GET /.well-known/jwks.json`: the public keys that verify access tokens.
 #[utoipa::path(get, path = "/.well-known/jwks.json", summary = "The public keys that verify access tokens", tag = "auth",
     responses(
-        (status = 200, description = "The JSON Web Key Set (`Cache-Control: public, max-age=300`)", body = crate::openapi::JwkSet, content_type = "application/jwk-set+json"),
+        (status = 200, description = "The JSON Web Key Set (`Cache-Control: public, max-age=300`)", body = crate::tokens::JwkSet, content_type = "application/jwk-set+json"),
     ))]
 pub async fn jwks(gw: web::Data<Gateway>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .content_type("application/jwk-set+json")
         .json(gw.live.load().tokens.jwks())
-}
-
-/// `POST /admin/reload` (admin): re-read the configuration and swap in keys,
-/// routes and upstreams. An invalid configuration is refused (422, with the
-/// reason) and the running one keeps serving.
-#[utoipa::path(post, path = "/admin/reload", summary = "Reload the configuration", tag = "admin",
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Reloaded: `{status, routes, active_kid}`", body = Object),
-        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The new configuration is invalid (the reason is in `detail`); the running one keeps serving", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn reload(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
-    if let Err(res) = crate::admin::require_admin(&gw, &req) {
-        return res;
-    }
-    let gw = gw.into_inner();
-    match web::block(move || gw.reload()).await {
-        Ok(Ok(live)) => HttpResponse::Ok().json(json!({
-            "status": "reloaded",
-            "routes": live.routes.routes().len(),
-            "active_kid": live.tokens.active_kid(),
-        })),
-        Ok(Err(reason)) => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-config",
-            "Invalid configuration",
-        )
-        .with_detail(format!(
-            "{reason}; the previous configuration keeps serving"
-        ))
-        .to_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "reload failed");
-            Problem::internal().to_response()
-        }
-    }
 }

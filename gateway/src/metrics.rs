@@ -5,27 +5,25 @@
 //! time to the response head.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
-use common::Problem;
+use actix_web::{HttpMessage, web};
 use hdrhistogram::Histogram;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
-use secrecy::ExposeSecret;
 use serde::Serialize;
 
-use crate::ratelimit::{Backend, RateLimiter};
-use crate::state::Gateway;
-
-/// The route a proxied request took (set by the proxy for the middleware).
+/// The route a proxied request took (set by the proxy's request filter).
 #[derive(Debug, Clone)]
 pub struct RouteLabel(pub String);
+
+/// Set on a request whose observation the proxy's logging phase already
+/// made, so the middleware does not count it twice.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded;
 
 pub struct Metrics {
     registry: Registry,
@@ -35,7 +33,7 @@ pub struct Metrics {
     cache: IntCounterVec,
     upstream_attempts: IntCounterVec,
     stats: Mutex<HashMap<String, RouteStats>>,
-    since: chrono::DateTime<chrono::Utc>,
+    pub since: chrono::DateTime<chrono::Utc>,
 }
 
 struct RouteStats {
@@ -88,14 +86,6 @@ fn class(status: u16) -> &'static str {
         300..=399 => "3xx",
         400..=499 => "4xx",
         _ => "5xx",
-    }
-}
-
-pub fn backend_name(l: &RateLimiter) -> &'static str {
-    match l.backend() {
-        Backend::Local => "local",
-        Backend::Redis => "redis",
-        Backend::Degraded => "local (redis unreachable)",
     }
 }
 
@@ -213,6 +203,13 @@ impl Metrics {
             .inc();
     }
 
+    /// The registry's families in the Prometheus text format.
+    pub fn encode(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+
     /// Per-route statistics since start.
     pub fn stats(&self) -> BTreeMap<String, RouteStatsView> {
         let Ok(stats) = self.stats.lock() else {
@@ -250,15 +247,18 @@ impl Metrics {
     }
 }
 
-/// The middleware: one observation per request, at the response head.
+/// The middleware: one observation per request, at the response head, for
+/// every request the proxy's logging phase did not record itself.
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let gw = req.app_data::<web::Data<Gateway>>().cloned();
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let res = next.call(req).await?;
-    if let Some(gw) = gw {
+    if let Some(metrics) = metrics
+        && res.request().extensions().get::<Recorded>().is_none()
+    {
         let request = res.request();
         let route = request
             .extensions()
@@ -270,7 +270,7 @@ pub async fn observe(
                     .filter(|p| !p.contains('{') || p.starts_with("/admin/"))
             })
             .unwrap_or_else(|| "unmatched".to_owned());
-        gw.metrics.record(
+        metrics.record(
             &route,
             request.method().as_str(),
             res.status().as_u16(),
@@ -278,108 +278,4 @@ pub async fn observe(
         );
     }
     Ok(res)
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// `GET /metrics`: Prometheus text format. Needs the configured bearer
-/// token when `metrics.bearer_token` is set.
-pub async fn endpoint(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
-    if let Some(token) = &gw.metrics_token {
-        let sent = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        let expected = token.expose_secret().as_bytes();
-        let same = sent.len() == expected.len()
-            && sent
-                .bytes()
-                .zip(expected)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if !same {
-            return Problem::unauthorized("the metrics token is missing or wrong").to_response();
-        }
-    }
-    let mut buf = Vec::new();
-    if let Err(e) = prometheus::TextEncoder::new().encode(&gw.metrics.registry.gather(), &mut buf) {
-        tracing::error!(error = %e, "encoding metrics failed");
-        return Problem::internal().to_response();
-    }
-    let mut text = String::from_utf8_lossy(&buf).into_owned();
-    let live = gw.live.load();
-    text.push_str("# HELP gatehouse_upstream_target_up Whether the target is in rotation (1) or not (0).\n# TYPE gatehouse_upstream_target_up gauge\n");
-    let mut counters = String::from(
-        "# HELP gatehouse_upstream_target_requests_total Requests sent to the target.\n# TYPE gatehouse_upstream_target_requests_total counter\n",
-    );
-    let mut failures = String::from(
-        "# HELP gatehouse_upstream_target_failures_total Failed attempts (connection, broken answer, timeout).\n# TYPE gatehouse_upstream_target_failures_total counter\n",
-    );
-    let now = crate::upstreams::now_ms();
-    for (name, up) in live.upstreams.iter() {
-        for t in up.targets() {
-            let labels = format!(
-                "upstream=\"{}\",target=\"{}\"",
-                escape(name),
-                escape(&t.url)
-            );
-            let v = t.view();
-            let _ = writeln!(
-                text,
-                "gatehouse_upstream_target_up{{{labels}}} {}",
-                u8::from(t.available(now))
-            );
-            let _ = writeln!(
-                counters,
-                "gatehouse_upstream_target_requests_total{{{labels}}} {}",
-                v.requests
-            );
-            let _ = writeln!(
-                failures,
-                "gatehouse_upstream_target_failures_total{{{labels}}} {}",
-                v.failures
-            );
-        }
-    }
-    text.push_str(&counters);
-    text.push_str(&failures);
-    let _ = writeln!(
-        text,
-        "# HELP gatehouse_rate_limit_fallbacks_total Rate-limit checks answered locally because Redis failed.\n# TYPE gatehouse_rate_limit_fallbacks_total counter\ngatehouse_rate_limit_fallbacks_total {}",
-        gw.limiter.fallbacks()
-    );
-    let _ = writeln!(
-        text,
-        "# HELP gatehouse_rate_limit_redis_calls_total Calls made to Redis for rate limits (a lease of cells counts once).\n# TYPE gatehouse_rate_limit_redis_calls_total counter\ngatehouse_rate_limit_redis_calls_total {}",
-        gw.limiter.redis_calls()
-    );
-    let _ = writeln!(
-        text,
-        "# HELP gatehouse_cache_bytes Bytes held by the response cache.\n# TYPE gatehouse_cache_bytes gauge\ngatehouse_cache_bytes {}",
-        gw.cache.weight()
-    );
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(text)
-}
-
-/// `GET /stats` body.
-#[derive(Debug, Serialize)]
-struct StatsView {
-    since: chrono::DateTime<chrono::Utc>,
-    routes: BTreeMap<String, RouteStatsView>,
-}
-
-/// `GET /stats` (admin): request counts and latency per route since start.
-pub fn stats_view(gw: &Gateway) -> HttpResponse {
-    HttpResponse::Ok().json(StatsView {
-        since: gw.metrics.since,
-        routes: gw.metrics.stats(),
-    })
 }

@@ -11,13 +11,14 @@
 //!   (re)starts, each replica re-reads the live revocations from the
 //!   database, so a message lost while Redis was away is caught up.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use crate::state::Gateway;
+use crate::redis_link::RedisLink;
+use crate::sessions::Sessions;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,44 +27,42 @@ pub struct RevocationSettings {
     pub resync_secs: u64,
 }
 
-fn channel(prefix: &str) -> String {
-    format!("{prefix}revoked")
+fn channel(link: &RedisLink) -> String {
+    link.key("revoked")
 }
 
 /// Announce a revocation to the other replicas (best effort: they catch up
 /// from the database anyway).
-pub async fn publish(gw: &Gateway, jti: &str, expires_at: i64) {
-    let Some(shared) = gw.limiter.shared() else {
+pub async fn publish(link: Option<&Arc<RedisLink>>, jti: &str, expires_at: i64) {
+    let Some(link) = link else { return };
+    let Some(mut conn) = link.conn() else {
+        tracing::warn!("Redis is backing off; replicas will catch up from the database");
         return;
     };
-    let mut conn = shared.conn.clone();
     let mut cmd = redis::cmd("PUBLISH");
-    cmd.arg(channel(&shared.prefix))
-        .arg(format!("{jti} {expires_at}"));
-    let sent = cmd.query_async::<i64>(&mut conn);
-    match tokio::time::timeout(shared.timeout.max(Duration::from_millis(200)), sent).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "could not announce a revocation; replicas will catch up from the database")
-        }
-        Err(_) => tracing::warn!(
-            "announcing a revocation timed out; replicas will catch up from the database"
-        ),
+    cmd.arg(channel(link)).arg(format!("{jti} {expires_at}"));
+    let budget = link.timeout().max(Duration::from_millis(200));
+    if let Err(why) = link
+        .call_within(budget, cmd.query_async::<i64>(&mut conn))
+        .await
+    {
+        tracing::warn!(reason = %why, "could not announce a revocation; replicas will catch up from the database");
     }
 }
 
-async fn resync(gw: &Weak<Gateway>) {
-    let Some(g) = gw.upgrade() else { return };
-    match g.sessions.resync().await {
+async fn resync(sessions: &Weak<Sessions>) {
+    let Some(s) = sessions.upgrade() else { return };
+    match s.resync().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(added = n, "deny list caught up from the database"),
         Err(e) => tracing::warn!(error = %e, "could not re-read the deny list"),
     }
 }
 
-/// Start the periodic resync and, with Redis, the subscriber.
-pub fn spawn(gw: Weak<Gateway>, every: Duration) {
-    let periodic = gw.clone();
+/// Start the periodic resync and, with Redis, the subscriber; both end when
+/// the sessions store is dropped.
+pub fn spawn(sessions: Weak<Sessions>, link: Option<Arc<RedisLink>>, every: Duration) {
+    let periodic = sessions.clone();
     actix_web::rt::spawn(async move {
         loop {
             actix_web::rt::time::sleep(every).await;
@@ -73,18 +72,18 @@ pub fn spawn(gw: Weak<Gateway>, every: Duration) {
             resync(&periodic).await;
         }
     });
-    let Some((client, prefix)) = gw.upgrade().and_then(|g| g.limiter.redis_client()) else {
-        return;
-    };
+    let Some(link) = link else { return };
+    let (client, channel) = (link.client().clone(), channel(&link));
+    drop(link);
     actix_web::rt::spawn(async move {
         let mut announced_down = false;
         loop {
-            if gw.strong_count() == 0 {
+            if sessions.strong_count() == 0 {
                 return;
             }
             let subscribed = async {
                 let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe(channel(&prefix)).await?;
+                pubsub.subscribe(&channel).await?;
                 Ok::<_, redis::RedisError>(pubsub)
             };
             match tokio::time::timeout(Duration::from_secs(2), subscribed).await {
@@ -94,16 +93,16 @@ pub fn spawn(gw: Weak<Gateway>, every: Duration) {
                         announced_down = false;
                     }
                     // Whatever was announced while we were not listening.
-                    resync(&gw).await;
+                    resync(&sessions).await;
                     let mut messages = pubsub.on_message();
                     while let Some(msg) = messages.next().await {
-                        let Some(g) = gw.upgrade() else { return };
+                        let Some(s) = sessions.upgrade() else { return };
                         let payload = String::from_utf8_lossy(msg.get_payload_bytes()).into_owned();
                         match payload
                             .split_once(' ')
                             .and_then(|(jti, exp)| Some((jti, exp.parse::<i64>().ok()?)))
                         {
-                            Some((jti, exp)) => g.sessions.deny_local(jti, exp),
+                            Some((jti, exp)) => s.deny_local(jti, exp),
                             None => tracing::warn!(%payload, "malformed revocation message"),
                         }
                     }

@@ -113,8 +113,39 @@ pub struct Sessions {
     db: DatabaseConnection,
     refresh_ttl: Duration,
     session_max: Duration,
-    /// jti -> expiry (unix seconds), mirrored from the database.
-    revoked: RwLock<HashMap<String, i64>>,
+    /// The database's live revocations, mirrored for the hot path.
+    deny: DenyList,
+}
+
+/// Revoked access-token ids (`jti` -> expiry in Unix seconds), in memory:
+/// what every request checks. A poisoned lock fails closed.
+#[derive(Debug, Default)]
+pub struct DenyList(RwLock<HashMap<String, i64>>);
+
+impl DenyList {
+    /// Whether an access token id is on the list.
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.0.read().map(|m| m.contains_key(jti)).unwrap_or(true)
+    }
+
+    /// Add one revocation.
+    pub fn insert(&self, jti: &str, expires_at: i64) {
+        if let Ok(mut map) = self.0.write() {
+            map.insert(jti.to_owned(), expires_at);
+        }
+    }
+
+    /// Forget what expired, then add `live`; how many were new.
+    fn merge(&self, live: impl IntoIterator<Item = (String, i64)>) -> usize {
+        let Ok(mut map) = self.0.write() else {
+            return 0;
+        };
+        let now = crate::clock::unix_secs();
+        map.retain(|_, e| *e > now);
+        live.into_iter()
+            .filter(|(jti, exp)| map.insert(jti.clone(), *exp).is_none())
+            .count()
+    }
 }
 
 fn hash(token: &str) -> String {
@@ -143,15 +174,13 @@ impl Sessions {
             .exec(&db)
             .await?;
         let live = revoked::Entity::find().all(&db).await?;
-        let map = live
-            .into_iter()
-            .map(|r| (r.jti, r.expires_at.timestamp()))
-            .collect();
+        let deny = DenyList::default();
+        deny.merge(live.into_iter().map(|r| (r.jti, r.expires_at.timestamp())));
         Ok(Self {
             db,
             refresh_ttl: Duration::seconds(refresh_ttl_secs),
             session_max: Duration::seconds(session_max_secs),
-            revoked: RwLock::new(map),
+            deny,
         })
     }
 
@@ -270,19 +299,13 @@ impl Sessions {
             .on_conflict_do_nothing_on([revoked::Column::Jti])
             .exec(&self.db)
             .await?;
-        if let Ok(mut map) = self.revoked.write() {
-            let now = Utc::now().timestamp();
-            map.retain(|_, e| *e > now);
-            map.insert(jti.to_owned(), expires_at);
-        }
+        self.deny.merge([(jti.to_owned(), expires_at)]);
         Ok(())
     }
 
     /// Add a revocation another replica announced.
     pub fn deny_local(&self, jti: &str, expires_at: i64) {
-        if let Ok(mut map) = self.revoked.write() {
-            map.insert(jti.to_owned(), expires_at);
-        }
+        self.deny.insert(jti, expires_at);
     }
 
     /// Catch up with the database (the source of truth for every replica):
@@ -294,26 +317,13 @@ impl Sessions {
             .filter(revoked::Column::ExpiresAt.gte(now))
             .all(&self.db)
             .await?;
-        let Ok(mut map) = self.revoked.write() else {
-            return Ok(0);
-        };
-        let now = now.timestamp();
-        map.retain(|_, e| *e > now);
-        let mut added = 0;
-        for r in live {
-            if map.insert(r.jti, r.expires_at.timestamp()).is_none() {
-                added += 1;
-            }
-        }
-        Ok(added)
+        Ok(self
+            .deny
+            .merge(live.into_iter().map(|r| (r.jti, r.expires_at.timestamp()))))
     }
 
-    /// Whether an access token id is on the deny list.
-    pub fn is_revoked(&self, jti: &str) -> bool {
-        // A poisoned lock fails closed.
-        self.revoked
-            .read()
-            .map(|m| m.contains_key(jti))
-            .unwrap_or(true)
+    /// The in-memory deny list every request checks.
+    pub fn deny_list(&self) -> &DenyList {
+        &self.deny
     }
 }

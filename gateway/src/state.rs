@@ -1,27 +1,33 @@
-//! The gateway's shared state. What a reload may change (keys, routes,
-//! upstreams, the no-route answer) sits in one [`Live`] value swapped
-//! atomically: a request sees the old or the new configuration, never a mix,
-//! and in-flight requests finish on the one they started with.
+//! The gateway's shared state, behind `web::Data`. What a reload may change
+//! (keys, routes, upstreams, the no-route answer) sits in one [`Live`] value
+//! swapped atomically: a request sees the old or the new configuration,
+//! never a mix, and in-flight requests finish on the one they started with.
+//!
+//! Only the handler layer (proxy, compose, auth, admin, ops, the OpenAPI
+//! handlers and admission's extractors) and startup know this type; the
+//! engines it holds never import it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use common::config::ConfigError;
 use common::identity::ProofMinter;
-
 use secrecy::SecretString;
 
 use crate::cache::ResponseCache;
-use crate::compose::ComposedTable;
-use crate::limiter::FailureLimiter;
+use crate::compose::table::ComposedTable;
+use crate::login_limits::FailureLimiter;
 use crate::metrics::Metrics;
-use crate::ratelimit::RateLimiter;
+use crate::openapi::fetch::ServiceDocs;
+use crate::ratelimit::{Quota, RateLimiter};
+use crate::redis_link::RedisLink;
 use crate::routes::RouteTable;
 use crate::sessions::Sessions;
+use crate::settings::{NoRoute, Settings};
 use crate::tokens::TokenKeys;
-use crate::upstreams::{Registrations, Upstream};
-use crate::{NoRoute, Settings};
+use crate::upstream::pool::{Registrations, Upstream, build_all};
 
 /// The reloadable part of the configuration, resolved.
 pub struct Live {
@@ -33,15 +39,60 @@ pub struct Live {
     pub max_body_bytes: u64,
 }
 
+impl Live {
+    /// Resolve from settings (reads key files; generates the development
+    /// access-token key when none is set). Targets known to `previous` keep
+    /// their health and counters; targets registered through the admin API
+    /// are re-applied.
+    pub fn resolve(
+        settings: &Settings,
+        previous: Option<&Live>,
+        registry: &BTreeMap<String, Registrations>,
+    ) -> anyhow::Result<Self> {
+        let t = &settings.tokens;
+        let dev_key = if t.keys.is_empty() {
+            Some(
+                common::keys::ensure_ed25519(&settings.data_dir.join("keys"), "access-token")
+                    .context("the development access-token key")?
+                    .private_pem,
+            )
+        } else {
+            None
+        };
+        let known = |u: &str| settings.upstreams.contains_key(u);
+        Ok(Self {
+            tokens: TokenKeys::new(
+                &t.keys,
+                dev_key.as_deref(),
+                &t.issuer,
+                &t.audience,
+                t.leeway_secs,
+            )?,
+            routes: RouteTable::new(&settings.routes, known).map_err(anyhow::Error::msg)?,
+            upstreams: build_all(
+                &settings.upstreams,
+                registry,
+                previous.map(|p| &p.upstreams),
+            )
+            .map_err(anyhow::Error::msg)?,
+            composed: ComposedTable::new(&settings.composed, known).map_err(anyhow::Error::msg)?,
+            no_route: settings.no_route.clone(),
+            max_body_bytes: settings.max_body_bytes,
+        })
+    }
+}
+
 /// Where a reload reads settings from (the same layers as startup).
 pub type SettingsSource = Box<dyn Fn() -> Result<Settings, ConfigError> + Send + Sync>;
 
 pub struct Gateway {
-    pub live: ArcSwap<Live>,
+    /// Shared with the background tasks that follow the configuration
+    /// (health checks, the OpenAPI fetch).
+    pub live: Arc<ArcSwap<Live>>,
     /// Targets added or removed through the admin API. Held while a reload
     /// or an admin change builds and swaps, so the two never interleave.
     pub registry: Mutex<BTreeMap<String, Registrations>>,
-    pub sessions: Sessions,
+    pub sessions: Arc<Sessions>,
     pub minter: ProofMinter,
     /// Extra client headers removed before forwarding (besides the identity ones).
     pub strip_headers: Vec<String>,
@@ -51,15 +102,18 @@ pub struct Gateway {
     pub user_limiter: FailureLimiter,
     pub ip_limiter: FailureLimiter,
     /// `login_limits.rate`: login attempts per client IP.
-    pub login_quota: Option<crate::ratelimit::Quota>,
+    pub login_quota: Option<Quota>,
+    /// The connection to Redis, when configured; lent to the rate limiter,
+    /// the login limits and the revocation announcements.
+    pub redis: Option<Arc<RedisLink>>,
     /// Per-route request rate limits (in memory, or shared through Redis).
     pub limiter: RateLimiter,
     pub cache: ResponseCache,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub metrics_token: Option<SecretString>,
     pub source: SettingsSource,
     /// The services' OpenAPI documents, last good ones.
-    pub docs: crate::openapi::ServiceDocs,
+    pub docs: Arc<ServiceDocs>,
 }
 
 impl Gateway {
@@ -71,7 +125,7 @@ impl Gateway {
         let registry = self.registry.lock().map_err(|_| "registry lock poisoned")?;
         let previous = self.live.load_full();
         let live = Arc::new(
-            crate::live(&settings, Some(&previous), &registry).map_err(|e| format!("{e:#}"))?,
+            Live::resolve(&settings, Some(&previous), &registry).map_err(|e| format!("{e:#}"))?,
         );
         self.live.store(live.clone());
         drop(registry);

@@ -20,8 +20,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 /// JOSE `typ` of an access token (RFC 9068).
 pub const ACCESS_TYP: &str = "at+jwt";
@@ -128,12 +128,55 @@ pub enum TokenError {
     Signing(String),
 }
 
+/// A JSON Web Key Set (RFC 7517), as `/.well-known/jwks.json` serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JwkSet {
+    pub keys: Vec<Jwk>,
+}
+
+/// One public key: `OKP`/`Ed25519` (`x`) or `RSA` (`n`, `e`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Jwk {
+    #[schema(example = "OKP")]
+    pub kty: String,
+    pub kid: String,
+    #[schema(example = "EdDSA")]
+    pub alg: String,
+    #[serde(rename = "use")]
+    #[schema(example = "sig")]
+    pub use_: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
+}
+
+impl Jwk {
+    fn okp(raw: &[u8]) -> Self {
+        Self {
+            kty: "OKP".into(),
+            kid: String::new(),
+            alg: "EdDSA".into(),
+            use_: "sig".into(),
+            crv: Some("Ed25519".into()),
+            x: Some(URL_SAFE_NO_PAD.encode(raw)),
+            n: None,
+            e: None,
+        }
+    }
+}
+
 struct KeyEntry {
     alg: KeyAlg,
     encoding: Option<EncodingKey>,
     decoding: DecodingKey,
     validation: Validation,
-    jwk: Option<Value>,
+    /// The public half as published (`kid` filled in); `None` for HS256.
+    jwk: Option<Jwk>,
 }
 
 /// Issues and verifies access tokens with a set of keys.
@@ -171,7 +214,7 @@ fn read(path: &Path, index: usize) -> Result<Vec<u8>, KeyConfigError> {
 fn rsa_public(
     private_or_public_pem: &str,
     private: bool,
-) -> Result<(String, Value, Vec<u8>), String> {
+) -> Result<(String, Jwk, Vec<u8>), String> {
     use rsa::pkcs1::DecodeRsaPrivateKey;
     use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey, LineEnding};
     use rsa::traits::PublicKeyParts;
@@ -187,7 +230,16 @@ fn rsa_public(
         .to_public_key_pem(LineEnding::LF)
         .map_err(|e| e.to_string())?;
     let n = public.n().to_bytes_be();
-    let jwk = json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode(&n), "e": URL_SAFE_NO_PAD.encode(public.e().to_bytes_be())});
+    let jwk = Jwk {
+        kty: "RSA".into(),
+        kid: String::new(),
+        alg: "RS256".into(),
+        use_: "sig".into(),
+        crv: None,
+        x: None,
+        n: Some(URL_SAFE_NO_PAD.encode(&n)),
+        e: Some(URL_SAFE_NO_PAD.encode(public.e().to_bytes_be())),
+    };
     Ok((pem, jwk, n))
 }
 
@@ -259,8 +311,7 @@ impl TokenKeys {
                         .map_err(|e| err(e.to_string()))?;
                     let decoding = DecodingKey::from_ed_pem(public.as_bytes())
                         .map_err(|e| err(e.to_string()))?;
-                    let jwk =
-                        json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(raw)});
+                    let jwk = Jwk::okp(&raw);
                     (
                         c.kid.clone().unwrap_or_else(|| kid_of(&raw)),
                         encoding,
@@ -332,6 +383,10 @@ impl TokenKeys {
             if keys.contains_key(&kid) {
                 return Err(err(format!("duplicate kid `{kid}`")));
             }
+            let jwk = jwk.map(|j| Jwk {
+                kid: kid.clone(),
+                ..j
+            });
             keys.insert(
                 kid,
                 KeyEntry {
@@ -381,10 +436,10 @@ impl TokenKeys {
         jsonwebtoken::encode(&header, &claims, key).map_err(|e| TokenError::Signing(e.to_string()))
     }
 
-    /// Verify an access token.
-    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+    /// Verify an access token; the claims are shared with the cache.
+    pub fn verify(&self, token: &str) -> Result<std::sync::Arc<AccessClaims>, TokenError> {
         if let Some(claims) = self.verified.get(token) {
-            let now = chrono::Utc::now().timestamp();
+            let now = crate::clock::unix_secs();
             if now > claims.exp.saturating_add(self.leeway_secs) {
                 self.verified.invalidate(token);
                 return Err(TokenError::Expired);
@@ -392,11 +447,10 @@ impl TokenKeys {
             if now < claims.nbf.saturating_sub(self.leeway_secs) {
                 return Err(TokenError::NotYetValid);
             }
-            return Ok(claims.as_ref().clone());
+            return Ok(claims);
         }
-        let claims = self.verify_signed(token)?;
-        self.verified
-            .insert(token.to_owned(), std::sync::Arc::new(claims.clone()));
+        let claims = std::sync::Arc::new(self.verify_signed(token)?);
+        self.verified.insert(token.to_owned(), claims.clone());
         Ok(claims)
     }
 
@@ -425,25 +479,12 @@ impl TokenKeys {
         Ok(data.claims)
     }
 
-    /// The public keys as an RFC 7517 JWK Set (HS256 keys are never published).
-    pub fn jwks(&self) -> Value {
-        let mut keys: Vec<(&String, Value)> = self
-            .keys
-            .iter()
-            .filter_map(|(kid, e)| {
-                let mut jwk = e.jwk.clone()?;
-                jwk["kid"] = json!(kid);
-                jwk["alg"] = json!(match e.alg {
-                    KeyAlg::EdDSA => "EdDSA",
-                    KeyAlg::RS256 => "RS256",
-                    KeyAlg::HS256 => "HS256",
-                });
-                jwk["use"] = json!("sig");
-                Some((kid, jwk))
-            })
-            .collect();
-        keys.sort_by(|a, b| a.0.cmp(b.0));
-        json!({"keys": keys.into_iter().map(|(_, k)| k).collect::<Vec<_>>()})
+    /// The public keys as an RFC 7517 JWK Set, by kid (HS256 keys are
+    /// never published).
+    pub fn jwks(&self) -> JwkSet {
+        let mut keys: Vec<Jwk> = self.keys.values().filter_map(|e| e.jwk.clone()).collect();
+        keys.sort_by(|a, b| a.kid.cmp(&b.kid));
+        JwkSet { keys }
     }
 }
 
@@ -452,6 +493,7 @@ impl TokenKeys {
 mod tests {
     use super::*;
     use rand::{Rng, RngCore};
+    use serde_json::{Value, json};
 
     fn now() -> i64 {
         chrono::Utc::now().timestamp()
@@ -505,7 +547,10 @@ mod tests {
         let t = now();
         let token = k.sign(claims(t, t + 900)).unwrap();
         let first = k.verify(&token).unwrap();
-        assert_eq!(k.verified.get(token.as_str()).as_deref(), Some(&first));
+        assert_eq!(
+            k.verified.get(token.as_str()).as_deref(),
+            Some(first.as_ref())
+        );
         assert_eq!(k.verify(&token).unwrap(), first);
         // A changed byte is another key: verified (and refused) afresh.
         let mut tampered = token.clone().into_bytes();
@@ -516,7 +561,7 @@ mod tests {
         // A cached token past its expiry (beyond the leeway) is refused.
         let short = k.sign(claims(t - 100, t - 2)).unwrap();
         let c = k.verify(&short).unwrap();
-        let mut stale = c.clone();
+        let mut stale = c.as_ref().clone();
         stale.exp = t - 60;
         k.verified.insert(short.clone(), std::sync::Arc::new(stale));
         assert_eq!(k.verify(&short), Err(TokenError::Expired));
@@ -635,7 +680,7 @@ mod tests {
             before.verify(&fresh).is_err(),
             "the old set does not know the new key"
         );
-        let jwks = after.jwks();
+        let jwks = serde_json::to_value(after.jwks()).unwrap();
         let keys = jwks["keys"].as_array().unwrap();
         assert_eq!(keys.len(), 2);
         for k in keys {
@@ -675,7 +720,7 @@ mod tests {
         let k = TokenKeys::new(std::slice::from_ref(&hs), None, "gatehouse", "api", 5).unwrap();
         let t = now();
         assert!(k.verify(&k.sign(claims(t, t + 60)).unwrap()).is_ok());
-        assert_eq!(k.jwks()["keys"], json!([]));
+        assert_eq!(k.jwks().keys, []);
         // Errors name the key and the reason.
         let e = |cfgs: &[KeyConfig]| {
             TokenKeys::new(cfgs, None, "i", "a", 5)
@@ -736,7 +781,8 @@ mod tests {
             Algorithm::RS256
         );
         assert!(k.verify(&token).is_ok());
-        let jwk = &k.jwks()["keys"][0];
+        let jwks = serde_json::to_value(k.jwks()).unwrap();
+        let jwk = &jwks["keys"][0];
         assert_eq!(
             (jwk["kty"].as_str(), jwk["alg"].as_str(), jwk["e"].as_str()),
             (Some("RSA"), Some("RS256"), Some("AQAB"))

@@ -37,6 +37,7 @@ pub async fn build_with_listener(
     settings: Settings,
     listener: TcpListener,
 ) -> anyhow::Result<Running> {
+    common::tls::install_crypto_provider();
     let db = common::db::open(
         &settings.database,
         &settings.data_dir,

@@ -11,7 +11,7 @@ pub use http::Resp;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::identity::{PROOF_KEY_NAME, ProofMinter};
+use common::identity::{PROOF_KEY_NAME, Principal, ProofMinter};
 use common::keys;
 use sea_orm::{ConnectionTrait, Database};
 use tempfile::TempDir;
@@ -128,6 +128,30 @@ impl Drop for TestDb {
         })
         .join();
     }
+}
+
+/// The identity headers the gateway would send to `audience` on behalf of
+/// `who`, for a test client (reqwest) to send to a service directly.
+pub fn identity_headers(
+    minter: &ProofMinter,
+    audience: &str,
+    who: &Principal,
+) -> reqwest::header::HeaderMap {
+    let mut out = reqwest::header::HeaderMap::new();
+    let headers = minter
+        .headers(audience, who)
+        .unwrap_or_else(|e| panic!("minting a test proof: {e}"));
+    for (name, value) in headers.pairs() {
+        let value = value
+            .to_str()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let name: reqwest::header::HeaderName =
+            name.as_str().parse().unwrap_or_else(|e| panic!("{e}"));
+        out.insert(name, value);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -43,18 +43,18 @@ fn shipped_binaries() -> BTreeSet<String> {
     let dockerfile = read("Dockerfile");
     let line = dockerfile
         .lines()
-        .skip_while(|l| !l.contains("cp target/release/"))
+        .skip_while(|l| !l.contains("cp target/dist/"))
         .take_while(|l| !l.contains("/out/"))
         .chain(
             dockerfile
                 .lines()
-                .filter(|l| l.contains("/out/") && l.contains("target/release")),
+                .filter(|l| l.contains("/out/") && l.contains("target/dist")),
         )
         .collect::<Vec<_>>()
         .join(" ");
     let bins: BTreeSet<String> = line
         .split_whitespace()
-        .filter_map(|w| w.strip_prefix("target/release/"))
+        .filter_map(|w| w.strip_prefix("target/dist/"))
         .map(str::to_owned)
         .collect();
     for b in &bins {

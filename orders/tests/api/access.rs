@@ -43,9 +43,7 @@ async fn every_endpoint_needs_a_gateway_proof() {
         read(rb).await.problem(401);
         // A proof addressed to another service: 401.
         let mut rb = app.client.request(method, format!("{}{path}", app.base));
-        for (k, v) in app.minter.header_pairs("users", &app.alice).unwrap() {
-            rb = rb.header(k, v);
-        }
+        rb = rb.headers(testkit::identity_headers(&app.minter, "users", &app.alice));
         read(rb).await.problem(401);
     }
     // A proof whose headers claim more roles than it was signed for: 401.
@@ -55,13 +53,11 @@ async fn every_endpoint_needs_a_gateway_proof() {
     r.problem(401);
     // The gateway's own principal is not an end user.
     let mut rb = app.client.get(format!("{}/orders", app.base));
-    for (k, v) in app
-        .minter
-        .header_pairs("orders", &common::identity::Principal::Gateway)
-        .unwrap()
-    {
-        rb = rb.header(k, v);
-    }
+    rb = rb.headers(testkit::identity_headers(
+        &app.minter,
+        "orders",
+        &common::identity::Principal::Gateway,
+    ));
     read(rb).await.problem(401);
     // Nothing changed.
     let g = app.get(&app.alice, &format!("/orders/{id}")).await;

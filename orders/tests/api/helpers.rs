@@ -72,11 +72,7 @@ pub fn order_body(item: &str) -> Value {
 impl TestApp {
     /// The identity headers the gateway would send for `who`.
     pub fn identity(&self, who: &Principal) -> reqwest::header::HeaderMap {
-        let mut h = reqwest::header::HeaderMap::new();
-        for (k, v) in self.minter.header_pairs("orders", who).unwrap() {
-            h.insert(k, v.parse().unwrap());
-        }
-        h
+        testkit::identity_headers(&self.minter, "orders", who)
     }
 
     /// A request as `who` (None: without any identity headers).

@@ -46,9 +46,7 @@ async fn every_endpoint_needs_a_gateway_proof() {
         read(rb).await.problem(401);
         // A proof addressed to another service: 401.
         let mut rb = app.client.request(method, format!("{}{path}", app.base));
-        for (k, v) in app.minter.header_pairs("orders", &app.alice).unwrap() {
-            rb = rb.header(k, v);
-        }
+        rb = rb.headers(testkit::identity_headers(&app.minter, "orders", &app.alice));
         read(rb).await.problem(401);
     }
     assert_eq!(

@@ -135,11 +135,7 @@ pub async fn start(env: &TestEnv, database_url: &str, config: &Config) -> String
 impl TestApp {
     /// The identity headers the gateway would send for `who`.
     pub fn identity(&self, who: &Principal) -> reqwest::header::HeaderMap {
-        let mut h = reqwest::header::HeaderMap::new();
-        for (k, v) in self.minter.header_pairs("scanner", who).unwrap() {
-            h.insert(k, v.parse().unwrap());
-        }
-        h
+        testkit::identity_headers(&self.minter, "scanner", who)
     }
 
     /// A request as `who` (None: without any identity headers).

@@ -217,11 +217,7 @@ async fn every_field_problem_is_listed() {
 }
 
 fn headers(app: &TestApp, who: &common::identity::Principal) -> reqwest::header::HeaderMap {
-    let mut h = reqwest::header::HeaderMap::new();
-    for (k, v) in app.minter.header_pairs("users", who).unwrap() {
-        h.insert(k, v.parse().unwrap());
-    }
-    h
+    testkit::identity_headers(&app.minter, "users", who)
 }
 
 #[actix_web::test]

@@ -82,9 +82,7 @@ impl TestApp {
             .client
             .request(method, format!("{}{}", self.base, path));
         if let Some(p) = who {
-            for (k, v) in self.minter.header_pairs("users", p).unwrap() {
-                rb = rb.header(k, v);
-            }
+            rb = rb.headers(testkit::identity_headers(&self.minter, "users", p));
         }
         if let Some(b) = body {
             rb = rb.json(&b);

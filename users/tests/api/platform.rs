@@ -99,13 +99,11 @@ async fn generated_admin_password_when_none_is_set() {
     actix_web::rt::spawn(app.run_until_stopped());
     let client = reqwest::Client::new();
     let mut rb = client.post(format!("{base}/internal/credentials/verify"));
-    for (k, v) in env
-        .minter
-        .header_pairs("users", &common::identity::Principal::Gateway)
-        .unwrap()
-    {
-        rb = rb.header(k, v);
-    }
+    rb = rb.headers(testkit::identity_headers(
+        &env.minter,
+        "users",
+        &common::identity::Principal::Gateway,
+    ));
     let r =
         read(rb.json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))).await;
     r.problem(401);

@@ -1,17 +1,17 @@
 //! Upstreams: named groups of targets, with balancing, active health checks
-//! (a probe on an interval) and passive ones (a target that fails in traffic
-//! is ejected for a cool-down). Targets carry their own state, so a reload or
-//! an admin change keeps what is known about a target that stays.
+//! (a probe on an interval, see `health`) and passive ones (a target that
+//! fails in traffic is ejected for a cool-down). Targets carry their own
+//! state, so a reload or an admin change keeps what is known about a target
+//! that stays.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
-use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use crate::state::Gateway;
+use crate::clock::mono_ms;
 
 /// `upstreams.<name>`: a list of target base URLs, or the full form.
 #[derive(Debug, Clone, Deserialize)]
@@ -223,12 +223,6 @@ pub fn target_url(t: &str) -> Result<String, String> {
     Ok(t.trim_end_matches('/').to_owned())
 }
 
-/// Milliseconds since the process started (monotonic).
-pub fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
 /// One target and what is known about it.
 #[derive(Debug)]
 pub struct Target {
@@ -240,7 +234,7 @@ pub struct Target {
     fail_streak: AtomicU32,
     /// Consecutive failures seen in traffic.
     passive_failures: AtomicU32,
-    /// Out of rotation until this `now_ms`.
+    /// Out of rotation until this `mono_ms`.
     ejected_until: AtomicU64,
     in_flight: AtomicUsize,
     requests: AtomicU64,
@@ -290,7 +284,7 @@ impl Target {
     pub fn health(&self) -> &'static str {
         if !self.healthy.load(Ordering::Relaxed) {
             "unhealthy"
-        } else if self.ejected(now_ms()) {
+        } else if self.ejected(mono_ms()) {
             "ejected"
         } else {
             "healthy"
@@ -319,8 +313,8 @@ impl Target {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let n = self.passive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= passive.max_failures {
-            let until = now_ms() + passive.cooldown_secs.saturating_mul(1000);
-            if !self.ejected(now_ms()) {
+            let until = mono_ms() + passive.cooldown_secs.saturating_mul(1000);
+            if !self.ejected(mono_ms()) {
                 self.ejections.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(target_url = %self.url, failures = n, cooldown_secs = passive.cooldown_secs, "target ejected");
             }
@@ -332,7 +326,7 @@ impl Target {
     }
 
     /// The outcome of one active probe.
-    fn record_probe(&self, ok: bool, hc: &HealthCheck) {
+    pub(super) fn record_probe(&self, ok: bool, hc: &HealthCheck) {
         if ok {
             self.fail_streak.store(0, Ordering::Relaxed);
             let n = self.ok_streak.fetch_add(1, Ordering::Relaxed) + 1;
@@ -340,7 +334,7 @@ impl Target {
                 tracing::info!(target_url = %self.url, "target healthy again");
             }
             // A probe that passes ends an ejection early.
-            if self.ejected(now_ms()) {
+            if self.ejected(mono_ms()) {
                 self.ejected_until.store(0, Ordering::Relaxed);
                 self.passive_failures.store(0, Ordering::Relaxed);
             }
@@ -358,6 +352,13 @@ impl Target {
 pub struct Lease(Arc<Target>);
 
 impl Lease {
+    /// A lease on a target chosen by the caller (fan-out parts).
+    pub fn on(target: Arc<Target>) -> Self {
+        target.in_flight.fetch_add(1, Ordering::Relaxed);
+        target.requests.fetch_add(1, Ordering::Relaxed);
+        Lease(target)
+    }
+
     pub fn target(&self) -> &Arc<Target> {
         &self.0
     }
@@ -375,7 +376,8 @@ pub struct Upstream {
     pub spec: UpstreamSpec,
     targets: ArcSwap<Vec<Arc<Target>>>,
     cursor: AtomicUsize,
-    next_probe: AtomicU64,
+    /// When the next active check is due (`mono_ms`).
+    pub(super) next_probe: AtomicU64,
 }
 
 impl Upstream {
@@ -440,14 +442,14 @@ impl Upstream {
 
     /// True when at least one target is in rotation.
     pub fn has_available(&self) -> bool {
-        let now = now_ms();
+        let now = mono_ms();
         self.targets.load().iter().any(|t| t.available(now))
     }
 
     /// Choose a target in rotation, other than `avoid`, by the balancing
     /// policy. `None`: no target is available.
     pub fn pick(&self, avoid: Option<&Arc<Target>>) -> Option<Lease> {
-        let now = now_ms();
+        let now = mono_ms();
         let targets = self.targets.load();
         let usable =
             |t: &&Arc<Target>| t.available(now) && avoid.is_none_or(|a| !Arc::ptr_eq(a, t));
@@ -472,9 +474,7 @@ impl Upstream {
                     .map(|(_, t)| t)
             }
         }?;
-        chosen.in_flight.fetch_add(1, Ordering::Relaxed);
-        chosen.requests.fetch_add(1, Ordering::Relaxed);
-        Some(Lease(chosen.clone()))
+        Some(Lease::on(chosen.clone()))
     }
 }
 
@@ -527,59 +527,6 @@ pub fn build_all(
     Ok(out)
 }
 
-/// Probe the targets of every upstream whose check is due, for as long as
-/// the gateway lives. Each upstream's round runs on its own task, so a slow
-/// target never delays another upstream's checks.
-pub fn spawn_health_checks(gw: Weak<Gateway>) {
-    actix_web::rt::spawn(async move {
-        let client = awc::Client::builder()
-            .no_default_headers()
-            .disable_redirects()
-            .finish();
-        loop {
-            let Some(g) = gw.upgrade() else { return };
-            let live = g.live.load_full();
-            drop(g);
-            let now = now_ms();
-            for up in live.upstreams.values() {
-                let hc = &up.spec.health_check;
-                if !hc.enabled || up.next_probe.load(Ordering::Relaxed) > now {
-                    continue;
-                }
-                up.next_probe
-                    .store(now + hc.interval_secs * 1000, Ordering::Relaxed);
-                let up = up.clone();
-                let client = client.clone();
-                actix_web::rt::spawn(async move { probe_round(&client, &up).await });
-            }
-            drop(live);
-            actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
-}
-
-async fn probe_round(client: &awc::Client, up: &Upstream) {
-    let hc = &up.spec.health_check;
-    let probes = up.targets().into_iter().map(|t| {
-        let url = format!("{}{}", t.url, hc.path);
-        let req = client
-            .get(url)
-            .timeout(Duration::from_millis(hc.timeout_ms));
-        async move {
-            let ok = match req.send().await {
-                Ok(mut res) => {
-                    // Drain a little so the connection can be reused.
-                    let _ = res.body().limit(64 * 1024).await;
-                    res.status().is_success() || res.status().is_redirection()
-                }
-                Err(_) => false,
-            };
-            t.record_probe(ok, hc);
-        }
-    });
-    futures_util::future::join_all(probes).await;
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -613,7 +560,7 @@ mod tests {
             cooldown_secs: 60,
         };
         ts[1].record_failure(&passive);
-        assert!(ts[1].available(now_ms()), "one failure is not enough");
+        assert!(ts[1].available(mono_ms()), "one failure is not enough");
         ts[1].record_failure(&passive);
         assert_eq!(ts[1].health(), "ejected");
         for _ in 0..10 {

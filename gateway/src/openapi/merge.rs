@@ -1,13 +1,6 @@
-//! The public API description: one OpenAPI 3.1 document with the gateway's
-//! own endpoints and every service operation a route exposes, at its public
-//! path, with the access each needs and the errors the gateway itself adds.
-//!
-//! The services' documents are fetched from the running services
-//! (`GET /openapi.json` on a target in rotation) every `openapi.refresh_secs`;
-//! the last good one is kept while a service is down. The merge itself is a
-//! pure function of the route table and those documents ([`merge`]), so the
-//! committed `openapi/gateway.json` is produced by the same code from the
-//! shipped configuration and the services' code.
+//! The merge: the public document as a pure function of the gateway's own
+//! document, the route table, the composed routes and the services'
+//! documents.
 //!
 //! Merge rules:
 //! - a service operation appears once per route that reaches it with a method
@@ -24,100 +17,13 @@
 //!   operationId already taken gets the service's name in front.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, RwLock, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
-use actix_web::http::{Method, header};
-use actix_web::{HttpResponse, web};
-use chrono::{DateTime, Utc};
-use common::{FieldError, Problem};
-use serde::{Deserialize, Serialize};
+use actix_web::http::Method;
 use serde_json::{Map, Value, json};
-use utoipa::{OpenApi, ToSchema};
 
-use crate::compose::{Composed, ComposedTable};
+use crate::compose::table::{Composed, ComposedTable};
 use crate::routes::{Route, RouteTable, Rule};
-use crate::state::Gateway;
-
-/// `openapi:` settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OpenApiSettings {
-    /// How often the services' documents are fetched again.
-    pub refresh_secs: u64,
-    /// Budget of one fetch.
-    pub fetch_timeout_ms: u64,
-}
-
-/// A JSON Web Key Set, as `/.well-known/jwks.json` serves it.
-#[derive(Serialize, ToSchema)]
-pub struct JwkSet {
-    pub keys: Vec<Jwk>,
-}
-
-/// One public key: `OKP`/`Ed25519` (`x`) or `RSA` (`n`, `e`).
-#[derive(Serialize, ToSchema)]
-pub struct Jwk {
-    #[schema(example = "OKP")]
-    pub kty: String,
-    pub kid: String,
-    #[schema(example = "EdDSA")]
-    pub alg: String,
-    #[serde(rename = "use")]
-    #[schema(example = "sig")]
-    pub use_: String,
-    pub crv: Option<String>,
-    pub x: Option<String>,
-    pub n: Option<String>,
-    pub e: Option<String>,
-}
-
-/// The gateway's own endpoints.
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "gatehouse API", version = "0.1.0",
-        description = "The public API of gatehouse, as the gateway serves it: the gateway's own \
-endpoints and every service operation a route exposes. Log in with `POST /api/login`, then \
-send `Authorization: Bearer <access_token>`. Each operation lists the roles it needs \
-(`x-required-roles`; empty means any signed-in caller) and the errors the gateway itself \
-may answer (problem+json, RFC 9457)."),
-    paths(
-        crate::auth::login, crate::auth::refresh, crate::auth::logout, crate::auth::jwks,
-        crate::auth::reload, crate::admin::routes, crate::admin::upstreams,
-        crate::admin::add_target, crate::admin::remove_target, crate::admin::stats,
-    ),
-    components(schemas(
-        crate::auth::LoginRequest, crate::auth::RefreshRequest, crate::auth::TokenResponse,
-        JwkSet, Jwk, crate::admin::TargetRequest, Problem, FieldError,
-    )),
-    modifiers(&BearerScheme),
-    tags(
-        (name = "auth", description = "Tokens: login, refresh, logout and the public keys"),
-        (name = "admin", description = "Gateway administration (admin role)"),
-        (name = "composed", description = "Answers built by the gateway from several calls at once"),
-    )
-)]
-pub struct GatewayDoc;
-
-/// The bearer (access JWT) security scheme, named `bearer`.
-pub struct BearerScheme;
-
-impl utoipa::Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some("The access token from `POST /api/login`."))
-                    .build(),
-            ),
-        );
-    }
-}
 
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -521,11 +427,11 @@ impl Merged {
 /// Build the public document from the gateway's own description, the route
 /// table and the services' documents (keyed by upstream name).
 pub fn merge(
+    own: &Value,
     routes: &RouteTable,
     composed: &ComposedTable,
     services: &BTreeMap<String, Arc<Value>>,
 ) -> Value {
-    let own = serde_json::to_value(GatewayDoc::openapi()).unwrap_or_else(|_| json!({}));
     let mut m = Merged {
         paths: BTreeMap::new(),
         schemas: own["components"]["schemas"]
@@ -831,234 +737,15 @@ fn composed_op(
     op
 }
 
-/// The document the shipped configuration produces from the services' own
-/// documents, without running anything (the committed `openapi/gateway.json`).
-pub fn offline(
-    settings: &crate::Settings,
-    services: &BTreeMap<String, Arc<Value>>,
-) -> Result<Value, String> {
-    let known = |u: &str| settings.upstreams.contains_key(u);
-    let routes = RouteTable::new(&settings.routes, known)?;
-    let composed = ComposedTable::new(&settings.composed, known)?;
-    Ok(merge(&routes, &composed, services))
-}
-
-// ---------------------------------------------------------------------------
-// Fetching the services' documents.
-
-/// The last good document of each upstream, and how the last fetch went.
-#[derive(Default)]
-pub struct ServiceDocs(RwLock<BTreeMap<String, Fetched>>);
-
-#[derive(Clone, Default)]
-struct Fetched {
-    doc: Option<Arc<Value>>,
-    fetched_at: Option<DateTime<Utc>>,
-    error: Option<String>,
-}
-
-impl ServiceDocs {
-    fn record(&self, upstream: &str, outcome: Result<Value, String>) {
-        let Ok(mut all) = self.0.write() else { return };
-        let entry = all.entry(upstream.to_owned()).or_default();
-        match outcome {
-            Ok(doc) => {
-                if entry.error.is_some() || entry.doc.is_none() {
-                    tracing::info!(upstream, "service OpenAPI document fetched");
-                }
-                entry.doc = Some(Arc::new(doc));
-                entry.fetched_at = Some(Utc::now());
-                entry.error = None;
-            }
-            Err(e) => {
-                if entry.error.is_none() {
-                    tracing::warn!(upstream, error = %e, "cannot fetch the service's OpenAPI document; keeping the last good one");
-                }
-                entry.error = Some(e);
-            }
-        }
-    }
-
-    /// The documents, and a status line per upstream.
-    fn snapshot(&self) -> (BTreeMap<String, Arc<Value>>, Value) {
-        let Ok(all) = self.0.read() else {
-            return (BTreeMap::new(), json!({}));
-        };
-        let docs = all
-            .iter()
-            .filter_map(|(n, f)| f.doc.clone().map(|d| (n.clone(), d)))
-            .collect();
-        let status = all
-            .iter()
-            .map(|(n, f)| {
-                let state = match (&f.doc, &f.error) {
-                    (Some(_), None) => "current",
-                    (Some(_), Some(_)) => "stale",
-                    (None, _) => "missing",
-                };
-                (
-                    n.clone(),
-                    json!({"state": state, "fetched_at": f.fetched_at, "error": f.error}),
-                )
-            })
-            .collect::<Map<_, _>>();
-        (docs, Value::Object(status))
-    }
-}
-
-/// Upstreams the public API reaches (routes and composed parts).
-fn published_upstreams(routes: &RouteTable, composed: &ComposedTable) -> BTreeSet<String> {
-    routes
-        .routes()
-        .iter()
-        .map(|r| r.upstream.clone())
-        .chain(
-            composed
-                .all()
-                .flat_map(|c| c.parts.iter().map(|(_, p)| p).chain(c.fan_out.iter()))
-                .map(|p| p.upstream.clone()),
-        )
-        .collect()
-}
-
-async fn fetch(
-    client: &awc::Client,
-    urls: Vec<String>,
-    timeout: Duration,
-) -> Result<Value, String> {
-    let mut last = "no target in rotation".to_owned();
-    for base in urls {
-        let sent = client
-            .get(format!("{base}/openapi.json"))
-            .insert_header((header::ACCEPT, "application/json"))
-            .timeout(timeout)
-            .send()
-            .await;
-        let mut res = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                last = format!("{base}: {e}");
-                continue;
-            }
-        };
-        if !res.status().is_success() {
-            last = format!("{base}: status {}", res.status());
-            continue;
-        }
-        let doc = match res.body().limit(8 * 1024 * 1024).await {
-            Ok(bytes) => serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match doc {
-            Ok(d) if d["openapi"].is_string() && d["paths"].is_object() => return Ok(d),
-            Ok(_) => last = format!("{base}: not an OpenAPI document"),
-            Err(e) => last = format!("{base}: {e}"),
-        }
-    }
-    Err(last)
-}
-
-/// Fetch every published upstream's document now and then every
-/// `refresh_secs`, for as long as the gateway lives.
-pub fn spawn_refresh(gw: Weak<Gateway>, settings: OpenApiSettings) {
-    actix_web::rt::spawn(async move {
-        let client = awc::Client::builder()
-            .no_default_headers()
-            .disable_redirects()
-            .finish();
-        let timeout = Duration::from_millis(settings.fetch_timeout_ms);
-        loop {
-            let Some(g) = gw.upgrade() else { return };
-            let live = g.live.load_full();
-            drop(g);
-            let now = crate::upstreams::now_ms();
-            let jobs: Vec<(String, Vec<String>)> =
-                published_upstreams(&live.routes, &live.composed)
-                    .into_iter()
-                    .filter_map(|name| {
-                        let up = live.upstreams.get(&name)?;
-                        let urls = up
-                            .targets()
-                            .into_iter()
-                            .filter(|t| t.available(now))
-                            .map(|t| t.url.clone())
-                            .collect();
-                        Some((name, urls))
-                    })
-                    .collect();
-            drop(live);
-            let results = futures_util::future::join_all(jobs.into_iter().map(|(name, urls)| {
-                let client = client.clone();
-                async move { (name, fetch(&client, urls, timeout).await) }
-            }))
-            .await;
-            let Some(g) = gw.upgrade() else { return };
-            for (name, outcome) in results {
-                g.docs.record(&name, outcome);
-            }
-            drop(g);
-            actix_web::rt::time::sleep(Duration::from_secs(settings.refresh_secs)).await;
-        }
-    });
-}
-
-// ---------------------------------------------------------------------------
-// Handlers.
-
-/// `GET /openapi.json`: the merged document, with `x-service-documents`
-/// saying how fresh each service's part is.
-pub async fn openapi_json(gw: web::Data<Gateway>) -> HttpResponse {
-    let (docs, status) = gw.docs.snapshot();
-    let live = gw.live.load();
-    let mut doc = merge(&live.routes, &live.composed, &docs);
-    doc["x-service-documents"] = status;
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .json(doc)
-}
-
-/// Swagger UI's configuration: the merged document, authorizations kept
-/// across reloads of the page.
-pub type SwaggerConfig = Arc<utoipa_swagger_ui::Config<'static>>;
-
-pub fn swagger_config() -> SwaggerConfig {
-    Arc::new(
-        utoipa_swagger_ui::Config::new(["/openapi.json"])
-            .persist_authorization(true)
-            .display_request_duration(true),
-    )
-}
-
-/// `GET /docs`: to `/docs/`, where the UI's relative asset paths resolve.
-pub async fn docs_redirect() -> HttpResponse {
-    HttpResponse::PermanentRedirect()
-        .insert_header((header::LOCATION, "/docs/"))
-        .finish()
-}
-
-/// `GET /docs/{file}`: Swagger UI from the assets compiled into the binary.
-pub async fn docs_file(tail: web::Path<String>, config: web::Data<SwaggerConfig>) -> HttpResponse {
-    match utoipa_swagger_ui::serve(&tail, config.get_ref().clone()) {
-        Ok(Some(file)) => HttpResponse::Ok()
-            .content_type(file.content_type)
-            .insert_header((header::CACHE_CONTROL, "no-cache"))
-            .body(file.bytes.to_vec()),
-        Ok(None) => Problem::not_found("no such file in the API documentation UI").to_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "serving Swagger UI");
-            Problem::internal().to_response()
-        }
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::openapi::doc::own_document;
 
     fn tables(routes: Value, composed: Value) -> (RouteTable, ComposedTable) {
         let routes: Vec<crate::routes::RouteConfig> = serde_json::from_value(routes).unwrap();
-        let composed: Vec<crate::compose::ComposedConfig> =
+        let composed: Vec<crate::compose::table::ComposedConfig> =
             serde_json::from_value(composed).unwrap();
         (
             RouteTable::new(&routes, |_| true).unwrap(),
@@ -1118,7 +805,7 @@ mod tests {
             json!([]),
         );
         let services = BTreeMap::from([("a".to_owned(), service(json!({"type": "object"})))]);
-        let doc = merge(&routes, &composed, &services);
+        let doc = merge(&own_document(), &routes, &composed, &services);
         let list = &doc["paths"]["/api/items"]["get"];
         assert_eq!(list["security"], json!([{"bearer": []}]));
         assert_eq!(list["x-required-roles"], json!([]));
@@ -1169,7 +856,7 @@ mod tests {
             json!([]),
         );
         let services = BTreeMap::from([("a".to_owned(), service(json!({"type": "object"})))]);
-        let doc = merge(&routes, &composed, &services);
+        let doc = merge(&own_document(), &routes, &composed, &services);
         let paths: Vec<String> = ops(&doc).into_iter().map(|(p, _, _)| p).collect();
         assert!(paths.contains(&"/a/items/{id}".to_owned()), "{paths:?}");
         assert!(
@@ -1203,7 +890,7 @@ mod tests {
                 service(json!({"type": "object", "title": "B's item"})),
             ),
         ]);
-        let doc = merge(&routes, &composed, &services);
+        let doc = merge(&own_document(), &routes, &composed, &services);
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         assert_eq!(schemas["Item"]["title"], "A's item");
         assert_eq!(schemas["BSvcItem"]["title"], "B's item");
@@ -1243,7 +930,7 @@ mod tests {
         );
         let svc = service(json!({"type": "object"}));
         let services = BTreeMap::from([("a".to_owned(), svc.clone()), ("b".to_owned(), svc)]);
-        let doc = merge(&routes, &composed, &services);
+        let doc = merge(&own_document(), &routes, &composed, &services);
         let get = &doc["paths"]["/api/items"]["get"];
         assert_eq!(get["x-required-roles"], json!(["admin"]), "{get}");
         // b's route serves GET only, so POST /api/items falls through to

@@ -1,13 +1,18 @@
 //! Login failure limits: per username and per client IP, a fixed window of
 //! failures followed by a short lockout. Short enough that an attacker cannot
 //! keep a real user out for long; strict enough to make guessing slow.
+//!
+//! With Redis (the gateway's [`RedisLink`]), failures count across every
+//! replica. They are always counted locally too, so a Redis outage falls
+//! back to this replica's own counters, never to no limit.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
 use serde::Deserialize;
+
+use crate::redis_link::RedisLink;
 
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,15 +35,6 @@ pub struct FailureLimiter {
     script: redis::Script,
     settings: LimitSettings,
     entries: Mutex<HashMap<String, Entry>>,
-}
-
-/// Redis while it answers: login failures then count across every gateway
-/// replica. Failures are always counted locally too, so a Redis outage
-/// falls back to this replica's own counters, never to no limit.
-pub struct SharedRedis {
-    pub conn: ConnectionManager,
-    pub timeout: Duration,
-    pub prefix: String,
 }
 
 /// One failure in the shared window: the first starts the window, the
@@ -65,7 +61,7 @@ impl FailureLimiter {
         }
     }
 
-    fn shared_keys(&self, prefix: &str, key: &str) -> [String; 2] {
+    fn shared_keys(&self, link: &RedisLink, key: &str) -> [String; 2] {
         // Usernames come from request bodies: long ones are hashed.
         let hashed;
         let key = if key.len() > 128 {
@@ -76,59 +72,62 @@ impl FailureLimiter {
             key
         };
         [
-            format!("{prefix}login:{}:{key}:failures", self.name),
-            format!("{prefix}login:{}:{key}:locked", self.name),
+            link.key(&format!("login:{}:{key}:failures", self.name)),
+            link.key(&format!("login:{}:{key}:locked", self.name)),
         ]
     }
 
-    /// [`FailureLimiter::check`] across replicas when `shared` is given.
-    pub async fn check_in(&self, shared: Option<&SharedRedis>, key: &str) -> Result<(), u64> {
-        if let Some(s) = shared {
-            let [_, locked] = self.shared_keys(&s.prefix, key);
-            let mut conn = s.conn.clone();
+    /// [`FailureLimiter::check`] across replicas when `link` is given.
+    pub async fn check_in(&self, link: Option<&Arc<RedisLink>>, key: &str) -> Result<(), u64> {
+        if let Some(link) = link
+            && let Some(mut conn) = link.conn()
+        {
+            let [_, locked] = self.shared_keys(link, key);
             let mut cmd = redis::cmd("PTTL");
             cmd.arg(locked);
-            let ttl = cmd.query_async::<i64>(&mut conn);
-            match tokio::time::timeout(s.timeout, ttl).await {
-                Ok(Ok(ms)) if ms > 0 => return Err((ms as u64).div_ceil(1000)),
-                Ok(Ok(_)) => return Ok(()),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "login limits: Redis failed; counting locally")
+            match link.call(cmd.query_async::<i64>(&mut conn)).await {
+                Ok(ms) if ms > 0 => return Err((ms as u64).div_ceil(1000)),
+                Ok(_) => return Ok(()),
+                Err(why) => {
+                    tracing::warn!(reason = %why, "login limits: Redis failed; counting locally")
                 }
-                Err(_) => tracing::warn!("login limits: Redis timed out; counting locally"),
             }
         }
         self.check(key)
     }
 
-    /// [`FailureLimiter::failure`], and in Redis when `shared` is given.
-    pub async fn failure_in(&self, shared: Option<&SharedRedis>, key: &str) {
+    /// [`FailureLimiter::failure`], and in Redis when `link` is given.
+    pub async fn failure_in(&self, link: Option<&Arc<RedisLink>>, key: &str) {
         self.failure(key);
-        if let Some(s) = shared {
-            let [failures, locked] = self.shared_keys(&s.prefix, key);
-            let mut conn = s.conn.clone();
+        if let Some(link) = link
+            && let Some(mut conn) = link.conn()
+        {
+            let [failures, locked] = self.shared_keys(link, key);
             let mut call = self.script.key(failures);
             call.key(locked)
                 .arg(self.settings.window_secs * 1000)
                 .arg(self.settings.max_failures)
                 .arg(self.settings.lockout_secs * 1000);
-            let counted = call.invoke_async::<i64>(&mut conn);
-            if !matches!(tokio::time::timeout(s.timeout, counted).await, Ok(Ok(_))) {
+            if link
+                .call(call.invoke_async::<i64>(&mut conn))
+                .await
+                .is_err()
+            {
                 tracing::warn!("login limits: a failure could not be counted in Redis");
             }
         }
     }
 
-    /// [`FailureLimiter::reset`], and in Redis when `shared` is given.
-    pub async fn reset_in(&self, shared: Option<&SharedRedis>, key: &str) {
+    /// [`FailureLimiter::reset`], and in Redis when `link` is given.
+    pub async fn reset_in(&self, link: Option<&Arc<RedisLink>>, key: &str) {
         self.reset(key);
-        if let Some(s) = shared {
-            let [failures, _] = self.shared_keys(&s.prefix, key);
-            let mut conn = s.conn.clone();
+        if let Some(link) = link
+            && let Some(mut conn) = link.conn()
+        {
+            let [failures, _] = self.shared_keys(link, key);
             let mut cmd = redis::cmd("DEL");
             cmd.arg(failures);
-            let del = cmd.query_async::<i64>(&mut conn);
-            let _ = tokio::time::timeout(s.timeout, del).await;
+            let _ = link.call(cmd.query_async::<i64>(&mut conn)).await;
         }
     }
 

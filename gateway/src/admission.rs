@@ -1,0 +1,377 @@
+//! Admission: who is calling, and whether the rule lets them in.
+//!
+//! `bearer token -> Caller -> decision`, the same for every path: proxied
+//! routes and composed routes run [`admit`] as a phase, and the gateway's
+//! own endpoints take the caller as an extractor ([`Bearer`], or
+//! [`AdminBearer`] for the admin API), the way the services take `Caller`
+//! and `Admin`, so no handler calls a guard by hand.
+//!
+//! A refusal is a 401 with the RFC 6750 challenge when the token is missing,
+//! invalid, expired or revoked, and a 403 when a valid caller lacks the role.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use common::Problem;
+use common::identity::{ADMIN_ROLE, Principal};
+use futures_util::future::{Ready, ready};
+use uuid::Uuid;
+
+use crate::routes::Rule;
+use crate::sessions::DenyList;
+use crate::state::Gateway;
+use crate::tokens::{AccessClaims, TokenKeys};
+
+/// A caller holding a valid access token: what the token says, and the
+/// principal the services are told about.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    claims: Arc<AccessClaims>,
+    principal: Principal,
+    id: Uuid,
+}
+
+impl Caller {
+    /// The user id (the token's subject).
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    pub fn roles(&self) -> &[String] {
+        &self.claims.roles
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        self.claims.roles.iter().any(|r| r == role)
+    }
+
+    /// Who the services are told the request is for.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The token's id (`jti`), the handle for revoking it.
+    pub fn token_id(&self) -> &str {
+        &self.claims.jti
+    }
+
+    /// When the token expires (Unix seconds).
+    pub fn expires_at(&self) -> i64 {
+        self.claims.exp
+    }
+}
+
+/// Why a request is not admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No bearer token, or not a usable one: 401.
+    MissingToken,
+    /// The token does not verify (signature, type, issuer, audience, time): 401.
+    InvalidToken,
+    /// The token verified but was revoked (logout): 401.
+    Revoked,
+    /// The token has no user id as its subject: 401.
+    BadSubject,
+    /// A valid caller without any of these roles: 403.
+    MissingRole(Vec<String>),
+    /// A valid caller who is not an admin, on the admin API: 403.
+    NotAdmin,
+}
+
+impl Refusal {
+    pub fn to_response(&self) -> HttpResponse {
+        let detail = match self {
+            Refusal::MissingToken => "a bearer access token is required",
+            Refusal::InvalidToken => "the access token is invalid or expired",
+            Refusal::Revoked => "the access token has been revoked",
+            Refusal::BadSubject => "the access token has no valid subject",
+            Refusal::MissingRole(roles) => {
+                return Problem::forbidden(format!(
+                    "this route needs one of the roles: {}",
+                    roles.join(", ")
+                ))
+                .to_response();
+            }
+            Refusal::NotAdmin => {
+                return Problem::forbidden("the admin API needs the admin role").to_response();
+            }
+        };
+        let mut res = Problem::unauthorized(detail).to_response();
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"gatehouse\", error=\"invalid_token\""),
+        );
+        res
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl ResponseError for Refusal {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        match self {
+            Refusal::MissingRole(_) | Refusal::NotAdmin => actix_web::http::StatusCode::FORBIDDEN,
+            _ => actix_web::http::StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.to_response()
+    }
+}
+
+/// The bearer token of a request, if it sent one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Verify the request's bearer token and check the deny list.
+pub fn authenticate(
+    tokens: &TokenKeys,
+    deny: &DenyList,
+    headers: &HeaderMap,
+) -> Result<Caller, Refusal> {
+    let token = bearer_token(headers).ok_or(Refusal::MissingToken)?;
+    let claims = tokens.verify(token).map_err(|e| {
+        tracing::debug!(reason = %e, "access token refused");
+        Refusal::InvalidToken
+    })?;
+    if deny.is_revoked(&claims.jti) {
+        return Err(Refusal::Revoked);
+    }
+    let id = Uuid::parse_str(&claims.sub).map_err(|_| Refusal::BadSubject)?;
+    Ok(Caller {
+        principal: Principal::User {
+            id,
+            roles: claims.roles.clone(),
+        },
+        claims,
+        id,
+    })
+}
+
+/// Whether `rule` admits `caller`.
+pub fn authorize(rule: &Rule, caller: &Caller) -> Result<(), Refusal> {
+    match rule {
+        Rule::AnyRole(roles) if !roles.iter().any(|r| caller.has_role(r)) => {
+            Err(Refusal::MissingRole(roles.clone()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Phase: admission. A public rule admits anyone and looks at no token
+/// (`None`: the request goes on with no identity at all); any other rule
+/// needs a valid, unrevoked token whose roles it accepts.
+pub fn admit(
+    rule: &Rule,
+    tokens: &TokenKeys,
+    deny: &DenyList,
+    headers: &HeaderMap,
+) -> Result<Option<Caller>, Refusal> {
+    if *rule == Rule::Public {
+        return Ok(None);
+    }
+    let caller = authenticate(tokens, deny, headers)?;
+    authorize(rule, &caller)?;
+    Ok(Some(caller))
+}
+
+/// The client's address: the peer the connection came from.
+pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
+    req.peer_addr().map(|a| a.ip())
+}
+
+fn from_gateway(req: &HttpRequest) -> Result<Caller, actix_web::Error> {
+    let gw = req.app_data::<web::Data<Gateway>>().ok_or_else(|| {
+        tracing::error!("the gateway state is missing from app data");
+        actix_web::Error::from(Problem::internal())
+    })?;
+    let live = gw.live.load();
+    Ok(authenticate(
+        &live.tokens,
+        gw.sessions.deny_list(),
+        req.headers(),
+    )?)
+}
+
+/// Extractor: a caller with a valid access token (else 401).
+#[derive(Debug, Clone)]
+pub struct Bearer(pub Caller);
+
+impl FromRequest for Bearer {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(from_gateway(req).map(Bearer))
+    }
+}
+
+/// Extractor: a caller with a valid access token and the admin role (else
+/// 401 or 403, before the handler and its body extraction run).
+#[derive(Debug, Clone)]
+pub struct AdminBearer(pub Caller);
+
+impl FromRequest for AdminBearer {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(from_gateway(req).and_then(|c| {
+            if c.has_role(ADMIN_ROLE) {
+                Ok(AdminBearer(c))
+            } else {
+                Err(Refusal::NotAdmin.into())
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderName;
+
+    fn keys() -> TokenKeys {
+        let pair = common::keys::generate_ed25519().unwrap();
+        TokenKeys::new(&[], Some(&pair.private_pem), "gatehouse", "api", 5).unwrap()
+    }
+
+    fn token(k: &TokenKeys, sub: &str, roles: &[&str]) -> (String, String) {
+        let now = crate::clock::unix_secs();
+        let jti = Uuid::new_v4().to_string();
+        let t = k
+            .sign(AccessClaims {
+                iss: String::new(),
+                aud: String::new(),
+                sub: sub.into(),
+                exp: now + 60,
+                iat: now,
+                nbf: now,
+                jti: jti.clone(),
+                roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+                username: "alice".into(),
+            })
+            .unwrap();
+        (t, jti)
+    }
+
+    fn with_auth(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            HeaderName::from_static("authorization"),
+            HeaderValue::from_str(value).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn a_token_becomes_a_caller_and_rules_decide() {
+        let k = keys();
+        let deny = DenyList::default();
+        let id = Uuid::new_v4();
+        let (t, jti) = token(&k, &id.to_string(), &["user"]);
+        let h = with_auth(&format!("Bearer {t}"));
+        let admins = Rule::AnyRole(vec!["admin".into()]);
+        let users = Rule::AnyRole(vec!["admin".into(), "user".into()]);
+
+        // Public: no token looked at, no identity.
+        assert!(admit(&Rule::Public, &k, &deny, &h).unwrap().is_none());
+        assert!(
+            admit(&Rule::Public, &k, &deny, &with_auth("Bearer junk"))
+                .unwrap()
+                .is_none()
+        );
+        // Authenticated and a matching role: the caller, as the services see it.
+        let c = admit(&users, &k, &deny, &h).unwrap().unwrap();
+        assert_eq!(c.id(), id);
+        assert_eq!(c.token_id(), jti);
+        assert_eq!(
+            c.principal(),
+            &Principal::User {
+                id,
+                roles: vec!["user".into()]
+            }
+        );
+        assert!(
+            admit(&Rule::Authenticated, &k, &deny, &h)
+                .unwrap()
+                .is_some()
+        );
+        // A missing role is 403, not 401.
+        let refused = admit(&admins, &k, &deny, &h).unwrap_err();
+        assert_eq!(refused, Refusal::MissingRole(vec!["admin".into()]));
+        assert_eq!(refused.to_response().status().as_u16(), 403);
+        // Revoked: 401 with the challenge.
+        deny.insert(&jti, crate::clock::unix_secs() + 60);
+        let refused = admit(&users, &k, &deny, &h).unwrap_err();
+        assert_eq!(refused, Refusal::Revoked);
+        let res = refused.to_response();
+        assert_eq!(res.status().as_u16(), 401);
+        let www = res
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(www.contains("error=\"invalid_token\""), "{www}");
+    }
+
+    #[test]
+    fn what_is_not_a_bearer_token_is_refused() {
+        let k = keys();
+        let deny = DenyList::default();
+        let (t, _) = token(&k, &Uuid::new_v4().to_string(), &["user"]);
+        for (h, why) in [
+            (HeaderMap::new(), Refusal::MissingToken),
+            (with_auth(&format!("Basic {t}")), Refusal::MissingToken),
+            (with_auth("Bearer "), Refusal::MissingToken),
+            (with_auth("Bearer not.a.jwt"), Refusal::InvalidToken),
+        ] {
+            assert_eq!(admit(&Rule::Authenticated, &k, &deny, &h).unwrap_err(), why);
+        }
+        // The scheme is case-insensitive (RFC 9110 section 11.1).
+        assert!(
+            admit(
+                &Rule::Authenticated,
+                &k,
+                &deny,
+                &with_auth(&format!("bearer {t}"))
+            )
+            .is_ok()
+        );
+        // A subject that is not a user id.
+        let (t, _) = token(&k, "gateway", &["admin"]);
+        assert_eq!(
+            admit(
+                &Rule::Authenticated,
+                &k,
+                &deny,
+                &with_auth(&format!("Bearer {t}"))
+            )
+            .unwrap_err(),
+            Refusal::BadSubject
+        );
+        // Another issuer's keys.
+        let (t, _) = token(&keys(), &Uuid::new_v4().to_string(), &["admin"]);
+        assert_eq!(
+            authenticate(&k, &deny, &with_auth(&format!("Bearer {t}"))).unwrap_err(),
+            Refusal::InvalidToken
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! The gateway's own endpoints as utoipa describes them, and the document
+//! the shipped configuration produces without running anything.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::{FieldError, Problem};
+use serde_json::{Value, json};
+use utoipa::OpenApi;
+
+use crate::compose::table::ComposedTable;
+use crate::routes::RouteTable;
+
+/// The gateway's own endpoints.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "gatehouse API", version = "0.1.0",
+        description = "The public API of gatehouse, as the gateway serves it: the gateway's own \
+endpoints and every service operation a route exposes. Log in with `POST /api/login`, then \
+send `Authorization: Bearer <access_token>`. Each operation lists the roles it needs \
+(`x-required-roles`; empty means any signed-in caller) and the errors the gateway itself \
+may answer (problem+json, RFC 9457)."),
+    paths(
+        crate::auth::login, crate::auth::refresh, crate::auth::logout, crate::auth::jwks,
+        crate::admin::reload, crate::admin::routes, crate::admin::upstreams,
+        crate::admin::add_target, crate::admin::remove_target, crate::ops::stats,
+    ),
+    components(schemas(
+        crate::auth::LoginRequest, crate::auth::RefreshRequest, crate::auth::TokenResponse,
+        crate::tokens::JwkSet, crate::tokens::Jwk, crate::admin::TargetRequest, Problem, FieldError,
+    )),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "auth", description = "Tokens: login, refresh, logout and the public keys"),
+        (name = "admin", description = "Gateway administration (admin role)"),
+        (name = "composed", description = "Answers built by the gateway from several calls at once"),
+    )
+)]
+pub struct GatewayDoc;
+
+/// The bearer (access JWT) security scheme, named `bearer`.
+pub struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("The access token from `POST /api/login`."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The gateway's own document, as JSON for the merge.
+pub fn own_document() -> Value {
+    serde_json::to_value(GatewayDoc::openapi()).unwrap_or_else(|_| json!({}))
+}
+
+/// The document the shipped configuration produces from the services' own
+/// documents, without running anything (the committed `openapi/gateway.json`).
+pub fn offline(
+    settings: &crate::settings::Settings,
+    services: &BTreeMap<String, Arc<Value>>,
+) -> Result<Value, String> {
+    let known = |u: &str| settings.upstreams.contains_key(u);
+    let routes = RouteTable::new(&settings.routes, known)?;
+    let composed = ComposedTable::new(&settings.composed, known)?;
+    Ok(crate::openapi::merge::merge(
+        &own_document(),
+        &routes,
+        &composed,
+        services,
+    ))
+}

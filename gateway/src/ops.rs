@@ -1,0 +1,165 @@
+//! The operational endpoints: `/metrics` (Prometheus), `/stats` (admin),
+//! and `/readyz`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use common::Problem;
+use secrecy::ExposeSecret;
+use serde::Serialize;
+
+use crate::admission::AdminBearer;
+use crate::metrics::RouteStatsView;
+use crate::state::Gateway;
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// `GET /metrics`: Prometheus text format. Needs the configured bearer
+/// token when `metrics.bearer_token` is set.
+pub async fn endpoint(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
+    if let Some(token) = &gw.metrics_token {
+        let sent = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let expected = token.expose_secret().as_bytes();
+        let same = sent.len() == expected.len()
+            && sent
+                .bytes()
+                .zip(expected)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            return Problem::unauthorized("the metrics token is missing or wrong").to_response();
+        }
+    }
+    let mut text = match gw.metrics.encode() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "encoding metrics failed");
+            return Problem::internal().to_response();
+        }
+    };
+    let live = gw.live.load();
+    text.push_str("# HELP gatehouse_upstream_target_up Whether the target is in rotation (1) or not (0).\n# TYPE gatehouse_upstream_target_up gauge\n");
+    let mut counters = String::from(
+        "# HELP gatehouse_upstream_target_requests_total Requests sent to the target.\n# TYPE gatehouse_upstream_target_requests_total counter\n",
+    );
+    let mut failures = String::from(
+        "# HELP gatehouse_upstream_target_failures_total Failed attempts (connection, broken answer, timeout).\n# TYPE gatehouse_upstream_target_failures_total counter\n",
+    );
+    let now = crate::clock::mono_ms();
+    for (name, up) in live.upstreams.iter() {
+        for t in up.targets() {
+            let labels = format!(
+                "upstream=\"{}\",target=\"{}\"",
+                escape(name),
+                escape(&t.url)
+            );
+            let v = t.view();
+            let _ = writeln!(
+                text,
+                "gatehouse_upstream_target_up{{{labels}}} {}",
+                u8::from(t.available(now))
+            );
+            let _ = writeln!(
+                counters,
+                "gatehouse_upstream_target_requests_total{{{labels}}} {}",
+                v.requests
+            );
+            let _ = writeln!(
+                failures,
+                "gatehouse_upstream_target_failures_total{{{labels}}} {}",
+                v.failures
+            );
+        }
+    }
+    text.push_str(&counters);
+    text.push_str(&failures);
+    let _ = writeln!(
+        text,
+        "# HELP gatehouse_rate_limit_fallbacks_total Rate-limit checks answered locally because Redis failed.\n# TYPE gatehouse_rate_limit_fallbacks_total counter\ngatehouse_rate_limit_fallbacks_total {}",
+        gw.limiter.fallbacks()
+    );
+    let _ = writeln!(
+        text,
+        "# HELP gatehouse_rate_limit_redis_calls_total Calls made to Redis for rate limits (a lease of cells counts once).\n# TYPE gatehouse_rate_limit_redis_calls_total counter\ngatehouse_rate_limit_redis_calls_total {}",
+        gw.limiter.redis_calls()
+    );
+    let _ = writeln!(
+        text,
+        "# HELP gatehouse_cache_bytes Bytes held by the response cache.\n# TYPE gatehouse_cache_bytes gauge\ngatehouse_cache_bytes {}",
+        gw.cache.weight()
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text)
+}
+
+/// `GET /stats` body.
+#[derive(Debug, Serialize)]
+struct StatsView {
+    since: chrono::DateTime<chrono::Utc>,
+    routes: BTreeMap<String, RouteStatsView>,
+}
+
+/// `GET /stats` (admin): request counts and latency per route since start.
+#[utoipa::path(get, path = "/stats", summary = "Request counts and latency per route", tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Per route: request counts (success/error) and latency average, p95 and p99 in ms", body = Object),
+        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn stats(_: AdminBearer, gw: web::Data<Gateway>) -> HttpResponse {
+    HttpResponse::Ok().json(StatsView {
+        since: gw.metrics.since,
+        routes: gw.metrics.stats(),
+    })
+}
+
+/// Readiness body: each upstream's state.
+#[derive(Debug, Serialize)]
+struct Readiness {
+    status: &'static str,
+    upstreams: BTreeMap<String, &'static str>,
+    rate_limits: &'static str,
+}
+
+/// `GET /readyz`: ready when the configuration is loaded and every upstream
+/// has a target in rotation (by the health checks and passive ejection).
+pub async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
+    let live = gw.live.load();
+    let states: BTreeMap<String, &'static str> = live
+        .upstreams
+        .iter()
+        .map(|(n, u)| (n.clone(), if u.has_available() { "up" } else { "down" }))
+        .collect();
+    let down: Vec<&str> = states
+        .iter()
+        .filter(|(_, s)| **s == "down")
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if down.is_empty() {
+        HttpResponse::Ok().json(Readiness {
+            status: "ok",
+            upstreams: states,
+            rate_limits: gw.limiter.backend().name(),
+        })
+    } else {
+        let mut res =
+            Problem::service_unavailable(format!("no healthy target for: {}", down.join(", ")))
+                .to_response();
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        res
+    }
+}

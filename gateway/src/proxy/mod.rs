@@ -1,0 +1,123 @@
+//! The proxy: every path that is not one of the gateway's own endpoints,
+//! as a sequence of named phases over one per-request context ([`Ctx`]),
+//! the way Pingora's `ProxyHttp` shapes a proxy. Each phase is a plain
+//! function in its own module whose doc says when it runs and what its
+//! return means; an `Err` is the answer that ends the request.
+//!
+//! ```text
+//! request_filter   path check, route (or composed route), method
+//!   -> admission          token -> caller -> the route's rule
+//!   -> rate_limit         the route's quota, by caller or address
+//!   -> cache::lookup      a stored answer for this caller
+//!   -> upstream_peer      the route's upstream
+//!   -> upstream_request   path, body limit, headers with identity and proof
+//!   -> upstream::client   target, attempts, retries (decided there only)
+//!   -> response_filter    head, Location, limiter headers, x-cache
+//!   -> cache::store       keep a storable answer, or stream it
+//!   -> logging            metrics and the upstream's part, always
+//! ```
+//!
+//! A composed route leaves the sequence after the request filter: it runs
+//! the same admission and calls its parts through the same client
+//! (`compose::answer`).
+
+pub mod cache;
+pub mod context;
+pub mod logging;
+pub mod rate_limit;
+pub mod request_filter;
+pub mod response_filter;
+pub mod upstream_request;
+
+use std::time::Instant;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::admission;
+use crate::state::Gateway;
+use crate::upstream::client::{self, UpstreamError};
+use crate::upstream::pool::Upstream;
+pub use context::Ctx;
+use request_filter::Routed;
+
+/// The catch-all handler.
+pub async fn handle(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>) -> HttpResponse {
+    let live = gw.live.load_full();
+    let (route, rule) = match request_filter::phase(&req, &live) {
+        Ok(Routed::Route(route, rule)) => (route, rule),
+        Ok(Routed::Composed(composed)) => {
+            let deny = gw.sessions.deny_list();
+            return match admission::admit(&composed.rule, &live.tokens, deny, req.headers()) {
+                Ok(caller) => {
+                    let who = caller.as_ref().map(|c| c.principal());
+                    crate::compose::answer::answer(&gw, &live, &req, body, composed, who).await
+                }
+                Err(refusal) => refusal.to_response(),
+            };
+        }
+        Err(res) => return res,
+    };
+    let mut ctx = Ctx::new(&req, &live, route, rule);
+    let res = proxy(&gw, &mut ctx, body)
+        .await
+        .unwrap_or_else(|early| early);
+    logging::phase(&gw.metrics, &ctx, &res);
+    res
+}
+
+/// The phases after the request filter, in order.
+async fn proxy(
+    gw: &Gateway,
+    ctx: &mut Ctx<'_>,
+    body: web::Payload,
+) -> Result<HttpResponse, HttpResponse> {
+    ctx.caller = admission::admit(
+        ctx.rule,
+        &ctx.live.tokens,
+        gw.sessions.deny_list(),
+        ctx.req.headers(),
+    )
+    .map_err(|r| r.to_response())?;
+    rate_limit::phase(&gw.limiter, &gw.metrics, ctx).await?;
+    if let Some(hit) = cache::lookup(&gw.cache, &gw.metrics, ctx) {
+        return Ok(hit);
+    }
+    let upstream = upstream_peer(ctx).map_err(|e| e.to_response())?;
+    let path = ctx
+        .route
+        .upstream_path(ctx.req.path(), ctx.req.query_string());
+    let call = upstream_request::call(ctx, upstream, &path, body, &gw.metrics)
+        .map_err(|e| e.to_response())?;
+    let who = ctx.caller.as_ref().map(|c| c.principal());
+    let headers =
+        || upstream_request::headers(ctx.req, ctx.route, who, &gw.strip_headers, &gw.minter);
+    let answer = client::send(call, &headers)
+        .await
+        .map_err(|e| e.to_response())?;
+    ctx.target = Some(answer.target.clone());
+    ctx.attempts = answer.attempts;
+    ctx.upstream_done = Some(Instant::now());
+    let head = response_filter::head(ctx, answer.response.headers());
+    let length = response_filter::content_length(answer.response.headers());
+    match cache::store(&gw.cache, ctx, answer, head, length).await {
+        Ok(stored) => Ok(stored),
+        Err((answer, head)) => Ok(response_filter::stream(answer, head, length)),
+    }
+}
+
+/// Phase: upstream peer. The route's upstream in this snapshot; the target
+/// itself is chosen per attempt by the client, by the upstream's balancing.
+/// Routes are checked against the upstreams when the configuration loads,
+/// so a missing one is a 503 only in theory.
+fn upstream_peer<'a>(ctx: &Ctx<'a>) -> Result<&'a Upstream, UpstreamError> {
+    ctx.live
+        .upstreams
+        .get(&ctx.route.upstream)
+        .map(|u| u.as_ref())
+        .ok_or_else(|| UpstreamError {
+            source: client::Source::NoTarget,
+            upstream: ctx.route.upstream.clone(),
+            retry_safe: false,
+            cause: "no such upstream in this configuration".into(),
+        })
+}

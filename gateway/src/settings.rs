@@ -1,0 +1,256 @@
+//! The gateway's settings: every key of `config/gateway.yaml`, the layers
+//! they are read from (the embedded defaults, `GATEWAY_CONFIG_FILE`, the
+//! environment), and the checks across fields that run before anything
+//! starts, so a typo or a contradiction stops startup with its key named.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use common::config::{ConfigError, Loader};
+use common::db::DatabaseSettings;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::compose::table::{ComposedConfig, ComposedTable};
+use crate::login_limits::LimitSettings;
+use crate::ratelimit::quota::RateLimitConfig;
+use crate::routes::{RouteConfig, RouteTable};
+use crate::tokens::KeyConfig;
+use crate::upstream::pool::{UpstreamConfig, build_all};
+
+const DEFAULTS: &str = include_str!("../../config/gateway.yaml");
+
+/// Unprefixed environment names the gateway reads.
+pub const ENV_ALIASES: &[(&str, &str)] = &[
+    ("GATEWAY_LISTEN", "listen"),
+    ("DATA_DIR", "data_dir"),
+    ("DATABASE_URL", "database.url"),
+    ("GATEWAY_PROOF_PRIVATE_KEY", "proof.private_key_pem"),
+    ("REDIS_URL", "redis.url"),
+    ("GATEWAY_METRICS_TOKEN", "metrics.bearer_token"),
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub workers: usize,
+    pub database: DatabaseSettings,
+    pub proof: ProofSigning,
+    pub tokens: TokenSettings,
+    pub login_limits: LoginLimits,
+    pub identity: IdentitySettings,
+    /// Largest request body a route accepts unless it says otherwise.
+    pub max_body_bytes: u64,
+    /// Time in-flight requests get to finish on SIGTERM/SIGINT.
+    pub shutdown_timeout_secs: u64,
+    /// Shared rate-limit counters (in memory when `url` is unset).
+    pub redis: crate::redis_link::RedisSettings,
+    pub cache: CacheSettings,
+    pub cors: CorsSettings,
+    pub metrics: MetricsSettings,
+    /// The merged public API document.
+    pub openapi: crate::openapi::fetch::OpenApiSettings,
+    /// How the access-token deny list reaches every replica.
+    pub revocations: crate::revocations::RevocationSettings,
+    /// Upstream name -> targets (a list of base URLs, or the full form).
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    pub routes: Vec<RouteConfig>,
+    /// Routes answered by several upstream calls at once.
+    pub composed: Vec<ComposedConfig>,
+    pub no_route: NoRoute,
+}
+
+/// The response cache shared by the routes that enable it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Memory bound for cached bodies and headers.
+    pub max_bytes: u64,
+}
+
+/// Cross-origin requests from browsers; off while `allowed_origins` is empty.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSettings {
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age_secs: usize,
+    pub allow_credentials: bool,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// When set, `GET /metrics` needs `Authorization: Bearer <this>`.
+    #[serde(default)]
+    pub bearer_token: Option<SecretString>,
+}
+
+impl std::fmt::Debug for MetricsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsSettings")
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+/// The response for a path no route matches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoRoute {
+    pub status: u16,
+    pub detail: String,
+}
+/// Access and refresh tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_secs: i64,
+    pub session_max_secs: i64,
+    pub leeway_secs: u64,
+    pub keys: Vec<KeyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginLimits {
+    pub per_username: LimitSettings,
+    pub per_ip: LimitSettings,
+    /// Login attempts per client IP, whatever their outcome (each one costs
+    /// the users service an argon2 verify): a storm is answered 429 cheaply.
+    pub rate: Option<RateLimitConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySettings {
+    pub users_upstream: String,
+    pub strip_headers: Vec<String>,
+}
+
+/// How the gateway signs identity proofs.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProofSigning {
+    pub issuer: String,
+    pub ttl_secs: i64,
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub private_key_pem: Option<String>,
+}
+
+impl std::fmt::Debug for ProofSigning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProofSigning")
+            .field("issuer", &self.issuer)
+            .field("ttl_secs", &self.ttl_secs)
+            .field("private_key_file", &self.private_key_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    pub fn loader() -> Loader {
+        Loader::new("gateway", DEFAULTS)
+    }
+
+    pub fn from_loader(loader: Loader) -> Result<Self, ConfigError> {
+        let s: Settings = loader
+            .env_aliases(ENV_ALIASES)
+            .env_prefix("GATEWAY")
+            .extract()?;
+        s.check()
+    }
+
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_loader(Self::loader())
+    }
+
+    /// The shipped configuration (`config/gateway.yaml`) alone, ignoring the
+    /// environment and any config file.
+    pub fn shipped() -> Result<Self, ConfigError> {
+        Loader::embedded("gateway", DEFAULTS)
+            .extract::<Settings>()?
+            .check()
+    }
+
+    fn check(self) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            service: "gateway".into(),
+            message,
+        };
+        if !(1..=common::identity::MAX_PROOF_TTL_SECS).contains(&self.proof.ttl_secs) {
+            return Err(invalid(format!(
+                "proof.ttl_secs: {} is out of range (1 to {})",
+                self.proof.ttl_secs,
+                common::identity::MAX_PROOF_TTL_SECS
+            )));
+        }
+        if self.revocations.resync_secs == 0 {
+            return Err(invalid("revocations.resync_secs must be positive".into()));
+        }
+        if self.openapi.refresh_secs == 0 || self.openapi.fetch_timeout_ms == 0 {
+            return Err(invalid(
+                "openapi: refresh_secs and fetch_timeout_ms must be positive".into(),
+            ));
+        }
+        let t = &self.tokens;
+        if t.access_ttl_secs < 1
+            || t.refresh_ttl_secs < 1
+            || t.session_max_secs < t.refresh_ttl_secs
+        {
+            return Err(invalid(
+                "tokens: access_ttl_secs and refresh_ttl_secs must be positive and session_max_secs at least refresh_ttl_secs"
+                    .into(),
+            ));
+        }
+        if !self.upstreams.contains_key(&self.identity.users_upstream) {
+            return Err(invalid(format!(
+                "identity.users_upstream: unknown upstream `{}`",
+                self.identity.users_upstream
+            )));
+        }
+        build_all(&self.upstreams, &BTreeMap::new(), None).map_err(invalid)?;
+        RouteTable::new(&self.routes, |u| self.upstreams.contains_key(u)).map_err(invalid)?;
+        ComposedTable::new(&self.composed, |u| self.upstreams.contains_key(u)).map_err(invalid)?;
+        if !(400..=599).contains(&self.no_route.status) {
+            return Err(invalid(format!(
+                "no_route.status: {} is not an error status",
+                self.no_route.status
+            )));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(invalid("max_body_bytes must be positive".into()));
+        }
+        let c = &self.cors;
+        if c.allow_credentials && c.allowed_origins.iter().any(|o| o == "*") {
+            return Err(invalid(
+                "cors: allow_credentials cannot be combined with the `*` origin".into(),
+            ));
+        }
+        for o in &c.allowed_origins {
+            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                return Err(invalid(format!(
+                    "cors.allowed_origins: `{o}` is not `*` or an http(s) origin"
+                )));
+            }
+        }
+        if let Some(url) = &self.redis.url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(invalid(
+                "redis.url must start with redis:// or rediss://".into(),
+            ));
+        }
+        Ok(self)
+    }
+}

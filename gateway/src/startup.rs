@@ -1,0 +1,254 @@
+//! Startup: from settings to a running server. Opens the database and
+//! Redis, builds the state and its engines, starts the background tasks
+//! (each given what it uses, never the whole gateway), and mounts the
+//! gateway's own endpoints in front of the catch-all proxy.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use actix_web::web;
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use common::http::Running;
+use common::identity::{PROOF_KEY_NAME, ProofMinter};
+use secrecy::ExposeSecret;
+
+use crate::cache::ResponseCache;
+use crate::login_limits::FailureLimiter;
+use crate::metrics::Metrics;
+use crate::openapi::fetch::{ServiceDocs, published_upstreams};
+use crate::ratelimit::{Quota, RateLimiter};
+use crate::redis_link::RedisLink;
+use crate::sessions::Sessions;
+use crate::settings::{CorsSettings, Settings};
+use crate::state::{Gateway, Live, SettingsSource};
+use crate::upstream::pool::Upstream;
+use crate::{admin, auth, openapi, ops, proxy};
+
+/// The proof signer: from `proof.private_key_pem` or `proof.private_key_file`
+/// in production, or the development key under `<data_dir>/keys` (generated
+/// on first start, with its public half beside it for the services).
+pub fn proof_minter(settings: &Settings) -> anyhow::Result<ProofMinter> {
+    let p = &settings.proof;
+    let pem = match (&p.private_key_pem, &p.private_key_file) {
+        (Some(pem), _) => pem.clone(),
+        (None, Some(file)) => common::keys::read_pem(file)?,
+        (None, None) => {
+            common::keys::ensure_ed25519(&settings.data_dir.join("keys"), PROOF_KEY_NAME)?
+                .private_pem
+        }
+    };
+    Ok(ProofMinter::from_pem(&pem, &p.issuer, p.ttl_secs)?)
+}
+
+pub async fn build(settings: Settings) -> anyhow::Result<Running> {
+    let listener = common::http::bind(settings.listen)?;
+    build_with_listener(settings, listener).await
+}
+
+pub async fn build_with_listener(
+    settings: Settings,
+    listener: TcpListener,
+) -> anyhow::Result<Running> {
+    build_with_source(settings, listener, Box::new(Settings::load)).await
+}
+
+fn cors(c: &CorsSettings) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(c.allowed_methods.iter().map(String::as_str))
+        .allowed_headers(c.allowed_headers.iter().map(String::as_str))
+        .expose_headers(c.expose_headers.iter().map(String::as_str))
+        .max_age(c.max_age_secs)
+        // A foreign origin gets no grant (the browser blocks it), not an error.
+        .block_on_origin_mismatch(false);
+    for o in &c.allowed_origins {
+        cors = if o == "*" {
+            cors.allow_any_origin()
+        } else {
+            cors.allowed_origin(o)
+        };
+    }
+    if c.allow_credentials {
+        cors = cors.supports_credentials();
+    }
+    cors
+}
+
+/// The upstreams in the current configuration, for as long as it exists.
+fn current_upstreams(live: &Weak<ArcSwap<Live>>) -> Option<Vec<Arc<Upstream>>> {
+    let live = live.upgrade()?;
+    let snapshot = live.load();
+    Some(snapshot.upstreams.values().cloned().collect())
+}
+
+/// The upstreams whose documents the public API description needs.
+fn published(live: &Weak<ArcSwap<Live>>) -> Option<Vec<Arc<Upstream>>> {
+    let live = live.upgrade()?;
+    let snapshot = live.load();
+    Some(
+        published_upstreams(&snapshot.routes, &snapshot.composed)
+            .into_iter()
+            .filter_map(|name| snapshot.upstreams.get(&name).cloned())
+            .collect(),
+    )
+}
+
+/// Build with an explicit source for reloads (SIGHUP, `POST /admin/reload`).
+pub async fn build_with_source(
+    settings: Settings,
+    listener: TcpListener,
+    source: SettingsSource,
+) -> anyhow::Result<Running> {
+    common::tls::install_crypto_provider();
+    let minter = proof_minter(&settings).context("loading the gateway proof signing key")?;
+    let db = common::db::open(
+        &settings.database,
+        &settings.data_dir,
+        migrations::Service::Gateway,
+    )
+    .await?;
+    let t = &settings.tokens;
+    let sessions = Arc::new(
+        Sessions::load(db, t.refresh_ttl_secs, t.session_max_secs)
+            .await
+            .context("loading sessions")?,
+    );
+    let redis = RedisLink::open(&settings.redis).await;
+    let limiter = match &redis {
+        Some(link) => RateLimiter::shared(link.clone(), settings.redis.lease_ms),
+        None => RateLimiter::local(),
+    };
+    let live = Arc::new(ArcSwap::from_pointee(Live::resolve(
+        &settings,
+        None,
+        &BTreeMap::new(),
+    )?));
+    let docs = Arc::new(ServiceDocs::default());
+    let gw = web::Data::new(Gateway {
+        live: live.clone(),
+        registry: std::sync::Mutex::new(BTreeMap::new()),
+        sessions: sessions.clone(),
+        minter,
+        strip_headers: settings
+            .identity
+            .strip_headers
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+        users_upstream: settings.identity.users_upstream.clone(),
+        access_ttl_secs: t.access_ttl_secs,
+        user_limiter: FailureLimiter::new("user", settings.login_limits.per_username),
+        ip_limiter: FailureLimiter::new("ip", settings.login_limits.per_ip),
+        login_quota: settings
+            .login_limits
+            .rate
+            .as_ref()
+            .map(Quota::from_config)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("login_limits.rate: {e}"))?,
+        redis: redis.clone(),
+        limiter,
+        cache: ResponseCache::new(settings.cache.max_bytes),
+        metrics: Arc::new(Metrics::new()?),
+        // An empty value (an unset variable in compose) means no token.
+        metrics_token: settings
+            .metrics
+            .bearer_token
+            .clone()
+            .filter(|t| !t.expose_secret().is_empty()),
+        source,
+        docs: docs.clone(),
+    });
+    reload_on_sighup(gw.clone().into_inner());
+    let weak = Arc::downgrade(&live);
+    crate::upstream::health::spawn(move || current_upstreams(&weak));
+    crate::revocations::spawn(
+        Arc::downgrade(&sessions),
+        redis,
+        Duration::from_secs(settings.revocations.resync_secs),
+    );
+    let weak = Arc::downgrade(&live);
+    openapi::fetch::spawn(docs, settings.openapi.clone(), move || published(&weak));
+    let metrics = web::Data::from(gw.metrics.clone());
+    let swagger = web::Data::new(openapi::handlers::swagger_config());
+    let cors_settings = settings.cors.clone();
+    Ok(common::http::serve_with(
+        listener,
+        settings.workers,
+        settings.shutdown_timeout_secs,
+        move |cfg| {
+            cfg.app_data(gw.clone())
+                .app_data(metrics.clone())
+                .app_data(swagger.clone())
+                .service(
+                    web::scope("")
+                        .wrap(actix_web::middleware::Condition::new(
+                            !cors_settings.allowed_origins.is_empty(),
+                            cors(&cors_settings),
+                        ))
+                        .wrap(actix_web::middleware::from_fn(crate::metrics::observe))
+                        .service(web::resource("/api/login").post(auth::login))
+                        .service(web::resource("/api/refresh").post(auth::refresh))
+                        .service(web::resource("/api/logout").post(auth::logout))
+                        .service(web::resource("/.well-known/jwks.json").get(auth::jwks))
+                        // The resources with path parameters sit in scopes, so
+                        // a proxied path pays one prefix comparison for them,
+                        // not a pattern match each (what the profile showed);
+                        // anything else under the prefix is still proxied.
+                        .service(
+                            web::scope("/admin")
+                                .service(web::resource("/reload").post(admin::reload))
+                                .service(web::resource("/routes").get(admin::routes))
+                                .service(web::resource("/upstreams").get(admin::upstreams))
+                                .service(
+                                    web::resource("/upstreams/{name}/targets")
+                                        .post(admin::add_target)
+                                        .delete(admin::remove_target),
+                                )
+                                .default_service(web::to(proxy::handle)),
+                        )
+                        .service(web::resource("/stats").get(ops::stats))
+                        .service(web::resource("/metrics").get(ops::endpoint))
+                        .service(
+                            web::resource("/openapi.json").get(openapi::handlers::openapi_json),
+                        )
+                        .service(
+                            web::scope("/docs")
+                                .service(web::resource("").get(openapi::handlers::docs_redirect))
+                                .service(
+                                    web::resource("/{tail:.*}").get(openapi::handlers::docs_file),
+                                )
+                                .default_service(web::to(proxy::handle)),
+                        )
+                        .service(web::resource("/healthz").get(common::http::healthz))
+                        .service(web::resource("/readyz").get(ops::readyz))
+                        .default_service(web::to(proxy::handle)),
+                );
+        },
+    )?)
+}
+
+/// SIGHUP re-reads the configuration (see [`Gateway::reload`]).
+fn reload_on_sighup(gw: std::sync::Arc<Gateway>) {
+    actix_web::rt::spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with POST /admin/reload");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            let gw = gw.clone();
+            match tokio::task::spawn_blocking(move || gw.reload()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(reason)) => {
+                    tracing::error!(%reason, "reload refused; the previous configuration keeps serving")
+                }
+                Err(e) => tracing::error!(error = %e, "reload failed"),
+            }
+        }
+    });
+}

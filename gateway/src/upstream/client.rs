@@ -1,0 +1,610 @@
+//! The one way the gateway calls an upstream: proxied requests, composed
+//! parts, its own calls to the users service, health probes and the OpenAPI
+//! fetch all go through [`send`].
+//!
+//! A [`Call`] says what to send and where ([`Peer`]: a target chosen by the
+//! upstream's balancing, or a fixed one), its time budget and its
+//! [`RetryPolicy`]. `send` picks the target, builds the headers for each
+//! attempt, sends, keeps the passive health and the attempt metrics, and
+//! either answers or fails with an [`UpstreamError`] that knows where it
+//! came from ([`Source`]) and whether sending again was safe. That error is
+//! turned into problem+json in one place ([`UpstreamError::to_response`]).
+//!
+//! Retries are decided here and nowhere else: see [`RetryPolicy::allows`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::HttpResponse;
+use actix_web::error::PayloadError;
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::web::{self, Bytes};
+use awc::error::SendRequestError;
+use common::Problem;
+use futures_util::Stream;
+
+use super::pool::{Lease, Target, Upstream, UpstreamSpec};
+use crate::metrics::Metrics;
+
+/// Where a failed call went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The client's own request body: over the limit, or cut short. The
+    /// upstream did nothing wrong.
+    Client(ClientFault),
+    /// No target of the upstream is in rotation; nothing was sent.
+    NoTarget,
+    /// The connection could not be opened (refused, connect timeout, name
+    /// not resolved): the request never left.
+    Connect,
+    /// No answer head within the call's budget; the request may have
+    /// reached the upstream and be running there.
+    Timeout,
+    /// The connection broke or the answer was not HTTP; the request may
+    /// have reached the upstream.
+    BrokenAnswer,
+    /// The gateway's own failure (a proof could not be minted).
+    Internal,
+}
+
+/// What was wrong with the client's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFault {
+    /// More than this many bytes.
+    TooLarge(u64),
+    /// The client stopped sending before the body was complete.
+    BodyBroken,
+}
+
+/// Why a call gave no answer.
+#[derive(Debug, Clone)]
+pub struct UpstreamError {
+    pub source: Source,
+    /// The upstream's name.
+    pub upstream: String,
+    /// Whether the policy would have allowed one more attempt (there was
+    /// none left): the request is known not to have run, or running it
+    /// again is harmless.
+    pub retry_safe: bool,
+    /// For the log; never sent to clients.
+    pub cause: String,
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {:?}: {}", self.upstream, self.source, self.cause)
+    }
+}
+
+impl UpstreamError {
+    pub fn internal(upstream: &str, cause: impl Into<String>) -> Self {
+        Self {
+            source: Source::Internal,
+            upstream: upstream.to_owned(),
+            retry_safe: false,
+            cause: cause.into(),
+        }
+    }
+
+    /// The answer's body broke off after its head arrived.
+    pub fn broken_answer(upstream: &str, cause: impl Into<String>) -> Self {
+        Self {
+            source: Source::BrokenAnswer,
+            upstream: upstream.to_owned(),
+            retry_safe: false,
+            cause: cause.into(),
+        }
+    }
+
+    /// The status a client gets for this failure of a proxied call.
+    pub fn status(&self) -> StatusCode {
+        match self.source {
+            Source::Client(ClientFault::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+            Source::Client(ClientFault::BodyBroken) => StatusCode::BAD_REQUEST,
+            Source::NoTarget => StatusCode::SERVICE_UNAVAILABLE,
+            Source::Connect | Source::BrokenAnswer => StatusCode::BAD_GATEWAY,
+            Source::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Source::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A sentence for the client (no addresses, no causes).
+    pub fn detail(&self) -> String {
+        match self.source {
+            Source::Client(ClientFault::TooLarge(limit)) => {
+                format!("the request body exceeds {limit} bytes")
+            }
+            Source::Client(ClientFault::BodyBroken) => "the request body was cut short".into(),
+            Source::NoTarget => format!("upstream `{}` has no healthy target", self.upstream),
+            Source::Connect | Source::BrokenAnswer => {
+                "the upstream could not be reached or sent a broken response".into()
+            }
+            Source::Timeout => "the upstream did not answer in time".into(),
+            Source::Internal => "internal error".into(),
+        }
+    }
+
+    /// The problem+json answer for a proxied request that got no answer:
+    /// 413/400 for the client's body, 503 (with `Retry-After`) when no
+    /// target is in rotation, 502 for a failed connection or a broken
+    /// answer, 504 for a timeout, an opaque 500 for our own failure.
+    pub fn to_response(&self) -> HttpResponse {
+        match self.source {
+            Source::Client(ClientFault::TooLarge(_)) => {
+                return Problem::payload_too_large(self.detail()).to_response();
+            }
+            Source::Client(ClientFault::BodyBroken) => {
+                return Problem::bad_request(self.detail()).to_response();
+            }
+            Source::Internal => {
+                tracing::error!(error = %self, "calling an upstream failed");
+                return Problem::internal().to_response();
+            }
+            Source::Connect | Source::BrokenAnswer | Source::Timeout => {
+                tracing::warn!(error = %self, "upstream request failed");
+            }
+            Source::NoTarget => {}
+        }
+        let (slug, title) = match self.source {
+            Source::NoTarget => ("no-healthy-upstream", "Service unavailable"),
+            Source::Timeout => ("upstream-timeout", "Gateway timeout"),
+            _ => ("bad-gateway", "Bad gateway"),
+        };
+        let mut res = Problem::new(self.status(), slug, title)
+            .with_detail(self.detail())
+            .to_response();
+        if self.source == Source::NoTarget {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        res
+    }
+
+    /// The answer when a call the gateway makes on its own behalf (the
+    /// credential check, the user re-read) fails: the service it depends on
+    /// is unavailable, 503 with `Retry-After`, whatever the cause.
+    pub fn dependency_unavailable(&self) -> HttpResponse {
+        if self.source == Source::Internal {
+            return self.to_response();
+        }
+        tracing::warn!(error = %self, "a service the gateway depends on is unavailable");
+        unavailable(&self.upstream)
+    }
+}
+
+/// 503 with `Retry-After` for a service the gateway's own endpoints need.
+pub fn unavailable(service: &str) -> HttpResponse {
+    let mut res = Problem::service_unavailable(format!(
+        "the {service} service is unavailable; retry shortly"
+    ))
+    .to_response();
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
+}
+
+/// When a failed attempt may be sent again, on another target if there is
+/// one. Whatever the policy, a request is sent again only if its body can be
+/// sent again (none, or held in memory: never a stream already consumed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Extra attempts after the first.
+    pub max_retries: u32,
+    /// Running the request twice does no harm (an idempotent method, or a
+    /// call that only reads).
+    pub idempotent: bool,
+    /// A timed-out attempt may be repeated: only for calls that read, since
+    /// the first one may still be running.
+    pub after_timeout: bool,
+}
+
+impl RetryPolicy {
+    /// One attempt only.
+    pub const fn never() -> Self {
+        Self {
+            max_retries: 0,
+            idempotent: false,
+            after_timeout: false,
+        }
+    }
+
+    /// A client's request: idempotent by its method (RFC 9110 section 9.2.2);
+    /// never repeated after a timeout (the first may still be running).
+    pub fn for_method(method: &Method, max_retries: u32) -> Self {
+        let idempotent = [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::PUT,
+            Method::DELETE,
+            Method::TRACE,
+        ]
+        .contains(method);
+        Self {
+            max_retries,
+            idempotent,
+            after_timeout: false,
+        }
+    }
+
+    /// A call that only reads (the gateway's credential check and user
+    /// re-read): any failure may be tried again.
+    pub const fn reads(max_retries: u32) -> Self {
+        Self {
+            max_retries,
+            idempotent: true,
+            after_timeout: true,
+        }
+    }
+
+    /// Whether an attempt that failed at `source` may be sent again.
+    /// - a refused connection: the request never left, so yes;
+    /// - a broken answer: the request may have run, so only if idempotent;
+    /// - a timeout: it may still be running, so only if `after_timeout`;
+    /// - the client's body, no target, our own failure: never.
+    pub fn allows(&self, source: Source, replayable: bool) -> bool {
+        replayable
+            && match source {
+                Source::Connect => true,
+                Source::BrokenAnswer => self.idempotent,
+                Source::Timeout => self.idempotent && self.after_timeout,
+                Source::Client(_) | Source::NoTarget | Source::Internal => false,
+            }
+    }
+}
+
+/// Which target a call goes to.
+pub enum Peer {
+    /// Chosen by the upstream's balancing among the targets in rotation;
+    /// a retry prefers another one.
+    Balanced,
+    /// This one, whatever its health (fan-out parts, probes, fetches).
+    Fixed(Arc<Target>),
+}
+
+/// What a call's attempts count toward.
+#[derive(Clone, Copy)]
+pub enum Accounting<'a> {
+    /// Traffic: passive health (ejection after failures), in-flight leases
+    /// and `gatehouse_upstream_attempts_total`.
+    Traffic(&'a Metrics),
+    /// Probes and document fetches: nothing (the health check keeps its
+    /// own verdicts).
+    Untracked,
+}
+
+/// A request body.
+pub enum Body {
+    Empty,
+    /// Held in memory: can be sent again.
+    Bytes(Bytes),
+    /// The client's body, streamed through once: never sent twice.
+    Stream(Limited),
+}
+
+impl Body {
+    fn replayable(&self) -> bool {
+        !matches!(self, Body::Stream(_))
+    }
+}
+
+/// One call to an upstream.
+pub struct Call<'a> {
+    pub upstream: &'a Upstream,
+    pub peer: Peer,
+    pub method: Method,
+    /// Path and query at the target (appended to its base URL).
+    pub path: &'a str,
+    /// Budget for the answer head, per attempt.
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    pub accounting: Accounting<'a>,
+    pub body: Body,
+}
+
+impl<'a> Call<'a> {
+    /// A balanced traffic call with the upstream's own timeout and no retry.
+    pub fn new(
+        upstream: &'a Upstream,
+        method: Method,
+        path: &'a str,
+        metrics: &'a Metrics,
+    ) -> Self {
+        Self {
+            upstream,
+            peer: Peer::Balanced,
+            method,
+            path,
+            timeout: Duration::from_secs(upstream.spec.timeout_secs),
+            retry: RetryPolicy::never(),
+            accounting: Accounting::Traffic(metrics),
+            body: Body::Empty,
+        }
+    }
+}
+
+/// An upstream's answer head (its body streams from `response`).
+pub struct Answer {
+    pub response: awc::ClientResponse,
+    /// Counts the request in flight on its target until dropped (hold it
+    /// while the body streams); `None` for untracked calls.
+    pub lease: Option<Lease>,
+    pub target: Arc<Target>,
+    /// Attempts made, this one included.
+    pub attempts: u32,
+}
+
+thread_local! {
+    /// awc clients are not `Send`: one per connect timeout on each worker
+    /// thread, each with its own connection pool.
+    static CLIENTS: RefCell<HashMap<u64, awc::Client>> = RefCell::new(HashMap::new());
+}
+
+/// The HTTP client for an upstream's targets, on this thread.
+pub fn client_for(spec: &UpstreamSpec) -> awc::Client {
+    let ms = spec.connect_timeout_ms;
+    CLIENTS.with(|c| {
+        c.borrow_mut()
+            .entry(ms)
+            .or_insert_with(|| {
+                awc::Client::builder()
+                    .no_default_headers()
+                    .disable_redirects()
+                    .connector(
+                        awc::Connector::new()
+                            .timeout(Duration::from_millis(ms))
+                            .limit(0),
+                    )
+                    .finish()
+            })
+            .clone()
+    })
+}
+
+fn source_of(e: &SendRequestError) -> Source {
+    match e {
+        SendRequestError::Timeout => Source::Timeout,
+        SendRequestError::Connect(_) => Source::Connect,
+        _ => Source::BrokenAnswer,
+    }
+}
+
+/// Send `call`, with `headers` built afresh for each attempt (cheaper than
+/// a copy kept for a retry that almost never happens). See the module doc.
+pub async fn send(
+    call: Call<'_>,
+    headers: &dyn Fn() -> Result<HeaderMap, UpstreamError>,
+) -> Result<Answer, UpstreamError> {
+    let Call {
+        upstream,
+        peer,
+        method,
+        path,
+        timeout,
+        retry,
+        accounting,
+        body,
+    } = call;
+    let client = client_for(&upstream.spec);
+    let replayable = body.replayable();
+    let faults = match &body {
+        Body::Stream(s) => Some(s.fault.clone()),
+        _ => None,
+    };
+    let mut body = Some(body);
+    let metrics = match accounting {
+        Accounting::Traffic(m) => Some(m),
+        Accounting::Untracked => None,
+    };
+    let tracked = metrics.is_some();
+    let fail = |source: Source, retry_safe: bool, cause: String| UpstreamError {
+        source,
+        upstream: upstream.name.clone(),
+        retry_safe,
+        cause,
+    };
+    let mut avoid: Option<Arc<Target>> = None;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (target, lease) = match &peer {
+            Peer::Fixed(t) => (t.clone(), tracked.then(|| Lease::on(t.clone()))),
+            Peer::Balanced => {
+                // Another target for a retry, or the same one if it is the
+                // only one left.
+                let Some(lease) = upstream
+                    .pick(avoid.as_ref())
+                    .or_else(|| avoid.as_ref().and_then(|_| upstream.pick(None)))
+                else {
+                    return Err(fail(
+                        Source::NoTarget,
+                        false,
+                        "no target in rotation".into(),
+                    ));
+                };
+                (lease.target().clone(), tracked.then_some(lease))
+            }
+        };
+        let mut req = client
+            .request(method.clone(), format!("{}{path}", target.url))
+            .timeout(timeout);
+        *req.headers_mut() = headers()?;
+        let sent = match body.take() {
+            Some(Body::Stream(s)) => req.send_stream(s).await,
+            Some(Body::Bytes(b)) => {
+                body = Some(Body::Bytes(b.clone()));
+                req.send_body(b).await
+            }
+            Some(Body::Empty) => {
+                body = Some(Body::Empty);
+                req.send().await
+            }
+            None => req.send().await,
+        };
+        let e = match sent {
+            Ok(response) => {
+                if let Some(m) = metrics {
+                    target.record_success();
+                    m.upstream_attempt(&upstream.name, "ok");
+                }
+                return Ok(Answer {
+                    response,
+                    lease,
+                    target,
+                    attempts: attempt,
+                });
+            }
+            Err(e) => e,
+        };
+        if let Some(fault) = faults.as_ref().and_then(|f| f.get()) {
+            return Err(fail(Source::Client(fault), false, e.to_string()));
+        }
+        let source = source_of(&e);
+        if tracked {
+            target.record_failure(&upstream.spec.passive);
+        }
+        let safe = retry.allows(source, replayable);
+        if safe && attempt <= retry.max_retries {
+            tracing::info!(error = %e, target_url = %target.url, attempt, "retrying on another target");
+            if let Some(m) = metrics {
+                m.upstream_attempt(&upstream.name, "retried");
+            }
+            avoid = Some(target);
+            continue;
+        }
+        if let Some(m) = metrics {
+            m.upstream_attempt(&upstream.name, "failed");
+        }
+        return Err(fail(source, safe, format!("{e} (target {})", target.url)));
+    }
+}
+
+/// The client's request body on its way upstream, cut off past the limit;
+/// what went wrong is kept for [`send`] to tell the client's fault from the
+/// upstream's.
+pub struct Limited {
+    inner: web::Payload,
+    seen: u64,
+    limit: u64,
+    fault: Rc<Cell<Option<ClientFault>>>,
+}
+
+impl Limited {
+    pub fn new(inner: web::Payload, limit: u64) -> Self {
+        Self {
+            inner,
+            seen: 0,
+            limit,
+            fault: Rc::new(Cell::new(None)),
+        }
+    }
+}
+
+impl Stream for Limited {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.seen += chunk.len() as u64;
+                if self.seen > self.limit {
+                    self.fault.set(Some(ClientFault::TooLarge(self.limit)));
+                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.fault.set(Some(ClientFault::BodyBroken));
+                Poll::Ready(Some(Err(e)))
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_follow_what_may_have_reached_the_upstream() {
+        let get = RetryPolicy::for_method(&Method::GET, 1);
+        let post = RetryPolicy::for_method(&Method::POST, 1);
+        let reads = RetryPolicy::reads(1);
+        // Never left: any replayable request, whatever its method.
+        assert!(get.allows(Source::Connect, true));
+        assert!(post.allows(Source::Connect, true));
+        // A streamed body cannot be sent twice.
+        assert!(!get.allows(Source::Connect, false));
+        assert!(!post.allows(Source::Connect, false));
+        // May have run: only idempotent requests.
+        assert!(get.allows(Source::BrokenAnswer, true));
+        assert!(!post.allows(Source::BrokenAnswer, true));
+        // May still be running: only calls that read.
+        assert!(!get.allows(Source::Timeout, true));
+        assert!(reads.allows(Source::Timeout, true));
+        // Not the upstream's failure, or nothing to retry.
+        for s in [
+            Source::Client(ClientFault::TooLarge(1)),
+            Source::Client(ClientFault::BodyBroken),
+            Source::NoTarget,
+            Source::Internal,
+        ] {
+            assert!(!reads.allows(s, true), "{s:?}");
+        }
+        assert_eq!(RetryPolicy::never().max_retries, 0);
+        assert!(RetryPolicy::for_method(&Method::DELETE, 0).idempotent);
+        assert!(!RetryPolicy::for_method(&Method::PATCH, 0).idempotent);
+    }
+
+    #[test]
+    fn errors_map_to_their_status_once() {
+        let e = |source| UpstreamError {
+            source,
+            upstream: "users".into(),
+            retry_safe: false,
+            cause: "SECRET-CAUSE".into(),
+        };
+        let cases = [
+            (Source::Client(ClientFault::TooLarge(10)), 413),
+            (Source::Client(ClientFault::BodyBroken), 400),
+            (Source::NoTarget, 503),
+            (Source::Connect, 502),
+            (Source::BrokenAnswer, 502),
+            (Source::Timeout, 504),
+            (Source::Internal, 500),
+        ];
+        for (source, status) in cases {
+            let err = e(source);
+            assert_eq!(err.status().as_u16(), status, "{source:?}");
+            let res = err.to_response();
+            assert_eq!(res.status().as_u16(), status, "{source:?}");
+            assert_eq!(
+                res.headers().contains_key(header::RETRY_AFTER),
+                source == Source::NoTarget,
+                "{source:?}"
+            );
+            assert!(
+                !err.detail().contains("SECRET"),
+                "no cause reaches the client"
+            );
+        }
+        let dep = e(Source::Connect).dependency_unavailable();
+        assert_eq!(dep.status().as_u16(), 503);
+        assert_eq!(dep.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        assert_eq!(
+            e(Source::Internal)
+                .dependency_unavailable()
+                .status()
+                .as_u16(),
+            500
+        );
+    }
+}
