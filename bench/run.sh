@@ -13,7 +13,11 @@
 # section of bench/README.md.
 #
 # Settings: ROUNDS (3), DURATION seconds per measurement (5), CONNS (50),
-# REDIS_URL (redis://127.0.0.1:6379), UPDATE_README (1).
+# REDIS_URL (redis://127.0.0.1:6379), UPDATE_README (1), PROFILE (release),
+# BASELINE (a directory holding another build's `gateway` binary: it runs
+# beside this build's with the same configuration, and its public route and
+# route 4 are measured in the same rounds, so a change is judged against the
+# code before it in one run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +26,9 @@ DURATION="${DURATION:-5}"
 CONNS="${CONNS:-50}"
 REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 UPDATE_README="${UPDATE_README:-1}"
-T="${CARGO_TARGET_DIR:-$PWD/target}/release"
+PROFILE="${PROFILE:-release}"
+BASELINE="${BASELINE:-}"
+T="${CARGO_TARGET_DIR:-$PWD/target}/$PROFILE"
 
 need=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
@@ -33,7 +39,7 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
-cargo build --release -q -p gateway -p users -p bench
+cargo build --profile "$PROFILE" -q -p gateway -p users -p bench
 
 W="$(mktemp -d)"
 chmod 755 "$W"
@@ -48,7 +54,7 @@ trap cleanup EXIT
 ulimit -n 65536 2>/dev/null || true
 
 if [ "$(nproc)" -ge 2 ]; then SRV="taskset -c 1"; LOAD="taskset -c 0"; else SRV=""; LOAD=""; fi
-UP=19001 NGX=19002 GW=19003 GWR=19004 GW1K=19005 USERS=19006
+UP=19001 NGX=19002 GW=19003 GWR=19004 GW1K=19005 USERS=19006 GWB=19007
 
 wait_http() { for _ in $(seq 1 150); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done; echo "not answering: $1" >&2; return 1; }
 
@@ -113,18 +119,19 @@ gw_config() { # file routes [login rate limit]
 gw_config "$W/gw10.yaml" 10 "{rate: 10/s, burst: 20}"
 gw_config "$W/gw10-open.yaml" 10
 gw_config "$W/gw1000.yaml" 1000
-start_gw() { # port config [redis url]
+start_gw() { # port config [redis url] [binary]
   local redis=()
   [ -n "${3:-}" ] && redis=("REDIS_URL=$3")
   env -u REDIS_URL GATEWAY_CONFIG_FILE="$2" GATEWAY_LISTEN="127.0.0.1:$1" DATA_DIR="$W/data" \
     GATEWAY__REDIS__KEY_PREFIX="bench:$$:$1:" RUST_LOG=warn "${redis[@]}" \
-    $SRV "$T/gateway" >"$W/gw$1.log" 2>&1 & PIDS+=($!)
+    $SRV "${4:-$T/gateway}" >"$W/gw$1.log" 2>&1 & PIDS+=($!)
   eval "PID_$1=$!"
   wait_http "http://127.0.0.1:$1/healthz"
 }
 start_gw "$GW" "$W/gw10.yaml"
 start_gw "$GWR" "$W/gw10-open.yaml" "$REDIS_URL"
 start_gw "$GW1K" "$W/gw1000.yaml"
+[ -n "$BASELINE" ] && start_gw "$GWB" "$W/gw10-open.yaml" "" "$BASELINE/gateway"
 ADMIN_PASSWORD=bench-admin-password-0123 DATA_DIR="$W/data" USERS__LISTEN="127.0.0.1:$USERS" \
   USERS__WORKERS=1 RUST_LOG=warn $SRV "$T/users" >"$W/users.log" 2>&1 & PIDS+=($!)
 wait_http "http://127.0.0.1:$USERS/healthz"
@@ -133,7 +140,7 @@ LOGIN_BODY='{"username":"admin","password":"bench-admin-password-0123"}'
 TOKEN="$(curl -fsS -X POST "http://127.0.0.1:$GW/api/login" -H 'content-type: application/json' -d "$LOGIN_BODY" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
 AUTH="authorization: Bearer $TOKEN"
-for p in "$GW" "$GWR" "$GW1K"; do
+for p in "$GW" "$GWR" "$GW1K" ${BASELINE:+"$GWB"}; do
   code="$(curl -s -o /dev/null -w '%{http_code}' -H "$AUTH" "http://127.0.0.1:$p/limited/x")"
   [ "$code" = 200 ] || { echo "gateway :$p answered $code"; cat "$W/gw$p.log"; exit 1; }
 done
@@ -169,6 +176,13 @@ for round in $(seq 1 "$ROUNDS"); do
   record gw_limit_mem "$(measure "$CONNS" "http://127.0.0.1:$GW/limited/x" -H "$AUTH")"
   record gw_limit_redis "$(measure "$CONNS" "http://127.0.0.1:$GWR/limited/x" -H "$AUTH")"
   record gw_1000 "$(measure "$CONNS" "http://127.0.0.1:$GW1K/auth/x" -H "$AUTH")"
+  if [ -n "$BASELINE" ]; then
+    record base_public "$(measure "$CONNS" "http://127.0.0.1:$GWB/public/x")"
+    record base_auth "$(measure "$CONNS" "http://127.0.0.1:$GWB/auth/x" -H "$AUTH")"
+    # This build on the same configuration as the baseline (no login limit).
+    record open_public "$(measure "$CONNS" "http://127.0.0.1:$GWR/public/x")"
+    record open_auth "$(measure "$CONNS" "http://127.0.0.1:$GWR/auth/x" -H "$AUTH")"
+  fi
   record login "$(measure 1 "http://127.0.0.1:$GW1K/api/login" -s "$W/login.lua")"
   # A login storm on the same gateway while the proxied route is measured.
   $LOAD wrk -t1 -c8 -d"$((DURATION + 2))s" -s "$W/login.lua" "http://127.0.0.1:$GW/api/login" >"$W/storm.txt" 2>&1 &
@@ -212,6 +226,12 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
   row "8 | 4 with 1,000 routes" gw_1000 "$rss_gw1k"
   set -- $c1000
   printf '| 9 | 4 with 1,000 connections | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "$(rss_mib "$PID_19003")"
+  if [ -n "$BASELINE" ]; then
+    row "3b | 3 on this build, the config of 3c" open_public "$rss_gwr"
+    row "3c | 3 on the baseline build ($BASELINE)" base_public "$(rss_mib "$PID_19007")"
+    row "4b | 4 on this build, the config of 4c" open_auth "$rss_gwr"
+    row "4c | 4 on the baseline build ($BASELINE)" base_auth "$(rss_mib "$PID_19007")"
+  fi
   echo
   echo "Raw argon2id verify (m=19 MiB, t=2, p=1), median of 21, on the servers' core: $ARGON ms with its memory reused (as the users service does), $ARGON_FRESH ms allocated afresh. Last storm (row 7): $STORM (login_limits.rate 10/s, burst 20, per address)."
   echo
@@ -228,6 +248,14 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
     printf "| 1,000 routes vs 10 routes, req/s | %.2fx | >= 0.95x |\n", k / a4
     printf "| gateway peak RSS with 1,000 connections | %.1f MiB | <= 64 MiB |\n", rss
   }'
+  if [ -n "$BASELINE" ]; then
+    echo
+    awk -v op="$(med open_public 1)" -v bp="$(med base_public 1)" -v oa="$(med open_auth 1)" -v ba="$(med base_auth 1)" 'BEGIN {
+      printf "| this build vs the baseline, same config, interleaved | ratio |\n|---|---|\n"
+      printf "| public route (3b / 3c) | %.3fx |\n", op / bp
+      printf "| route 4 (4b / 4c) | %.3fx |\n", oa / ba
+    }'
+  fi
 } | tee "$W/table.md"
 
 if [ "$UPDATE_README" = 1 ] && [ -f bench/README.md ]; then

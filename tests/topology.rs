@@ -398,7 +398,7 @@ async fn the_topology_as_processes_survives_failures_and_shares_state() {
         .collect();
         spawn(name, "gateway", port, &env, &logs)
     };
-    let c = reqwest::Client::builder()
+    let c = testkit::client_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();

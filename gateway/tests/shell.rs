@@ -69,7 +69,7 @@ async fn readiness_follows_upstreams() {
         .unwrap();
     let base = format!("http://127.0.0.1:{}", gw.port());
     actix_web::rt::spawn(gw.run_until_stopped());
-    let c = reqwest::Client::new();
+    let c = testkit::client();
     assert_eq!(
         c.get(format!("{base}/healthz"))
             .send()
@@ -182,7 +182,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let c = reqwest::Client::new();
+    let c = testkit::client();
     let mut up = false;
     for _ in 0..300 {
         if c.get(format!("{base}/healthz")).send().await.is_ok() {

@@ -68,7 +68,7 @@ async fn a_100_mib_answer_streams_through_with_bounded_memory() {
     let base = format!("http://127.0.0.1:{}", gw.port());
     actix_web::rt::spawn(gw.run_until_stopped());
 
-    let client = reqwest::Client::new();
+    let client = testkit::client();
     // Warm up allocators and connection pools with a small answer first.
     let warm = client.get(format!("{base}/files/2")).send().await.unwrap();
     assert_eq!(warm.bytes().await.unwrap().len(), 2 * MIB);

@@ -130,6 +130,21 @@ impl Drop for TestDb {
     }
 }
 
+/// A reqwest client builder for tests. The workspace's reqwest has no
+/// crypto provider of its own (the tree has one, ring, installed at startup
+/// by every service), so tests install it before building a client.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    common::tls::install_crypto_provider();
+    reqwest::Client::builder()
+}
+
+/// A reqwest client for tests (see [`client_builder`]).
+pub fn client() -> reqwest::Client {
+    client_builder()
+        .build()
+        .unwrap_or_else(|e| panic!("building the test client: {e}"))
+}
+
 /// The identity headers the gateway would send to `audience` on behalf of
 /// `who`, for a test client (reqwest) to send to a service directly.
 pub fn identity_headers(

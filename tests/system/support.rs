@@ -124,7 +124,7 @@ impl System {
         let mut scanners = scanners.into_iter();
         System {
             gw,
-            client: reqwest::Client::builder()
+            client: testkit::client_builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),

@@ -192,4 +192,64 @@ mod tests {
         assert!(lookup(&cache, &metrics, &mut ctx).is_none());
         assert!(ctx.cache_key.is_none());
     }
+
+    fn answer(headers: &[(&'static str, &'static str)], body: &'static str) -> Answer {
+        let mut res = awc::test::TestResponse::default();
+        for (n, v) in headers {
+            res = res.insert_header((*n, *v));
+        }
+        Answer {
+            response: res.set_payload(body).finish(),
+            lease: None,
+            target: std::sync::Arc::new(crate::upstream::pool::Target::new(
+                "t".into(),
+                "http://t".into(),
+            )),
+            attempts: 1,
+        }
+    }
+
+    #[actix_web::test]
+    async fn storable_answers_are_kept_and_the_rest_stream() {
+        let live = live_with(
+            json!([{"prefix": "/c", "upstream": "users", "access": "public", "cache": {"ttl_secs": 60}}]),
+            json!([]),
+        );
+        let route = &live.routes.routes()[0];
+        let rule = route.rule_for(&Method::GET).unwrap();
+        let cache = ResponseCache::new(1 << 20);
+        let metrics = Metrics::new().unwrap();
+        let req = actix_web::test::TestRequest::get()
+            .uri("/c/x")
+            .to_http_request();
+        let mut ctx = Ctx::new(&req, &live, route, rule);
+        assert!(lookup(&cache, &metrics, &mut ctx).is_none());
+        // Not storable: handed back untouched, nothing kept.
+        let a = answer(
+            &[("cache-control", "no-store"), ("content-length", "2")],
+            "no",
+        );
+        let head = a.response.headers().clone();
+        assert!(store(&cache, &ctx, a, head, Some(2)).await.is_err());
+        assert!(lookup(&cache, &metrics, &mut Ctx::new(&req, &live, route, rule)).is_none());
+        // Storable: answered from memory, and the next caller hits it.
+        let a = answer(
+            &[("content-type", "text/plain"), ("content-length", "4")],
+            "kept",
+        );
+        let mut head = a.response.headers().clone();
+        mark_miss(&ctx, &mut head);
+        let Ok(res) = store(&cache, &ctx, a, head, Some(4)).await else {
+            panic!("stored")
+        };
+        assert_eq!(res.headers().get("x-cache").unwrap(), "MISS");
+        let hit = lookup(&cache, &metrics, &mut Ctx::new(&req, &live, route, rule)).unwrap();
+        assert_eq!(hit.headers().get("x-cache").unwrap(), "HIT");
+        let body = actix_web::body::to_bytes(hit.into_body()).await.unwrap();
+        assert_eq!(body, "kept");
+        // Without a length, or larger than an entry may be: streamed.
+        let a = answer(&[], "streamed");
+        let head = a.response.headers().clone();
+        assert!(store(&cache, &ctx, a, head, None).await.is_err());
+    }
 }

@@ -23,6 +23,7 @@
 
 pub mod cache;
 pub mod context;
+pub mod headers;
 pub mod logging;
 pub mod rate_limit;
 pub mod request_filter;
@@ -98,7 +99,7 @@ async fn proxy(
     ctx.attempts = answer.attempts;
     ctx.upstream_done = Some(Instant::now());
     let head = response_filter::head(ctx, answer.response.headers());
-    let length = response_filter::content_length(answer.response.headers());
+    let length = headers::content_length(answer.response.headers());
     match cache::store(&gw.cache, ctx, answer, head, length).await {
         Ok(stored) => Ok(stored),
         Err((answer, head)) => Ok(response_filter::stream(answer, head, length)),

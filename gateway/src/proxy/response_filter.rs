@@ -11,16 +11,10 @@ use futures_util::Stream;
 
 use super::cache::mark_miss;
 use super::context::Ctx;
-use super::upstream_request::HOP_BY_HOP;
+use super::headers::HOP_BY_HOP;
 use crate::routes::Route;
 use crate::upstream::client::Answer;
 use crate::upstream::pool::Lease;
-
-/// The upstream's length, when it declared a valid one.
-pub fn content_length(h: &HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-}
 
 /// The client's copy of an upstream head: without hop-by-hop headers, with
 /// `Location` said as the client reaches it, the route's edits, then the
@@ -150,7 +144,7 @@ mod tests {
         assert_eq!(h.get("ratelimit").unwrap(), "\"route\";r=1;t=1");
         assert_eq!(h.get("x-cache").unwrap(), "MISS");
         assert_eq!(h.get("set-cookie").unwrap(), "a=1");
-        assert_eq!(content_length(&h), Some(12));
+        assert_eq!(super::super::headers::content_length(&h), Some(12));
         // A path the route does not serve, or another origin, stays as sent.
         for l in [
             "/elsewhere/1",

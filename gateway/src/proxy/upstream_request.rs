@@ -11,24 +11,12 @@ use common::identity::{Principal, ProofMinter};
 use common::telemetry::RequestId;
 
 use super::context::Ctx;
-use super::response_filter::content_length;
+use super::headers::{HOP_BY_HOP, content_length};
 use crate::routes::Route;
 use crate::upstream::client::{
     Body, Call, ClientFault, Limited, RetryPolicy, Source, UpstreamError,
 };
 use crate::upstream::pool::Upstream;
-
-/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
-pub const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// What a client may not tell the upstream: the gateway's own forwarding
 /// headers replace these, and its credentials stop here.

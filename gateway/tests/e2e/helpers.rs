@@ -88,7 +88,7 @@ pub async fn spawn_stack_with(
         overrides.clone(),
     )
     .await;
-    let client = reqwest::Client::builder()
+    let client = testkit::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

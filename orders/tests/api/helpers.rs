@@ -55,7 +55,7 @@ pub async fn spawn_app() -> TestApp {
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         base,
-        client: reqwest::Client::new(),
+        client: testkit::client(),
         minter: env.minter.clone(),
         alice: principal(&["user"]),
         bob: principal(&["user"]),

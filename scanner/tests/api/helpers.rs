@@ -98,7 +98,7 @@ pub async fn spawn_with(config: Config) -> TestApp {
     let base = start(&env, &url, &config).await;
     TestApp {
         base,
-        client: reqwest::Client::new(),
+        client: testkit::client(),
         minter: env.minter.clone(),
         alice: principal(&["user"]),
         bob: principal(&["user"]),

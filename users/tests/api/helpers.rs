@@ -52,7 +52,7 @@ pub async fn spawn_app_with(
         .expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder()
+    let client = testkit::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

@@ -97,7 +97,7 @@ async fn generated_admin_password_when_none_is_set() {
     .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());
-    let client = reqwest::Client::new();
+    let client = testkit::client();
     let mut rb = client.post(format!("{base}/internal/credentials/verify"));
     rb = rb.headers(testkit::identity_headers(
         &env.minter,

@@ -1,0 +1,342 @@
+//! The gateway's layering, checked on its source: no two of its files
+//! import each other in a circle; the engines never import the gateway
+//! state; only the upstream client speaks awc; nothing needs more arguments
+//! than clippy allows. ARCHITECTURE.md states these rules; this keeps them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Modules that must not know the gateway's state: what they need is passed
+/// to them.
+const ENGINES: &[&str] = &[
+    "cache",
+    "clock",
+    "compose::table",
+    "login_limits",
+    "metrics",
+    "openapi::fetch",
+    "openapi::merge",
+    "ratelimit",
+    "redis_link",
+    "revocations",
+    "routes",
+    "sessions",
+    "settings",
+    "tokens",
+    "upstream",
+];
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// Every `.rs` file under `dir`, by its module path (`proxy::cache`; the
+/// crate root is the empty path).
+fn modules(dir: &Path, prefix: &str, out: &mut BTreeMap<String, PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let join = |n: &str| {
+            if prefix.is_empty() {
+                n.to_owned()
+            } else {
+                format!("{prefix}::{n}")
+            }
+        };
+        if path.is_dir() {
+            modules(&path, &join(&name), out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let module = match name.as_str() {
+                "lib" | "main" if prefix.is_empty() => String::new(),
+                "mod" => prefix.to_owned(),
+                _ => join(&name),
+            };
+            if name != "main" {
+                out.insert(module, path);
+            }
+        }
+    }
+}
+
+/// The file's text without its test module (tests may reach anything).
+fn production_code(text: &str) -> String {
+    let mut out = String::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.trim() == "#[cfg(test)]" {
+            // A test-only declaration (`mod tests_support;`) or the test
+            // module, which runs to the end of the file by convention.
+            match lines.peek() {
+                Some(next) if next.trim_end().ends_with(';') => {
+                    lines.next();
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Paths a file names: `crate::a::b` and `super::c` (made absolute), from
+/// `use` trees (one level of braces) and from paths in the code.
+fn references(module: &str, code: &str) -> Vec<String> {
+    let parent = match module.rsplit_once("::") {
+        Some((p, _)) => p.to_owned(),
+        None => String::new(),
+    };
+    let absolute = |p: &str| -> Option<String> {
+        if let Some(rest) = p.strip_prefix("crate::") {
+            Some(rest.to_owned())
+        } else if let Some(rest) = p.strip_prefix("super::") {
+            Some(if parent.is_empty() {
+                rest.to_owned()
+            } else {
+                format!("{parent}::{rest}")
+            })
+        } else if p.starts_with("self::") {
+            p.strip_prefix("self::").map(|rest| {
+                if module.is_empty() {
+                    rest.to_owned()
+                } else {
+                    format!("{module}::{rest}")
+                }
+            })
+        } else {
+            None
+        }
+    };
+    let mut out = Vec::new();
+    let mut text = code.to_owned();
+    // `use crate::x::{a, b::C};` -> crate::x::a, crate::x::b::C
+    while let Some(start) = text.find("::{") {
+        let head_start = text[..start]
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .map_or(0, |i| i + 1);
+        let head = text[head_start..start].to_owned();
+        let Some(end) = text[start..].find('}').map(|e| start + e) else {
+            break;
+        };
+        let inner = text[start + 3..end].to_owned();
+        for item in inner.split(',') {
+            let item = item.trim().trim_start_matches('{');
+            if !item.is_empty() && item != "self" {
+                out.extend(absolute(&format!("{head}::{item}")));
+            } else if item == "self" {
+                out.extend(absolute(&head));
+            }
+        }
+        text.replace_range(head_start..=end, " ");
+    }
+    for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':')) {
+        if word.starts_with("crate::") || word.starts_with("super::") || word.starts_with("self::")
+        {
+            out.extend(absolute(word.trim_end_matches(':')));
+        }
+    }
+    out
+}
+
+/// The module a path lands in: its longest prefix that is a file.
+fn target(path: &str, known: &BTreeMap<String, PathBuf>) -> Option<String> {
+    let parts: Vec<&str> = path.split("::").collect();
+    (0..=parts.len())
+        .rev()
+        .map(|n| parts[..n].join("::"))
+        .find(|m| known.contains_key(m))
+}
+
+fn graph() -> (
+    BTreeMap<String, PathBuf>,
+    BTreeMap<String, BTreeSet<String>>,
+) {
+    let mut known = BTreeMap::new();
+    modules(&src(), "", &mut known);
+    known.remove("tests_support");
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (module, path) in &known {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+        let code = production_code(&text);
+        let deps = edges.entry(module.clone()).or_default();
+        for r in references(module, &code) {
+            if let Some(t) = target(&r, &known)
+                && t != *module
+            {
+                deps.insert(t);
+            }
+        }
+    }
+    (known, edges)
+}
+
+/// Strongly connected components with more than one module (Tarjan).
+fn cycles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    struct T<'a> {
+        edges: &'a BTreeMap<String, BTreeSet<String>>,
+        index: BTreeMap<&'a str, usize>,
+        low: BTreeMap<&'a str, usize>,
+        stack: Vec<&'a str>,
+        on: BTreeSet<&'a str>,
+        next: usize,
+        out: Vec<Vec<String>>,
+    }
+    fn visit<'a>(t: &mut T<'a>, v: &'a str) {
+        t.index.insert(v, t.next);
+        t.low.insert(v, t.next);
+        t.next += 1;
+        t.stack.push(v);
+        t.on.insert(v);
+        if let Some(ws) = t.edges.get(v) {
+            for w in ws {
+                let w = w.as_str();
+                if !t.index.contains_key(w) {
+                    visit(t, w);
+                    let lw = t.low[w];
+                    let lv = t.low[v];
+                    t.low.insert(v, lv.min(lw));
+                } else if t.on.contains(w) {
+                    let iw = t.index[w];
+                    let lv = t.low[v];
+                    t.low.insert(v, lv.min(iw));
+                }
+            }
+        }
+        if t.low[v] == t.index[v] {
+            let mut scc = Vec::new();
+            while let Some(w) = t.stack.pop() {
+                t.on.remove(w);
+                scc.push(w.to_owned());
+                if w == v {
+                    break;
+                }
+            }
+            if scc.len() > 1 {
+                scc.sort();
+                t.out.push(scc);
+            }
+        }
+    }
+    let mut t = T {
+        edges,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on: BTreeSet::new(),
+        next: 0,
+        out: Vec::new(),
+    };
+    for v in edges.keys() {
+        if !t.index.contains_key(v.as_str()) {
+            visit(&mut t, v);
+        }
+    }
+    t.out
+}
+
+#[test]
+fn the_reference_finder_sees_what_a_file_imports() {
+    let code = "use crate::state::{Gateway, Live};\nuse super::pool::{self, Lease};\nfn f() { crate::clock::mono_ms(); }\n";
+    let mut refs = references("upstream::client", code);
+    refs.sort();
+    assert_eq!(
+        refs,
+        [
+            "clock::mono_ms",
+            "state::Gateway",
+            "state::Live",
+            "upstream::pool",
+            "upstream::pool::Lease"
+        ]
+    );
+    let edges = BTreeMap::from([
+        ("a".to_owned(), BTreeSet::from(["b".to_owned()])),
+        ("b".to_owned(), BTreeSet::from(["a".to_owned()])),
+        ("c".to_owned(), BTreeSet::from(["a".to_owned()])),
+    ]);
+    assert_eq!(cycles(&edges), [["a", "b"]]);
+    assert_eq!(
+        production_code("a\n#[cfg(test)]\nmod x;\nb\n#[cfg(test)]\nmod tests {\nc\n}\n"),
+        "a\nb\n"
+    );
+}
+
+#[test]
+fn no_two_files_import_each_other_in_a_circle() {
+    let (known, edges) = graph();
+    assert!(known.len() > 30, "found {} modules", known.len());
+    assert!(edges["proxy"].contains("state"), "the scan sees imports");
+    let found = cycles(&edges);
+    assert!(found.is_empty(), "import circles: {found:?}");
+}
+
+#[test]
+fn engines_never_import_the_gateway_state() {
+    let (_, edges) = graph();
+    for (module, deps) in &edges {
+        let engine = ENGINES
+            .iter()
+            .any(|e| module == e || module.starts_with(&format!("{e}::")));
+        if !engine {
+            continue;
+        }
+        for forbidden in ["state", "startup", ""] {
+            assert!(
+                !deps.contains(forbidden),
+                "{module} imports `{}`",
+                if forbidden.is_empty() {
+                    "crate (the root re-exports)"
+                } else {
+                    forbidden
+                }
+            );
+        }
+        for handler in [
+            "proxy",
+            "admission",
+            "auth",
+            "admin",
+            "ops",
+            "openapi::handlers",
+        ] {
+            assert!(
+                !deps
+                    .iter()
+                    .any(|d| d == handler || d.starts_with(&format!("{handler}::"))),
+                "engine {module} imports the handler {handler}"
+            );
+        }
+    }
+}
+
+#[test]
+fn only_the_upstream_client_speaks_awc_and_decides_retries() {
+    let (known, _) = graph();
+    for (module, path) in &known {
+        let code = production_code(&std::fs::read_to_string(path).unwrap_or_default());
+        if module != "upstream::client" {
+            assert!(
+                !code.contains("awc::"),
+                "{module} calls awc directly; go through upstream::client"
+            );
+            assert!(
+                !code.contains("SendRequestError"),
+                "{module} inspects send errors; retries are decided in upstream::client"
+            );
+        }
+        assert!(
+            !code.contains("too_many_arguments"),
+            "{module} allows too many arguments"
+        );
+    }
+}
