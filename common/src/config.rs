@@ -7,6 +7,11 @@
 //! an invalid value stops startup with a message naming the key, the reason
 //! and where the value came from.
 
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use std::path::PathBuf;
 
 use figment::Figment;
@@ -126,6 +131,48 @@ impl Loader {
                 .join("; "),
         })
     }
+}
+
+/// One entry of a list of address ranges: a CIDR, or an address (a /32 or
+/// /128).
+pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("`{s}` is not a CIDR (like 10.0.0.0/8 or fd00::/8) or an IP address"))
+}
+
+/// Deserialize a list of address ranges (`scan.allowed_targets`,
+/// `trusted_proxies`): a list, or one comma-separated string (what an
+/// environment variable gives); a bad entry is named.
+pub fn cidr_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<IpNet>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of CIDRs, or a comma-separated string of them")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            v.split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| parse_cidr(s).map_err(E::custom))
+                .collect()
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = seq.next_element::<String>()? {
+                out.push(parse_cidr(&s).map_err(de::Error::custom)?);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 #[cfg(test)]

@@ -39,6 +39,24 @@ pub const PROOF_TYP: &str = "gw-proof+jwt";
 pub const MAX_PROOF_TTL_SECS: i64 = 60;
 /// Clock skew tolerated between gateway and service.
 pub const LEEWAY_SECS: u64 = 5;
+/// Sent by the users service on an answer that changed an account so that
+/// its sessions must end (deactivation, deletion, a role taken away, a new
+/// password): `<user id>`, or `<user id>; keep=current` to end all but the
+/// session of the request's caller. Only the gateway reads it, only from the
+/// users upstream, and it never reaches a client.
+pub const REVOKE_SESSIONS_HEADER: &str = "x-gatehouse-revoke-sessions";
+/// Sent by the users service when a request made it check the caller's
+/// password: `passed` or `failed`. The gateway counts a failure toward the
+/// same lockout as a failed login, and strips the header.
+pub const CREDENTIAL_CHECK_HEADER: &str = "x-gatehouse-credential-check";
+/// Set by the gateway on a request that may make the users service check
+/// the caller's password while the caller's password budget is spent: the
+/// seconds until it returns. The service then answers 429 instead of
+/// checking. Clients cannot send it (the gateway strips it).
+pub const CREDENTIAL_LOCKED_HEADER: &str = "x-gatehouse-credential-locked";
+/// Headers the services send only to the gateway.
+pub const GATEWAY_ONLY_RESPONSE_HEADERS: [&str; 2] =
+    [REVOKE_SESSIONS_HEADER, CREDENTIAL_CHECK_HEADER];
 /// The role that unlocks administration.
 pub const ADMIN_ROLE: &str = "admin";
 
@@ -79,6 +97,17 @@ pub enum ProofError {
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// A username as both the users service and the gateway compare it:
+/// Unicode compatibility normalisation (NFKC, so a full-width `ａｄｍｉｎ` is
+/// `admin`), surrounding whitespace dropped, lower case. The users service
+/// stores and looks up this form; the gateway counts login failures under
+/// it, so `Admin`, ` admin` and `admin` share one counter.
+pub fn canonical_username(raw: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let normalised: String = raw.nfkc().collect();
+    normalised.trim().to_lowercase()
 }
 
 /// A role name is plain so it can travel in a comma-separated header.
@@ -502,6 +531,20 @@ mod tests {
             id: Uuid::new_v4(),
             roles: vec!["user".into(), "admin".into()],
         }
+    }
+
+    #[test]
+    fn usernames_compare_as_the_users_service_stores_them() {
+        for raw in [
+            "admin",
+            "Admin",
+            " admin",
+            "ADMIN\t",
+            "\u{ff41}\u{ff44}\u{ff4d}\u{ff49}\u{ff4e}",
+        ] {
+            assert_eq!(canonical_username(raw), "admin", "{raw:?}");
+        }
+        assert_ne!(canonical_username("ad min"), "admin");
     }
 
     #[test]

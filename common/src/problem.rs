@@ -202,10 +202,15 @@ impl Problem {
         if body.request_id.is_none() {
             body.request_id = crate::telemetry::current_request_id();
         }
-        HttpResponse::build(self.status_code())
-            .insert_header((header::CONTENT_TYPE, PROBLEM_JSON))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(body)
+        let mut res = HttpResponse::build(self.status_code());
+        res.insert_header((header::CONTENT_TYPE, PROBLEM_JSON))
+            .insert_header((header::CACHE_CONTROL, "no-store"));
+        // A 503 always says when to come back (the caller may set a longer
+        // `Retry-After` on the answer).
+        if self.status == 503 {
+            res.insert_header((header::RETRY_AFTER, "1"));
+        }
+        res.json(body)
     }
 }
 

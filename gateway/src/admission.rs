@@ -58,6 +58,17 @@ impl Caller {
         &self.claims.jti
     }
 
+    /// The session the token belongs to (empty for tokens from before
+    /// sessions were named).
+    pub fn session_id(&self) -> &str {
+        &self.claims.sid
+    }
+
+    /// The username the token was issued to.
+    pub fn username(&self) -> &str {
+        &self.claims.username
+    }
+
     /// When the token expires (Unix seconds).
     pub fn expires_at(&self) -> i64 {
         self.claims.exp
@@ -149,7 +160,7 @@ pub fn authenticate(
         tracing::debug!(reason = %e, "access token refused");
         Refusal::InvalidToken
     })?;
-    if deny.is_revoked(&claims.jti) {
+    if deny.is_revoked(&claims.jti) || deny.is_session_revoked(&claims.sid) {
         return Err(Refusal::Revoked);
     }
     let id = Uuid::parse_str(&claims.sub).map_err(|_| Refusal::BadSubject)?;
@@ -190,9 +201,90 @@ pub fn admit(
     Ok(Some(caller))
 }
 
-/// The client's address: the peer the connection came from.
+/// The proxies in front of the gateway whose forwarding headers it
+/// believes (`trusted_proxies`, CIDRs). Empty: the peer is the client.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    pub fn new(nets: Vec<ipnet::IpNet>) -> Self {
+        Self(nets)
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client of a request that came from `peer`: the peer itself unless
+    /// it is a trusted proxy; then, walking the forwarding chain from the
+    /// right (nearest hop first), the first address that is not a trusted
+    /// proxy. `Forwarded` (RFC 7239) is read when present, else
+    /// `X-Forwarded-For`. An entry that is not an address (`unknown`, an
+    /// obfuscated name, garbage) ends the walk at the hop that reported it.
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let forwarded: Vec<&str> = headers
+            .get_all(header::FORWARDED)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
+                })
+            })
+            .collect();
+        let chain: Vec<&str> = if forwarded.is_empty() {
+            headers
+                .get_all("x-forwarded-for")
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .collect()
+        } else {
+            forwarded
+        };
+        let mut client = peer;
+        for entry in chain.iter().rev() {
+            match node_address(entry) {
+                Some(ip) if self.trusts(ip) => client = ip,
+                Some(ip) => return ip,
+                None => return client,
+            }
+        }
+        client
+    }
+}
+
+/// The address in a forwarding entry: `192.0.2.1`, `192.0.2.1:80`,
+/// `"[2001:db8::1]:4711"`, `2001:db8::1`.
+fn node_address(entry: &str) -> Option<IpAddr> {
+    let e = entry.trim().trim_matches('"');
+    if let Some(rest) = e.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    e.parse::<IpAddr>().ok().or_else(|| {
+        let (host, port) = e.rsplit_once(':')?;
+        port.parse::<u16>().ok()?;
+        host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+    })
+}
+
+/// The client's address: the peer the connection came from, or, behind a
+/// trusted proxy, the address that proxy reports (see [`TrustedProxies`]).
 pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
-    req.peer_addr().map(|a| a.ip())
+    let peer = req.peer_addr()?.ip();
+    Some(match req.app_data::<web::Data<TrustedProxies>>() {
+        Some(t) => t.client(peer, req.headers()),
+        None => peer,
+    })
 }
 
 fn from_gateway(req: &HttpRequest) -> Result<Caller, actix_web::Error> {
@@ -264,6 +356,7 @@ mod tests {
                 iat: now,
                 nbf: now,
                 jti: jti.clone(),
+                sid: String::new(),
                 roles: roles.iter().map(|r| (*r).to_owned()).collect(),
                 username: "alice".into(),
             })
@@ -330,6 +423,54 @@ mod tests {
             .to_str()
             .unwrap();
         assert!(www.contains("error=\"invalid_token\""), "{www}");
+    }
+
+    #[test]
+    fn forwarding_headers_count_only_from_trusted_proxies() {
+        let t = TrustedProxies::new(vec![
+            common::config::parse_cidr("10.0.0.0/8").unwrap(),
+            common::config::parse_cidr("192.0.2.1").unwrap(),
+        ]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (n, v) in pairs {
+                m.append(
+                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            m
+        };
+        let xff = h(&[("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.1.1.1")]);
+        // From an untrusted peer, nothing it says is believed.
+        assert_eq!(t.client(ip("198.51.100.2"), &xff), ip("198.51.100.2"));
+        // From a trusted one: the rightmost address not in the list.
+        assert_eq!(t.client(ip("10.0.0.5"), &xff), ip("203.0.113.7"));
+        assert_eq!(t.client(ip("::ffff:10.0.0.5"), &xff), ip("203.0.113.7"));
+        // Several header lines are one list, in order.
+        let two = h(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-for", "10.2.2.2"),
+        ]);
+        assert_eq!(t.client(ip("192.0.2.1"), &two), ip("203.0.113.9"));
+        // Forwarded wins over X-Forwarded-For, with its quoting and ports.
+        let fwd = h(&[
+            (
+                "forwarded",
+                "for=\"[2001:db8::7]:4711\";proto=https, for=10.3.3.3:80",
+            ),
+            ("x-forwarded-for", "6.6.6.6"),
+        ]);
+        assert_eq!(t.client(ip("10.0.0.5"), &fwd), ip("2001:db8::7"));
+        // Garbage stops the walk at the proxy that reported it.
+        let junk = h(&[("x-forwarded-for", "6.6.6.6, unknown, 10.4.4.4")]);
+        assert_eq!(t.client(ip("10.0.0.5"), &junk), ip("10.4.4.4"));
+        // Only proxies in the chain: the leftmost one.
+        let all = h(&[("x-forwarded-for", "10.9.9.9")]);
+        assert_eq!(t.client(ip("10.0.0.5"), &all), ip("10.9.9.9"));
+        // No header from a trusted peer: the peer.
+        assert_eq!(t.client(ip("10.0.0.5"), &HeaderMap::new()), ip("10.0.0.5"));
     }
 
     #[test]

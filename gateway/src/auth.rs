@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::admission::{Bearer, client_ip};
+use crate::login_limits::{self, Outcome};
 use crate::ratelimit::{self, Decision};
 use crate::sessions::{Issued, SessionError};
 use crate::state::Gateway;
@@ -109,22 +110,8 @@ async fn users_call(
     Ok((status, value))
 }
 
-fn too_many(retry_after: u64) -> HttpResponse {
-    let mut res = Problem::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "too-many-attempts",
-        "Too many requests",
-    )
-    .with_detail("too many failed logins; retry later")
-    .to_response();
-    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
-        res.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    res
-}
-
 /// Sign an access token for `identity` and answer with the pair.
-fn token_pair(gw: &Gateway, identity: &Identity, refresh: Issued) -> HttpResponse {
+fn token_pair(gw: &Gateway, identity: &Identity, session: Uuid, refresh: Issued) -> HttpResponse {
     let now = crate::clock::unix_secs();
     let claims = AccessClaims {
         iss: String::new(),
@@ -134,6 +121,7 @@ fn token_pair(gw: &Gateway, identity: &Identity, refresh: Issued) -> HttpRespons
         iat: now,
         nbf: now,
         jti: Uuid::new_v4().to_string(),
+        sid: session.to_string(),
         roles: identity.roles.clone(),
         username: identity.username.clone(),
     };
@@ -176,7 +164,7 @@ pub async fn login(
     gw: web::Data<Gateway>,
     body: web::Json<LoginRequest>,
 ) -> HttpResponse {
-    let user_key = body.username.to_lowercase();
+    let user_key = common::identity::canonical_username(&body.username);
     let ip = client_ip(&req).map(|a| a.to_string()).unwrap_or_default();
     if let Some(quota) = &gw.login_quota {
         let decision = gw.limiter.check(&format!("login|ip:{ip}"), quota).await;
@@ -190,32 +178,43 @@ pub async fn login(
             );
         }
     }
-    // With Redis, the counters are shared by every gateway replica.
+    // An attempt is reserved per address and per username before the
+    // password is checked, so concurrency cannot outrun the budget; with
+    // Redis, across every replica.
     let shared = gw.redis.as_ref();
-    let checked = match gw.ip_limiter.check_in(shared, &ip).await {
-        Ok(()) => gw.user_limiter.check_in(shared, &user_key).await,
-        Err(secs) => Err(secs),
+    let by_ip = match gw.ip_limiter.reserve(shared, &ip).await {
+        Ok(r) => r,
+        Err(secs) => return login_limits::refused(secs),
     };
-    if let Err(secs) = checked {
-        return too_many(secs);
-    }
+    let by_user = match gw.user_limiter.reserve(shared, &user_key).await {
+        Ok(r) => r,
+        Err(secs) => {
+            gw.ip_limiter.settle(shared, by_ip, Outcome::Void).await;
+            return login_limits::refused(secs);
+        }
+    };
     let payload = json!({"username": body.username, "password": body.password.expose_secret()});
-    let (status, value) = match users_call(
+    let checked = users_call(
         &gw,
         Method::POST,
         "/internal/credentials/verify",
         Some(payload),
     )
-    .await
-    {
+    .await;
+    let outcome = match &checked {
+        Ok((StatusCode::OK, _)) => Outcome::Passed,
+        Ok((StatusCode::UNAUTHORIZED, _)) => Outcome::Failed,
+        _ => Outcome::Void,
+    };
+    gw.user_limiter.settle(shared, by_user, outcome).await;
+    gw.ip_limiter.settle(shared, by_ip, outcome).await;
+    let (status, value) = match checked {
         Ok(r) => r,
         Err(res) => return res,
     };
     match status {
         StatusCode::OK => {}
         StatusCode::UNAUTHORIZED => {
-            gw.user_limiter.failure_in(shared, &user_key).await;
-            gw.ip_limiter.failure_in(shared, &ip).await;
             return Problem::unauthorized("invalid username or password").to_response();
         }
         StatusCode::UNPROCESSABLE_ENTITY => {
@@ -226,9 +225,8 @@ pub async fn login(
     let Ok(identity) = serde_json::from_value::<Identity>(value) else {
         return users_unavailable();
     };
-    gw.user_limiter.reset_in(shared, &user_key).await;
     match gw.sessions.start(identity.id).await {
-        Ok((_, issued)) => token_pair(&gw, &identity, issued),
+        Ok((session, issued)) => token_pair(&gw, &identity, session, issued),
         Err(e) => internal(e),
     }
 }
@@ -268,29 +266,37 @@ pub async fn refresh(gw: web::Data<Gateway>, body: web::Json<RefreshRequest>) ->
         _ => return users_unavailable(),
     };
     let Some(identity) = identity else {
-        if let Err(e) = gw.sessions.revoke_family(found.family.id).await {
-            return internal(e);
-        }
+        match gw.sessions.revoke_family(found.family.id).await {
+            Ok(d) => gw.revocations.announce(&[d]).await,
+            Err(e) => return internal(e),
+        };
         return refresh_refused("the account is no longer active");
     };
     match gw.sessions.spend(&found).await {
         Ok(()) => {}
         Err(SessionError::Db(e)) => return internal(e),
+        Err(SessionError::Reused(d)) => {
+            // Every access token of the session stops working too.
+            gw.revocations.announce(std::slice::from_ref(&d)).await;
+            return refresh_refused(&SessionError::Reused(d).to_string());
+        }
         Err(e) => return refresh_refused(&e.to_string()),
     }
     match gw.sessions.continue_family(found.family.id).await {
-        Ok(issued) => token_pair(&gw, &identity, issued),
+        Ok(issued) => token_pair(&gw, &identity, found.family.id, issued),
         Err(SessionError::Db(e)) => internal(e),
         Err(e) => refresh_refused(&e.to_string()),
     }
 }
 
-/// `POST /api/logout`: revokes the refresh token's family (if it is the
-/// caller's) and the presented access token at once.
+/// `POST /api/logout`: ends the caller's session: its refresh tokens and
+/// every access token issued in it (not only the one presented) are refused
+/// at once, on every replica (the answer waits until the replicas that Redis
+/// reaches have applied it).
 #[utoipa::path(post, path = "/api/logout", summary = "Log out: revoke the session and this access token", tag = "auth", request_body = RefreshRequest,
     security(("bearer" = [])),
     responses(
-        (status = 204, description = "The session and the access token are revoked"),
+        (status = 204, description = "The session and every access token issued in it are revoked, on every replica"),
         (status = 401, description = "Missing, invalid, expired or revoked access token", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Malformed JSON or missing fields", body = Problem, content_type = "application/problem+json"),
@@ -300,21 +306,34 @@ pub async fn logout(
     gw: web::Data<Gateway>,
     body: web::Json<RefreshRequest>,
 ) -> HttpResponse {
+    let mut denied = Vec::new();
+    // The session the access token belongs to, and the one the refresh
+    // token names if it is the caller's (normally the same).
+    let mut sessions: Vec<Uuid> = Uuid::parse_str(caller.session_id()).into_iter().collect();
     match gw.sessions.find(&body.refresh_token).await {
-        Ok(Some(f)) if f.family.user_id == caller.id() => {
-            if let Err(e) = gw.sessions.revoke_family(f.family.id).await {
-                return internal(e);
-            }
+        Ok(Some(f)) if f.family.user_id == caller.id() && !sessions.contains(&f.family.id) => {
+            sessions.push(f.family.id);
         }
         Ok(_) => {}
         Err(e) => return internal(e),
     }
-    let (jti, exp) = (caller.token_id(), caller.expires_at());
-    if let Err(e) = gw.sessions.revoke_access(jti, exp).await {
-        return internal(e);
+    for sid in sessions {
+        match gw.sessions.revoke_family(sid).await {
+            Ok(d) => denied.push(d),
+            Err(e) => return internal(e),
+        }
     }
-    // Tell the other replicas now; they also catch up from the database.
-    crate::revocations::publish(gw.redis.as_ref(), jti, exp).await;
+    match gw
+        .sessions
+        .revoke_access(caller.token_id(), caller.expires_at())
+        .await
+    {
+        Ok(d) => denied.push(d),
+        Err(e) => return internal(e),
+    }
+    // Tell the other replicas before answering; they also catch up from
+    // the database.
+    gw.revocations.announce(&denied).await;
     HttpResponse::NoContent().finish()
 }
 

@@ -46,6 +46,12 @@ pub struct RouteConfig {
     /// Cache GET/HEAD answers, per caller identity.
     #[serde(default)]
     pub cache: Option<CacheConfig>,
+    /// Requests here may make the service check the caller's password (a
+    /// new e-mail or password needs the current one): each is reserved as a
+    /// login attempt for the caller's username, and a wrong password the
+    /// service reports counts toward the same lockout as a failed login.
+    #[serde(default)]
+    pub credential_check: bool,
 }
 
 /// Header edits: `remove` first, then `add` (which replaces).
@@ -185,6 +191,7 @@ pub struct Route {
     pub max_body_bytes: Option<u64>,
     pub rate_limit: Option<(Quota, LimitBy)>,
     pub cache: Option<RouteCache>,
+    pub credential_check: bool,
 }
 
 /// A route's cache policy, resolved.
@@ -397,6 +404,7 @@ impl RouteTable {
                 max_body_bytes: c.max_body_bytes,
                 rate_limit,
                 cache,
+                credential_check: c.credential_check,
             });
         }
         let mut by_prefix: HashMap<String, Vec<Route>> = HashMap::new();

@@ -92,10 +92,27 @@ pub enum SessionError {
     #[error("session revoked")]
     Revoked,
     #[error("refresh token reused: session revoked")]
-    Reused,
+    Reused(Denied),
     #[error(transparent)]
     Db(#[from] DbErr),
 }
+
+/// An entry just added to the deny list, to announce to the other replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    /// A token id, or `sid:<session id>` for every token of a session.
+    pub key: String,
+    /// When the entry may be forgotten (Unix seconds): no token it denies
+    /// is valid past it.
+    pub expires_at: i64,
+}
+
+/// The deny-list key of a whole session.
+pub fn session_key(sid: &str) -> String {
+    format!("{SESSION_PREFIX}{sid}")
+}
+
+const SESSION_PREFIX: &str = "sid:";
 
 /// A freshly issued refresh token (the only time its clear text exists).
 pub struct Issued {
@@ -113,37 +130,72 @@ pub struct Sessions {
     db: DatabaseConnection,
     refresh_ttl: Duration,
     session_max: Duration,
+    /// How long a revoked session's access tokens may still verify (the
+    /// access-token lifetime and the leeway): its deny entry lives that long.
+    token_life: Duration,
     /// The database's live revocations, mirrored for the hot path.
     deny: DenyList,
 }
 
-/// Revoked access-token ids (`jti` -> expiry in Unix seconds), in memory:
-/// what every request checks. A poisoned lock fails closed.
+/// Revoked access tokens (`jti`) and sessions (`sid`), each with its expiry
+/// in Unix seconds, in memory: what every request checks. A poisoned lock
+/// fails closed.
 #[derive(Debug, Default)]
-pub struct DenyList(RwLock<HashMap<String, i64>>);
+pub struct DenyList(RwLock<Denials>);
+
+#[derive(Debug, Default)]
+struct Denials {
+    tokens: HashMap<String, i64>,
+    sessions: HashMap<String, i64>,
+}
+
+impl Denials {
+    /// Add an entry by its deny-list key; true when it was new.
+    fn add(&mut self, key: &str, expires_at: i64) -> bool {
+        match key.strip_prefix(SESSION_PREFIX) {
+            Some(sid) => self.sessions.insert(sid.to_owned(), expires_at),
+            None => self.tokens.insert(key.to_owned(), expires_at),
+        }
+        .is_none()
+    }
+}
 
 impl DenyList {
     /// Whether an access token id is on the list.
     pub fn is_revoked(&self, jti: &str) -> bool {
-        self.0.read().map(|m| m.contains_key(jti)).unwrap_or(true)
+        self.0
+            .read()
+            .map(|m| m.tokens.contains_key(jti))
+            .unwrap_or(true)
     }
 
-    /// Add one revocation.
-    pub fn insert(&self, jti: &str, expires_at: i64) {
-        if let Ok(mut map) = self.0.write() {
-            map.insert(jti.to_owned(), expires_at);
+    /// Whether a session is on the list (every token issued in it).
+    pub fn is_session_revoked(&self, sid: &str) -> bool {
+        !sid.is_empty()
+            && self
+                .0
+                .read()
+                .map(|m| m.sessions.contains_key(sid))
+                .unwrap_or(true)
+    }
+
+    /// Add one entry by its deny-list key (a token id, or `sid:<id>`).
+    pub fn insert(&self, key: &str, expires_at: i64) {
+        if let Ok(mut d) = self.0.write() {
+            d.add(key, expires_at);
         }
     }
 
     /// Forget what expired, then add `live`; how many were new.
     fn merge(&self, live: impl IntoIterator<Item = (String, i64)>) -> usize {
-        let Ok(mut map) = self.0.write() else {
+        let Ok(mut d) = self.0.write() else {
             return 0;
         };
         let now = crate::clock::unix_secs();
-        map.retain(|_, e| *e > now);
+        d.tokens.retain(|_, e| *e > now);
+        d.sessions.retain(|_, e| *e > now);
         live.into_iter()
-            .filter(|(jti, exp)| map.insert(jti.clone(), *exp).is_none())
+            .filter(|(key, exp)| d.add(key, *exp))
             .count()
     }
 }
@@ -167,6 +219,7 @@ impl Sessions {
         db: DatabaseConnection,
         refresh_ttl_secs: i64,
         session_max_secs: i64,
+        token_life_secs: i64,
     ) -> Result<Self, DbErr> {
         let now = Utc::now();
         revoked::Entity::delete_many()
@@ -180,6 +233,7 @@ impl Sessions {
             db,
             refresh_ttl: Duration::seconds(refresh_ttl_secs),
             session_max: Duration::seconds(session_max_secs),
+            token_life: Duration::seconds(token_life_secs),
             deny,
         })
     }
@@ -245,8 +299,7 @@ impl Sessions {
             return Err(SessionError::Revoked);
         }
         if row.used_at.is_some() {
-            self.revoke_family(fam.id).await?;
-            return Err(SessionError::Reused);
+            return Err(SessionError::Reused(self.revoke_family(fam.id).await?));
         }
         if row.expires_at <= now || fam.expires_at <= now {
             return Err(SessionError::Expired);
@@ -259,8 +312,7 @@ impl Sessions {
             .exec(&self.db)
             .await?;
         if res.rows_affected != 1 {
-            self.revoke_family(fam.id).await?;
-            return Err(SessionError::Reused);
+            return Err(SessionError::Reused(self.revoke_family(fam.id).await?));
         }
         Ok(())
     }
@@ -278,29 +330,63 @@ impl Sessions {
         Ok(self.add_token(fam.id, fam.expires_at).await?)
     }
 
-    pub async fn revoke_family(&self, family_id: Uuid) -> Result<(), DbErr> {
+    /// End a session: its refresh tokens stop working, and every access
+    /// token issued in it is denied. Returns the deny entry to announce.
+    pub async fn revoke_family(&self, family_id: Uuid) -> Result<Denied, DbErr> {
         family::Entity::update_many()
             .col_expr(family::Column::RevokedAt, Expr::value(Utc::now()))
             .filter(family::Column::Id.eq(family_id))
             .filter(family::Column::RevokedAt.is_null())
             .exec(&self.db)
             .await?;
-        Ok(())
+        let expires = (Utc::now() + self.token_life).timestamp();
+        self.deny(session_key(&family_id.to_string()), expires)
+            .await
+    }
+
+    /// End every live session of a user, but `keep` (the session of a user
+    /// who changed their own password). Returns the deny entries.
+    pub async fn revoke_user(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+    ) -> Result<Vec<Denied>, DbErr> {
+        let now = Utc::now();
+        let mut live = family::Entity::find()
+            .filter(family::Column::UserId.eq(user_id))
+            .filter(family::Column::RevokedAt.is_null())
+            .filter(family::Column::ExpiresAt.gt(now));
+        if let Some(k) = keep {
+            live = live.filter(family::Column::Id.ne(k));
+        }
+        let mut out = Vec::new();
+        for f in live.all(&self.db).await? {
+            out.push(self.revoke_family(f.id).await?);
+        }
+        Ok(out)
     }
 
     /// Deny an access token until it expires.
-    pub async fn revoke_access(&self, jti: &str, expires_at: i64) -> Result<(), DbErr> {
+    pub async fn revoke_access(&self, jti: &str, expires_at: i64) -> Result<Denied, DbErr> {
+        self.deny(jti.to_owned(), expires_at).await
+    }
+
+    async fn deny(&self, key: String, expires_at: i64) -> Result<Denied, DbErr> {
         let exp = DateTime::from_timestamp(expires_at, 0).unwrap_or_else(Utc::now);
         let model = revoked::ActiveModel {
-            jti: Set(jti.to_owned()),
+            jti: Set(key.clone()),
             expires_at: Set(exp),
         };
         revoked::Entity::insert(model)
-            .on_conflict_do_nothing_on([revoked::Column::Jti])
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::column(revoked::Column::Jti)
+                    .update_column(revoked::Column::ExpiresAt)
+                    .to_owned(),
+            )
             .exec(&self.db)
             .await?;
-        self.deny.merge([(jti.to_owned(), expires_at)]);
-        Ok(())
+        self.deny.merge([(key.clone(), expires_at)]);
+        Ok(Denied { key, expires_at })
     }
 
     /// Add a revocation another replica announced.

@@ -29,6 +29,7 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("GATEWAY_PROOF_PRIVATE_KEY", "proof.private_key_pem"),
     ("REDIS_URL", "redis.url"),
     ("GATEWAY_METRICS_TOKEN", "metrics.bearer_token"),
+    ("GATEWAY_TRUSTED_PROXIES", "trusted_proxies"),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +43,12 @@ pub struct Settings {
     pub tokens: TokenSettings,
     pub login_limits: LoginLimits,
     pub identity: IdentitySettings,
+    /// Proxies in front of the gateway (CIDRs or addresses) whose
+    /// `Forwarded`/`X-Forwarded-For` name the client; a list or a
+    /// comma-separated string (`GATEWAY_TRUSTED_PROXIES`). Empty: the peer
+    /// address is the client.
+    #[serde(default, deserialize_with = "common::config::cidr_list")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Largest request body a route accepts unless it says otherwise.
     pub max_body_bytes: u64,
     /// Time in-flight requests get to finish on SIGTERM/SIGINT.

@@ -15,12 +15,14 @@ use common::http::Running;
 use common::identity::{PROOF_KEY_NAME, ProofMinter};
 use secrecy::ExposeSecret;
 
+use crate::admission::TrustedProxies;
 use crate::cache::ResponseCache;
 use crate::login_limits::FailureLimiter;
 use crate::metrics::Metrics;
 use crate::openapi::fetch::{ServiceDocs, published_upstreams};
 use crate::ratelimit::{Quota, RateLimiter};
 use crate::redis_link::RedisLink;
+use crate::revocations::Revocations;
 use crate::sessions::Sessions;
 use crate::settings::{CorsSettings, Settings};
 use crate::state::{Gateway, Live, SettingsSource};
@@ -111,9 +113,14 @@ pub async fn build_with_source(
     .await?;
     let t = &settings.tokens;
     let sessions = Arc::new(
-        Sessions::load(db, t.refresh_ttl_secs, t.session_max_secs)
-            .await
-            .context("loading sessions")?,
+        Sessions::load(
+            db,
+            t.refresh_ttl_secs,
+            t.session_max_secs,
+            t.access_ttl_secs + i64::try_from(t.leeway_secs).unwrap_or(0),
+        )
+        .await
+        .context("loading sessions")?,
     );
     let redis = RedisLink::open(&settings.redis).await;
     let limiter = match &redis {
@@ -126,6 +133,7 @@ pub async fn build_with_source(
         &BTreeMap::new(),
     )?));
     let docs = Arc::new(ServiceDocs::default());
+    let revocations = Arc::new(Revocations::new(redis.clone()));
     let gw = web::Data::new(Gateway {
         live: live.clone(),
         registry: std::sync::Mutex::new(BTreeMap::new()),
@@ -149,6 +157,7 @@ pub async fn build_with_source(
             .transpose()
             .map_err(|e| anyhow::anyhow!("login_limits.rate: {e}"))?,
         redis: redis.clone(),
+        revocations: revocations.clone(),
         limiter,
         cache: ResponseCache::new(settings.cache.max_bytes),
         metrics: Arc::new(Metrics::new()?),
@@ -164,14 +173,14 @@ pub async fn build_with_source(
     reload_on_sighup(gw.clone().into_inner());
     let weak = Arc::downgrade(&live);
     crate::upstream::health::spawn(move || current_upstreams(&weak));
-    crate::revocations::spawn(
+    revocations.spawn(
         Arc::downgrade(&sessions),
-        redis,
         Duration::from_secs(settings.revocations.resync_secs),
     );
     let weak = Arc::downgrade(&live);
     openapi::fetch::spawn(docs, settings.openapi.clone(), move || published(&weak));
     let metrics = web::Data::from(gw.metrics.clone());
+    let trusted = web::Data::new(TrustedProxies::new(settings.trusted_proxies.clone()));
     let swagger = web::Data::new(openapi::handlers::swagger_config());
     let cors_settings = settings.cors.clone();
     Ok(common::http::serve_with(
@@ -181,6 +190,7 @@ pub async fn build_with_source(
         move |cfg| {
             cfg.app_data(gw.clone())
                 .app_data(metrics.clone())
+                .app_data(trusted.clone())
                 .app_data(swagger.clone())
                 .service(
                     web::scope("")

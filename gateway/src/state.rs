@@ -106,6 +106,8 @@ pub struct Gateway {
     /// The connection to Redis, when configured; lent to the rate limiter,
     /// the login limits and the revocation announcements.
     pub redis: Option<Arc<RedisLink>>,
+    /// Announces revocations to the other replicas.
+    pub revocations: Arc<crate::revocations::Revocations>,
     /// Per-route request rate limits (in memory, or shared through Redis).
     pub limiter: RateLimiter,
     pub cache: ResponseCache,

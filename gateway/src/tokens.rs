@@ -36,8 +36,13 @@ pub struct AccessClaims {
     pub exp: i64,
     pub iat: i64,
     pub nbf: i64,
-    /// Unique id, the handle for revocation.
+    /// Unique id, the handle for revoking this token.
     pub jti: String,
+    /// The session (refresh-token family) the token was issued in: the
+    /// handle for revoking every token of a session at once. Empty in
+    /// tokens issued before sessions were named.
+    #[serde(default)]
+    pub sid: String,
     pub roles: Vec<String>,
     pub username: String,
 }
@@ -508,6 +513,7 @@ mod tests {
             iat,
             nbf: iat,
             jti: uuid::Uuid::new_v4().to_string(),
+            sid: uuid::Uuid::new_v4().to_string(),
             roles: vec!["user".into()],
             username: "alice".into(),
         }

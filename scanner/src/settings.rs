@@ -1,8 +1,7 @@
 //! Settings of the scanner service (`config/scanner.yaml`, see the module docs
 //! of `common::config` for the layering).
 
-use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use common::config::{ConfigError, Loader};
@@ -10,7 +9,6 @@ use common::db::DatabaseSettings;
 use common::identity::ProofSettings;
 use ipnet::IpNet;
 use serde::Deserialize;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 const DEFAULTS: &str = include_str!("../../config/scanner.yaml");
 
@@ -48,47 +46,8 @@ pub struct ScanSettings {
     /// Address ranges a scan may reach although the SSRF policy refuses them
     /// (loopback, private, ...): CIDRs or single addresses. A YAML list, or a
     /// comma-separated string (`SCANNER_ALLOWED_TARGETS=10.1.0.0/16,127.0.0.1`).
-    #[serde(deserialize_with = "allow_list")]
+    #[serde(deserialize_with = "common::config::cidr_list")]
     pub allowed_targets: Vec<IpNet>,
-}
-
-/// One entry of `allowed_targets`: a CIDR, or an address (a /32 or /128).
-pub fn parse_target_range(s: &str) -> Result<IpNet, String> {
-    let s = s.trim();
-    s.parse::<IpNet>()
-        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("`{s}` is not a CIDR (like 10.0.0.0/8 or fd00::/8) or an IP address"))
-}
-
-/// A list, or one comma-separated string (what an environment variable gives).
-fn allow_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Vec<IpNet>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a list of CIDRs, or a comma-separated string of them")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            v.split(',')
-                .filter(|s| !s.trim().is_empty())
-                .map(|s| parse_target_range(s).map_err(E::custom))
-                .collect()
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(s) = seq.next_element::<String>()? {
-                out.push(parse_target_range(&s).map_err(de::Error::custom)?);
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_any(V)
 }
 
 impl Settings {

@@ -377,6 +377,12 @@ fn kubernetes_manifests_are_complete_and_consistent() {
         }
     }
 
+    // The public Service keeps client addresses (the gateway's per-address
+    // login limits and X-Forwarded-For depend on them).
+    let public = find("Service", "gateway");
+    assert_eq!(public["spec"]["type"], "LoadBalancer");
+    assert_eq!(public["spec"]["externalTrafficPolicy"], "Local");
+
     let workloads = [
         ("Deployment", "users", "users"),
         ("Deployment", "orders", "orders"),

@@ -9,14 +9,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use validator::ValidateEmail;
 
-/// 3-32 characters of `[a-z0-9_.-]`; input is lower-cased first, so names are
-/// unique case-insensitively.
+/// 3-32 characters of `[a-z0-9_.-]`; input is put in its canonical form first
+/// (`common::identity::canonical_username`: NFKC, trimmed, lower-cased), so
+/// names are unique case-insensitively and the gateway's login counters use
+/// the same key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 
 impl Username {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
-        let s = raw.to_lowercase();
+        let s = common::identity::canonical_username(raw);
         let n = s.chars().count();
         if !(3..=32).contains(&n) {
             return Err(FieldError::new(

@@ -2,10 +2,14 @@
 //! Every handler takes the caller first, so a request without a valid gateway
 //! proof is refused (401) before its input is looked at.
 
+use actix_web::ResponseError;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use common::http::{GatewayProofScheme, Health};
-use common::identity::{Admin, Caller, GatewayCall};
+use common::identity::{
+    Admin, CREDENTIAL_CHECK_HEADER, CREDENTIAL_LOCKED_HEADER, Caller, GatewayCall,
+    REVOKE_SESSIONS_HEADER,
+};
 use common::{FieldError, Problem};
 use sea_orm::DatabaseConnection;
 use secrecy::SecretString;
@@ -197,8 +201,9 @@ pub async fn update_user(
     hasher: Hasher,
     id: web::Path<Uuid>,
     body: web::Json<UpdateUserRequest>,
-) -> Result<web::Json<UserResponse>> {
+) -> Result<HttpResponse> {
     let body = body.into_inner();
+    let id = id.into_inner();
     let mut f = Fields::default();
     let mut patch = UserPatch {
         username: body
@@ -221,11 +226,21 @@ pub async fn update_user(
     if let Some(p) = password {
         patch.password_hash = Some(hasher.hash(p.secret().clone()).await?);
     }
-    Ok(web::Json(
-        service::update(db.get_ref(), id.into_inner(), patch)
-            .await?
-            .into(),
-    ))
+    let before = service::get(db.get_ref(), id).await?;
+    // What makes the account's sessions end at once: a password reset, a
+    // deactivation, a role taken away.
+    let ends_sessions = patch.password_hash.is_some()
+        || patch.is_active == Some(false)
+        || patch
+            .roles
+            .as_ref()
+            .is_some_and(|now| before.roles.iter().any(|r| !now.contains(r)));
+    let after = service::update(db.get_ref(), id, patch).await?;
+    let mut res = HttpResponse::Ok();
+    if ends_sessions {
+        res.insert_header((REVOKE_SESSIONS_HEADER, id.to_string()));
+    }
+    Ok(res.json(UserResponse::from(after)))
 }
 
 /// Delete a user (admin).
@@ -239,8 +254,11 @@ pub async fn update_user(
         (status = 409, description = "The last active admin cannot be deleted", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_user(_admin: Admin, db: Db, id: web::Path<Uuid>) -> Result<HttpResponse> {
-    service::delete(db.get_ref(), id.into_inner()).await?;
-    Ok(HttpResponse::NoContent().finish())
+    let id = id.into_inner();
+    service::delete(db.get_ref(), id).await?;
+    Ok(HttpResponse::NoContent()
+        .insert_header((REVOKE_SESSIONS_HEADER, id.to_string()))
+        .finish())
 }
 
 /// The caller's own account.
@@ -256,23 +274,27 @@ pub async fn get_me(caller: Caller, db: Db) -> Result<web::Json<UserResponse>> {
     ))
 }
 
-/// Change the caller's own name, e-mail or password (the latter needs the
-/// current password).
+/// Change the caller's own name, e-mail or password. A new e-mail or password
+/// needs the current password; checking it tells the gateway the outcome
+/// (a wrong one counts toward the login lockout), and a new password ends
+/// every other session of the account.
 #[utoipa::path(patch, path = "/me", tag = "me", request_body = UpdateMeRequest, security(("gateway_proof" = [])),
     responses(
         (status = 200, description = "The changed account", body = UserResponse),
         (status = 401, description = "No valid gateway proof", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The current password is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The current password is wrong (it counts toward the login lockout)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many wrong passwords for this account (see `Retry-After`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The account no longer exists", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "E-mail taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields (all listed)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_me(
     caller: Caller,
+    req: actix_web::HttpRequest,
     db: Db,
     hasher: Hasher,
     body: web::Json<UpdateMeRequest>,
-) -> Result<web::Json<UserResponse>> {
+) -> Result<HttpResponse> {
     let body = body.into_inner();
     let mut f = Fields::default();
     let mut patch = UserPatch {
@@ -284,26 +306,64 @@ pub async fn update_me(
     };
     patch.full_name = full_name_patch(&mut f, body.full_name.as_ref());
     let password = hash_new(&mut f, "password", body.password.as_ref());
-    if body.password.is_some() && body.current_password.is_none() {
+    let sensitive = body.password.is_some() || body.email.is_some();
+    if sensitive && body.current_password.is_none() {
         f.0.push(FieldError::new(
             "current_password",
             "required",
-            "is required to change the password",
+            "is required to change the e-mail or the password",
         ));
     }
     f.finish()?;
-    if let (Some(new), Some(current)) = (password, body.current_password) {
-        let stored = service::password_hash(db.get_ref(), caller.id).await?;
-        if !hasher.verify(current, Some(stored)).await? {
-            return Err(Error::Forbidden("the current password is incorrect"));
+    // The gateway says the caller's password budget is spent: no check.
+    if let (true, Some(secs)) = (
+        sensitive,
+        req.headers()
+            .get(CREDENTIAL_LOCKED_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    ) {
+        let mut res = Problem::new(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            "too-many-attempts",
+            "Too many requests",
+        )
+        .with_detail("too many failed password checks; retry later")
+        .to_response();
+        if let Ok(v) = header::HeaderValue::from_str(secs) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
         }
+        return Ok(res);
+    }
+    let mut checked = None;
+    if let (true, Some(current)) = (sensitive, body.current_password) {
+        let stored = service::password_hash(db.get_ref(), caller.id).await?;
+        let right = hasher.verify(current, Some(stored)).await?;
+        checked = Some(if right { "passed" } else { "failed" });
+        if !right {
+            let mut res = Error::Forbidden("the current password is incorrect").error_response();
+            res.headers_mut().insert(
+                header::HeaderName::from_static(CREDENTIAL_CHECK_HEADER),
+                header::HeaderValue::from_static("failed"),
+            );
+            return Ok(res);
+        }
+    }
+    if let Some(new) = password {
         patch.password_hash = Some(hasher.hash(new.secret().clone()).await?);
     }
-    Ok(web::Json(
-        service::update(db.get_ref(), caller.id, patch)
-            .await?
-            .into(),
-    ))
+    let ends_sessions = patch.password_hash.is_some();
+    let after = service::update(db.get_ref(), caller.id, patch).await?;
+    let mut res = HttpResponse::Ok();
+    if let Some(c) = checked {
+        res.insert_header((CREDENTIAL_CHECK_HEADER, c));
+    }
+    if ends_sessions {
+        res.insert_header((
+            REVOKE_SESSIONS_HEADER,
+            format!("{}; keep=current", caller.id),
+        ));
+    }
+    Ok(res.json(UserResponse::from(after)))
 }
 
 /// Check a username and password (gateway only). One uniform 401 for an

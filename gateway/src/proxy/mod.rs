@@ -11,7 +11,10 @@
 //!   -> cache::lookup      a stored answer for this caller
 //!   -> upstream_peer      the route's upstream
 //!   -> upstream_request   path, body limit, headers with identity and proof
+//!   -> account::reserve   a login attempt when the service may check a password
 //!   -> upstream::client   target, attempts, retries (decided there only)
+//!   -> account::settle    the service's verdict on that password
+//!   -> account::end_sessions  an account change the users service reports
 //!   -> response_filter    head, Location, limiter headers, x-cache
 //!   -> cache::store       keep a storable answer, or stream it
 //!   -> logging            metrics and the upstream's part, always
@@ -21,6 +24,7 @@
 //! the same admission and calls its parts through the same client
 //! (`compose::answer`).
 
+pub mod account;
 pub mod cache;
 pub mod context;
 pub mod headers;
@@ -89,16 +93,27 @@ async fn proxy(
         .upstream_path(ctx.req.path(), ctx.req.query_string());
     let call = upstream_request::call(ctx, upstream, &path, body, &gw.metrics)
         .map_err(|e| e.to_response())?;
+    let credential = account::reserve(gw, ctx).await;
     let who = ctx.caller.as_ref().map(|c| c.principal());
-    let headers =
-        || upstream_request::headers(ctx.req, ctx.route, who, &gw.strip_headers, &gw.minter);
-    let answer = client::send(call, &headers)
-        .await
-        .map_err(|e| e.to_response())?;
+    let headers = || {
+        let mut h =
+            upstream_request::headers(ctx.req, ctx.route, who, &gw.strip_headers, &gw.minter)?;
+        credential.mark(&mut h);
+        Ok(h)
+    };
+    let sent = client::send(call, &headers).await;
+    account::settle(
+        gw,
+        credential,
+        sent.as_ref().ok().map(|a| a.response.headers()),
+    )
+    .await;
+    let answer = sent.map_err(|e| e.to_response())?;
+    account::end_sessions(gw, ctx, answer.response.headers()).await?;
     ctx.target = Some(answer.target.clone());
     ctx.attempts = answer.attempts;
     ctx.upstream_done = Some(Instant::now());
-    let head = response_filter::head(ctx, answer.response.headers());
+    let head = response_filter::head(ctx, answer.response.status(), answer.response.headers());
     let length = headers::content_length(answer.response.headers());
     match cache::store(&gw.cache, ctx, answer, head, length).await {
         Ok(stored) => Ok(stored),

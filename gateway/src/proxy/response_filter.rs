@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use futures_util::Stream;
 
@@ -16,13 +17,16 @@ use crate::routes::Route;
 use crate::upstream::client::Answer;
 use crate::upstream::pool::Lease;
 
-/// The client's copy of an upstream head: without hop-by-hop headers, with
+/// The client's copy of an upstream head: without hop-by-hop headers and
+/// the services' words to the gateway (`x-gatehouse-*`), with
 /// `Location` said as the client reaches it, the route's edits, then the
 /// rate-limit headers and, on a cached route, `x-cache: MISS`.
-pub fn head(ctx: &Ctx<'_>, upstream: &HeaderMap) -> HeaderMap {
+pub fn head(ctx: &Ctx<'_>, status: StatusCode, upstream: &HeaderMap) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(upstream.len() + 4);
     for (name, value) in upstream {
-        if !HOP_BY_HOP.contains(&name.as_str()) {
+        let n = name.as_str();
+        if !HOP_BY_HOP.contains(&n) && !common::identity::GATEWAY_ONLY_RESPONSE_HEADERS.contains(&n)
+        {
             h.append(name.clone(), value.clone());
         }
     }
@@ -32,6 +36,15 @@ pub fn head(ctx: &Ctx<'_>, upstream: &HeaderMap) -> HeaderMap {
         h.insert(name.clone(), value.clone());
     }
     mark_miss(ctx, &mut h);
+    // Every 429 and 503 the gateway sends says when to come back, an
+    // upstream's that does not included.
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) && !h.contains_key(header::RETRY_AFTER)
+    {
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     h
 }
 
@@ -136,7 +149,7 @@ mod tests {
         ] {
             up.append(HeaderName::from_static(n), HeaderValue::from_static(v));
         }
-        let h = head(&ctx, &up);
+        let h = head(&ctx, StatusCode::OK, &up);
         assert_eq!(h.get("location").unwrap(), "/api/orders/42?x=1");
         assert!(!h.contains_key("connection") && !h.contains_key("transfer-encoding"));
         assert!(!h.contains_key("server"));
@@ -144,6 +157,15 @@ mod tests {
         assert_eq!(h.get("ratelimit").unwrap(), "\"route\";r=1;t=1");
         assert_eq!(h.get("x-cache").unwrap(), "MISS");
         assert_eq!(h.get("set-cookie").unwrap(), "a=1");
+        assert!(!h.contains_key("retry-after"));
+        let mut up = HeaderMap::new();
+        up.insert(
+            HeaderName::from_static("x-gatehouse-revoke-sessions"),
+            HeaderValue::from_static("x"),
+        );
+        let busy = head(&ctx, StatusCode::SERVICE_UNAVAILABLE, &up);
+        assert_eq!(busy.get("retry-after").unwrap(), "1");
+        assert!(!busy.contains_key("x-gatehouse-revoke-sessions"));
         assert_eq!(super::super::headers::content_length(&h), Some(12));
         // A path the route does not serve, or another origin, stays as sent.
         for l in [
@@ -153,7 +175,7 @@ mod tests {
         ] {
             let mut up = HeaderMap::new();
             up.insert(header::LOCATION, HeaderValue::from_static(l));
-            assert_eq!(head(&ctx, &up).get("location").unwrap(), l);
+            assert_eq!(head(&ctx, StatusCode::OK, &up).get("location").unwrap(), l);
         }
     }
 }

@@ -99,6 +99,7 @@ pub fn headers(
         let dropped = HOP_BY_HOP.contains(&n)
             || CLIENT_FORWARDING.contains(&n)
             || common::identity::IDENTITY_HEADERS.contains(&n)
+            || n == common::identity::CREDENTIAL_LOCKED_HEADER
             || strip.iter().any(|s| s == n)
             || connection_listed.iter().any(|c| c.eq_ignore_ascii_case(n));
         if !dropped {

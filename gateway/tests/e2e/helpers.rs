@@ -108,7 +108,7 @@ pub async fn spawn_stack_with(
 pub fn base_routes(extra: Value) -> Value {
     let mut routes = json!([
         {"prefix": "/api/users", "upstream": "users", "rewrite": "/users", "access": ["admin"]},
-        {"prefix": "/api/me", "upstream": "users", "rewrite": "/me", "access": "authenticated"},
+        {"prefix": "/api/me", "upstream": "users", "rewrite": "/me", "access": "authenticated", "credential_check": true},
         {"prefix": "/api/echo/admin", "upstream": "echo", "access": {"GET": ["user", "admin"], "DELETE": ["admin"]}},
         {"prefix": "/api/echo", "upstream": "echo", "rewrite": "/echoed", "access": "authenticated"},
         {"prefix": "/public", "upstream": "echo", "access": "public"},

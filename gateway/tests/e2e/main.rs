@@ -5,6 +5,8 @@
 
 mod flow;
 mod helpers;
+mod logins;
 mod ratelimits;
+mod sessions;
 mod tokens;
 mod traffic;

@@ -19,6 +19,7 @@ fn claims(sub: &str, iat: i64, exp: i64, roles: &[&str]) -> AccessClaims {
         iat,
         nbf: iat,
         jti: uuid::Uuid::new_v4().to_string(),
+        sid: String::new(),
         roles: roles.iter().map(|r| r.to_string()).collect(),
         username: "admin".into(),
     }

@@ -1,0 +1,231 @@
+//! Sessions that end when they should: logout and refresh-token reuse end
+//! every access token of the session; account changes (deactivation,
+//! deletion, a role taken away, a new password) end the account's sessions
+//! at once, on every replica; a token holder cannot guess the current
+//! password without limit.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+#[actix_web::test]
+async fn logout_ends_every_access_token_of_the_session() {
+    let s = spawn_stack().await;
+    let (first, refresh) = s.tokens("admin", ADMIN_PASSWORD).await;
+    let r = s.refresh(&refresh).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let second = r.body["access_token"].as_str().unwrap().to_owned();
+    let refresh = r.body["refresh_token"].as_str().unwrap().to_owned();
+    // Another session of the same user is not touched.
+    let (other, _) = s.tokens("admin", ADMIN_PASSWORD).await;
+    let out = read(
+        s.client
+            .post(s.url("/api/logout"))
+            .bearer_auth(&second)
+            .json(&json!({"refresh_token": refresh})),
+    )
+    .await;
+    assert_eq!(out.status, 204, "{}", out.text);
+    s.get(&first, "/api/me").await.invalid_token();
+    s.get(&second, "/api/me").await.invalid_token();
+    s.refresh(&refresh).await.problem(401);
+    assert_eq!(s.get(&other, "/api/me").await.status, 200);
+}
+
+#[actix_web::test]
+async fn refresh_token_reuse_ends_every_access_token_of_the_session() {
+    let s = spawn_stack().await;
+    let (first, r1) = s.tokens("admin", ADMIN_PASSWORD).await;
+    let r = s.refresh(&r1).await;
+    let second = r.body["access_token"].as_str().unwrap().to_owned();
+    // A stolen, already spent refresh token is presented again.
+    s.refresh(&r1).await.problem(401);
+    s.get(&first, "/api/me").await.invalid_token();
+    s.get(&second, "/api/me").await.invalid_token();
+}
+
+#[actix_web::test]
+async fn account_changes_end_its_sessions_at_once() {
+    let s = spawn_stack().await;
+    let admin = admin_token(&s).await;
+    // Deactivated, demoted, reset, deleted: each refuses the token it had.
+    let cases: [(&str, serde_json::Value); 3] = [
+        ("deactivated", json!({"is_active": false})),
+        ("demoted", json!({"roles": ["user"]})),
+        ("reset", json!({"password": "a-brand-new-password-1"})),
+    ];
+    for (name, change) in cases {
+        let id = s.create_user(&admin, name, &["user", "admin"]).await;
+        let (token, refresh) = s.tokens(name, &format!("{name}-password-1")).await;
+        assert_eq!(s.get(&token, "/api/users").await.status, 200);
+        let r = s
+            .send(&admin, Method::PATCH, &format!("/api/users/{id}"), change)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(
+            !r.headers.contains_key("x-gatehouse-revoke-sessions"),
+            "the services' words to the gateway never reach a client"
+        );
+        s.get(&token, "/api/me").await.invalid_token();
+        s.refresh(&refresh).await.problem(401);
+    }
+    let id = s.create_user(&admin, "deleted", &["user"]).await;
+    let (token, _) = s.tokens("deleted", "deleted-password-1").await;
+    let r = s
+        .send(
+            &admin,
+            Method::DELETE,
+            &format!("/api/users/{id}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    s.get(&token, "/api/me").await.invalid_token();
+    // A change that takes nothing away ends nothing.
+    let id = s.create_user(&admin, "renamed", &["user"]).await;
+    let (token, _) = s.tokens("renamed", "renamed-password-1").await;
+    let r = s
+        .send(
+            &admin,
+            Method::PATCH,
+            &format!("/api/users/{id}"),
+            json!({"full_name": "R", "roles": ["user", "admin"]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(s.get(&token, "/api/me").await.status, 200);
+}
+
+#[actix_web::test]
+async fn a_new_password_ends_every_other_session_of_the_account() {
+    let s = spawn_stack().await;
+    let admin = admin_token(&s).await;
+    s.create_user(&admin, "alice", &["user"]).await;
+    let (here, here_refresh) = s.tokens("alice", "alice-password-1").await;
+    let (there, there_refresh) = s.tokens("alice", "alice-password-1").await;
+    let r = s
+        .send(
+            &here,
+            Method::PATCH,
+            "/api/me",
+            json!({"password": "alice-password-2", "current_password": "alice-password-1"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!r.headers.contains_key("x-gatehouse-credential-check"));
+    assert_eq!(
+        s.get(&here, "/api/me").await.status,
+        200,
+        "the caller's session stays"
+    );
+    assert_eq!(s.refresh(&here_refresh).await.status, 200);
+    s.get(&there, "/api/me").await.invalid_token();
+    s.refresh(&there_refresh).await.problem(401);
+}
+
+#[actix_web::test]
+async fn the_current_password_cannot_be_guessed_without_limit() {
+    let s = spawn_stack().await;
+    let admin = admin_token(&s).await;
+    s.create_user(&admin, "alice", &["user"]).await;
+    let (token, _) = s.tokens("alice", "alice-password-1").await;
+    // A new e-mail needs the current password too.
+    let r = s
+        .send(
+            &token,
+            Method::PATCH,
+            "/api/me",
+            json!({"email": "new@example.com"}),
+        )
+        .await;
+    r.problem(422);
+    assert!(r.text.contains("current_password"), "{}", r.text);
+    for _ in 0..5 {
+        s.send(
+            &token,
+            Method::PATCH,
+            "/api/me",
+            json!({"email": "new@example.com", "current_password": "guess-password-00"}),
+        )
+        .await
+        .problem(403);
+    }
+    // The budget is the login's: spent here, refused there too.
+    let r = s
+        .send(
+            &token,
+            Method::PATCH,
+            "/api/me",
+            json!({"email": "new@example.com", "current_password": "alice-password-1"}),
+        )
+        .await;
+    r.problem(429);
+    assert!(r.headers.contains_key("retry-after"));
+    s.login("Alice", "alice-password-1").await.problem(429);
+    // A change that checks no password is not held back.
+    let r = s
+        .send(
+            &token,
+            Method::PATCH,
+            "/api/me",
+            json!({"full_name": "Alice"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[actix_web::test]
+async fn revocations_bite_on_the_other_replica_on_the_very_next_request() {
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4());
+    let with_redis = {
+        let prefix = prefix.clone();
+        move |l: common::config::Loader| {
+            l.pin("redis.url", redis_url())
+                .pin("redis.key_prefix", prefix.clone())
+                // Only the announcement can make it in time, not the resync.
+                .set("revocations.resync_secs", 3600)
+        }
+    };
+    let s = spawn_stack_with(with_redis.clone()).await;
+    let (b, _handle) = s.another_gateway(&with_redis).await;
+    let on_b = |token: String| {
+        let url = format!("{b}/api/me");
+        let client = s.client.clone();
+        async move { read(client.get(url).bearer_auth(token)).await }
+    };
+    // Give both subscriptions a moment to start.
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(500)).await;
+    for _ in 0..30 {
+        let (token, refresh) = s.tokens("admin", ADMIN_PASSWORD).await;
+        assert_eq!(on_b(token.clone()).await.status, 200);
+        let out = read(
+            s.client
+                .post(s.url("/api/logout"))
+                .bearer_auth(&token)
+                .json(&json!({"refresh_token": refresh})),
+        )
+        .await;
+        assert_eq!(out.status, 204, "{}", out.text);
+        on_b(token).await.invalid_token();
+    }
+    // An account change answered by A is refused by B at once.
+    let admin = admin_token(&s).await;
+    let id = s.create_user(&admin, "alice", &["user"]).await;
+    let (alice, _) = s.tokens("alice", "alice-password-1").await;
+    assert_eq!(on_b(alice.clone()).await.status, 200);
+    let r = s
+        .send(
+            &admin,
+            Method::PATCH,
+            &format!("/api/users/{id}"),
+            json!({"is_active": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    on_b(alice).await.invalid_token();
+}
