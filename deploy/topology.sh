@@ -83,7 +83,8 @@ YAML
     start "$g" gateway GATEWAY_CONFIG_FILE="$STATE/gateway.yaml" GATEWAY_LISTEN=127.0.0.1:"$(port "$g")" \
       DATABASE_URL="$PG_URL/${DB_PREFIX}_gateway" GATEWAY__DATABASE__AUTO_MIGRATE=false \
       REDIS_URL="$REDIS_URL" GATEWAY__PROOF__PRIVATE_KEY_FILE="$STATE/secrets/gateway-proof.key.pem" \
-      GATEWAY__TOKENS__KEYS="[{alg=\"EdDSA\", private_key_file=\"$STATE/secrets/access-token.key.pem\", active=true}]"
+      GATEWAY__TOKENS__KEYS="[{alg=\"EdDSA\", private_key_file=\"$STATE/secrets/access-token.key.pem\", active=true}]" \
+      GATEWAY_METRICS_TOKEN="${GATEWAY_METRICS_TOKEN:-topology-metrics-token}" GATEWAY__METRICS__REQUIRE_TOKEN=true
   done
   for p in $PROCS; do
     for _ in $(seq 1 100); do ready "$p" && break; sleep 0.2; done

@@ -392,6 +392,8 @@ async fn the_topology_as_processes_survives_failures_and_shares_state() {
                 keys.join("gateway-proof.key.pem").display().to_string(),
             ),
             ("GATEWAY__TOKENS__KEYS", tokens_keys.clone()),
+            ("GATEWAY_METRICS_TOKEN", "topology-metrics-token".into()),
+            ("GATEWAY__METRICS__REQUIRE_TOKEN", "true".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

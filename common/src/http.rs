@@ -131,6 +131,52 @@ impl utoipa::Modify for GatewayProofScheme {
     }
 }
 
+/// Documents the 422 that [`crate::text`] answers for every operation taking
+/// a query or a body, where the operation does not list a 422 of its own.
+pub struct TextInputErrors;
+
+impl utoipa::Modify for TextInputErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                let takes_query = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Query));
+                if !(takes_query || op.request_body.is_some())
+                    || op.responses.responses.contains_key("422")
+                {
+                    continue;
+                }
+                let response = ResponseBuilder::new()
+                    .description(
+                        "A query parameter or a string in the body is not text (not UTF-8, or holding NUL)",
+                    )
+                    .content(
+                        PROBLEM_JSON,
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build();
+                op.responses
+                    .responses
+                    .insert("422".into(), RefOr::T(response));
+            }
+        }
+    }
+}
+
 /// A started HTTP server and the port it listens on.
 pub struct Running {
     port: u16,
@@ -164,10 +210,12 @@ pub fn serve<F>(
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
-    serve_with(listener, workers, 30, configure)
+    serve_on(listener, workers, 30, true, configure)
 }
 
-/// [`serve`] with the time in-flight requests get to finish on shutdown.
+/// [`serve`] for the gateway: with the time in-flight requests get to finish
+/// on shutdown, and no reading of bodies (it streams them to the services,
+/// which refuse what is not text themselves).
 pub fn serve_with<F>(
     listener: std::net::TcpListener,
     workers: usize,
@@ -177,10 +225,30 @@ pub fn serve_with<F>(
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
+    serve_on(listener, workers, shutdown_timeout_secs, false, configure)
+}
+
+fn serve_on<F>(
+    listener: std::net::TcpListener,
+    workers: usize,
+    shutdown_timeout_secs: u64,
+    text_only: bool,
+    configure: F,
+) -> std::io::Result<Running>
+where
+    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+{
     let port = listener.local_addr()?.port();
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .wrap(error_handlers())
+            // Inside the request context, so its 422 carries the request id.
+            .wrap(actix_web::middleware::Condition::new(
+                text_only,
+                actix_web::middleware::from_fn(|req, next| {
+                    crate::text::refuse_non_text(req, next, MAX_JSON_BODY)
+                }),
+            ))
             .wrap(actix_web::middleware::from_fn(
                 crate::telemetry::request_context,
             ))

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod listing;
 pub mod problem;
 pub mod telemetry;
+pub mod text;
 pub mod tls;
 
 pub use problem::{FieldError, Problem};

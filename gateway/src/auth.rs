@@ -243,9 +243,27 @@ fn refresh_refused(detail: &str) -> HttpResponse {
         (status = 401, description = "Unknown, expired, revoked or already spent refresh token (reuse revokes the whole session), or the account is no longer active", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Malformed JSON or missing fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many refreshes from this address; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The users service is unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn refresh(gw: web::Data<Gateway>, body: web::Json<RefreshRequest>) -> HttpResponse {
+pub async fn refresh(
+    req: HttpRequest,
+    gw: web::Data<Gateway>,
+    body: web::Json<RefreshRequest>,
+) -> HttpResponse {
+    if let Some(quota) = &gw.refresh_quota {
+        let ip = client_ip(&req).map(|a| a.to_string()).unwrap_or_default();
+        let decision = gw.limiter.check(&format!("refresh|ip:{ip}"), quota).await;
+        if let Decision::Deny { .. } = decision {
+            gw.metrics.rate_limited("/api/refresh");
+            return ratelimit::refused(
+                &decision,
+                quota,
+                "refresh",
+                "refreshes from one address are limited to",
+            );
+        }
+    }
     let found = match gw.sessions.find(&body.refresh_token).await {
         Ok(Some(f)) => f,
         Ok(None) => return refresh_refused("the refresh token is invalid"),

@@ -96,12 +96,17 @@ pub struct MetricsSettings {
     /// When set, `GET /metrics` needs `Authorization: Bearer <this>`.
     #[serde(default)]
     pub bearer_token: Option<SecretString>,
+    /// Refuse to start without a token (the production files set this, so
+    /// metrics are never anonymous there).
+    #[serde(default)]
+    pub require_token: bool,
 }
 
 impl std::fmt::Debug for MetricsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MetricsSettings")
             .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<set>"))
+            .field("require_token", &self.require_token)
             .finish()
     }
 }
@@ -134,6 +139,10 @@ pub struct LoginLimits {
     /// Login attempts per client IP, whatever their outcome (each one costs
     /// the users service an argon2 verify): a storm is answered 429 cheaply.
     pub rate: Option<RateLimitConfig>,
+    /// `POST /api/refresh` per client address (a refresh costs a users call
+    /// and a database write); `~` for no limit.
+    #[serde(default)]
+    pub refresh_rate: Option<RateLimitConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -234,6 +243,18 @@ impl Settings {
                 "no_route.status: {} is not an error status",
                 self.no_route.status
             )));
+        }
+        if self.metrics.require_token
+            && self
+                .metrics
+                .bearer_token
+                .as_ref()
+                .is_none_or(|t| secrecy::ExposeSecret::expose_secret(t).trim().is_empty())
+        {
+            return Err(invalid(
+                "metrics.require_token is set but metrics.bearer_token (GATEWAY_METRICS_TOKEN) is empty"
+                    .into(),
+            ));
         }
         if self.max_body_bytes == 0 {
             return Err(invalid("max_body_bytes must be positive".into()));

@@ -156,6 +156,13 @@ pub async fn build_with_source(
             .map(Quota::from_config)
             .transpose()
             .map_err(|e| anyhow::anyhow!("login_limits.rate: {e}"))?,
+        refresh_quota: settings
+            .login_limits
+            .refresh_rate
+            .as_ref()
+            .map(Quota::from_config)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("login_limits.refresh_rate: {e}"))?,
         redis: redis.clone(),
         revocations: revocations.clone(),
         limiter,

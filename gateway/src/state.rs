@@ -103,6 +103,8 @@ pub struct Gateway {
     pub ip_limiter: FailureLimiter,
     /// `login_limits.rate`: login attempts per client IP.
     pub login_quota: Option<Quota>,
+    /// `login_limits.refresh_rate`: refreshes per client IP.
+    pub refresh_quota: Option<Quota>,
     /// The connection to Redis, when configured; lent to the rate limiter,
     /// the login limits and the revocation announcements.
     pub redis: Option<Arc<RedisLink>>,

@@ -115,6 +115,8 @@ pub enum TokenError {
     Malformed,
     #[error("not an access token")]
     WrongType,
+    #[error("a critical header parameter is not understood")]
+    CriticalHeader,
     #[error("unknown signing key")]
     UnknownKey,
     #[error("algorithm does not match the key")]
@@ -203,6 +205,20 @@ pub struct TokenKeys {
 /// before its signature is checked again.
 const VERIFIED_CACHE_BYTES: u64 = 4 * 1024 * 1024;
 const VERIFIED_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether the token's JOSE header has `crit`: we understand no extension,
+/// so a token that makes one critical must be refused (RFC 7515 section
+/// 4.1.11). The JWT library ignores unknown header fields, hence this look.
+fn names_critical_parameters(token: &str) -> bool {
+    let Some(header) = token.split('.').next() else {
+        return false;
+    };
+    URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&b).ok())
+        .is_some_and(|h| h.contains_key("crit"))
+}
 
 fn kid_of(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(&Sha256::digest(bytes)[..16])
@@ -460,6 +476,9 @@ impl TokenKeys {
     }
 
     fn verify_signed(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        if names_critical_parameters(token) {
+            return Err(TokenError::CriticalHeader);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.typ.as_deref() != Some(ACCESS_TYP) {
             return Err(TokenError::WrongType);
@@ -648,6 +667,24 @@ mod tests {
             k.verify(&URL_SAFE_NO_PAD.encode(raw)),
             Err(TokenError::Malformed)
         );
+        // A critical extension we do not understand (RFC 7515 §4.1.11), even
+        // with a valid signature over it.
+        let crit = {
+            let mut header = Header::new(Algorithm::EdDSA);
+            header.typ = Some(ACCESS_TYP.into());
+            header.kid = Some(kid.clone());
+            let mut h = serde_json::to_value(&header).unwrap();
+            h["crit"] = json!(["exp"]);
+            let mut c = claims(t, t + 900);
+            c.iss = "gatehouse".into();
+            c.aud = "api".into();
+            let signing_input = format!("{}.{}", b64(&h), b64(&serde_json::to_value(&c).unwrap()));
+            let key = EncodingKey::from_ed_pem(pair.private_pem.as_bytes()).unwrap();
+            let sig = jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, Algorithm::EdDSA)
+                .unwrap();
+            format!("{signing_input}.{sig}")
+        };
+        assert_eq!(k.verify(&crit), Err(TokenError::CriticalHeader));
         // Missing typ.
         let h = json!({"alg": "EdDSA", "kid": kid});
         assert_eq!(

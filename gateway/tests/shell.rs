@@ -133,6 +133,23 @@ fn invalid_settings_are_refused_with_the_key() {
     assert!(e.contains("upstreams.users"), "{e}");
     let e = err(gateway::Settings::loader().set("listen", "nowhere"));
     assert!(e.contains("listen"), "{e}");
+    // Production demands a metrics token: none (or an empty one) stops startup.
+    for token in [serde_json::Value::Null, serde_json::json!("  ")] {
+        let e = err(gateway::Settings::loader()
+            .set("metrics.require_token", true)
+            .set("metrics.bearer_token", token));
+        assert!(e.contains("metrics.require_token"), "{e}");
+    }
+    assert!(
+        gateway::Settings::from_loader(
+            gateway::Settings::loader()
+                .set("metrics.require_token", true)
+                .set("metrics.bearer_token", "s3cret")
+        )
+        .is_ok()
+    );
+    let e = err(gateway::Settings::loader().set("trusted_proxies", "10.0.0.0/8,nonsense"));
+    assert!(e.contains("nonsense"), "{e}");
 }
 
 async fn slow_ok() -> actix_web::HttpResponse {

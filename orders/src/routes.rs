@@ -4,7 +4,7 @@
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use common::http::{GatewayProofScheme, Health};
+use common::http::{GatewayProofScheme, Health, TextInputErrors};
 use common::identity::{Admin, Caller};
 use common::{FieldError, Problem};
 use sea_orm::DatabaseConnection;
@@ -159,7 +159,7 @@ pub async fn openapi_json() -> HttpResponse {
     paths(create_order, list_orders, get_order, cancel_order, confirm_order,
         common::http::healthz, common::http::readyz, openapi_json),
     components(schemas(Problem, FieldError, OrderResponse, OrderList, CreateOrderRequest, Status, Health)),
-    modifiers(&GatewayProofScheme),
+    modifiers(&GatewayProofScheme, &TextInputErrors),
     tags(
         (name = "orders", description = "The caller's orders (all orders for admins)"),
         (name = "health", description = "Probes and metadata"),

@@ -14,6 +14,7 @@ pub mod domain;
 pub mod dto;
 pub mod entity;
 pub mod error;
+pub mod inflight;
 pub mod policy;
 pub mod probe;
 pub mod report;
@@ -59,6 +60,9 @@ pub async fn build_with_listener(
     let verifier = web::Data::new(verifier);
     let prober = web::Data::new(probe::Prober::new(&settings.scan));
     let instance = web::Data::new(routes::Instance(settings.instance.clone()));
+    let in_flight = web::Data::new(inflight::InFlight::new(
+        settings.scan.max_concurrent_per_user,
+    ));
     Ok(common::http::serve(
         listener,
         settings.workers,
@@ -66,7 +70,8 @@ pub async fn build_with_listener(
             cfg.app_data(db.clone())
                 .app_data(verifier.clone())
                 .app_data(prober.clone())
-                .app_data(instance.clone());
+                .app_data(instance.clone())
+                .app_data(in_flight.clone());
             routes::configure(cfg);
         },
     )?)

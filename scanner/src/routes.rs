@@ -4,7 +4,7 @@
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use common::http::{GatewayProofScheme, Health};
+use common::http::{GatewayProofScheme, Health, TextInputErrors};
 use common::identity::Caller;
 use common::{FieldError, Problem};
 use sea_orm::DatabaseConnection;
@@ -52,15 +52,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Malformed JSON, invalid, missing or unknown fields (all listed), or a target the SSRF policy refuses (`target-refused`, the detail says which address and why)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many of the caller's scans are in progress on this replica (`scan.max_concurrent_per_user`); see `Retry-After`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_scan(
     caller: Caller,
     db: Db,
     prober: web::Data<Prober>,
     instance: web::Data<Instance>,
+    in_flight: web::Data<crate::inflight::InFlight>,
     body: web::Json<Map<String, Value>>,
 ) -> Result<HttpResponse> {
     let new = NewScan::parse(&body)?;
+    let Some(_slot) = in_flight.enter(caller.id) else {
+        let mut res = Problem::new(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            "too-many-scans",
+            "Too many requests",
+        )
+        .with_detail("too many of your scans are in progress; retry when one ends")
+        .to_response();
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return Ok(res);
+    };
     let scan =
         service::scan_and_record(db.get_ref(), prober.get_ref(), &instance.0, caller.id, new)
             .await?;
@@ -138,7 +152,7 @@ pub async fn openapi_json() -> HttpResponse {
         common::http::healthz, common::http::readyz, openapi_json),
     components(schemas(Problem, FieldError, Health, ScanResponse, ScanList, CreateScanRequest,
         Report, Hop, HeaderChecks, HeaderCheck, HeaderState, CookieCheck, Banner, Grade)),
-    modifiers(&GatewayProofScheme),
+    modifiers(&GatewayProofScheme, &TextInputErrors),
     tags(
         (name = "scans", description = "HTTP security scans: the caller's own (all for admins)"),
         (name = "health", description = "Probes and metadata"),

@@ -48,6 +48,9 @@ pub struct ScanSettings {
     /// comma-separated string (`SCANNER_ALLOWED_TARGETS=10.1.0.0/16,127.0.0.1`).
     #[serde(deserialize_with = "common::config::cidr_list")]
     pub allowed_targets: Vec<IpNet>,
+    /// Scans one caller may have in progress on this replica; more are
+    /// refused with 429.
+    pub max_concurrent_per_user: usize,
 }
 
 impl Settings {

@@ -295,6 +295,24 @@ fn docker_compose_describes_the_topology_and_every_variable_is_read() {
                 at(&format!("sets {k}, which `{binary}` does not read"))
             );
         }
+        if binary == "gateway" {
+            // Metrics are never anonymous in production: a token is demanded
+            // of whoever runs compose, and the gateway refuses to start
+            // without one.
+            let raw = s(&svc["environment"]["GATEWAY_METRICS_TOKEN"]);
+            assert!(
+                raw.contains(":?"),
+                "{}",
+                at("GATEWAY_METRICS_TOKEN is optional")
+            );
+            assert_eq!(
+                env.get("GATEWAY__METRICS__REQUIRE_TOKEN")
+                    .map(String::as_str),
+                Some("true"),
+                "{}",
+                at("metrics.require_token is not set")
+            );
+        }
         // Secrets are mounted, never in the environment.
         assert!(svc["secrets"].is_sequence(), "{}", at("no secrets mounted"));
         let mut env = env;
@@ -379,6 +397,17 @@ fn kubernetes_manifests_are_complete_and_consistent() {
 
     // The public Service keeps client addresses (the gateway's per-address
     // login limits and X-Forwarded-For depend on them).
+    let gateway_env =
+        &find("Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]["env"];
+    let requires = gateway_env
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"] == "GATEWAY__METRICS__REQUIRE_TOKEN" && e["value"] == "true");
+    assert!(
+        requires,
+        "the gateway Deployment must require a metrics token"
+    );
     let public = find("Service", "gateway");
     assert_eq!(public["spec"]["type"], "LoadBalancer");
     assert_eq!(public["spec"]["externalTrafficPolicy"], "Local");

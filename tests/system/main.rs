@@ -7,6 +7,7 @@ mod browser;
 mod conformance;
 mod deploy;
 mod documents;
+mod input;
 mod openapi;
 mod services;
 mod support;

@@ -5,7 +5,7 @@
 use actix_web::ResponseError;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use common::http::{GatewayProofScheme, Health};
+use common::http::{GatewayProofScheme, Health, TextInputErrors};
 use common::identity::{
     Admin, CREDENTIAL_CHECK_HEADER, CREDENTIAL_LOCKED_HEADER, Caller, GatewayCall,
     REVOKE_SESSIONS_HEADER,
@@ -435,7 +435,7 @@ pub async fn openapi_json() -> HttpResponse {
         verify_credentials, internal_get_user, common::http::healthz, common::http::readyz, openapi_json),
     components(schemas(Problem, FieldError, UserResponse, UserList, CreateUserRequest, UpdateUserRequest,
         UpdateMeRequest, CredentialsRequest, UserIdentity, Role, Health)),
-    modifiers(&GatewayProofScheme),
+    modifiers(&GatewayProofScheme, &TextInputErrors),
     tags(
         (name = "users", description = "Account administration (admin role)"),
         (name = "me", description = "The caller's own account"),

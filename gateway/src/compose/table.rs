@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix_web::http::Method;
 use serde::Deserialize;
 
+use crate::ratelimit::quota::{LimitBy, Quota, RateLimitConfig};
 use crate::routes::{AccessConfig, Rule};
 
 /// `composed[]` entry.
@@ -28,6 +29,9 @@ pub struct ComposedConfig {
     /// Or: the same call to every target of one upstream.
     #[serde(default)]
     pub fan_out: Option<PartConfig>,
+    /// Requests per caller (or client address), as on a route.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 fn default_part_timeout() -> u64 {
@@ -51,6 +55,7 @@ pub struct Composed {
     pub timeout: Duration,
     pub parts: Vec<(String, PartConfig)>,
     pub fan_out: Option<PartConfig>,
+    pub rate_limit: Option<(Quota, LimitBy)>,
 }
 
 /// Composed routes by exact path.
@@ -106,6 +111,12 @@ impl ComposedTable {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 fan_out: c.fan_out.clone(),
+                rate_limit: c
+                    .rate_limit
+                    .as_ref()
+                    .map(|r| Quota::from_config(r).map(|q| (q, r.by)))
+                    .transpose()
+                    .map_err(|e| at(format!("rate_limit: {e}")))?,
             };
             if out.insert(c.path.clone(), composed).is_some() {
                 return Err(at("path declared twice".into()));

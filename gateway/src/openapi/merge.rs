@@ -733,7 +733,7 @@ fn composed_op(
     op.insert("responses".into(), Value::Object(responses));
     op.insert("description".into(), json!(description));
     let has_body = op.contains_key("requestBody");
-    protect(&mut op, &c.rule, has_body, false, false);
+    protect(&mut op, &c.rule, has_body, c.rate_limit.is_some(), false);
     op
 }
 

@@ -52,13 +52,25 @@ pub async fn handle(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>
         Ok(Routed::Route(route, rule)) => (route, rule),
         Ok(Routed::Composed(composed)) => {
             let deny = gw.sessions.deny_list();
-            return match admission::admit(&composed.rule, &live.tokens, deny, req.headers()) {
-                Ok(caller) => {
-                    let who = caller.as_ref().map(|c| c.principal());
-                    crate::compose::answer::answer(&gw, &live, &req, body, composed, who).await
-                }
-                Err(refusal) => refusal.to_response(),
+            let caller = match admission::admit(&composed.rule, &live.tokens, deny, req.headers()) {
+                Ok(c) => c,
+                Err(refusal) => return refusal.to_response(),
             };
+            if let Some(limit) = &composed.rate_limit
+                && let Err(res) = rate_limit::check(
+                    &gw.limiter,
+                    &gw.metrics,
+                    &composed.path,
+                    limit,
+                    caller.as_ref(),
+                    &req,
+                )
+                .await
+            {
+                return res;
+            }
+            let who = caller.as_ref().map(|c| c.principal());
+            return crate::compose::answer::answer(&gw, &live, &req, body, composed, who).await;
         }
         Err(res) => return res,
     };

@@ -2,52 +2,68 @@
 //! verified caller (a public route counts by client address). `Err` is the
 //! 429; an admitted request carries the `RateLimit*` headers to its answer.
 
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
+
 use crate::admission::{Caller, client_ip};
-use crate::ratelimit::{self, Decision, LimitBy, Quota, RateLimiter};
-use crate::routes::Route;
+use crate::metrics::Metrics;
+use crate::ratelimit::{self, LimitBy, Quota, RateLimiter};
 
 /// The key a request is counted under: the route, and the caller or the
 /// client address.
-pub fn key(route: &Route, by: LimitBy, caller: Option<&Caller>, ip: &str) -> String {
+pub fn key(label: &str, by: LimitBy, caller: Option<&Caller>, req: &HttpRequest) -> String {
     match (by, caller) {
-        (LimitBy::User, Some(c)) => format!("{}|user:{}", route.prefix, c.id()),
-        _ => format!("{}|ip:{ip}", route.prefix),
+        (LimitBy::User, Some(c)) => format!("{label}|user:{}", c.id()),
+        _ => format!(
+            "{label}|ip:{}",
+            client_ip(req).map(|a| a.to_string()).unwrap_or_default()
+        ),
+    }
+}
+
+/// Count one request under `label` against `quota`: the `RateLimit*`
+/// headers for its answer, or the 429.
+pub async fn check(
+    limiter: &RateLimiter,
+    metrics: &Metrics,
+    label: &str,
+    (quota, by): &(Quota, LimitBy),
+    caller: Option<&Caller>,
+    req: &HttpRequest,
+) -> Result<Vec<(HeaderName, HeaderValue)>, HttpResponse> {
+    let decision = limiter.check(&key(label, *by, caller, req), quota).await;
+    if decision.is_allowed() {
+        Ok(decision.headers(quota, "route"))
+    } else {
+        metrics.rate_limited(label);
+        Err(ratelimit::refused(
+            &decision,
+            quota,
+            "route",
+            "this route allows",
+        ))
     }
 }
 
 /// Count the request against the route's quota, if it has one.
 pub async fn phase(
     limiter: &RateLimiter,
-    metrics: &crate::metrics::Metrics,
+    metrics: &Metrics,
     ctx: &mut super::context::Ctx<'_>,
-) -> Result<(), actix_web::HttpResponse> {
-    let Some((quota, by)) = &ctx.route.rate_limit else {
+) -> Result<(), HttpResponse> {
+    let Some(limit) = &ctx.route.rate_limit else {
         return Ok(());
     };
-    let ip = client_ip(ctx.req)
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let key = key(ctx.route, *by, ctx.caller.as_ref(), &ip);
-    let decision = limiter.check(&key, quota).await;
-    decide(ctx, quota, &decision).inspect_err(|_| metrics.rate_limited(&ctx.route.prefix))
-}
-
-fn decide(
-    ctx: &mut super::context::Ctx<'_>,
-    quota: &Quota,
-    decision: &Decision,
-) -> Result<(), actix_web::HttpResponse> {
-    if decision.is_allowed() {
-        ctx.limit_headers = decision.headers(quota, "route");
-        Ok(())
-    } else {
-        Err(ratelimit::refused(
-            decision,
-            quota,
-            "route",
-            "this route allows",
-        ))
-    }
+    ctx.limit_headers = check(
+        limiter,
+        metrics,
+        &ctx.route.prefix,
+        limit,
+        ctx.caller.as_ref(),
+        ctx.req,
+    )
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -25,7 +25,11 @@ async fn openapi_documents_every_operation_status_and_the_scoring() {
     }
     let paths = &doc.body["paths"];
     for (path, method, codes) in [
-        ("/scans", "post", &["201", "401", "413", "415", "422"][..]),
+        (
+            "/scans",
+            "post",
+            &["201", "401", "413", "415", "422", "429"][..],
+        ),
         ("/scans", "get", &["200", "400", "401", "403", "422"]),
         ("/scans/{id}", "get", &["200", "401", "404"]),
     ] {

@@ -364,3 +364,30 @@ async fn https_to_a_server_that_does_not_speak_tls_is_recorded_as_failed() {
     assert_eq!(b["status_code"], Value::Null);
     assert_eq!(b["grade"], "F");
 }
+
+#[actix_web::test]
+async fn one_caller_cannot_hold_every_scan_slot() {
+    let app = spawn_with(Config {
+        timeout_ms: 1_500,
+        ..Config::loopback()
+    })
+    .await;
+    let target = targets::start();
+    let slow = target.url("/slow");
+    // Three of alice's scans at once on a slow target: two run, one is
+    // refused at once; bob is not held back by alice.
+    let alice = (0..3).map(|_| app.scan(&app.alice, &slow));
+    let (alice, bob) = tokio::join!(
+        futures_util::future::join_all(alice),
+        app.scan(&app.bob, &slow)
+    );
+    let mut codes: Vec<u16> = alice.iter().map(|r| r.status.as_u16()).collect();
+    codes.sort();
+    assert_eq!(codes, [201, 201, 429], "{alice:?}");
+    let refused = alice.iter().find(|r| r.status == 429).unwrap();
+    refused.problem(429);
+    assert_eq!(refused.headers["retry-after"], "1");
+    assert_eq!(bob.status, 201, "{}", bob.text);
+    // Once they end, alice scans again.
+    assert_eq!(app.scan(&app.alice, &slow).await.status, 201);
+}

@@ -99,6 +99,24 @@ impl TestApp {
     pub async fn patch(&self, who: &Principal, path: &str, body: Value) -> Resp {
         self.send(Some(who), Method::PATCH, path, Some(body)).await
     }
+    /// A PATCH with extra headers (what the gateway adds for a service).
+    pub async fn patch_with(
+        &self,
+        who: &Principal,
+        path: &str,
+        body: Value,
+        extra: &[(&'static str, &'static str)],
+    ) -> Resp {
+        let mut rb = self
+            .client
+            .patch(format!("{}{}", self.base, path))
+            .headers(testkit::identity_headers(&self.minter, "users", who))
+            .json(&body);
+        for (k, v) in extra {
+            rb = rb.header(*k, *v);
+        }
+        read(rb).await
+    }
     pub async fn delete(&self, who: &Principal, path: &str) -> Resp {
         self.send(Some(who), Method::DELETE, path, None).await
     }
