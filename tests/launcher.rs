@@ -22,7 +22,13 @@ fn free_port() -> u16 {
 struct Copy {
     child: Child,
     gateway: String,
-    _data: tempfile::TempDir,
+    ports: Ports,
+    data: tempfile::TempDir,
+}
+
+#[derive(Clone, Copy)]
+struct Ports {
+    users: u16,
 }
 
 impl Drop for Copy {
@@ -32,9 +38,12 @@ impl Drop for Copy {
     }
 }
 
-fn start() -> Copy {
+/// A copy of the launcher; with `log`, its JSON log lines go to
+/// `<data>/log.jsonl`.
+fn start_logging(log: bool) -> Copy {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
+    let users = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
     for (k, _) in std::env::vars() {
         // Nothing of the test run's own settings (databases, Redis) leaks in.
@@ -51,30 +60,50 @@ fn start() -> Copy {
     cmd.env("DATA_DIR", data.path())
         .env("ADMIN_PASSWORD", "launcher-admin-password-0123")
         .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
-        .env("USERS__LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("USERS__LISTEN", format!("127.0.0.1:{users}"))
         .env("ORDERS__LISTEN", format!("127.0.0.1:{}", free_port()))
         .env("SCANNER1__LISTEN", format!("127.0.0.1:{}", free_port()))
         .env("SCANNER2__LISTEN", format!("127.0.0.1:{}", free_port()))
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
         .stderr(Stdio::null());
+    if log {
+        // Log lines go to standard output.
+        let file = std::fs::File::create(data.path().join("log.jsonl")).unwrap();
+        cmd.env("LOG_FORMAT", "json").stdout(file);
+    } else {
+        cmd.stdout(Stdio::null());
+    }
     Copy {
         child: cmd.spawn().unwrap(),
         gateway: format!("http://127.0.0.1:{port}"),
-        _data: data,
+        ports: Ports { users },
+        data,
     }
 }
 
-async fn ready(client: &reqwest::Client, copy: &mut Copy) {
+/// A copy that answers `/readyz`. Ports are picked free just before the
+/// copy binds them, so another test may take one first: then the copy
+/// cannot bind and exits, and a new one is started on other ports.
+async fn started(client: &reqwest::Client, log: bool) -> Copy {
+    for _ in 0..3 {
+        let mut copy = start_logging(log);
+        if ready(client, &mut copy).await {
+            return copy;
+        }
+    }
+    panic!("the launcher exited early three times");
+}
+
+async fn ready(client: &reqwest::Client, copy: &mut Copy) -> bool {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(status) = copy.child.try_wait().unwrap() {
-            panic!("the launcher exited early: {status}");
+        if copy.child.try_wait().unwrap().is_some() {
+            return false;
         }
         if let Ok(r) = client.get(format!("{}/readyz", copy.gateway)).send().await
             && r.status() == 200
         {
-            return;
+            return true;
         }
         assert!(
             Instant::now() < deadline,
@@ -94,10 +123,7 @@ async fn two_launchers_run_side_by_side_on_ports_of_their_own() {
         .filter_map(|p| TcpListener::bind(("127.0.0.1", p)).ok())
         .collect();
     let client = testkit::client();
-    let mut copies = [start(), start()];
-    for copy in &mut copies {
-        ready(&client, copy).await;
-    }
+    let copies = [started(&client, false).await, started(&client, false).await];
     for copy in &copies {
         let login: Value = client
             .post(format!("{}/api/login", copy.gateway))
@@ -149,4 +175,55 @@ async fn two_launchers_run_side_by_side_on_ports_of_their_own() {
             "{scan}"
         );
     }
+}
+
+/// Send raw bytes, read what comes back within a moment.
+fn raw(port: u16, bytes: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn a_clients_broken_request_is_never_logged_as_an_error() {
+    let client = testkit::client();
+    let copy = started(&client, true).await;
+    let gateway: u16 = copy.gateway.rsplit(':').next().unwrap().parse().unwrap();
+    let long_header = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let broken: Vec<Vec<u8>> = vec![
+        b"GARBAGE\r\n\r\n".to_vec(),
+        long_header.into_bytes(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello".to_vec(),
+        b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n".to_vec(),
+        b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user".to_vec(),
+        b"GET /%ff%00?a=%00 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n{not json".to_vec(),
+    ];
+    for port in [gateway, copy.ports.users] {
+        for b in &broken {
+            let answer = raw(port, b);
+            assert!(!answer.contains(" 500 "), "{answer}");
+        }
+    }
+    // Let the servers write what they log.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = std::fs::read_to_string(copy.data.path().join("log.jsonl")).unwrap();
+    assert!(
+        log.contains("\"level\":\"WARN\""),
+        "the broken requests are logged, at WARN: {log}"
+    );
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\""))
+        .collect();
+    assert!(errors.is_empty(), "logged as errors: {errors:#?}");
 }

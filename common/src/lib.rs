@@ -3,6 +3,7 @@
 //! database connection, key files, and both sides of the gateway identity
 //! proof (minting in the gateway, verification in the services).
 
+pub mod audit;
 pub mod config;
 pub mod db;
 pub mod http;

@@ -31,23 +31,115 @@ pub fn current_request_id() -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// What actix-http logs at ERROR when a *client* sent something broken (a
+/// request it cannot parse, a head too large, a body that ends wrong): the
+/// client got its 400; this is no server error, so it is logged at WARN.
+const CLIENT_FAULTS: [&str; 4] = [
+    "stream error: request parse error",
+    "MAX_BUFFER_SIZE unprocessed data reached",
+    "Internal server error: unexpected eof",
+    "Internal server error: unexpected payload chunk",
+];
+
+/// Whether an event reports a client's broken request.
+pub fn is_client_fault(target: &str, level: &tracing::Level, message: &str) -> bool {
+    *level == tracing::Level::ERROR
+        && target.starts_with("actix_http")
+        && CLIENT_FAULTS.iter().any(|m| message.starts_with(m))
+}
+
+/// The `message` field of an event.
+#[derive(Default)]
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            value.clone_into(&mut self.0);
+        }
+    }
+}
+
+fn client_fault(event: &tracing::Event<'_>) -> Option<String> {
+    let meta = event.metadata();
+    if *meta.level() != tracing::Level::ERROR || !meta.target().starts_with("actix_http") {
+        return None;
+    }
+    let mut m = Message::default();
+    event.record(&mut m);
+    is_client_fault(meta.target(), meta.level(), &m.0).then_some(m.0)
+}
+
+/// Keeps actix's client-fault errors out of the output...
+struct WithoutClientFaults;
+
+impl<S> tracing_subscriber::layer::Filter<S> for WithoutClientFaults {
+    fn enabled(
+        &self,
+        _: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        true
+    }
+
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        client_fault(event).is_none()
+    }
+}
+
+/// ... and says them again at WARN.
+struct ClientFaultsAsWarnings;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ClientFaultsAsWarnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if let Some(message) = client_fault(event) {
+            tracing::warn!(target: "actix_http", reason = %message, "a client sent a broken request");
+        }
+    }
+}
+
 /// Install the global subscriber. Safe to call more than once (tests).
 pub fn init() {
+    use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT")
         .map(|v| v.eq_ignore_ascii_case("json"))
         .unwrap_or(false);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+    // The warning layer comes last: it says the fault again only once the
+    // output has dropped the original (a nested event in between would
+    // upset the per-layer filtering of the one being written).
+    let registry = tracing_subscriber::registry().with(filter);
     let result = if json {
-        builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_target(false)
+                    .with_filter(WithoutClientFaults),
+            )
+            .with(ClientFaultsAsWarnings)
             .try_init()
     } else {
-        builder.try_init()
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_filter(WithoutClientFaults),
+            )
+            .with(ClientFaultsAsWarnings)
+            .try_init()
     };
     // A second init (several apps in one test process) is not an error.
     let _ = result;
@@ -110,11 +202,84 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_clients_broken_request_is_no_server_error() {
+        let e = &tracing::Level::ERROR;
+        assert!(is_client_fault(
+            "actix_http::h1::dispatcher",
+            e,
+            "stream error: request parse error: invalid Header provided"
+        ));
+        assert!(!is_client_fault(
+            "actix_http::h1::dispatcher",
+            e,
+            "Response payload stream error: connection reset"
+        ));
+        assert!(!is_client_fault(
+            "users",
+            e,
+            "stream error: request parse error"
+        ));
+        assert!(!is_client_fault(
+            "actix_http::h1::dispatcher",
+            &tracing::Level::WARN,
+            "stream error: request parse error"
+        ));
+    }
+
+    #[test]
     fn request_ids_are_filtered() {
         assert!(sane_request_id("abc-123_x.y:z"));
         assert!(!sane_request_id(""));
         assert!(!sane_request_id("a b"));
         assert!(!sane_request_id("a\r\nb"));
         assert!(!sane_request_id(&"a".repeat(129)));
+    }
+}
+
+#[cfg(test)]
+mod layer_tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::prelude::*;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut v) = self.0.lock() {
+                v.extend_from_slice(b);
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn client_faults_leave_the_output_and_come_back_as_warnings() {
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new("warn"))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(move || writer.clone())
+                    .with_filter(super::WithoutClientFaults),
+            )
+            .with(super::ClientFaultsAsWarnings);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(target: "actix_http::h1::dispatcher", "stream error: request parse error: {}", "bad header");
+            tracing::error!(target: "actix_http::h1::dispatcher", "Response payload stream error: {}", "reset");
+        });
+        let out = String::from_utf8(buf.0.lock().map(|v| v.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        assert!(!out.contains("request parse error"), "{out}");
+        assert!(
+            out.contains("Response payload stream error"),
+            "real errors stay: {out}"
+        );
     }
 }

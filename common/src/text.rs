@@ -147,7 +147,11 @@ pub async fn refuse_non_text(
         let mut body = BytesMut::new();
         let mut rest = None;
         while let Some(chunk) = payload.next().await {
-            let chunk = chunk?;
+            let Ok(chunk) = chunk else {
+                let res = Problem::bad_request("the request body was cut short or malformed")
+                    .to_response();
+                return Ok(req.into_response(res).map_into_right_body());
+            };
             body.extend_from_slice(&chunk);
             if body.len() > limit {
                 rest = Some(payload);

@@ -10,6 +10,8 @@ use common::Problem;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use common::audit::Event;
+
 use crate::admission::AdminBearer;
 use crate::state::Gateway;
 use crate::upstream::pool::{TargetConfig, TargetView, UpstreamSpec};
@@ -209,16 +211,41 @@ fn target_of(req: &HttpRequest, body: &[u8]) -> Result<TargetRequest, HttpRespon
 }
 
 fn target_request(
+    admin: &AdminBearer,
     req: &HttpRequest,
     gw: &Gateway,
     name: &str,
     body: &[u8],
     change: Change,
 ) -> HttpResponse {
-    match target_of(req, body) {
-        Ok(t) => change_target(gw, name, t, change),
-        Err(res) => res,
-    }
+    let event = match change {
+        Change::Add => "admin.target.added",
+        Change::Remove => "admin.target.removed",
+    };
+    let (res, url) = match target_of(req, body) {
+        Ok(t) => {
+            let url = t.url.clone();
+            (change_target(gw, name, t, change), Some(url))
+        }
+        Err(res) => (res, None),
+    };
+    let result = if res.status().is_success() {
+        "success"
+    } else {
+        "failure"
+    };
+    gw.audit.record(
+        Event::new(event, result)
+            .actor(Some(admin.0.id()))
+            .subject(format!("upstream {name}"))
+            .client(crate::admission::client_ip(req).map(|a| a.to_string()))
+            .detail(format!(
+                "{} -> {}",
+                url.unwrap_or_default(),
+                res.status().as_u16()
+            )),
+    );
+    res
 }
 
 /// `POST /admin/upstreams/{name}/targets` `{"url": ...}`: register a target
@@ -235,13 +262,13 @@ fn target_request(
         (status = 422, description = "Invalid URL or name", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_target(
-    _: AdminBearer,
+    admin: AdminBearer,
     req: HttpRequest,
     gw: web::Data<Gateway>,
     name: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    target_request(&req, &gw, &name, &body, Change::Add)
+    target_request(&admin, &req, &gw, &name, &body, Change::Add)
 }
 
 /// `DELETE /admin/upstreams/{name}/targets` `{"url": ...}` (or `?url=`).
@@ -256,13 +283,13 @@ pub async fn add_target(
         (status = 422, description = "Invalid URL", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn remove_target(
-    _: AdminBearer,
+    admin: AdminBearer,
     req: HttpRequest,
     gw: web::Data<Gateway>,
     name: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    target_request(&req, &gw, &name, &body, Change::Remove)
+    target_request(&admin, &req, &gw, &name, &body, Change::Remove)
 }
 
 /// `POST /admin/reload` (admin): re-read the configuration and swap in keys,
@@ -276,9 +303,25 @@ pub async fn remove_target(
         (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The new configuration is invalid (the reason is in `detail`); the running one keeps serving", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn reload(_: AdminBearer, gw: web::Data<Gateway>) -> HttpResponse {
+pub async fn reload(admin: AdminBearer, req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
     let gw = gw.into_inner();
-    match web::block(move || gw.reload()).await {
+    let audit = |result: &'static str, detail: String| {
+        gw.audit.record(
+            Event::new("admin.reload", result)
+                .actor(Some(admin.0.id()))
+                .subject("configuration")
+                .client(crate::admission::client_ip(&req).map(|a| a.to_string()))
+                .detail(detail),
+        );
+    };
+    let reloading = gw.clone();
+    let outcome = web::block(move || reloading.reload()).await;
+    match &outcome {
+        Ok(Ok(live)) => audit("success", format!("{} routes", live.routes.routes().len())),
+        Ok(Err(reason)) => audit("failure", reason.clone()),
+        Err(_) => audit("failure", "internal error".into()),
+    }
+    match outcome {
         Ok(Ok(live)) => HttpResponse::Ok().json(json!({
             "status": "reloaded",
             "routes": live.routes.routes().len(),

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use common::audit::Event;
+
 use crate::admission::{Bearer, client_ip};
 use crate::login_limits::{self, Outcome};
 use crate::ratelimit::{self, Decision};
@@ -61,7 +63,7 @@ fn users_unavailable() -> HttpResponse {
 /// Call the users service on the gateway's own behalf (a proof whose
 /// subject is the gateway). These calls only read, so any failure is tried
 /// once more, on another target when there is one.
-async fn users_call(
+pub(crate) async fn users_call(
     gw: &Gateway,
     method: Method,
     path: &str,
@@ -170,6 +172,11 @@ pub async fn login(
         let decision = gw.limiter.check(&format!("login|ip:{ip}"), quota).await;
         if let Decision::Deny { .. } = decision {
             gw.metrics.rate_limited("/api/login");
+            gw.audit.record(
+                Event::new("login.rate_limited", "refused")
+                    .subject(user_key.clone())
+                    .client(Some(ip.clone())),
+            );
             return ratelimit::refused(
                 &decision,
                 quota,
@@ -182,14 +189,26 @@ pub async fn login(
     // password is checked, so concurrency cannot outrun the budget; with
     // Redis, across every replica.
     let shared = gw.redis.as_ref();
+    let locked = |what: &str| {
+        gw.audit.record(
+            Event::new("login.locked", "refused")
+                .subject(user_key.clone())
+                .client(Some(ip.clone()))
+                .detail(format!("the {what} budget is spent")),
+        );
+    };
     let by_ip = match gw.ip_limiter.reserve(shared, &ip).await {
         Ok(r) => r,
-        Err(secs) => return login_limits::refused(secs),
+        Err(secs) => {
+            locked("address");
+            return login_limits::refused(secs);
+        }
     };
     let by_user = match gw.user_limiter.reserve(shared, &user_key).await {
         Ok(r) => r,
         Err(secs) => {
             gw.ip_limiter.settle(shared, by_ip, Outcome::Void).await;
+            locked("username");
             return login_limits::refused(secs);
         }
     };
@@ -215,6 +234,11 @@ pub async fn login(
     match status {
         StatusCode::OK => {}
         StatusCode::UNAUTHORIZED => {
+            gw.audit.record(
+                Event::new("login.failure", "failure")
+                    .subject(user_key)
+                    .client(Some(ip)),
+            );
             return Problem::unauthorized("invalid username or password").to_response();
         }
         StatusCode::UNPROCESSABLE_ENTITY => {
@@ -225,6 +249,12 @@ pub async fn login(
     let Ok(identity) = serde_json::from_value::<Identity>(value) else {
         return users_unavailable();
     };
+    gw.audit.record(
+        Event::new("login.success", "success")
+            .actor(Some(identity.id))
+            .subject(user_key)
+            .client(Some(ip)),
+    );
     match gw.sessions.start(identity.id).await {
         Ok((session, issued)) => token_pair(&gw, &identity, session, issued),
         Err(e) => internal(e),
@@ -269,7 +299,9 @@ pub async fn refresh(
         Ok(None) => return refresh_refused("the refresh token is invalid"),
         Err(e) => return internal(e),
     };
-    let path = format!("/internal/users/{}", found.family.user_id);
+    let ip = client_ip(&req).map(|a| a.to_string());
+    let user = found.family.user_id;
+    let path = format!("/internal/users/{user}");
     let (status, value) = match users_call(&gw, Method::GET, &path, None).await {
         Ok(r) => r,
         Err(res) => return res,
@@ -288,6 +320,12 @@ pub async fn refresh(
             Ok(d) => gw.revocations.announce(&[d]).await,
             Err(e) => return internal(e),
         };
+        gw.audit.record(
+            Event::new("refresh.refused", "refused")
+                .subject(user.to_string())
+                .client(ip)
+                .detail("the account is no longer active; its session ends"),
+        );
         return refresh_refused("the account is no longer active");
     };
     match gw.sessions.spend(&found).await {
@@ -296,12 +334,26 @@ pub async fn refresh(
         Err(SessionError::Reused(d)) => {
             // Every access token of the session stops working too.
             gw.revocations.announce(std::slice::from_ref(&d)).await;
+            gw.audit.record(
+                Event::new("refresh.reuse", "refused")
+                    .subject(user.to_string())
+                    .client(ip)
+                    .detail("a spent refresh token was presented again; its session is revoked"),
+            );
             return refresh_refused(&SessionError::Reused(d).to_string());
         }
         Err(e) => return refresh_refused(&e.to_string()),
     }
     match gw.sessions.continue_family(found.family.id).await {
-        Ok(issued) => token_pair(&gw, &identity, found.family.id, issued),
+        Ok(issued) => {
+            gw.audit.record(
+                Event::new("refresh.success", "success")
+                    .actor(Some(user))
+                    .subject(user.to_string())
+                    .client(ip),
+            );
+            token_pair(&gw, &identity, found.family.id, issued)
+        }
         Err(SessionError::Db(e)) => internal(e),
         Err(e) => refresh_refused(&e.to_string()),
     }
@@ -321,6 +373,7 @@ pub async fn refresh(
     ))]
 pub async fn logout(
     Bearer(caller): Bearer,
+    req: HttpRequest,
     gw: web::Data<Gateway>,
     body: web::Json<RefreshRequest>,
 ) -> HttpResponse {
@@ -352,6 +405,12 @@ pub async fn logout(
     // Tell the other replicas before answering; they also catch up from
     // the database.
     gw.revocations.announce(&denied).await;
+    gw.audit.record(
+        Event::new("logout", "success")
+            .actor(Some(caller.id()))
+            .subject(caller.id().to_string())
+            .client(client_ip(&req).map(|a| a.to_string())),
+    );
     HttpResponse::NoContent().finish()
 }
 

@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod clock;

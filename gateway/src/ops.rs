@@ -96,6 +96,11 @@ pub async fn endpoint(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse 
     );
     let _ = writeln!(
         text,
+        "# HELP gatehouse_audit_write_failures_total Audit records that could not be written (the requests they describe answered anyway).\n# TYPE gatehouse_audit_write_failures_total counter\ngatehouse_audit_write_failures_total {}",
+        gw.audit.failures()
+    );
+    let _ = writeln!(
+        text,
         "# HELP gatehouse_cache_bytes Bytes held by the response cache.\n# TYPE gatehouse_cache_bytes gauge\ngatehouse_cache_bytes {}",
         gw.cache.weight()
     );

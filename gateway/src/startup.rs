@@ -112,6 +112,7 @@ pub async fn build_with_source(
     )
     .await?;
     let t = &settings.tokens;
+    let audit = common::audit::AuditLog::new(db.clone(), "gateway");
     let sessions = Arc::new(
         Sessions::load(
             db,
@@ -138,6 +139,7 @@ pub async fn build_with_source(
         live: live.clone(),
         registry: std::sync::Mutex::new(BTreeMap::new()),
         sessions: sessions.clone(),
+        audit,
         minter,
         strip_headers: settings
             .identity
@@ -209,6 +211,7 @@ pub async fn build_with_source(
                         .service(web::resource("/api/login").post(auth::login))
                         .service(web::resource("/api/refresh").post(auth::refresh))
                         .service(web::resource("/api/logout").post(auth::logout))
+                        .service(web::resource("/api/audit").get(crate::audit::list))
                         .service(web::resource("/.well-known/jwks.json").get(auth::jwks))
                         // The resources with path parameters sit in scopes, so
                         // a proxied path pays one prefix comparison for them,

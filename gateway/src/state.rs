@@ -93,6 +93,8 @@ pub struct Gateway {
     /// or an admin change builds and swaps, so the two never interleave.
     pub registry: Mutex<BTreeMap<String, Registrations>>,
     pub sessions: Arc<Sessions>,
+    /// The security events this gateway sees, in its own database.
+    pub audit: common::audit::AuditLog,
     pub minter: ProofMinter,
     /// Extra client headers removed before forwarding (besides the identity ones).
     pub strip_headers: Vec<String>,

@@ -18,6 +18,7 @@ use sea_orm_migration::sea_orm::{
 pub mod gateway;
 pub mod orders;
 pub mod scanner;
+pub mod shared;
 pub mod users;
 
 /// A service that owns a schema.

@@ -55,6 +55,7 @@ pub async fn build_with_listener(
     .context("starting the password hasher")??;
     bootstrap::ensure_admin(&db, &hasher, &settings.admin).await?;
 
+    let audit = web::Data::new(common::audit::AuditLog::new(db.clone(), "users"));
     let db = web::Data::new(db);
     let hasher = web::Data::new(hasher);
     let verifier = web::Data::new(verifier);
@@ -64,7 +65,8 @@ pub async fn build_with_listener(
         move |cfg| {
             cfg.app_data(db.clone())
                 .app_data(hasher.clone())
-                .app_data(verifier.clone());
+                .app_data(verifier.clone())
+                .app_data(audit.clone());
             routes::configure(cfg);
         },
     )?)

@@ -16,6 +16,8 @@ use secrecy::SecretString;
 use utoipa::OpenApi;
 use uuid::Uuid;
 
+use common::audit::{AuditQuery, AuditRecord, Event};
+
 use crate::domain::{Email, Fields, FullName, Password, Role, Username};
 use crate::dto::{
     CreateUserRequest, CredentialsRequest, ListQuery, UpdateMeRequest, UpdateUserRequest,
@@ -27,6 +29,16 @@ use crate::service::{self, ListFilter, NewUser, UserPatch};
 
 type Db = web::Data<DatabaseConnection>;
 type Hasher = web::Data<PasswordHasher>;
+type Audit = web::Data<common::audit::AuditLog>;
+
+/// The client the gateway names (it sets `X-Forwarded-For` to the address
+/// it believes; only the gateway reaches these routes).
+fn client(req: &actix_web::HttpRequest) -> Option<String> {
+    req.headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
 
 /// Mount the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -40,6 +52,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/me").get(get_me).patch(update_me))
         .service(web::resource("/internal/credentials/verify").post(verify_credentials))
         .service(web::resource("/internal/users/{id}").get(internal_get_user))
+        .service(web::resource("/internal/audit").get(internal_audit))
+        .service(web::resource("/metrics").get(metrics))
         .service(web::resource("/openapi.json").get(openapi_json))
         .configure(common::http::health_routes);
 }
@@ -196,9 +210,11 @@ pub async fn get_user(
         (status = 422, description = "Invalid fields (all listed)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_user(
-    _admin: Admin,
+    admin: Admin,
+    req: actix_web::HttpRequest,
     db: Db,
     hasher: Hasher,
+    audit: Audit,
     id: web::Path<Uuid>,
     body: web::Json<UpdateUserRequest>,
 ) -> Result<HttpResponse> {
@@ -235,12 +251,59 @@ pub async fn update_user(
             .roles
             .as_ref()
             .is_some_and(|now| before.roles.iter().any(|r| !now.contains(r)));
+    let reset = patch.password_hash.is_some();
     let after = service::update(db.get_ref(), id, patch).await?;
+    let event = |name: &'static str, detail: String| {
+        audit.record(
+            Event::new(name, "success")
+                .actor(Some(admin.0.id))
+                .subject(id.to_string())
+                .client(client(&req))
+                .detail(detail),
+        );
+    };
+    if reset {
+        event("user.password_reset", "an admin set a new password".into());
+    }
+    if before.is_active != after.is_active {
+        let name = if after.is_active {
+            "user.activated"
+        } else {
+            "user.deactivated"
+        };
+        event(
+            name,
+            format!("is_active: {} -> {}", before.is_active, after.is_active),
+        );
+    }
+    let sorted = |roles: &[crate::domain::Role]| {
+        let mut r: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        r.sort_unstable();
+        r
+    };
+    if sorted(&before.roles) != sorted(&after.roles) {
+        event(
+            "user.roles_changed",
+            format!(
+                "roles: [{}] -> [{}]",
+                join(&before.roles),
+                join(&after.roles)
+            ),
+        );
+    }
     let mut res = HttpResponse::Ok();
     if ends_sessions {
         res.insert_header((REVOKE_SESSIONS_HEADER, id.to_string()));
     }
     Ok(res.json(UserResponse::from(after)))
+}
+
+fn join(roles: &[crate::domain::Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str().to_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Delete a user (admin).
@@ -253,9 +316,21 @@ pub async fn update_user(
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The last active admin cannot be deleted", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn delete_user(_admin: Admin, db: Db, id: web::Path<Uuid>) -> Result<HttpResponse> {
+pub async fn delete_user(
+    admin: Admin,
+    req: actix_web::HttpRequest,
+    db: Db,
+    audit: Audit,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse> {
     let id = id.into_inner();
     service::delete(db.get_ref(), id).await?;
+    audit.record(
+        Event::new("user.deleted", "success")
+            .actor(Some(admin.0.id))
+            .subject(id.to_string())
+            .client(client(&req)),
+    );
     Ok(HttpResponse::NoContent()
         .insert_header((REVOKE_SESSIONS_HEADER, id.to_string()))
         .finish())
@@ -293,6 +368,7 @@ pub async fn update_me(
     req: actix_web::HttpRequest,
     db: Db,
     hasher: Hasher,
+    audit: Audit,
     body: web::Json<UpdateMeRequest>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
@@ -353,6 +429,15 @@ pub async fn update_me(
     }
     let ends_sessions = patch.password_hash.is_some();
     let after = service::update(db.get_ref(), caller.id, patch).await?;
+    if ends_sessions {
+        audit.record(
+            Event::new("user.password_changed", "success")
+                .actor(Some(caller.id))
+                .subject(caller.id.to_string())
+                .client(client(&req))
+                .detail("the user set a new password; their other sessions end"),
+        );
+    }
     let mut res = HttpResponse::Ok();
     if let Some(c) = checked {
         res.insert_header((CREDENTIAL_CHECK_HEADER, c));
@@ -364,6 +449,41 @@ pub async fn update_me(
         ));
     }
     Ok(res.json(UserResponse::from(after)))
+}
+
+/// A page of this service's audit trail (gateway only: it merges it with
+/// its own at `GET /api/audit`).
+#[utoipa::path(get, path = "/internal/audit", tag = "internal", params(AuditQuery),
+    security(("gateway_proof" = [])),
+    responses(
+        (status = 200, description = "Records, newest first", body = Vec<AuditRecord>),
+        (status = 401, description = "No valid gateway proof", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the gateway", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid filters", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn internal_audit(
+    _gateway: GatewayCall,
+    audit: Audit,
+    query: web::Query<AuditQuery>,
+) -> std::result::Result<HttpResponse, Problem> {
+    let filter = query.into_inner().check()?;
+    let rows = common::audit::list(audit.db(), "users", &filter)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "reading the audit trail failed");
+            common::db::problem(&e)
+        })?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+/// Prometheus text: the audit writes that failed.
+pub async fn metrics(audit: Audit) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(format!(
+            "# HELP users_audit_write_failures_total Audit records that could not be written (the requests they describe answered anyway).\n# TYPE users_audit_write_failures_total counter\nusers_audit_write_failures_total {}\n",
+            audit.failures()
+        ))
 }
 
 /// Check a username and password (gateway only). One uniform 401 for an
@@ -432,9 +552,9 @@ pub async fn openapi_json() -> HttpResponse {
     info(title = "gatehouse users service", version = "0.1.0",
         description = "Accounts, roles and credentials. Reached only through the gateway, which proves the caller's identity."),
     paths(list_users, create_user, get_user, update_user, delete_user, get_me, update_me,
-        verify_credentials, internal_get_user, common::http::healthz, common::http::readyz, openapi_json),
+        verify_credentials, internal_get_user, internal_audit, common::http::healthz, common::http::readyz, openapi_json),
     components(schemas(Problem, FieldError, UserResponse, UserList, CreateUserRequest, UpdateUserRequest,
-        UpdateMeRequest, CredentialsRequest, UserIdentity, Role, Health)),
+        UpdateMeRequest, CredentialsRequest, UserIdentity, Role, Health, AuditRecord)),
     modifiers(&GatewayProofScheme, &TextInputErrors),
     tags(
         (name = "users", description = "Account administration (admin role)"),

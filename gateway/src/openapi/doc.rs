@@ -24,10 +24,12 @@ may answer (problem+json, RFC 9457)."),
         crate::auth::login, crate::auth::refresh, crate::auth::logout, crate::auth::jwks,
         crate::admin::reload, crate::admin::routes, crate::admin::upstreams,
         crate::admin::add_target, crate::admin::remove_target, crate::ops::stats,
+        crate::audit::list,
     ),
     components(schemas(
         crate::auth::LoginRequest, crate::auth::RefreshRequest, crate::auth::TokenResponse,
         crate::tokens::JwkSet, crate::tokens::Jwk, crate::admin::TargetRequest, Problem, FieldError,
+        common::audit::AuditPage, common::audit::AuditRecord,
     )),
     modifiers(&BearerScheme),
     tags(

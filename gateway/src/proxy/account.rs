@@ -32,6 +32,8 @@ use crate::state::Gateway;
 #[derive(Debug, Default)]
 pub struct Credential {
     reservation: Option<Reservation>,
+    username: String,
+    client: Option<String>,
     /// The budget is spent for this many seconds: the request goes on, and
     /// the service refuses (429) if it would have to check the password.
     locked: Option<u64>,
@@ -59,18 +61,22 @@ pub async fn reserve(gw: &Gateway, ctx: &Ctx<'_>) -> Credential {
         Ok(r) => Credential {
             reservation: Some(r),
             locked: None,
+            username: key,
+            client: crate::admission::client_ip(ctx.req).map(|a| a.to_string()),
         },
         Err(secs) => Credential {
             reservation: None,
             locked: Some(secs),
+            username: key,
+            client: crate::admission::client_ip(ctx.req).map(|a| a.to_string()),
         },
     }
 }
 
 /// Phase: credential settlement, from the service's answer (`None`: no
 /// answer came).
-pub async fn settle(gw: &Gateway, credential: Credential, answer: Option<&HeaderMap>) {
-    let Some(r) = credential.reservation else {
+pub async fn settle(gw: &Gateway, mut credential: Credential, answer: Option<&HeaderMap>) {
+    let Some(r) = credential.reservation.take() else {
         return;
     };
     let outcome = match answer
@@ -82,6 +88,15 @@ pub async fn settle(gw: &Gateway, credential: Credential, answer: Option<&Header
         _ => Outcome::Void,
     };
     gw.user_limiter.settle(gw.redis.as_ref(), r, outcome).await;
+    if outcome != Outcome::Void {
+        let failed = outcome == Outcome::Failed;
+        gw.audit.record(
+            common::audit::Event::new("password.check", if failed { "failure" } else { "success" })
+                .subject(credential.username)
+                .client(credential.client)
+                .detail("the current password, checked for an account change"),
+        );
+    }
 }
 
 /// What `x-gatehouse-revoke-sessions` asks: whose sessions, and whether the
@@ -117,8 +132,22 @@ pub async fn end_sessions(
         .and_then(|c| Uuid::parse_str(c.session_id()).ok());
     match gw.sessions.revoke_user(user, keep).await {
         Ok(denied) => {
-            tracing::info!(%user, sessions = denied.len(), "account changed: its sessions end");
             gw.revocations.announce(&denied).await;
+            gw.audit.record(
+                common::audit::Event::new("sessions.ended", "success")
+                    .actor(ctx.caller.as_ref().map(|c| c.id()))
+                    .subject(user.to_string())
+                    .client(crate::admission::client_ip(ctx.req).map(|a| a.to_string()))
+                    .detail(format!(
+                        "{} session(s) ended after an account change{}",
+                        denied.len(),
+                        if keep.is_some() {
+                            " (the caller's kept)"
+                        } else {
+                            ""
+                        }
+                    )),
+            );
             Ok(())
         }
         Err(e) => {

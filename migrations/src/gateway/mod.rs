@@ -1,6 +1,7 @@
 //! The gateway's schema: refresh-token families (one per login), the
 //! refresh tokens in them (stored only as hashes), and revoked access-token
-//! ids (the deny list), so sessions and revocations survive a restart.
+//! ids (the deny list), so sessions and revocations survive a restart; and
+//! the audit trail of what the gateway sees.
 
 use sea_orm_migration::prelude::*;
 
@@ -8,5 +9,8 @@ mod m20261122_000001_create_sessions;
 
 crate::migrator!(
     "seaql_migrations_gateway",
-    [m20261122_000001_create_sessions::Migration]
+    [
+        m20261122_000001_create_sessions::Migration,
+        crate::shared::m20261202_000001_create_audit_events::Migration,
+    ]
 );
