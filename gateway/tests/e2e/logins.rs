@@ -194,3 +194,28 @@ async fn forwarding_headers_count_only_from_trusted_proxies() {
         .await
         .problem(401);
 }
+
+#[actix_web::test]
+async fn login_and_refresh_say_when_to_come_back_when_users_cannot_answer() {
+    let s = spawn_stack().await;
+    let (_, refresh) = s.tokens("admin", ADMIN_PASSWORD).await;
+    // A replica whose users service is out of reach.
+    let (gw, _handle) = s
+        .another_gateway(&|l: common::config::Loader| {
+            l.set("upstreams.users", json!(["http://127.0.0.1:9"]))
+        })
+        .await;
+    let login = login_at(&s.client, &gw, "admin", ADMIN_PASSWORD).await;
+    login.problem(503);
+    assert_eq!(login.headers["retry-after"], "1");
+    let r = read(
+        s.client
+            .post(format!("{gw}/api/refresh"))
+            .json(&json!({"refresh_token": refresh})),
+    )
+    .await;
+    r.problem(503);
+    assert_eq!(r.headers["retry-after"], "1");
+    // No verdict, no failure counted: the right password works elsewhere.
+    assert_eq!(s.login("admin", ADMIN_PASSWORD).await.status, 200);
+}
