@@ -196,6 +196,20 @@ impl Problem {
         Self::validation(out)
     }
 
+    /// 429: the client must wait (answer it with [`Problem::to_response_retry_after`]).
+    pub fn too_many_requests(slug: &str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, slug, "Too many requests").with_detail(detail)
+    }
+
+    /// [`Problem::to_response`] with `Retry-After: <secs>` (at least 1).
+    pub fn to_response_retry_after(&self, secs: u64) -> HttpResponse {
+        let mut res = self.to_response();
+        if let Ok(v) = header::HeaderValue::from_str(&secs.max(1).to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        res
+    }
+
     /// The HTTP response; fills the request id of the current request.
     pub fn to_response(&self) -> HttpResponse {
         let mut body = self.clone();

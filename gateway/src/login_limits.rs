@@ -22,8 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::HttpResponse;
-use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
 use common::Problem;
 use serde::Deserialize;
 
@@ -31,17 +29,11 @@ use crate::redis_link::RedisLink;
 
 /// The 429 for a refused attempt, with `Retry-After`.
 pub fn refused(retry_after: u64) -> HttpResponse {
-    let mut res = Problem::new(
-        StatusCode::TOO_MANY_REQUESTS,
+    Problem::too_many_requests(
         "too-many-attempts",
-        "Too many requests",
+        "too many failed password checks; retry later",
     )
-    .with_detail("too many failed password checks; retry later")
-    .to_response();
-    if let Ok(v) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
-        res.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    res
+    .to_response_retry_after(retry_after)
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -84,29 +84,45 @@ pub async fn endpoint(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse 
     }
     text.push_str(&counters);
     text.push_str(&failures);
-    let _ = writeln!(
-        text,
-        "# HELP gatehouse_rate_limit_fallbacks_total Rate-limit checks answered locally because Redis failed.\n# TYPE gatehouse_rate_limit_fallbacks_total counter\ngatehouse_rate_limit_fallbacks_total {}",
-        gw.limiter.fallbacks()
+    sample(
+        &mut text,
+        "gatehouse_rate_limit_fallbacks_total",
+        "counter",
+        "Rate-limit checks answered locally because Redis failed.",
+        gw.limiter.fallbacks(),
     );
-    let _ = writeln!(
-        text,
-        "# HELP gatehouse_rate_limit_redis_calls_total Calls made to Redis for rate limits (a lease of cells counts once).\n# TYPE gatehouse_rate_limit_redis_calls_total counter\ngatehouse_rate_limit_redis_calls_total {}",
-        gw.limiter.redis_calls()
+    sample(
+        &mut text,
+        "gatehouse_rate_limit_redis_calls_total",
+        "counter",
+        "Calls made to Redis for rate limits (a lease of cells counts once).",
+        gw.limiter.redis_calls(),
     );
-    let _ = writeln!(
-        text,
-        "# HELP gatehouse_audit_write_failures_total Audit records that could not be written (the requests they describe answered anyway).\n# TYPE gatehouse_audit_write_failures_total counter\ngatehouse_audit_write_failures_total {}",
-        gw.audit.failures()
+    sample(
+        &mut text,
+        "gatehouse_audit_write_failures_total",
+        "counter",
+        "Audit records that could not be written (the requests they describe answered anyway).",
+        gw.audit.failures(),
     );
-    let _ = writeln!(
-        text,
-        "# HELP gatehouse_cache_bytes Bytes held by the response cache.\n# TYPE gatehouse_cache_bytes gauge\ngatehouse_cache_bytes {}",
-        gw.cache.weight()
+    sample(
+        &mut text,
+        "gatehouse_cache_bytes",
+        "gauge",
+        "Bytes held by the response cache.",
+        gw.cache.weight(),
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)
+}
+
+/// One unlabelled sample with its HELP and TYPE lines.
+fn sample(text: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        text,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }
 
 /// `GET /stats` body.

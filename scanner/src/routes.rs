@@ -64,16 +64,11 @@ pub async fn create_scan(
 ) -> Result<HttpResponse> {
     let new = NewScan::parse(&body)?;
     let Some(_slot) = in_flight.enter(caller.id) else {
-        let mut res = Problem::new(
-            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+        return Ok(Problem::too_many_requests(
             "too-many-scans",
-            "Too many requests",
+            "too many of your scans are in progress; retry when one ends",
         )
-        .with_detail("too many of your scans are in progress; retry when one ends")
-        .to_response();
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        return Ok(res);
+        .to_response_retry_after(1));
     };
     let scan =
         service::scan_and_record(db.get_ref(), prober.get_ref(), &instance.0, caller.id, new)

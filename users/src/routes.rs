@@ -398,17 +398,11 @@ pub async fn update_me(
             .get(CREDENTIAL_LOCKED_HEADER)
             .and_then(|v| v.to_str().ok()),
     ) {
-        let mut res = Problem::new(
-            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+        return Ok(Problem::too_many_requests(
             "too-many-attempts",
-            "Too many requests",
+            "too many failed password checks; retry later",
         )
-        .with_detail("too many failed password checks; retry later")
-        .to_response();
-        if let Ok(v) = header::HeaderValue::from_str(secs) {
-            res.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return Ok(res);
+        .to_response_retry_after(secs.parse().unwrap_or(1)));
     }
     let mut checked = None;
     if let (true, Some(current)) = (sensitive, body.current_password) {

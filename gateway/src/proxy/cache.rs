@@ -138,16 +138,20 @@ mod tests {
     use crate::tests_support::live_with;
     use serde_json::json;
 
-    #[test]
-    fn a_stored_answer_is_found_by_the_same_caller_only() {
+    /// A snapshot with one cached public route `/c`, an empty cache and metrics.
+    fn cached_route() -> (crate::state::Live, ResponseCache, Metrics) {
         let live = live_with(
             json!([{"prefix": "/c", "upstream": "users", "access": "public", "cache": {"ttl_secs": 60}}]),
             json!([]),
         );
+        (live, ResponseCache::new(1 << 20), Metrics::new().unwrap())
+    }
+
+    #[test]
+    fn a_stored_answer_is_found_by_the_same_caller_only() {
+        let (live, cache, metrics) = cached_route();
         let route = &live.routes.routes()[0];
         let rule = route.rule_for(&Method::GET).unwrap();
-        let cache = ResponseCache::new(1 << 20);
-        let metrics = Metrics::new().unwrap();
         let req = actix_web::test::TestRequest::get()
             .uri("/c/x?q=1")
             .to_http_request();
@@ -211,14 +215,9 @@ mod tests {
 
     #[actix_web::test]
     async fn storable_answers_are_kept_and_the_rest_stream() {
-        let live = live_with(
-            json!([{"prefix": "/c", "upstream": "users", "access": "public", "cache": {"ttl_secs": 60}}]),
-            json!([]),
-        );
+        let (live, cache, metrics) = cached_route();
         let route = &live.routes.routes()[0];
         let rule = route.rule_for(&Method::GET).unwrap();
-        let cache = ResponseCache::new(1 << 20);
-        let metrics = Metrics::new().unwrap();
         let req = actix_web::test::TestRequest::get()
             .uri("/c/x")
             .to_http_request();

@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::HttpResponse;
-use actix_web::http::StatusCode;
 use common::Problem;
 
 use crate::redis_link::RedisLink;
@@ -53,12 +52,10 @@ impl Backend {
 /// The one 429 a quota refusal gets: problem+json with `Retry-After`,
 /// `RateLimit` and `RateLimit-Policy`. `what` completes "... allows <quota>".
 pub fn refused(decision: &Decision, quota: &Quota, policy: &str, what: &str) -> HttpResponse {
-    let mut res = Problem::new(
-        StatusCode::TOO_MANY_REQUESTS,
+    let mut res = Problem::too_many_requests(
         "rate-limited",
-        "Too many requests",
+        format!("{what} {}; retry later", quota.describe()),
     )
-    .with_detail(format!("{what} {}; retry later", quota.describe()))
     .to_response();
     for (n, v) in decision.headers(quota, policy) {
         res.headers_mut().insert(n, v);
@@ -197,16 +194,7 @@ mod tests {
 
     use super::*;
     use crate::ratelimit::local::{SHARDS, SWEEP_AT};
-    use crate::ratelimit::quota::{LimitBy, RateLimitConfig};
-
-    fn quota(rate: &str, burst: Option<u32>) -> Quota {
-        Quota::from_config(&RateLimitConfig {
-            rate: rate.into(),
-            burst,
-            by: LimitBy::User,
-        })
-        .unwrap()
-    }
+    use crate::ratelimit::quota::tests::quota;
 
     #[test]
     fn the_local_store_counts_exactly_under_concurrency_and_forgets_idle_keys() {

@@ -160,10 +160,11 @@ pub(super) fn gcra(tat: u64, now: u64, q: &Quota) -> (Decision, Option<u64>) {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn quota(rate: &str, burst: Option<u32>) -> Quota {
+    /// A quota from its configured text (tests of the whole module use it).
+    pub(in crate::ratelimit) fn quota(rate: &str, burst: Option<u32>) -> Quota {
         Quota::from_config(&RateLimitConfig {
             rate: rate.into(),
             burst,

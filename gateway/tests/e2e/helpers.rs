@@ -225,6 +225,22 @@ async fn status(path: web::Path<u16>) -> HttpResponse {
         .body(format!("upstream says {code}"))
 }
 
+/// The Redis the shared-state tests use.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Settings for a gateway on the test Redis under a key prefix of its own
+/// (replicas built with the same prefix share their state).
+pub fn with_redis(
+    prefix: String,
+) -> impl Fn(common::config::Loader) -> common::config::Loader + Clone + Send + Sync + 'static {
+    move |l| {
+        l.pin("redis.url", redis_url())
+            .pin("redis.key_prefix", prefix.clone())
+    }
+}
+
 /// An admin token for a stack.
 pub async fn admin_token(s: &Stack) -> String {
     s.tokens("admin", ADMIN_PASSWORD).await.0

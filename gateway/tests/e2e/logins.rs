@@ -9,10 +9,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 /// A client whose connections come from `ip` (any 127.0.0.0/8 address is
 /// this host's), so the gateway sees distinct peers.
 fn client_from(ip: &str) -> reqwest::Client {
@@ -59,16 +55,9 @@ async fn concurrent_wrong_passwords_are_checked_at_most_max_failures_times() {
 
 #[actix_web::test]
 async fn many_addresses_and_two_replicas_share_one_budget() {
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4());
-    let with_redis = {
-        let prefix = prefix.clone();
-        move |l: common::config::Loader| {
-            l.pin("redis.url", redis_url())
-                .pin("redis.key_prefix", prefix.clone())
-        }
-    };
-    let s = spawn_stack_with(with_redis.clone()).await;
-    let (b, _handle) = s.another_gateway(&with_redis).await;
+    let shared = with_redis(format!("test:{}:", uuid::Uuid::new_v4()));
+    let s = spawn_stack_with(shared.clone()).await;
+    let (b, _handle) = s.another_gateway(&shared).await;
     let gateways = [s.gw.clone(), b];
     // 100 wrong passwords at once from five addresses over both replicas.
     let clients: Vec<reqwest::Client> = (2..7)

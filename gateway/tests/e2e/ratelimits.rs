@@ -7,10 +7,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 /// Routes with limits: per user on `/limited`, per IP on the public `/open`.
 fn limited_routes() -> Value {
     base_routes(json!([
@@ -82,13 +78,8 @@ async fn limits_answer_429_with_the_ratelimit_headers() {
 
 #[actix_web::test]
 async fn two_gateways_share_one_limit_through_redis() {
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4());
-    let url = redis_url();
-    let f = move |l: common::config::Loader| {
-        l.set("routes", limited_routes())
-            .pin("redis.url", url.clone())
-            .pin("redis.key_prefix", prefix.clone())
-    };
+    let shared = with_redis(format!("test:{}:", uuid::Uuid::new_v4()));
+    let f = move |l: common::config::Loader| shared(l.set("routes", limited_routes()));
     let s = spawn_stack_with(f.clone()).await;
     let (b, _handle) = s.another_gateway(&f).await;
     let admin = admin_token(&s).await;
@@ -308,14 +299,9 @@ impl Replica<'_> {
 /// through Redis), and login failures count across both.
 #[actix_web::test]
 async fn replicas_share_sessions_revocations_and_login_lockouts_through_redis() {
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4());
-    let url = redis_url();
-    let f = move |l: common::config::Loader| {
-        l.pin("redis.url", url.clone())
-            .pin("redis.key_prefix", prefix.clone())
-            // Long enough that only Redis can explain what B knows.
-            .set("revocations.resync_secs", 3600)
-    };
+    let shared = with_redis(format!("test:{}:", uuid::Uuid::new_v4()));
+    // Long enough that only Redis can explain what B knows.
+    let f = move |l| shared(l).set("revocations.resync_secs", 3600);
     let s = spawn_stack_with(f.clone()).await;
     let (b_url, _handle) = s.another_gateway(&f).await;
     let a = Replica {

@@ -9,10 +9,6 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 #[actix_web::test]
 async fn logout_ends_every_access_token_of_the_session() {
     let s = spawn_stack().await;
@@ -181,18 +177,11 @@ async fn the_current_password_cannot_be_guessed_without_limit() {
 
 #[actix_web::test]
 async fn revocations_bite_on_the_other_replica_on_the_very_next_request() {
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4());
-    let with_redis = {
-        let prefix = prefix.clone();
-        move |l: common::config::Loader| {
-            l.pin("redis.url", redis_url())
-                .pin("redis.key_prefix", prefix.clone())
-                // Only the announcement can make it in time, not the resync.
-                .set("revocations.resync_secs", 3600)
-        }
-    };
-    let s = spawn_stack_with(with_redis.clone()).await;
-    let (b, _handle) = s.another_gateway(&with_redis).await;
+    let shared = with_redis(format!("test:{}:", uuid::Uuid::new_v4()));
+    // Only the announcement can make it in time, not the resync.
+    let f = move |l| shared(l).set("revocations.resync_secs", 3600);
+    let s = spawn_stack_with(f.clone()).await;
+    let (b, _handle) = s.another_gateway(&f).await;
     let on_b = |token: String| {
         let url = format!("{b}/api/me");
         let client = s.client.clone();
