@@ -48,6 +48,14 @@ impl Caller {
         self.claims.roles.iter().any(|r| r == role)
     }
 
+    /// Whether the token grants `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.claims
+            .scope
+            .as_deref()
+            .is_some_and(|s| s.split(' ').any(|g| g == scope))
+    }
+
     /// Who the services are told the request is for.
     pub fn principal(&self) -> &Principal {
         &self.principal
@@ -88,6 +96,9 @@ pub enum Refusal {
     BadSubject,
     /// A valid caller without any of these roles: 403.
     MissingRole(Vec<String>),
+    /// A valid caller whose token lacks these scopes: 403 with the RFC 6750
+    /// `insufficient_scope` challenge naming them.
+    MissingScope(Vec<String>),
     /// A valid caller who is not an admin, on the admin API: 403.
     NotAdmin,
 }
@@ -109,6 +120,22 @@ impl Refusal {
             Refusal::NotAdmin => {
                 return Problem::forbidden("the admin API needs the admin role").to_response();
             }
+            Refusal::MissingScope(scopes) => {
+                let scope = scopes.join(" ");
+                let mut res = Problem::new(
+                    actix_web::http::StatusCode::FORBIDDEN,
+                    "insufficient-scope",
+                    "Forbidden",
+                )
+                .with_detail(format!("this route needs the scopes: {scope}"))
+                .to_response();
+                if let Ok(v) = HeaderValue::from_str(&format!(
+                    "Bearer realm=\"gatehouse\", error=\"insufficient_scope\", scope=\"{scope}\""
+                )) {
+                    res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+                return res;
+            }
         };
         let mut res = Problem::unauthorized(detail).to_response();
         res.headers_mut().insert(
@@ -128,7 +155,9 @@ impl std::fmt::Display for Refusal {
 impl ResponseError for Refusal {
     fn status_code(&self) -> actix_web::http::StatusCode {
         match self {
-            Refusal::MissingRole(_) | Refusal::NotAdmin => actix_web::http::StatusCode::FORBIDDEN,
+            Refusal::MissingRole(_) | Refusal::MissingScope(_) | Refusal::NotAdmin => {
+                actix_web::http::StatusCode::FORBIDDEN
+            }
             _ => actix_web::http::StatusCode::UNAUTHORIZED,
         }
     }
@@ -179,6 +208,20 @@ pub fn authorize(rule: &Rule, caller: &Caller) -> Result<(), Refusal> {
     match rule {
         Rule::AnyRole(roles) if !roles.iter().any(|r| caller.has_role(r)) => {
             Err(Refusal::MissingRole(roles.clone()))
+        }
+        Rule::Scoped { roles, scopes } => {
+            let missing: Vec<String> = scopes
+                .iter()
+                .filter(|s| !caller.has_scope(s))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                return Err(Refusal::MissingScope(scopes.clone()));
+            }
+            if !roles.is_empty() && !roles.iter().any(|r| caller.has_role(r)) {
+                return Err(Refusal::MissingRole(roles.clone()));
+            }
+            Ok(())
         }
         _ => Ok(()),
     }
@@ -357,6 +400,7 @@ mod tests {
                 nbf: now,
                 jti: jti.clone(),
                 sid: String::new(),
+                scope: None,
                 roles: roles.iter().map(|r| (*r).to_owned()).collect(),
                 username: "alice".into(),
             })
@@ -471,6 +515,60 @@ mod tests {
         assert_eq!(t.client(ip("10.0.0.5"), &all), ip("10.9.9.9"));
         // No header from a trusted peer: the peer.
         assert_eq!(t.client(ip("10.0.0.5"), &HeaderMap::new()), ip("10.0.0.5"));
+    }
+
+    #[test]
+    fn scoped_rules_need_every_scope_and_a_role_when_named() {
+        let k = keys();
+        let deny = DenyList::default();
+        let now = crate::clock::unix_secs();
+        let caller = |scope: Option<&str>, roles: &[&str]| {
+            let t = k
+                .sign(AccessClaims {
+                    iss: String::new(),
+                    aud: String::new(),
+                    sub: Uuid::new_v4().to_string(),
+                    exp: now + 60,
+                    iat: now,
+                    nbf: now,
+                    jti: Uuid::new_v4().to_string(),
+                    sid: String::new(),
+                    scope: scope.map(str::to_owned),
+                    roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+                    username: "svc".into(),
+                })
+                .unwrap();
+            authenticate(&k, &deny, &with_auth(&format!("Bearer {t}"))).unwrap()
+        };
+        let rule = Rule::Scoped {
+            roles: vec![],
+            scopes: vec!["a:read".into(), "a:write".into()],
+        };
+        assert!(authorize(&rule, &caller(Some("a:write a:read"), &[])).is_ok());
+        assert_eq!(
+            authorize(&rule, &caller(Some("a:read"), &[])),
+            Err(Refusal::MissingScope(vec![
+                "a:read".into(),
+                "a:write".into()
+            ]))
+        );
+        assert!(authorize(&rule, &caller(Some("a:read a:writer"), &[])).is_err());
+        assert!(authorize(&rule, &caller(None, &["admin"])).is_err());
+        let with_role = Rule::Scoped {
+            roles: vec!["admin".into()],
+            scopes: vec!["a:read".into()],
+        };
+        assert_eq!(
+            authorize(&with_role, &caller(Some("a:read"), &["user"])),
+            Err(Refusal::MissingRole(vec!["admin".into()]))
+        );
+        assert!(authorize(&with_role, &caller(Some("a:read"), &["admin"])).is_ok());
+        let res = Refusal::MissingScope(vec!["a:read".into(), "b".into()]).to_response();
+        assert_eq!(res.status().as_u16(), 403);
+        assert_eq!(
+            res.headers().get(header::WWW_AUTHENTICATE).unwrap(),
+            "Bearer realm=\"gatehouse\", error=\"insufficient_scope\", scope=\"a:read b\""
+        );
     }
 
     #[test]

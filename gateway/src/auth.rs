@@ -124,6 +124,7 @@ fn token_pair(gw: &Gateway, identity: &Identity, session: Uuid, refresh: Issued)
         nbf: now,
         jti: Uuid::new_v4().to_string(),
         sid: session.to_string(),
+        scope: None,
         roles: identity.roles.clone(),
         username: identity.username.clone(),
     };

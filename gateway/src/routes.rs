@@ -140,6 +140,26 @@ pub enum AccessConfig {
 pub enum RuleConfig {
     Keyword(Keyword),
     Roles(Vec<String>),
+    /// `{scopes: [orders:write], roles: [user]}`: every scope, and one of
+    /// the roles when roles are given.
+    Grant(GrantConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantConfig {
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub scopes: Vec<String>,
+}
+
+/// An OAuth scope token (RFC 6749 section 3.3): printable ASCII without
+/// space, `"` and `\\`.
+pub fn is_valid_scope(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -156,6 +176,12 @@ pub enum Rule {
     Authenticated,
     /// Any one of these roles.
     AnyRole(Vec<String>),
+    /// Every one of these scopes, and any one of the roles (none: no role
+    /// needed).
+    Scoped {
+        roles: Vec<String>,
+        scopes: Vec<String>,
+    },
 }
 
 impl Rule {
@@ -170,6 +196,37 @@ impl Rule {
                 Some(bad) => Err(format!("`{bad}` is not a valid role name")),
                 None => Ok(Rule::AnyRole(r.clone())),
             },
+            RuleConfig::Grant(g) => {
+                if g.scopes.is_empty() {
+                    return Err("`scopes` must name at least one scope (or use a role list)".into());
+                }
+                if let Some(bad) = g.scopes.iter().find(|s| !is_valid_scope(s)) {
+                    return Err(format!("`{bad}` is not a valid scope"));
+                }
+                if let Some(bad) = g.roles.iter().find(|x| !common::identity::is_valid_role(x)) {
+                    return Err(format!("`{bad}` is not a valid role name"));
+                }
+                Ok(Rule::Scoped {
+                    roles: g.roles.clone(),
+                    scopes: g.scopes.clone(),
+                })
+            }
+        }
+    }
+
+    /// The scopes the rule needs (none for the other rules).
+    pub fn scopes(&self) -> &[String] {
+        match self {
+            Rule::Scoped { scopes, .. } => scopes,
+            _ => &[],
+        }
+    }
+
+    /// The roles the rule accepts, when it names any.
+    pub fn roles(&self) -> &[String] {
+        match self {
+            Rule::AnyRole(roles) | Rule::Scoped { roles, .. } => roles,
+            _ => &[],
         }
     }
 }
@@ -270,6 +327,12 @@ impl Route {
             Rule::Public => "public".to_owned(),
             Rule::Authenticated => "authenticated".to_owned(),
             Rule::AnyRole(roles) => format!("any of: {}", roles.join(", ")),
+            Rule::Scoped { roles, scopes } if roles.is_empty() => {
+                format!("scopes: {}", scopes.join(" "))
+            }
+            Rule::Scoped { roles, scopes } => {
+                format!("scopes: {}; any of: {}", scopes.join(" "), roles.join(", "))
+            }
         };
         let mut out: BTreeMap<String, String> = self
             .per_method
@@ -518,6 +581,37 @@ mod tests {
             .extract_inner("routes")
             .map_err(|e| e.to_string())?;
         RouteTable::new(&cfg, |u| u == "users" || u == "orders")
+    }
+
+    #[test]
+    fn scope_rules_parse_and_bad_ones_are_named() {
+        let rule = |v: serde_json::Value| {
+            let c: RuleConfig = serde_json::from_value(v).unwrap();
+            Rule::from_config(&c)
+        };
+        assert_eq!(
+            rule(serde_json::json!({"scopes": ["orders:write"]})).unwrap(),
+            Rule::Scoped {
+                roles: vec![],
+                scopes: vec!["orders:write".into()]
+            }
+        );
+        assert_eq!(
+            rule(serde_json::json!({"scopes": ["a"], "roles": ["admin"]}))
+                .unwrap()
+                .roles(),
+            ["admin"]
+        );
+        for bad in [
+            serde_json::json!({"scopes": []}),
+            serde_json::json!({"scopes": ["has space"]}),
+            serde_json::json!({"scopes": ["quo\"te"]}),
+            serde_json::json!({"scopes": ["ok"], "roles": ["Bad Role"]}),
+        ] {
+            assert!(rule(bad.clone()).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_value::<RuleConfig>(serde_json::json!({"scope": ["x"]})).is_err());
+        assert!(is_valid_scope("orders:write") && !is_valid_scope("a\\b") && !is_valid_scope(""));
     }
 
     #[test]

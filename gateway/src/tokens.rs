@@ -43,6 +43,9 @@ pub struct AccessClaims {
     /// tokens issued before sessions were named.
     #[serde(default)]
     pub sid: String,
+    /// Granted scopes, space-separated (RFC 9068 `scope`); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     pub roles: Vec<String>,
     pub username: String,
 }
@@ -533,6 +536,7 @@ mod tests {
             nbf: iat,
             jti: uuid::Uuid::new_v4().to_string(),
             sid: uuid::Uuid::new_v4().to_string(),
+            scope: None,
             roles: vec!["user".into()],
             username: "alice".into(),
         }

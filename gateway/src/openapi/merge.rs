@@ -149,6 +149,25 @@ fn access_note(rule: &Rule) -> String {
                 .collect::<Vec<_>>()
                 .join(" or ")
         ),
+        Rule::Scoped { roles, scopes } => {
+            let scopes = scopes
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(" and ");
+            if roles.is_empty() {
+                format!("**Access:** bearer token with the scope {scopes}.")
+            } else {
+                format!(
+                    "**Access:** bearer token with the scope {scopes} and the role {}.",
+                    roles
+                        .iter()
+                        .map(|r| format!("`{r}`"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                )
+            }
+        }
     }
 }
 
@@ -156,7 +175,7 @@ fn required_roles(rule: &Rule) -> Option<Value> {
     match rule {
         Rule::Public => None,
         Rule::Authenticated => Some(json!([])),
-        Rule::AnyRole(roles) => Some(json!(roles)),
+        Rule::AnyRole(roles) | Rule::Scoped { roles, .. } => Some(json!(roles)),
     }
 }
 
@@ -212,12 +231,16 @@ fn protect(
         .unwrap_or_default();
     let mut responses = responses;
     if let Some(roles) = required_roles(rule) {
-        op.insert("security".into(), json!([{"bearer": []}]));
+        // OpenAPI's scopes of an HTTP bearer scheme: what the token must carry.
+        op.insert("security".into(), json!([{"bearer": rule.scopes()}]));
         op.insert("x-required-roles".into(), roles);
+        if !rule.scopes().is_empty() {
+            op.insert("x-required-scopes".into(), json!(rule.scopes()));
+        }
         // The service's own 401 (no gateway proof) cannot reach a caller.
         responses.remove("401");
         add_gateway_error(&mut responses, "401");
-        if matches!(rule, Rule::AnyRole(_)) {
+        if matches!(rule, Rule::AnyRole(_) | Rule::Scoped { .. }) {
             add_gateway_error(&mut responses, "403");
         }
     }
@@ -847,6 +870,27 @@ mod tests {
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
         );
+    }
+
+    #[test]
+    fn scoped_operations_name_their_scopes_in_the_security_requirement() {
+        let (routes, composed) = tables(
+            json!([{"prefix": "/api/items", "upstream": "a", "rewrite": "/items",
+                    "access": {"GET": {"scopes": ["items:read"]},
+                               "POST": {"scopes": ["items:write"], "roles": ["admin"]}}}]),
+            json!([]),
+        );
+        let services = BTreeMap::from([("a".to_owned(), service(json!({"type": "object"})))]);
+        let doc = merge(&own_document(), &routes, &composed, &services);
+        let list = &doc["paths"]["/api/items"]["get"];
+        assert_eq!(list["security"], json!([{"bearer": ["items:read"]}]));
+        assert_eq!(list["x-required-scopes"], json!(["items:read"]));
+        assert_eq!(list["x-required-roles"], json!([]));
+        assert!(list["responses"].get("403").is_some(), "a missing scope is 403");
+        assert!(list["description"].as_str().unwrap().contains("`items:read`"));
+        let create = &doc["paths"]["/api/items"]["post"];
+        assert_eq!(create["security"], json!([{"bearer": ["items:write"]}]));
+        assert_eq!(create["x-required-roles"], json!(["admin"]));
     }
 
     #[test]

@@ -20,6 +20,7 @@ fn claims(sub: &str, iat: i64, exp: i64, roles: &[&str]) -> AccessClaims {
         nbf: iat,
         jti: uuid::Uuid::new_v4().to_string(),
         sid: String::new(),
+        scope: None,
         roles: roles.iter().map(|r| r.to_string()).collect(),
         username: "admin".into(),
     }
@@ -367,4 +368,73 @@ async fn random_input_never_breaks_anything() {
         let r = s.get(&token, "/api/users").await;
         assert_eq!(r.status, 401);
     }
+}
+
+#[actix_web::test]
+async fn scoped_routes_need_the_scopes_and_say_which_per_rfc_6750() {
+    let s = spawn_stack_with(|l| {
+        l.set(
+            "routes",
+            base_routes(
+                json!([{"prefix": "/api/stock", "upstream": "echo", "access": {
+                    "GET": {"scopes": ["stock:read"]},
+                    "POST": {"scopes": ["stock:read", "stock:write"], "roles": ["admin"]},
+                }}]),
+            ),
+        )
+    })
+    .await;
+    let k = keys(&s, "gatehouse", "gatehouse-api");
+    let now = chrono::Utc::now().timestamp();
+    let token = |scope: Option<&str>, roles: &[&str]| {
+        let mut c = claims(&uuid::Uuid::new_v4().to_string(), now, now + 300, roles);
+        c.scope = scope.map(str::to_owned);
+        k.sign(c).unwrap()
+    };
+    let get = |t: String| read(s.client.get(s.url("/api/stock/1")).bearer_auth(t));
+    let post = |t: String| {
+        read(
+            s.client
+                .post(s.url("/api/stock"))
+                .bearer_auth(t)
+                .json(&json!({})),
+        )
+    };
+    // No scope, another scope, a prefix of it: refused with the challenge.
+    for t in [
+        token(None, &["user"]),
+        token(Some("stock:readonly other"), &["user"]),
+    ] {
+        let r = get(t).await;
+        r.problem(403);
+        let www = r.headers["www-authenticate"].to_str().unwrap();
+        assert!(
+            www.starts_with("Bearer")
+                && www.contains("error=\"insufficient_scope\"")
+                && www.contains("scope=\"stock:read\""),
+            "{www}"
+        );
+    }
+    assert_eq!(
+        get(token(Some("other stock:read"), &["user"])).await.status,
+        200
+    );
+    // Scopes and a role, per method: both needed.
+    let r = post(token(Some("stock:read"), &["admin"])).await;
+    r.problem(403);
+    assert!(
+        r.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("stock:read stock:write")
+    );
+    post(token(Some("stock:read stock:write"), &["user"]))
+        .await
+        .problem(403);
+    assert_eq!(
+        post(token(Some("stock:write stock:read"), &["admin"]))
+            .await
+            .status,
+        200
+    );
 }
