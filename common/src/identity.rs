@@ -31,6 +31,9 @@ use crate::problem::Problem;
 pub const USER_ID_HEADER: &str = "request-user-id";
 /// The user's roles, comma-separated.
 pub const USER_ROLES_HEADER: &str = "request-user-roles";
+/// `client` when the caller is a machine client (then `request-user-id` is
+/// the client's principal id); absent for an end user.
+pub const PRINCIPAL_KIND_HEADER: &str = "request-principal-kind";
 /// The gateway's signed proof.
 pub const PROOF_HEADER: &str = "x-gateway-token";
 /// JOSE `typ` of a proof, so no other JWT can stand in for one.
@@ -71,6 +74,9 @@ pub struct ProofClaims {
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
+    /// `client` for a machine client; absent for an end user or the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// On whose behalf a request is made.
@@ -78,6 +84,9 @@ pub struct ProofClaims {
 pub enum Principal {
     /// An end user, authenticated by the gateway.
     User { id: Uuid, roles: Vec<String> },
+    /// A machine client (OAuth 2.0 client credentials): its principal id and
+    /// the roles its registration gives it.
+    Client { id: Uuid, roles: Vec<String> },
     /// The gateway itself (e.g. the credential check at login).
     Gateway,
 }
@@ -197,9 +206,12 @@ impl ProofMinter {
         {
             return Ok(m.clone());
         }
-        let (sub, roles) = match principal {
-            Principal::User { id, roles } => (id.to_string(), roles.clone()),
-            Principal::Gateway => (self.issuer.clone(), Vec::new()),
+        let (sub, roles, kind) = match principal {
+            Principal::User { id, roles } => (id.to_string(), roles.clone(), None),
+            Principal::Client { id, roles } => {
+                (id.to_string(), roles.clone(), Some(CLIENT_KIND.to_owned()))
+            }
+            Principal::Gateway => (self.issuer.clone(), Vec::new(), None),
         };
         let claims = ProofClaims {
             iss: self.issuer.clone(),
@@ -209,12 +221,13 @@ impl ProofMinter {
             iat: t,
             nbf: t,
             exp: t + self.ttl,
+            kind,
         };
         let signed = self.sign_claims(&claims)?;
         let bad =
             |e: actix_web::http::header::InvalidHeaderValue| ProofError::Signing(e.to_string());
         let user = match principal {
-            Principal::User { id, roles } => Some((
+            Principal::User { id, roles } | Principal::Client { id, roles } => Some((
                 HeaderValue::from_str(&id.to_string()).map_err(bad)?,
                 HeaderValue::from_str(&roles.join(",")).map_err(bad)?,
             )),
@@ -224,6 +237,7 @@ impl ProofMinter {
             headers: ProofHeaders {
                 proof: HeaderValue::from_str(&signed).map_err(bad)?,
                 user,
+                client: matches!(principal, Principal::Client { .. }),
             },
             token: signed.into(),
             exp: claims.exp,
@@ -249,8 +263,16 @@ struct Minted {
     exp: i64,
 }
 
+/// The `kind` claim and header value of a machine client.
+pub const CLIENT_KIND: &str = "client";
+
 /// The headers that carry identity from the gateway to a service.
-pub const IDENTITY_HEADERS: [&str; 3] = [USER_ID_HEADER, USER_ROLES_HEADER, PROOF_HEADER];
+pub const IDENTITY_HEADERS: [&str; 4] = [
+    USER_ID_HEADER,
+    USER_ROLES_HEADER,
+    PROOF_HEADER,
+    PRINCIPAL_KIND_HEADER,
+];
 
 /// The identity headers of one request, ready to send: the proof and, for a
 /// user, `request-user-id` and `request-user-roles`.
@@ -258,19 +280,25 @@ pub const IDENTITY_HEADERS: [&str; 3] = [USER_ID_HEADER, USER_ROLES_HEADER, PROO
 pub struct ProofHeaders {
     proof: HeaderValue,
     user: Option<(HeaderValue, HeaderValue)>,
+    /// The principal is a machine client (`request-principal-kind: client`).
+    client: bool,
 }
 
 impl ProofHeaders {
     /// Each header as a name and value.
     pub fn pairs(&self) -> impl Iterator<Item = (HeaderName, &HeaderValue)> {
-        std::iter::once((HeaderName::from_static(PROOF_HEADER), &self.proof)).chain(
-            self.user.iter().flat_map(|(id, roles)| {
+        static CLIENT: HeaderValue = HeaderValue::from_static(CLIENT_KIND);
+        std::iter::once((HeaderName::from_static(PROOF_HEADER), &self.proof))
+            .chain(self.user.iter().flat_map(|(id, roles)| {
                 [
                     (HeaderName::from_static(USER_ID_HEADER), id),
                     (HeaderName::from_static(USER_ROLES_HEADER), roles),
                 ]
-            }),
-        )
+            }))
+            .chain(
+                self.client
+                    .then(|| (HeaderName::from_static(PRINCIPAL_KIND_HEADER), &CLIENT)),
+            )
     }
 
     /// Set them in `headers`, replacing whatever was there under these
@@ -279,6 +307,9 @@ impl ProofHeaders {
         if self.user.is_none() {
             headers.remove(USER_ID_HEADER);
             headers.remove(USER_ROLES_HEADER);
+        }
+        if !self.client {
+            headers.remove(PRINCIPAL_KIND_HEADER);
         }
         for (name, value) in self.pairs() {
             headers.insert(name, value.clone());
@@ -409,8 +440,12 @@ impl ProofVerifier {
         };
         let user_header = single(USER_ID_HEADER)?;
         let roles_header = single(USER_ROLES_HEADER)?;
+        let kind_header = single(PRINCIPAL_KIND_HEADER)?;
+        if kind_header != claims.kind {
+            return Err(ProofError::Mismatch);
+        }
         if claims.sub == self.issuer {
-            if user_header.is_some() || roles_header.is_some() {
+            if user_header.is_some() || roles_header.is_some() || claims.kind.is_some() {
                 return Err(ProofError::Mismatch);
             }
             return Ok(Principal::Gateway);
@@ -421,10 +456,17 @@ impl ProofVerifier {
         {
             return Err(ProofError::Mismatch);
         }
-        Ok(Principal::User {
-            id,
-            roles: claims.roles,
-        })
+        match claims.kind.as_deref() {
+            None => Ok(Principal::User {
+                id,
+                roles: claims.roles,
+            }),
+            Some(CLIENT_KIND) => Ok(Principal::Client {
+                id,
+                roles: claims.roles,
+            }),
+            Some(_) => Err(ProofError::Invalid("unknown principal kind".into())),
+        }
     }
 }
 
@@ -441,11 +483,14 @@ fn principal_of(req: &HttpRequest) -> Result<Principal, Problem> {
     })
 }
 
-/// The end user on whose behalf the gateway forwarded the request.
+/// The caller on whose behalf the gateway forwarded the request: an end
+/// user, or a machine client (`client`), each with its id and roles.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub id: Uuid,
     pub roles: Vec<String>,
+    /// A machine client rather than a person.
+    pub client: bool,
 }
 
 impl Caller {
@@ -473,7 +518,16 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(principal_of(req).and_then(|p| match p {
-            Principal::User { id, roles } => Ok(Caller { id, roles }),
+            Principal::User { id, roles } => Ok(Caller {
+                id,
+                roles,
+                client: false,
+            }),
+            Principal::Client { id, roles } => Ok(Caller {
+                id,
+                roles,
+                client: true,
+            }),
             Principal::Gateway => Err(Problem::unauthorized("this operation needs an end user")),
         }))
     }
@@ -508,7 +562,9 @@ impl FromRequest for GatewayCall {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(principal_of(req).and_then(|p| match p {
             Principal::Gateway => Ok(GatewayCall),
-            Principal::User { .. } => Err(Problem::forbidden("internal endpoint")),
+            Principal::User { .. } | Principal::Client { .. } => {
+                Err(Problem::forbidden("internal endpoint"))
+            }
         }))
     }
 }
@@ -574,6 +630,48 @@ mod tests {
     }
 
     #[test]
+    fn a_machine_client_is_told_apart_from_a_user() {
+        let (m, v) = pair();
+        let id = Uuid::new_v4();
+        let client = Principal::Client {
+            id,
+            roles: vec!["user".into()],
+        };
+        let mut h = HeaderMap::new();
+        m.headers("users", &client)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .insert_into(&mut h);
+        assert_eq!(
+            h.get(PRINCIPAL_KIND_HEADER).map(|v| v.as_bytes()),
+            Some(&b"client"[..])
+        );
+        assert_eq!(v.principal(&h).ok(), Some(client.clone()));
+        // The same proof without the kind header (or a user's with one) is refused.
+        let mut stripped = h.clone();
+        stripped.remove(PRINCIPAL_KIND_HEADER);
+        assert!(matches!(v.principal(&stripped), Err(ProofError::Mismatch)));
+        let user = Principal::User {
+            id,
+            roles: vec!["user".into()],
+        };
+        let mut u = HeaderMap::new();
+        m.headers("users", &user)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .insert_into(&mut u);
+        assert!(u.get(PRINCIPAL_KIND_HEADER).is_none());
+        u.insert(
+            HeaderName::from_static(PRINCIPAL_KIND_HEADER),
+            HeaderValue::from_static("client"),
+        );
+        assert!(matches!(v.principal(&u), Err(ProofError::Mismatch)));
+        // Inserting a user's headers over a client's leaves no kind behind.
+        m.headers("users", &user)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .insert_into(&mut h);
+        assert_eq!(v.principal(&h).ok(), Some(user));
+    }
+
+    #[test]
     fn refusals() {
         let (m, v) = pair();
         let p = user();
@@ -625,6 +723,7 @@ mod tests {
                 iat,
                 nbf: iat,
                 exp,
+                kind: None,
             };
             let tok = m.sign_claims(&c).unwrap_or_default();
             assert!(v.verify(&tok).is_err());

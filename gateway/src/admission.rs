@@ -35,7 +35,8 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The user id (the token's subject).
+    /// The principal id (the token's subject): a user's, or a machine
+    /// client's.
     pub fn id(&self) -> Uuid {
         self.id
     }
@@ -80,6 +81,11 @@ impl Caller {
     /// When the token expires (Unix seconds).
     pub fn expires_at(&self) -> i64 {
         self.claims.exp
+    }
+
+    /// Everything the token says.
+    pub fn claims(&self) -> &AccessClaims {
+        &self.claims
     }
 }
 
@@ -193,11 +199,14 @@ pub fn authenticate(
         return Err(Refusal::Revoked);
     }
     let id = Uuid::parse_str(&claims.sub).map_err(|_| Refusal::BadSubject)?;
+    let roles = claims.roles.clone();
+    let principal = if claims.client_id.is_some() {
+        Principal::Client { id, roles }
+    } else {
+        Principal::User { id, roles }
+    };
     Ok(Caller {
-        principal: Principal::User {
-            id,
-            roles: claims.roles.clone(),
-        },
+        principal,
         claims,
         id,
     })
@@ -401,6 +410,7 @@ mod tests {
                 jti: jti.clone(),
                 sid: String::new(),
                 scope: None,
+                client_id: None,
                 roles: roles.iter().map(|r| (*r).to_owned()).collect(),
                 username: "alice".into(),
             })
@@ -534,6 +544,7 @@ mod tests {
                     jti: Uuid::new_v4().to_string(),
                     sid: String::new(),
                     scope: scope.map(str::to_owned),
+                    client_id: None,
                     roles: roles.iter().map(|r| (*r).to_owned()).collect(),
                     username: "svc".into(),
                 })

@@ -125,6 +125,7 @@ fn token_pair(gw: &Gateway, identity: &Identity, session: Uuid, refresh: Issued)
         jti: Uuid::new_v4().to_string(),
         sid: session.to_string(),
         scope: None,
+        client_id: None,
         roles: identity.roles.clone(),
         username: identity.username.clone(),
     };

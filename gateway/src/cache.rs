@@ -96,6 +96,11 @@ pub fn key(
             r.sort();
             format!("{id}:{}", r.join(","))
         }
+        Some(Principal::Client { id, roles }) => {
+            let mut r = roles.clone();
+            r.sort();
+            format!("client:{id}:{}", r.join(","))
+        }
         Some(Principal::Gateway) => "gateway".to_owned(),
         None => "-".to_owned(),
     };

@@ -268,6 +268,14 @@ impl Route {
             .or(self.default_rule.as_ref())
     }
 
+    /// Every scope the route's rules name.
+    pub fn scopes(&self) -> impl Iterator<Item = &String> {
+        self.default_rule
+            .iter()
+            .chain(self.per_method.iter().map(|(_, r)| r))
+            .flat_map(Rule::scopes)
+    }
+
     fn serves(&self, method: &Method) -> bool {
         self.methods.as_ref().is_none_or(|ms| ms.contains(method))
     }

@@ -366,6 +366,20 @@ impl Sessions {
         Ok(out)
     }
 
+    /// Deny every token whose `sid` is one of `sids` (a machine client's
+    /// tokens), until `expires_at`: when the last of them has expired.
+    pub async fn revoke_sids(
+        &self,
+        sids: &[String],
+        expires_at: i64,
+    ) -> Result<Vec<Denied>, DbErr> {
+        let mut out = Vec::with_capacity(sids.len());
+        for sid in sids {
+            out.push(self.deny(session_key(sid), expires_at).await?);
+        }
+        Ok(out)
+    }
+
     /// Deny an access token until it expires.
     pub async fn revoke_access(&self, jti: &str, expires_at: i64) -> Result<Denied, DbErr> {
         self.deny(jti.to_owned(), expires_at).await

@@ -30,6 +30,7 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("REDIS_URL", "redis.url"),
     ("GATEWAY_METRICS_TOKEN", "metrics.bearer_token"),
     ("GATEWAY_TRUSTED_PROXIES", "trusted_proxies"),
+    ("GATEWAY_PUBLIC_URL", "tokens.public_url"),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -129,6 +130,21 @@ pub struct TokenSettings {
     pub session_max_secs: i64,
     pub leeway_secs: u64,
     pub keys: Vec<KeyConfig>,
+    /// Lifetime of a machine client's access token (client credentials).
+    #[serde(default = "default_client_ttl")]
+    pub client_ttl_secs: i64,
+    /// The gateway's public base URL, for the endpoints its metadata names
+    /// (`/.well-known/openid-configuration`).
+    #[serde(default = "default_public_url")]
+    pub public_url: String,
+}
+
+fn default_client_ttl() -> i64 {
+    300
+}
+
+fn default_public_url() -> String {
+    "http://127.0.0.1:8000".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]

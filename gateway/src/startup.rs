@@ -27,7 +27,7 @@ use crate::sessions::Sessions;
 use crate::settings::{CorsSettings, Settings};
 use crate::state::{Gateway, Live, SettingsSource};
 use crate::upstream::pool::Upstream;
-use crate::{admin, auth, openapi, ops, proxy};
+use crate::{admin, auth, client_admin, oauth, openapi, ops, proxy};
 
 /// The proof signer: from `proof.private_key_pem` or `proof.private_key_file`
 /// in production, or the development key under `<data_dir>/keys` (generated
@@ -113,6 +113,7 @@ pub async fn build_with_source(
     .await?;
     let t = &settings.tokens;
     let audit = common::audit::AuditLog::new(db.clone(), "gateway");
+    let clients = crate::clients::Clients::new(db.clone());
     let sessions = Arc::new(
         Sessions::load(
             db,
@@ -151,6 +152,11 @@ pub async fn build_with_source(
         access_ttl_secs: t.access_ttl_secs,
         user_limiter: FailureLimiter::new("user", settings.login_limits.per_username),
         ip_limiter: FailureLimiter::new("ip", settings.login_limits.per_ip),
+        client_limiter: FailureLimiter::new("client", settings.login_limits.per_username),
+        clients,
+        client_ttl_secs: t.client_ttl_secs,
+        client_deny_secs: t.client_ttl_secs + i64::try_from(t.leeway_secs).unwrap_or(0),
+        public_url: t.public_url.trim_end_matches('/').to_owned(),
         login_quota: settings
             .login_limits
             .rate
@@ -213,6 +219,38 @@ pub async fn build_with_source(
                         .service(web::resource("/api/logout").post(auth::logout))
                         .service(web::resource("/api/audit").get(crate::audit::list))
                         .service(web::resource("/.well-known/jwks.json").get(auth::jwks))
+                        .service(
+                            web::resource("/.well-known/openid-configuration")
+                                .get(oauth::openid_configuration),
+                        )
+                        .service(
+                            web::resource("/.well-known/oauth-authorization-server")
+                                .get(oauth::authorization_server),
+                        )
+                        .service(web::resource("/api/oauth/token").post(oauth::token))
+                        .service(web::resource("/api/oauth/introspect").post(oauth::introspect))
+                        .service(
+                            web::scope("/api/clients")
+                                .service(
+                                    web::resource("")
+                                        .get(client_admin::list)
+                                        .post(client_admin::create),
+                                )
+                                .service(
+                                    web::resource("/{id}")
+                                        .get(client_admin::get)
+                                        .patch(client_admin::update)
+                                        .delete(client_admin::delete),
+                                )
+                                .service(
+                                    web::resource("/{id}/secrets").post(client_admin::add_secret),
+                                )
+                                .service(
+                                    web::resource("/{id}/secrets/{secret_id}")
+                                        .delete(client_admin::remove_secret),
+                                )
+                                .default_service(web::to(proxy::handle)),
+                        )
                         // The resources with path parameters sit in scopes, so
                         // a proxied path pays one prefix comparison for them,
                         // not a pattern match each (what the profile showed);

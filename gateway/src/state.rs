@@ -102,7 +102,20 @@ pub struct Gateway {
     pub users_upstream: String,
     pub access_ttl_secs: i64,
     pub user_limiter: FailureLimiter,
+    /// Failed client authentications per address count here too, with
+    /// failed logins.
     pub ip_limiter: FailureLimiter,
+    /// Failed client authentications per `client_id`.
+    pub client_limiter: FailureLimiter,
+    /// Machine clients (client credentials).
+    pub clients: crate::clients::Clients,
+    /// Lifetime of a machine client's access token.
+    pub client_ttl_secs: i64,
+    /// How long a revocation of client tokens must be remembered: their
+    /// lifetime and the leeway.
+    pub client_deny_secs: i64,
+    /// Where clients reach the gateway (no trailing slash), for metadata.
+    pub public_url: String,
     /// `login_limits.rate`: login attempts per client IP.
     pub login_quota: Option<Quota>,
     /// `login_limits.refresh_rate`: refreshes per client IP.

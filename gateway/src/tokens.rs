@@ -46,6 +46,10 @@ pub struct AccessClaims {
     /// Granted scopes, space-separated (RFC 9068 `scope`); absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// Set when the token was issued to a machine client (RFC 9068
+    /// `client_id`); `sub` is then the client's principal id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
     pub roles: Vec<String>,
     pub username: String,
 }
@@ -448,6 +452,23 @@ impl TokenKeys {
         &self.active
     }
 
+    /// The `iss` of the tokens signed here.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The algorithms of the published keys (JWA names), for metadata.
+    pub fn published_algorithms(&self) -> Vec<String> {
+        let mut algs: Vec<String> = self
+            .keys
+            .values()
+            .filter_map(|e| e.jwk.as_ref().map(|j| j.alg.clone()))
+            .collect();
+        algs.sort();
+        algs.dedup();
+        algs
+    }
+
     /// Sign claims with the active key. `iss` and `aud` are set here.
     pub fn sign(&self, mut claims: AccessClaims) -> Result<String, TokenError> {
         let entry = self.keys.get(&self.active).ok_or(TokenError::UnknownKey)?;
@@ -537,6 +558,7 @@ mod tests {
             jti: uuid::Uuid::new_v4().to_string(),
             sid: uuid::Uuid::new_v4().to_string(),
             scope: None,
+            client_id: None,
             roles: vec!["user".into()],
             username: "alice".into(),
         }

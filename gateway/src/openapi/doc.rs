@@ -17,24 +17,37 @@ use crate::routes::RouteTable;
     info(title = "gatehouse API", version = "0.1.0",
         description = "The public API of gatehouse, as the gateway serves it: the gateway's own \
 endpoints and every service operation a route exposes. Log in with `POST /api/login`, then \
-send `Authorization: Bearer <access_token>`. Each operation lists the roles it needs \
-(`x-required-roles`; empty means any signed-in caller) and the errors the gateway itself \
-may answer (problem+json, RFC 9457)."),
+send `Authorization: Bearer <access_token>`; a machine client gets its token from \
+`POST /api/oauth/token` (client credentials). Each operation lists the roles it needs \
+(`x-required-roles`; empty means any signed-in caller), the scopes its token must carry (in its \
+security requirement and `x-required-scopes`), and the errors the gateway itself may answer \
+(problem+json, RFC 9457; the OAuth endpoints answer as RFC 6749 says)."),
     paths(
         crate::auth::login, crate::auth::refresh, crate::auth::logout, crate::auth::jwks,
         crate::admin::reload, crate::admin::routes, crate::admin::upstreams,
         crate::admin::add_target, crate::admin::remove_target, crate::ops::stats,
         crate::audit::list,
+        crate::oauth::token, crate::oauth::introspect, crate::oauth::authorization_server,
+        crate::oauth::openid_configuration,
+        crate::client_admin::create, crate::client_admin::list, crate::client_admin::get,
+        crate::client_admin::update, crate::client_admin::delete, crate::client_admin::add_secret,
+        crate::client_admin::remove_secret,
     ),
     components(schemas(
         crate::auth::LoginRequest, crate::auth::RefreshRequest, crate::auth::TokenResponse,
         crate::tokens::JwkSet, crate::tokens::Jwk, crate::admin::TargetRequest, Problem, FieldError,
         common::audit::AuditPage, common::audit::AuditRecord,
+        crate::oauth::ClientTokenResponse, crate::oauth::OAuthErrorBody,
+        crate::clients::Client, crate::clients::SecretInfo, crate::client_admin::NewClient,
+        crate::client_admin::ClientUpdate, crate::client_admin::CreatedClient,
+        crate::client_admin::CreatedSecret,
     )),
     modifiers(&BearerScheme),
     tags(
         (name = "auth", description = "Tokens: login, refresh, logout and the public keys"),
         (name = "admin", description = "Gateway administration (admin role)"),
+        (name = "oauth", description = "Gatehouse as an OAuth 2.0 authorization server: client credentials, introspection, metadata"),
+        (name = "clients", description = "Machine clients (admin role)"),
         (name = "composed", description = "Answers built by the gateway from several calls at once"),
     )
 )]
@@ -53,7 +66,21 @@ impl utoipa::Modify for BearerScheme {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
-                    .description(Some("The access token from `POST /api/login`."))
+                    .description(Some(
+                        "The access token from `POST /api/login`, or a machine client's from `POST /api/oauth/token`.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "client_basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "A machine client's `client_id` and `client_secret` (`client_secret_basic`); \
+                         `client_secret_post` sends them in the form instead.",
+                    ))
                     .build(),
             ),
         );

@@ -886,8 +886,16 @@ mod tests {
         assert_eq!(list["security"], json!([{"bearer": ["items:read"]}]));
         assert_eq!(list["x-required-scopes"], json!(["items:read"]));
         assert_eq!(list["x-required-roles"], json!([]));
-        assert!(list["responses"].get("403").is_some(), "a missing scope is 403");
-        assert!(list["description"].as_str().unwrap().contains("`items:read`"));
+        assert!(
+            list["responses"].get("403").is_some(),
+            "a missing scope is 403"
+        );
+        assert!(
+            list["description"]
+                .as_str()
+                .unwrap()
+                .contains("`items:read`")
+        );
         let create = &doc["paths"]["/api/items"]["post"];
         assert_eq!(create["security"], json!([{"bearer": ["items:write"]}]));
         assert_eq!(create["x-required-roles"], json!(["admin"]));

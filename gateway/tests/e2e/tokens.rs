@@ -21,6 +21,7 @@ fn claims(sub: &str, iat: i64, exp: i64, roles: &[&str]) -> AccessClaims {
         jti: uuid::Uuid::new_v4().to_string(),
         sid: String::new(),
         scope: None,
+        client_id: None,
         roles: roles.iter().map(|r| r.to_string()).collect(),
         username: "admin".into(),
     }

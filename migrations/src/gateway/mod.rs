@@ -6,11 +6,13 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_sessions;
+mod m20261202_000002_create_oauth_clients;
 
 crate::migrator!(
     "seaql_migrations_gateway",
     [
         m20261122_000001_create_sessions::Migration,
         crate::shared::m20261202_000001_create_audit_events::Migration,
+        m20261202_000002_create_oauth_clients::Migration,
     ]
 );

@@ -50,7 +50,7 @@ pub fn principal(roles: &[&str]) -> Principal {
 
 pub fn id_of(p: &Principal) -> Uuid {
     match p {
-        Principal::User { id, .. } => *id,
+        Principal::User { id, .. } | Principal::Client { id, .. } => *id,
         Principal::Gateway => panic!("not a user"),
     }
 }

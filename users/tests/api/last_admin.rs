@@ -5,7 +5,7 @@ use crate::helpers::*;
 
 fn id_of(p: &Principal) -> uuid::Uuid {
     match p {
-        Principal::User { id, .. } => *id,
+        Principal::User { id, .. } | Principal::Client { id, .. } => *id,
         Principal::Gateway => unreachable!(),
     }
 }

@@ -18,6 +18,7 @@ fn claims(app: &TestApp, aud: &str, iat: i64, exp: i64) -> ProofClaims {
         iat,
         nbf: iat,
         exp,
+        kind: None,
     }
 }
 
