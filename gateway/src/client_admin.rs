@@ -165,7 +165,7 @@ fn secret_text(s: &SecretString) -> String {
 }
 
 /// `POST /api/clients`.
-#[utoipa::path(post, path = "/api/clients", summary = "Register a machine client", tag = "clients", request_body = NewClient,
+#[utoipa::path(post, operation_id = "create_client", path = "/api/clients", summary = "Register a machine client", tag = "clients", request_body = NewClient,
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Registered; `client_secret` is shown this once (`Cache-Control: no-store`)", body = CreatedClient),
@@ -218,7 +218,7 @@ pub async fn create(
 }
 
 /// `GET /api/clients`.
-#[utoipa::path(get, path = "/api/clients", summary = "Every machine client", tag = "clients",
+#[utoipa::path(get, operation_id = "list_clients", path = "/api/clients", summary = "Every machine client", tag = "clients",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The registered clients, oldest first (never a secret)", body = Vec<Client>),
@@ -233,7 +233,7 @@ pub async fn list(_: AdminBearer, gw: web::Data<Gateway>) -> HttpResponse {
 }
 
 /// `GET /api/clients/{id}`.
-#[utoipa::path(get, path = "/api/clients/{id}", summary = "One machine client", tag = "clients",
+#[utoipa::path(get, operation_id = "get_client", path = "/api/clients/{id}", summary = "One machine client", tag = "clients",
     params(("id" = Uuid, Path, description = "The client's principal id")),
     security(("bearer" = [])),
     responses(
@@ -250,7 +250,7 @@ pub async fn get(_: AdminBearer, gw: web::Data<Gateway>, id: web::Path<Uuid>) ->
 }
 
 /// `PATCH /api/clients/{id}`.
-#[utoipa::path(patch, path = "/api/clients/{id}", summary = "Change a machine client", tag = "clients",
+#[utoipa::path(patch, operation_id = "update_client", path = "/api/clients/{id}", summary = "Change a machine client", tag = "clients",
     params(("id" = Uuid, Path, description = "The client's principal id")), request_body = ClientUpdate,
     security(("bearer" = [])),
     responses(
@@ -309,7 +309,7 @@ pub async fn update(
 }
 
 /// `DELETE /api/clients/{id}`.
-#[utoipa::path(delete, path = "/api/clients/{id}", summary = "Remove a machine client", tag = "clients",
+#[utoipa::path(delete, operation_id = "delete_client", path = "/api/clients/{id}", summary = "Remove a machine client", tag = "clients",
     params(("id" = Uuid, Path, description = "The client's principal id")),
     security(("bearer" = [])),
     responses(
@@ -344,7 +344,7 @@ pub async fn delete(
 }
 
 /// `POST /api/clients/{id}/secrets`.
-#[utoipa::path(post, path = "/api/clients/{id}/secrets", summary = "Add a secret (for a rotation)", tag = "clients",
+#[utoipa::path(post, operation_id = "add_client_secret", path = "/api/clients/{id}/secrets", summary = "Add a secret (for a rotation)", tag = "clients",
     params(("id" = Uuid, Path, description = "The client's principal id")),
     security(("bearer" = [])),
     responses(
@@ -383,7 +383,7 @@ pub async fn add_secret(
 }
 
 /// `DELETE /api/clients/{id}/secrets/{secret_id}`.
-#[utoipa::path(delete, path = "/api/clients/{id}/secrets/{secret_id}", summary = "Remove a secret", tag = "clients",
+#[utoipa::path(delete, operation_id = "remove_client_secret", path = "/api/clients/{id}/secrets/{secret_id}", summary = "Remove a secret", tag = "clients",
     params(("id" = Uuid, Path, description = "The client's principal id"), ("secret_id" = Uuid, Path, description = "The secret's id")),
     security(("bearer" = [])),
     responses(

@@ -354,7 +354,7 @@ pub struct ClientTokenResponse {
 }
 
 /// `POST /api/oauth/token`.
-#[utoipa::path(post, path = "/api/oauth/token", summary = "Client credentials: an access token for a machine client", tag = "oauth",
+#[utoipa::path(post, operation_id = "oauth_token", path = "/api/oauth/token", summary = "Client credentials: an access token for a machine client", tag = "oauth",
     security((), ("client_basic" = [])),
     request_body(content_type = "application/x-www-form-urlencoded", content = Object,
         description = "`grant_type=client_credentials`, optional `scope` (space-separated, a subset of the client's); the client authenticates with HTTP Basic (`client_secret_basic`) or `client_id` and `client_secret` in the form (`client_secret_post`)"),
@@ -437,7 +437,7 @@ async fn issue(req: &HttpRequest, gw: &Gateway, body: &[u8]) -> Result<HttpRespo
 }
 
 /// `POST /api/oauth/introspect` (RFC 7662).
-#[utoipa::path(post, path = "/api/oauth/introspect", summary = "Token introspection (RFC 7662) for resource servers", tag = "oauth",
+#[utoipa::path(post, operation_id = "oauth_introspect", path = "/api/oauth/introspect", summary = "Token introspection (RFC 7662) for resource servers", tag = "oauth",
     security((), ("client_basic" = [])),
     request_body(content_type = "application/x-www-form-urlencoded", content = Object,
         description = "`token` (an access token), optional `token_type_hint`; the caller authenticates as a registered client (`client_secret_basic` or `client_secret_post`)"),
@@ -542,7 +542,7 @@ fn document(m: serde_json::Map<String, Value>) -> HttpResponse {
 }
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414).
-#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", summary = "OAuth 2.0 authorization server metadata (RFC 8414)", tag = "oauth",
+#[utoipa::path(get, operation_id = "authorization_server_metadata", path = "/.well-known/oauth-authorization-server", summary = "OAuth 2.0 authorization server metadata (RFC 8414)", tag = "oauth",
     responses(
         (status = 200, description = "`issuer`, `jwks_uri`, `token_endpoint`, `introspection_endpoint`, `grant_types_supported`, the authentication methods, `scopes_supported` (the scopes the route rules name)", body = Object),
     ))]
@@ -554,7 +554,7 @@ pub async fn authorization_server(gw: web::Data<Gateway>) -> HttpResponse {
 /// OpenID Connect discovery adds, so OIDC-aware resource servers find the
 /// issuer and its keys. Gatehouse issues access tokens, not ID tokens: the
 /// signing algorithms listed are those of its published keys.
-#[utoipa::path(get, path = "/.well-known/openid-configuration", summary = "OpenID Connect discovery document", tag = "oauth",
+#[utoipa::path(get, operation_id = "openid_configuration", path = "/.well-known/openid-configuration", summary = "OpenID Connect discovery document", tag = "oauth",
     responses(
         (status = 200, description = "The RFC 8414 metadata plus `subject_types_supported` and `id_token_signing_alg_values_supported` (the algorithms of the published keys)", body = Object),
     ))]

@@ -483,8 +483,19 @@ pub fn merge(
                 }
                 let admin = op["tags"]
                     .as_array()
-                    .is_some_and(|t| t.contains(&json!("admin")));
-                if admin {
+                    .is_some_and(|t| t.contains(&json!("admin")) || t.contains(&json!("clients")));
+                let client_auth = op
+                    .get("security")
+                    .and_then(Value::as_array)
+                    .is_some_and(|s| s.iter().any(|r| r.get("client_basic").is_some()));
+                if client_auth {
+                    append_description(
+                        &mut op,
+                        "**Access:** a registered machine client, by HTTP Basic \
+                         (`client_secret_basic`) or `client_id` and `client_secret` in the form \
+                         (`client_secret_post`).",
+                    );
+                } else if admin {
                     op.insert("x-required-roles".into(), json!(["admin"]));
                     append_description(&mut op, &access_note(&Rule::AnyRole(vec!["admin".into()])));
                 } else if op.contains_key("security") {

@@ -106,7 +106,7 @@ fn oauth_error(r: &Resp, status: u16, error: &str) {
     }
 }
 
-fn stock_routes() -> Value {
+pub fn stock_routes() -> Value {
     base_routes(
         json!([{"prefix": "/api/stock", "upstream": "echo", "access": {
             "GET": {"scopes": ["stock:read"]},

@@ -56,6 +56,15 @@ pub async fn spawn_stack() -> Stack {
 pub async fn spawn_stack_with(
     f: impl Fn(common::config::Loader) -> common::config::Loader + Clone + Send + Sync + 'static,
 ) -> Stack {
+    spawn_stack_on(TcpListener::bind("127.0.0.1:0").unwrap(), f).await
+}
+
+/// The same, with the gateway on `listener` (for settings that name its
+/// own address, like the issuer URL).
+pub async fn spawn_stack_on(
+    listener: TcpListener,
+    f: impl Fn(common::config::Loader) -> common::config::Loader + Clone + Send + Sync + 'static,
+) -> Stack {
     if std::env::var_os("TEST_LOG").is_some() {
         common::telemetry::init();
     }
@@ -79,7 +88,8 @@ pub async fn spawn_stack_with(
 
     let gateway_db = env.database("gateway").await;
     let overrides = Overrides::default();
-    let (gw, gw_handle) = start_gateway_with(
+    let (gw, gw_handle) = start_gateway_on(
+        listener,
         &env.data_dir(),
         &gateway_db,
         users_port,
@@ -268,6 +278,19 @@ pub async fn start_gateway_with(
     f: &(impl Fn(common::config::Loader) -> common::config::Loader + Clone + Send + Sync + 'static),
     overrides: Overrides,
 ) -> (String, actix_web::dev::ServerHandle) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    start_gateway_on(listener, data_dir, db, users_port, echo_port, f, overrides).await
+}
+
+pub async fn start_gateway_on(
+    listener: TcpListener,
+    data_dir: &std::path::Path,
+    db: &str,
+    users_port: u16,
+    echo_port: u16,
+    f: &(impl Fn(common::config::Loader) -> common::config::Loader + Clone + Send + Sync + 'static),
+    overrides: Overrides,
+) -> (String, actix_web::dev::ServerHandle) {
     let users = format!("http://127.0.0.1:{users_port}");
     let echo = format!("http://127.0.0.1:{echo_port}");
     let (data_dir, db, f) = (data_dir.to_path_buf(), db.to_owned(), f.clone());
@@ -288,13 +311,9 @@ pub async fn start_gateway_with(
         gateway::Settings::from_loader(loader)
     };
     let settings = source().unwrap();
-    let app = gateway::build_with_source(
-        settings,
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-        Box::new(source),
-    )
-    .await
-    .unwrap();
+    let app = gateway::build_with_source(settings, listener, Box::new(source))
+        .await
+        .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());

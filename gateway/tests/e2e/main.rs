@@ -7,6 +7,7 @@ mod audit;
 mod clients;
 mod flow;
 mod helpers;
+mod issuer;
 mod logins;
 mod ratelimits;
 mod sessions;
