@@ -17,12 +17,12 @@ use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use common::Problem;
 use common::identity::{ADMIN_ROLE, Principal};
-use futures_util::future::{Ready, ready};
+use futures_util::future::LocalBoxFuture;
 use uuid::Uuid;
 
 use crate::routes::Rule;
 use crate::sessions::DenyList;
-use crate::state::Gateway;
+use crate::state::{Gateway, Live};
 use crate::tokens::{AccessClaims, TokenKeys};
 
 /// A caller holding a valid access token: what the token says, and the
@@ -107,6 +107,14 @@ pub enum Refusal {
     MissingScope(Vec<String>),
     /// A valid caller who is not an admin, on the admin API: 403.
     NotAdmin,
+    /// A trusted provider's token whose key is unknown while the provider's
+    /// keys cannot be fetched: 401, saying so.
+    KeysUnavailable,
+    /// A trusted provider's token for a deactivated linked account: 401.
+    AccountInactive,
+    /// A trusted provider's token whose account cannot be looked up now
+    /// (the users service is down): 503.
+    LinkUnavailable,
 }
 
 impl Refusal {
@@ -116,6 +124,19 @@ impl Refusal {
             Refusal::InvalidToken => "the access token is invalid or expired",
             Refusal::Revoked => "the access token has been revoked",
             Refusal::BadSubject => "the access token has no valid subject",
+            Refusal::KeysUnavailable => {
+                "the access token's signing key is unknown and its identity provider's keys cannot be fetched now"
+            }
+            Refusal::AccountInactive => "the account is deactivated",
+            Refusal::LinkUnavailable => {
+                let mut res = Problem::service_unavailable(
+                    "the account of this identity provider's user cannot be looked up now",
+                )
+                .to_response();
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return res;
+            }
             Refusal::MissingRole(roles) => {
                 return Problem::forbidden(format!(
                     "this route needs one of the roles: {}",
@@ -164,6 +185,7 @@ impl ResponseError for Refusal {
             Refusal::MissingRole(_) | Refusal::MissingScope(_) | Refusal::NotAdmin => {
                 actix_web::http::StatusCode::FORBIDDEN
             }
+            Refusal::LinkUnavailable => actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
             _ => actix_web::http::StatusCode::UNAUTHORIZED,
         }
     }
@@ -195,7 +217,15 @@ pub fn authenticate(
         tracing::debug!(reason = %e, "access token refused");
         Refusal::InvalidToken
     })?;
-    if deny.is_revoked(&claims.jti) || deny.is_session_revoked(&claims.sid) {
+    caller_of(claims, deny)
+}
+
+/// The caller a verified token names, unless the deny list refuses it.
+fn caller_of(claims: Arc<AccessClaims>, deny: &DenyList) -> Result<Caller, Refusal> {
+    if deny.is_revoked(&claims.jti)
+        || deny.is_session_revoked(&claims.sid)
+        || deny.is_user_cut_off(&claims.sub, claims.iat)
+    {
         return Err(Refusal::Revoked);
     }
     let id = Uuid::parse_str(&claims.sub).map_err(|_| Refusal::BadSubject)?;
@@ -234,6 +264,101 @@ pub fn authorize(rule: &Rule, caller: &Caller) -> Result<(), Refusal> {
         }
         _ => Ok(()),
     }
+}
+
+/// Who is calling: the bearer token verified, whether the gateway issued it
+/// or a trusted identity provider did, and checked against the deny list.
+///
+/// A provider's token (told apart by its unverified `iss`, then verified
+/// for real by that provider's keys) is mapped to its linked account, which
+/// the users service creates on first use and gives the mapped roles; the
+/// result goes to the same verified-token cache as the gateway's own
+/// tokens, so later requests with it cost what theirs do. Concurrent first
+/// requests with one token make one verification and one users call.
+pub async fn identify(gw: &Gateway, live: &Live, headers: &HeaderMap) -> Result<Caller, Refusal> {
+    let token = bearer_token(headers).ok_or(Refusal::MissingToken)?;
+    let deny = gw.sessions.deny_list();
+    if live.issuers.is_empty() || live.tokens.is_cached(token) {
+        return authenticate(&live.tokens, deny, headers);
+    }
+    let issuer = match crate::issuers::unverified_issuer(token) {
+        Some(iss) if iss != live.tokens.issuer() => match live.issuers.get(&iss) {
+            Some(i) => i,
+            None => {
+                tracing::debug!(issuer = %iss, "access token from an issuer that is not trusted");
+                return Err(Refusal::InvalidToken);
+            }
+        },
+        _ => return authenticate(&live.tokens, deny, headers),
+    };
+    let claims = gw
+        .linking
+        .try_get_with(token.to_owned(), external(gw, live, issuer, token))
+        .await
+        .map_err(|e| (*e).clone())?;
+    // The single-flight map may hand out a result a little older than the
+    // verified-token cache would: the time bounds are checked again.
+    live.tokens
+        .check_time(&claims)
+        .map_err(|_| Refusal::InvalidToken)?;
+    caller_of(claims, deny)
+}
+
+/// Verify a provider's token, link its account, remember the result.
+async fn external(
+    gw: &Gateway,
+    live: &Live,
+    issuer: &crate::issuers::Issuer,
+    token: &str,
+) -> Result<Arc<AccessClaims>, Refusal> {
+    use crate::issuers::ExternalError;
+    use crate::users_api::LinkError;
+    let ext = live.issuers.verify(issuer, token).await.map_err(|e| {
+        tracing::debug!(issuer = %issuer.config.issuer, reason = %e, "identity provider's token refused");
+        match e {
+            ExternalError::KeysUnavailable(_) => Refusal::KeysUnavailable,
+            _ => Refusal::InvalidToken,
+        }
+    })?;
+    let identity = crate::users_api::link(gw, &ext).await.map_err(|e| match e {
+        LinkError::Inactive => Refusal::AccountInactive,
+        LinkError::Unavailable(why) => {
+            tracing::warn!(issuer = %ext.issuer, reason = %why, "cannot link an identity provider's user");
+            Refusal::LinkUnavailable
+        }
+    })?;
+    let claims = Arc::new(AccessClaims {
+        iss: ext.issuer,
+        aud: ext.audience,
+        sub: identity.id.to_string(),
+        exp: ext.exp,
+        iat: ext.iat,
+        nbf: ext.nbf,
+        jti: ext.jti,
+        sid: String::new(),
+        scope: ext.scope,
+        client_id: None,
+        roles: identity.roles,
+        username: identity.username,
+    });
+    live.tokens.remember(token, claims.clone());
+    Ok(claims)
+}
+
+/// Phase: admission, for the proxy and composed routes: [`identify`] the
+/// caller unless the rule is public, then [`authorize`].
+pub async fn admit_request(
+    gw: &Gateway,
+    live: &Live,
+    rule: &Rule,
+    headers: &HeaderMap,
+) -> Result<Option<Caller>, Refusal> {
+    if *rule == Rule::Public {
+        return Ok(None);
+    }
+    let caller = identify(gw, live, headers).await?;
+    authorize(rule, &caller)?;
+    Ok(Some(caller))
 }
 
 /// Phase: admission. A public rule admits anyone and looks at no token
@@ -339,17 +464,16 @@ pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     })
 }
 
-fn from_gateway(req: &HttpRequest) -> Result<Caller, actix_web::Error> {
-    let gw = req.app_data::<web::Data<Gateway>>().ok_or_else(|| {
-        tracing::error!("the gateway state is missing from app data");
-        actix_web::Error::from(Problem::internal())
-    })?;
-    let live = gw.live.load();
-    Ok(authenticate(
-        &live.tokens,
-        gw.sessions.deny_list(),
-        req.headers(),
-    )?)
+async fn from_gateway(req: HttpRequest) -> Result<Caller, actix_web::Error> {
+    let gw = req
+        .app_data::<web::Data<Gateway>>()
+        .cloned()
+        .ok_or_else(|| {
+            tracing::error!("the gateway state is missing from app data");
+            actix_web::Error::from(Problem::internal())
+        })?;
+    let live = gw.live.load_full();
+    Ok(identify(&gw, &live, req.headers()).await?)
 }
 
 /// Extractor: a caller with a valid access token (else 401).
@@ -358,10 +482,11 @@ pub struct Bearer(pub Caller);
 
 impl FromRequest for Bearer {
     type Error = actix_web::Error;
-    type Future = Ready<Result<Self, actix_web::Error>>;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(from_gateway(req).map(Bearer))
+        let req = req.clone();
+        Box::pin(async move { from_gateway(req).await.map(Bearer) })
     }
 }
 
@@ -372,16 +497,18 @@ pub struct AdminBearer(pub Caller);
 
 impl FromRequest for AdminBearer {
     type Error = actix_web::Error;
-    type Future = Ready<Result<Self, actix_web::Error>>;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(from_gateway(req).and_then(|c| {
+        let req = req.clone();
+        Box::pin(async move {
+            let c = from_gateway(req).await?;
             if c.has_role(ADMIN_ROLE) {
                 Ok(AdminBearer(c))
             } else {
                 Err(Refusal::NotAdmin.into())
             }
-        }))
+        })
     }
 }
 

@@ -43,7 +43,7 @@ pub async fn list(
     };
     let path = format!("/internal/audit?{}", req.query_string());
     let mut missing = Vec::new();
-    match crate::auth::users_call(&gw, Method::GET, &path, None).await {
+    match crate::users_api::users_call(&gw, Method::GET, &path, None).await {
         Ok((StatusCode::OK, v)) => match serde_json::from_value::<Vec<AuditRecord>>(v) {
             Ok(rows) => all.extend(rows),
             Err(e) => {

@@ -1,13 +1,12 @@
 //! The gateway's own token endpoints: login, refresh, logout, JWKS.
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use common::Problem;
-use common::identity::Principal;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -19,7 +18,7 @@ use crate::ratelimit::{self, Decision};
 use crate::sessions::{Issued, SessionError};
 use crate::state::Gateway;
 use crate::tokens::AccessClaims;
-use crate::upstream::client::{self, Body, Call, RetryPolicy, unavailable};
+use crate::users_api::{Identity, users_call, users_unavailable};
 
 /// `POST /api/login`.
 #[derive(Deserialize, ToSchema)]
@@ -45,71 +44,6 @@ pub struct TokenResponse {
     pub expires_in: i64,
     pub refresh_token: String,
     pub refresh_expires_in: i64,
-}
-
-/// What the users service says about a user.
-#[derive(Debug, Deserialize)]
-struct Identity {
-    id: Uuid,
-    username: String,
-    roles: Vec<String>,
-    is_active: bool,
-}
-
-fn users_unavailable() -> HttpResponse {
-    unavailable("users")
-}
-
-/// Call the users service on the gateway's own behalf (a proof whose
-/// subject is the gateway). These calls only read, so any failure is tried
-/// once more, on another target when there is one.
-pub(crate) async fn users_call(
-    gw: &Gateway,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> Result<(StatusCode, Value), HttpResponse> {
-    let live = gw.live.load_full();
-    let upstream = live
-        .upstreams
-        .get(&gw.users_upstream)
-        .ok_or_else(users_unavailable)?;
-    let proof = gw
-        .minter
-        .headers(&gw.users_upstream, &Principal::Gateway)
-        .map_err(|e| {
-            tracing::error!(error = %e, "minting a gateway proof failed");
-            Problem::internal().to_response()
-        })?;
-    let mut call = Call::new(upstream, method, path, &gw.metrics);
-    call.retry = RetryPolicy::reads(upstream.spec.retries.max(1));
-    let json = body.is_some();
-    if let Some(b) = body {
-        let bytes = serde_json::to_vec(&b).map_err(|_| Problem::internal().to_response())?;
-        call.body = Body::Bytes(bytes.into());
-    }
-    let headers = || {
-        let mut h = actix_web::http::header::HeaderMap::new();
-        proof.insert_into(&mut h);
-        if json {
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-        }
-        Ok(h)
-    };
-    let mut answer = client::send(call, &headers)
-        .await
-        .map_err(|e| e.dependency_unavailable())?;
-    let status = answer.response.status();
-    let value = answer
-        .response
-        .json::<Value>()
-        .limit(64 * 1024)
-        .await
-        .unwrap_or(Value::Null);
-    Ok((status, value))
 }
 
 /// Sign an access token for `identity` and answer with the pair.

@@ -5,13 +5,13 @@
 //!
 //! The layers, from the bottom (ARCHITECTURE.md has the whole map):
 //! - engines that know nothing of the gateway's state: [`clock`],
-//!   [`tokens`], [`sessions`], [`revocations`], [`routes`], [`upstream`],
+//!   [`tokens`], [`issuers`], [`sessions`], [`revocations`], [`routes`], [`upstream`],
 //!   [`ratelimit`], [`redis_link`], [`login_limits`], [`cache`], [`metrics`],
 //!   [`compose::table`], [`openapi::merge`], [`openapi::fetch`];
 //! - [`settings`] (what the configuration says) and [`state`] (what it
 //!   resolves to, shared behind `web::Data`);
 //! - the handlers: [`proxy`] (the phases), [`admission`], [`compose::answer`],
-//!   [`auth`], [`admin`], [`ops`], [`openapi::handlers`];
+//!   [`auth`], [`users_api`], [`admin`], [`ops`], [`openapi::handlers`];
 //! - [`startup`], which wires them.
 
 pub mod admin;
@@ -23,6 +23,7 @@ pub mod client_admin;
 pub mod clients;
 pub mod clock;
 pub mod compose;
+pub mod issuers;
 pub mod login_limits;
 pub mod metrics;
 pub mod oauth;
@@ -39,6 +40,7 @@ pub mod startup;
 pub mod state;
 pub mod tokens;
 pub mod upstream;
+pub mod users_api;
 
 #[cfg(test)]
 mod tests_support;

@@ -477,7 +477,16 @@ async fn introspection(req: &HttpRequest, gw: &Gateway, body: &[u8]) -> Result<V
         return Ok(json!({"active": false}));
     };
     headers.insert(header::AUTHORIZATION, bearer);
+    // Only the gateway's own tokens: a trusted provider's are introspected
+    // at that provider.
     let Ok(caller) = admission::authenticate(&live.tokens, gw.sessions.deny_list(), &headers)
+        .and_then(|c| {
+            if c.claims().iss == live.tokens.issuer() {
+                Ok(c)
+            } else {
+                Err(admission::Refusal::InvalidToken)
+            }
+        })
     else {
         return Ok(json!({"active": false}));
     };

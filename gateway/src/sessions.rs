@@ -114,6 +114,16 @@ pub fn session_key(sid: &str) -> String {
 
 const SESSION_PREFIX: &str = "sid:";
 
+/// Deny-list keys `usr:<user id>@<unix seconds>`: every token of that user
+/// issued at or before that second is refused, whatever its session (the
+/// tokens of an account linked to an identity provider have none).
+const USER_PREFIX: &str = "usr:";
+
+/// The deny-list key that cuts off every token of `user` issued up to `at`.
+pub fn user_cutoff_key(user: Uuid, at: i64) -> String {
+    format!("{USER_PREFIX}{user}@{at}")
+}
+
 /// A freshly issued refresh token (the only time its clear text exists).
 pub struct Issued {
     pub token: String,
@@ -147,11 +157,27 @@ pub struct DenyList(RwLock<Denials>);
 struct Denials {
     tokens: HashMap<String, i64>,
     sessions: HashMap<String, i64>,
+    /// User id -> (latest cutoff, when the entry may be forgotten).
+    users: HashMap<String, (i64, i64)>,
 }
 
 impl Denials {
     /// Add an entry by its deny-list key; true when it was new.
     fn add(&mut self, key: &str, expires_at: i64) -> bool {
+        if let Some(rest) = key.strip_prefix(USER_PREFIX) {
+            let Some((user, at)) = rest.split_once('@') else {
+                return false;
+            };
+            let Ok(at) = at.parse::<i64>() else {
+                return false;
+            };
+            let entry = self.users.entry(user.to_owned()).or_insert((i64::MIN, 0));
+            let new = at > entry.0;
+            if new {
+                *entry = (at, expires_at.max(entry.1));
+            }
+            return new;
+        }
         match key.strip_prefix(SESSION_PREFIX) {
             Some(sid) => self.sessions.insert(sid.to_owned(), expires_at),
             None => self.tokens.insert(key.to_owned(), expires_at),
@@ -179,6 +205,15 @@ impl DenyList {
                 .unwrap_or(true)
     }
 
+    /// Whether `user`'s tokens issued at `iat` are cut off (an account
+    /// change ended them all).
+    pub fn is_user_cut_off(&self, user: &str, iat: i64) -> bool {
+        self.0
+            .read()
+            .map(|m| m.users.get(user).is_some_and(|(at, _)| iat <= *at))
+            .unwrap_or(true)
+    }
+
     /// Add one entry by its deny-list key (a token id, or `sid:<id>`).
     pub fn insert(&self, key: &str, expires_at: i64) {
         if let Ok(mut d) = self.0.write() {
@@ -194,6 +229,7 @@ impl DenyList {
         let now = crate::clock::unix_secs();
         d.tokens.retain(|_, e| *e > now);
         d.sessions.retain(|_, e| *e > now);
+        d.users.retain(|_, (_, e)| *e > now);
         live.into_iter()
             .filter(|(key, exp)| d.add(key, *exp))
             .count()
@@ -362,6 +398,16 @@ impl Sessions {
         let mut out = Vec::new();
         for f in live.all(&self.db).await? {
             out.push(self.revoke_family(f.id).await?);
+        }
+        if keep.is_none() {
+            // Tokens outside any session too (a linked account's, from its
+            // identity provider): those issued until now.
+            // At least as long as a verified token stays cached.
+            let expires = (now + self.token_life.max(Duration::seconds(120))).timestamp();
+            out.push(
+                self.deny(user_cutoff_key(user_id, now.timestamp()), expires)
+                    .await?,
+            );
         }
         Ok(out)
     }

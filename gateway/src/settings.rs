@@ -66,6 +66,10 @@ pub struct Settings {
     /// Upstream name -> targets (a list of base URLs, or the full form).
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
+    /// Identity providers whose access tokens are accepted besides the
+    /// gateway's own (see `issuers`).
+    #[serde(default)]
+    pub trusted_issuers: Vec<crate::issuers::IssuerConfig>,
     /// Routes answered by several upstream calls at once.
     pub composed: Vec<ComposedConfig>,
     pub no_route: NoRoute,
@@ -254,6 +258,16 @@ impl Settings {
         build_all(&self.upstreams, &BTreeMap::new(), None).map_err(invalid)?;
         RouteTable::new(&self.routes, |u| self.upstreams.contains_key(u)).map_err(invalid)?;
         ComposedTable::new(&self.composed, |u| self.upstreams.contains_key(u)).map_err(invalid)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, c) in self.trusted_issuers.iter().enumerate() {
+            c.check(&format!("trusted_issuers[{i}]")).map_err(invalid)?;
+            if c.issuer == t.issuer || !seen.insert(c.issuer.as_str()) {
+                return Err(invalid(format!(
+                    "trusted_issuers[{i}].issuer: `{}` is the gateway's own issuer or listed twice",
+                    c.issuer
+                )));
+            }
+        }
         if !(400..=599).contains(&self.no_route.status) {
             return Err(invalid(format!(
                 "no_route.status: {} is not an error status",

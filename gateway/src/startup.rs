@@ -153,6 +153,10 @@ pub async fn build_with_source(
         user_limiter: FailureLimiter::new("user", settings.login_limits.per_username),
         ip_limiter: FailureLimiter::new("ip", settings.login_limits.per_ip),
         client_limiter: FailureLimiter::new("client", settings.login_limits.per_username),
+        linking: moka::future::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(Duration::from_secs(5))
+            .build(),
         clients,
         client_ttl_secs: t.client_ttl_secs,
         client_deny_secs: t.client_ttl_secs + i64::try_from(t.leeway_secs).unwrap_or(0),
@@ -193,6 +197,7 @@ pub async fn build_with_source(
         Duration::from_secs(settings.revocations.resync_secs),
     );
     let weak = Arc::downgrade(&live);
+    refresh_provider_keys(weak.clone());
     openapi::fetch::spawn(docs, settings.openapi.clone(), move || published(&weak));
     let metrics = web::Data::from(gw.metrics.clone());
     let trusted = web::Data::new(TrustedProxies::new(settings.trusted_proxies.clone()));
@@ -286,6 +291,23 @@ pub async fn build_with_source(
                 );
         },
     )?)
+}
+
+/// Keep the trusted identity providers' keys fresh (each on its own
+/// schedule, see `issuers`), for as long as the gateway lives.
+fn refresh_provider_keys(live: std::sync::Weak<ArcSwap<Live>>) {
+    actix_web::rt::spawn(async move {
+        loop {
+            let Some(current) = live.upgrade().map(|l| l.load_full()) else {
+                return;
+            };
+            if !current.issuers.is_empty() {
+                current.issuers.refresh_due().await;
+            }
+            drop(current);
+            actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
 }
 
 /// SIGHUP re-reads the configuration (see [`Gateway::reload`]).

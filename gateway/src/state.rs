@@ -18,6 +18,7 @@ use secrecy::SecretString;
 
 use crate::cache::ResponseCache;
 use crate::compose::table::ComposedTable;
+use crate::issuers::Issuers;
 use crate::login_limits::FailureLimiter;
 use crate::metrics::Metrics;
 use crate::openapi::fetch::ServiceDocs;
@@ -32,6 +33,8 @@ use crate::upstream::pool::{Registrations, Upstream, build_all};
 /// The reloadable part of the configuration, resolved.
 pub struct Live {
     pub tokens: TokenKeys,
+    /// Trusted external identity providers and their cached keys.
+    pub issuers: Issuers,
     pub routes: RouteTable,
     pub composed: ComposedTable,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
@@ -68,6 +71,12 @@ impl Live {
                 &t.audience,
                 t.leeway_secs,
             )?,
+            issuers: Issuers::new(
+                &settings.trusted_issuers,
+                previous.map(|p| &p.issuers),
+                crate::upstream::client::fetch_provider_document,
+                t.leeway_secs,
+            ),
             routes: RouteTable::new(&settings.routes, known).map_err(anyhow::Error::msg)?,
             upstreams: build_all(
                 &settings.upstreams,
@@ -109,6 +118,10 @@ pub struct Gateway {
     pub client_limiter: FailureLimiter,
     /// Machine clients (client credentials).
     pub clients: crate::clients::Clients,
+    /// Trusted providers' tokens being verified and linked, by token: the
+    /// single flight that makes concurrent first requests with one token
+    /// share one verification and one users call (entries live seconds).
+    pub linking: moka::future::Cache<String, Arc<crate::tokens::AccessClaims>>,
     /// Lifetime of a machine client's access token.
     pub client_ttl_secs: i64,
     /// How long a revocation of client tokens must be remembered: their

@@ -26,6 +26,12 @@ pub fn live_with(routes: Value, composed: Value) -> Live {
     let pair = common::keys::generate_ed25519().unwrap();
     Live {
         tokens: TokenKeys::new(&[], Some(&pair.private_pem), "gatehouse", "api", 5).unwrap(),
+        issuers: crate::issuers::Issuers::new(
+            &[],
+            None,
+            crate::upstream::client::fetch_provider_document,
+            5,
+        ),
         routes: RouteTable::new(&routes, |u| upstreams.contains_key(u)).unwrap(),
         composed: ComposedTable::new(&composed, |u| upstreams.contains_key(u)).unwrap(),
         upstreams: build_all(&upstreams, &BTreeMap::new(), None).unwrap(),

@@ -481,16 +481,40 @@ impl TokenKeys {
         jsonwebtoken::encode(&header, &claims, key).map_err(|e| TokenError::Signing(e.to_string()))
     }
 
+    /// Whether verified claims are within their time bounds now (with the
+    /// leeway).
+    pub fn check_time(&self, claims: &AccessClaims) -> Result<(), TokenError> {
+        let now = crate::clock::unix_secs();
+        if now > claims.exp.saturating_add(self.leeway_secs) {
+            return Err(TokenError::Expired);
+        }
+        if now < claims.nbf.saturating_sub(self.leeway_secs) {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
+    }
+
+    /// Whether the verified-token cache holds `token`.
+    pub fn is_cached(&self, token: &str) -> bool {
+        self.verified.contains_key(token)
+    }
+
+    /// Put claims verified elsewhere (a trusted provider's token, mapped to
+    /// its linked account) in the verified-token cache, so the next request
+    /// with this token takes the fast path; time bounds are still checked
+    /// on every hit.
+    pub fn remember(&self, token: &str, claims: std::sync::Arc<AccessClaims>) {
+        self.verified.insert(token.to_owned(), claims);
+    }
+
     /// Verify an access token; the claims are shared with the cache.
     pub fn verify(&self, token: &str) -> Result<std::sync::Arc<AccessClaims>, TokenError> {
         if let Some(claims) = self.verified.get(token) {
-            let now = crate::clock::unix_secs();
-            if now > claims.exp.saturating_add(self.leeway_secs) {
-                self.verified.invalidate(token);
-                return Err(TokenError::Expired);
-            }
-            if now < claims.nbf.saturating_sub(self.leeway_secs) {
-                return Err(TokenError::NotYetValid);
+            if let Err(e) = self.check_time(&claims) {
+                if e == TokenError::Expired {
+                    self.verified.invalidate(token);
+                }
+                return Err(e);
             }
             return Ok(claims);
         }

@@ -12,6 +12,7 @@ const ENGINES: &[&str] = &[
     "cache",
     "clock",
     "compose::table",
+    "issuers",
     "login_limits",
     "metrics",
     "openapi::fetch",

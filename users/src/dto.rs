@@ -27,6 +27,20 @@ pub struct UserResponse {
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set for an account created by a trusted identity provider's token:
+    /// who it is there. Such an account has no password; it signs in
+    /// through its provider only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked_identity: Option<LinkedIdentity>,
+}
+
+/// The external identity a linked account signs in as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LinkedIdentity {
+    /// The provider's `iss`.
+    pub issuer: String,
+    /// The subject there (the configured subject claim).
+    pub subject: String,
 }
 
 impl From<User> for UserResponse {
@@ -40,6 +54,9 @@ impl From<User> for UserResponse {
             is_active: u.is_active,
             created_at: u.created_at,
             updated_at: u.updated_at,
+            linked_identity: u
+                .linked
+                .map(|(issuer, subject)| LinkedIdentity { issuer, subject }),
         }
     }
 }
@@ -167,4 +184,21 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// The gateway links an external identity (gateway only): who the trusted
+/// provider says signs in, already mapped to local roles.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LinkRequest {
+    /// The provider's `iss`, exactly as configured at the gateway.
+    pub issuer: String,
+    /// The subject at the provider.
+    pub subject: String,
+    /// The preferred username (made valid and unique for a new account).
+    pub username: String,
+    /// An e-mail address, used for a new account when it is free.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The account's roles from now on (from the gateway's role mapping).
+    pub roles: Vec<String>,
 }

@@ -202,13 +202,16 @@ impl PasswordHasher {
         self.run(move || hash_blocking(&password)).await
     }
 
-    /// Check a password. With no hash (unknown user) the dummy hash is checked
-    /// instead and the answer is `false`: the same work either way.
+    /// Check a password. With no hash (unknown user) or an empty one (an
+    /// account linked to an identity provider, which has no password) the
+    /// dummy hash is checked instead and the answer is `false`: the same
+    /// work either way.
     pub async fn verify(
         &self,
         password: SecretString,
         hash: Option<String>,
     ) -> Result<bool, HashError> {
+        let hash = hash.filter(|h| !h.is_empty());
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
         let ok = self.run(move || verify_blocking(&password, &hash)).await?;

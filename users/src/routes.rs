@@ -20,8 +20,8 @@ use common::audit::{AuditQuery, AuditRecord, Event};
 
 use crate::domain::{Email, Fields, FullName, Password, Role, Username};
 use crate::dto::{
-    CreateUserRequest, CredentialsRequest, ListQuery, UpdateMeRequest, UpdateUserRequest,
-    UserIdentity, UserList, UserResponse,
+    CreateUserRequest, CredentialsRequest, LinkRequest, LinkedIdentity, ListQuery, UpdateMeRequest,
+    UpdateUserRequest, UserIdentity, UserList, UserResponse,
 };
 use crate::error::{Error, Result};
 use crate::password::PasswordHasher;
@@ -52,6 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/me").get(get_me).patch(update_me))
         .service(web::resource("/internal/credentials/verify").post(verify_credentials))
         .service(web::resource("/internal/users/{id}").get(internal_get_user))
+        .service(web::resource("/internal/links").post(link_identity))
         .service(web::resource("/internal/audit").get(internal_audit))
         .service(web::resource("/metrics").get(metrics))
         .service(web::resource("/openapi.json").get(openapi_json))
@@ -533,6 +534,88 @@ pub async fn internal_get_user(
     ))
 }
 
+/// Link an external identity to its local account (gateway only, for a
+/// token of a trusted identity provider): the account is created on first
+/// use, with no password, and its roles are set to the mapped ones on every
+/// call unless it is deactivated. The answer says whether it is active.
+#[utoipa::path(post, path = "/internal/links", tag = "internal", request_body = LinkRequest,
+    security(("gateway_proof" = [])),
+    responses(
+        (status = 200, description = "The linked account's identity and state", body = UserIdentity),
+        (status = 401, description = "No valid gateway proof", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The proof is a user's, not the gateway's", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An empty issuer or subject, or a role that does not exist", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn link_identity(
+    _gateway: GatewayCall,
+    req: actix_web::HttpRequest,
+    db: Db,
+    audit: Audit,
+    body: web::Json<LinkRequest>,
+) -> Result<web::Json<UserIdentity>> {
+    let body = body.into_inner();
+    let mut f = Fields::default();
+    for (field, value, max) in [
+        ("issuer", &body.issuer, 512),
+        ("subject", &body.subject, 255),
+    ] {
+        if value.is_empty() || value.len() > max {
+            f.take::<()>(Err(FieldError::new(
+                field,
+                "length",
+                format!("must be 1 to {max} bytes"),
+            )));
+        }
+    }
+    let mut roles = Vec::with_capacity(body.roles.len());
+    for (i, r) in body.roles.iter().enumerate() {
+        if let Some(role) = f.take(Role::parse(&format!("roles[{i}]"), r)) {
+            roles.push(role);
+        }
+    }
+    f.finish()?;
+    let identity = service::ExternalIdentity {
+        issuer: body.issuer,
+        subject: body.subject,
+        username: body.username,
+        email: body.email,
+        roles,
+    };
+    let (user, how) = service::link(db.get_ref(), &identity).await?;
+    let event = |name: &'static str, detail: String| {
+        audit.record(
+            Event::new(name, "success")
+                .subject(user.id.to_string())
+                .client(client(&req))
+                .detail(detail),
+        );
+    };
+    match &how {
+        service::Linked::Created => event(
+            "user.linked",
+            format!(
+                "account `{}` created for subject `{}` of {} with roles [{}]",
+                user.username,
+                identity.subject,
+                identity.issuer,
+                join(&user.roles)
+            ),
+        ),
+        service::Linked::Existing {
+            roles_before: Some(before),
+        } => event(
+            "user.roles_changed",
+            format!(
+                "roles: [{}] -> [{}] (from the identity provider)",
+                join(before),
+                join(&user.roles)
+            ),
+        ),
+        service::Linked::Existing { roles_before: None } => {}
+    }
+    Ok(web::Json(user.into()))
+}
+
 /// This service's OpenAPI document.
 #[utoipa::path(get, path = "/openapi.json", tag = "health",
     responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
@@ -546,9 +629,9 @@ pub async fn openapi_json() -> HttpResponse {
     info(title = "gatehouse users service", version = "0.1.0",
         description = "Accounts, roles and credentials. Reached only through the gateway, which proves the caller's identity."),
     paths(list_users, create_user, get_user, update_user, delete_user, get_me, update_me,
-        verify_credentials, internal_get_user, internal_audit, common::http::healthz, common::http::readyz, openapi_json),
+        verify_credentials, internal_get_user, link_identity, internal_audit, common::http::healthz, common::http::readyz, openapi_json),
     components(schemas(Problem, FieldError, UserResponse, UserList, CreateUserRequest, UpdateUserRequest,
-        UpdateMeRequest, CredentialsRequest, UserIdentity, Role, Health, AuditRecord)),
+        UpdateMeRequest, CredentialsRequest, UserIdentity, LinkRequest, LinkedIdentity, Role, Health, AuditRecord)),
     modifiers(&GatewayProofScheme, &TextInputErrors),
     tags(
         (name = "users", description = "Account administration (admin role)"),

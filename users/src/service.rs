@@ -14,7 +14,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::domain::{Email, FullName, Role, Username};
-use crate::entity::{user, user_role};
+use crate::entity::{external_identity, user, user_role};
 use crate::error::{Error, Result};
 
 /// A user as the rest of the service sees it: never with its password hash.
@@ -28,6 +28,9 @@ pub struct User {
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The external identity (issuer, subject) the account signs in as,
+    /// when it was created by a trusted identity provider's token.
+    pub linked: Option<(String, String)>,
 }
 
 impl User {
@@ -41,6 +44,7 @@ impl User {
             is_active: m.is_active,
             created_at: m.created_at,
             updated_at: m.updated_at,
+            linked: None,
         }
     }
 
@@ -113,7 +117,9 @@ async fn load<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<User> {
         .await?
         .ok_or(Error::NotFound)?;
     let roles = roles_of(db, &[id]).await?.remove(&id).unwrap_or_default();
-    Ok(User::from_model(m, roles))
+    let mut user = User::from_model(m, roles);
+    user.linked = links_of(db, &[id]).await?.remove(&id);
+    Ok(user)
 }
 
 fn admin_ids() -> sea_orm::sea_query::SelectStatement {
@@ -147,6 +153,9 @@ async fn active_admins<C: ConnectionTrait>(db: &C) -> Result<u64> {
 }
 
 async fn insert_roles<C: ConnectionTrait>(db: &C, id: Uuid, roles: &[Role]) -> Result<()> {
+    if roles.is_empty() {
+        return Ok(());
+    }
     let rows = roles.iter().map(|r| user_role::ActiveModel {
         user_id: Set(id),
         role: Set(r.as_str().to_owned()),
@@ -240,9 +249,14 @@ pub async fn list<C: ConnectionTrait>(
         .await?;
     let ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
     let mut roles = roles_of(db, &ids).await?;
+    let mut links = links_of(db, &ids).await?;
     let users = models.into_iter().map(|m| {
         let r = roles.remove(&m.id).unwrap_or_default();
-        User::from_model(m, r)
+        let linked = links.remove(&m.id);
+        User {
+            linked,
+            ..User::from_model(m, r)
+        }
     });
     Ok((users.collect(), total))
 }
@@ -340,4 +354,200 @@ pub async fn password_hash<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<Strin
 /// True when no account exists yet (first start).
 pub async fn is_empty<C: ConnectionTrait>(db: &C) -> Result<bool> {
     Ok(user::Entity::find().count(db).await? == 0)
+}
+
+/// What an external identity provider says about someone signing in
+/// through it, already mapped to local terms by the gateway.
+#[derive(Debug, Clone)]
+pub struct ExternalIdentity {
+    pub issuer: String,
+    pub subject: String,
+    /// The preferred username; made valid and unique for a new account.
+    pub username: String,
+    /// Used for a new account when valid and not taken by another one.
+    pub email: Option<String>,
+    /// The account's roles from now on.
+    pub roles: Vec<Role>,
+}
+
+/// How [`link`] found the account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Linked {
+    /// Created now, on first use.
+    Created,
+    /// Known already; `roles_before` when the provider changed its roles.
+    Existing { roles_before: Option<Vec<Role>> },
+}
+
+/// The issuer and subject an account is linked to, by user id.
+pub async fn links_of<C: ConnectionTrait>(
+    db: &C,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, (String, String)>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(external_identity::Entity::find()
+        .filter(external_identity::Column::UserId.is_in(ids.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|l| (l.user_id, (l.issuer, l.subject)))
+        .collect())
+}
+
+/// A username a new linked account can have: the provider's, reduced to
+/// what a username may hold (a-z, 0-9, `_`, `.`, `-`; 3 to 32 characters).
+fn username_base(hint: &str) -> String {
+    let canonical = common::identity::canonical_username(hint);
+    let mut s: String = canonical
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(25)
+        .collect();
+    s = s.trim_matches('-').to_owned();
+    if s.chars().count() < 3 {
+        s = format!("user-{s}").trim_end_matches('-').to_owned();
+    }
+    s
+}
+
+async fn free_username<C: ConnectionTrait>(db: &C, base: &str) -> Result<String> {
+    let taken = |name: String| async move {
+        Ok::<_, Error>(
+            user::Entity::find()
+                .filter(user::Column::Username.eq(name.as_str()))
+                .count(db)
+                .await?
+                > 0,
+        )
+    };
+    if !taken(base.to_owned()).await? {
+        return Ok(base.to_owned());
+    }
+    for n in 2..=20 {
+        let candidate = format!("{base}-{n}");
+        if !taken(candidate.clone()).await? {
+            return Ok(candidate);
+        }
+    }
+    // Many namesakes: a random suffix, unique in practice (the insert
+    // still checks).
+    Ok(format!(
+        "{base}-{}",
+        &Uuid::new_v4().simple().to_string()[..6]
+    ))
+}
+
+/// The local account of an external identity: created on first use (no
+/// password, so it can only sign in through its provider), its roles set
+/// to `identity.roles` on every call. Concurrent first uses of one identity
+/// create one account.
+#[tracing::instrument(skip_all, fields(issuer = identity.issuer.as_str()))]
+pub async fn link<C: TransactionTrait>(
+    db: &C,
+    identity: &ExternalIdentity,
+) -> Result<(User, Linked)> {
+    let mut roles = identity.roles.clone();
+    roles.sort();
+    roles.dedup();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match link_once(db, identity, &roles).await {
+            // Another request created it (or took the username) meanwhile.
+            Err(Error::Taken(_) | Error::Db(_)) if attempt < 3 => continue,
+            other => return other,
+        }
+    }
+}
+
+async fn link_once<C: TransactionTrait>(
+    db: &C,
+    identity: &ExternalIdentity,
+    roles: &[Role],
+) -> Result<(User, Linked)> {
+    let txn = write_txn(db).await?;
+    let known = external_identity::Entity::find()
+        .filter(external_identity::Column::Issuer.eq(identity.issuer.as_str()))
+        .filter(external_identity::Column::Subject.eq(identity.subject.as_str()))
+        .one(&txn)
+        .await?;
+    if let Some(k) = known {
+        let before = load(&txn, k.user_id).await?;
+        if before.roles == roles || !before.is_active {
+            txn.rollback().await?;
+            return Ok((before, Linked::Existing { roles_before: None }));
+        }
+        user_role::Entity::delete_many()
+            .filter(user_role::Column::UserId.eq(k.user_id))
+            .exec(&txn)
+            .await?;
+        insert_roles(&txn, k.user_id, roles).await?;
+        let after = load(&txn, k.user_id).await?;
+        txn.commit().await?;
+        return Ok((
+            after,
+            Linked::Existing {
+                roles_before: Some(before.roles),
+            },
+        ));
+    }
+    let now = Utc::now();
+    let id = Uuid::new_v4();
+    let username = free_username(&txn, &username_base(&identity.username)).await?;
+    let email = match identity
+        .email
+        .as_deref()
+        .and_then(|e| Email::parse("email", e).ok())
+    {
+        Some(e)
+            if user::Entity::find()
+                .filter(user::Column::Email.eq(e.as_str()))
+                .count(&txn)
+                .await?
+                == 0 =>
+        {
+            e.as_str().to_owned()
+        }
+        // No address, or one another account holds: accounts are never
+        // merged by e-mail (that would let a provider take over a local
+        // account), so this one gets a placeholder in a reserved domain.
+        _ => format!("{}@linked.invalid", id.simple()),
+    };
+    let model = user::ActiveModel {
+        id: Set(id),
+        username: Set(username),
+        email: Set(email),
+        full_name: Set(None),
+        password_hash: Set(String::new()),
+        is_active: Set(true),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    insert_roles(&txn, id, roles).await?;
+    external_identity::ActiveModel {
+        user_id: Set(id),
+        issuer: Set(identity.issuer.clone()),
+        subject: Set(identity.subject.clone()),
+        created_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok((
+        User {
+            linked: Some((identity.issuer.clone(), identity.subject.clone())),
+            ..User::from_model(model, roles.to_vec())
+        },
+        Linked::Created,
+    ))
 }

@@ -140,7 +140,7 @@ pub async fn end_sessions(
                     .client(crate::admission::client_ip(ctx.req).map(|a| a.to_string()))
                     .detail(format!(
                         "{} session(s) ended after an account change{}",
-                        denied.len(),
+                        denied.iter().filter(|d| d.key.starts_with("sid:")).count(),
                         if keep.is_some() {
                             " (the caller's kept)"
                         } else {

@@ -51,11 +51,11 @@ pub async fn handle(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>
     let (route, rule) = match request_filter::phase(&req, &live) {
         Ok(Routed::Route(route, rule)) => (route, rule),
         Ok(Routed::Composed(composed)) => {
-            let deny = gw.sessions.deny_list();
-            let caller = match admission::admit(&composed.rule, &live.tokens, deny, req.headers()) {
-                Ok(c) => c,
-                Err(refusal) => return refusal.to_response(),
-            };
+            let caller =
+                match admission::admit_request(&gw, &live, &composed.rule, req.headers()).await {
+                    Ok(c) => c,
+                    Err(refusal) => return refusal.to_response(),
+                };
             if let Some(limit) = &composed.rate_limit
                 && let Err(res) = rate_limit::check(
                     &gw.limiter,
@@ -88,13 +88,9 @@ async fn proxy(
     ctx: &mut Ctx<'_>,
     body: web::Payload,
 ) -> Result<HttpResponse, HttpResponse> {
-    ctx.caller = admission::admit(
-        ctx.rule,
-        &ctx.live.tokens,
-        gw.sessions.deny_list(),
-        ctx.req.headers(),
-    )
-    .map_err(|r| r.to_response())?;
+    ctx.caller = admission::admit_request(gw, ctx.live, ctx.rule, ctx.req.headers())
+        .await
+        .map_err(|r| r.to_response())?;
     rate_limit::phase(&gw.limiter, &gw.metrics, ctx).await?;
     if let Some(hit) = cache::lookup(&gw.cache, &gw.metrics, ctx) {
         return Ok(hit);

@@ -5,6 +5,7 @@
 
 mod audit;
 mod clients;
+mod federation;
 mod flow;
 mod helpers;
 mod issuer;

@@ -1,14 +1,16 @@
-//! The users service's schema: accounts and their roles, and the audit
-//! trail of account changes.
+//! The users service's schema: accounts and their roles, the audit trail of
+//! account changes, and the accounts linked to an external identity.
 
 use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_users;
+mod m20261202_000002_create_external_identities;
 
 crate::migrator!(
     "seaql_migrations_users",
     [
         m20261122_000001_create_users::Migration,
         crate::shared::m20261202_000001_create_audit_events::Migration,
+        m20261202_000002_create_external_identities::Migration,
     ]
 );

@@ -1,0 +1,317 @@
+//! Trusted identity providers, against a real one: oidc-provider from the
+//! npm registry (tests/node/provider.mjs), issuing JWT access tokens by
+//! client credentials. Its users become linked accounts with mapped roles;
+//! its key rotation is picked up with no restart; with it stopped, cached
+//! keys keep working and a new kid is a clear 401; tokens from an untrusted
+//! issuer, for another audience, with a disallowed algorithm or naming a
+//! `jku` are refused; a thousand concurrent requests with an unknown kid
+//! make one key fetch; deactivating a linked account refuses it at once.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::Method;
+use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+use serde_json::{Value, json};
+use testkit::node::Program;
+
+use crate::clients::form;
+use crate::helpers::*;
+
+/// A running provider and the issuer URL its tokens carry.
+pub struct Provider {
+    pub program: Program,
+    pub issuer: String,
+}
+
+impl Provider {
+    pub fn start() -> Provider {
+        let folder = testkit::node::install(
+            Path::new(env!("CARGO_TARGET_TMPDIR")),
+            "oidc-provider",
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node"),
+        );
+        let program = Program::start(&folder, "provider.mjs");
+        let issuer = format!("http://127.0.0.1:{}", program.port);
+        Provider { program, issuer }
+    }
+
+    /// An access token for `client` (`alice` or `bob`), with `extra` form
+    /// fields (`scope`, `resource`).
+    pub async fn token(&self, client: &str, extra: &[(&str, &str)]) -> String {
+        let mut pairs = vec![("grant_type", "client_credentials")];
+        pairs.extend_from_slice(extra);
+        let r = read(
+            testkit::client()
+                .post(format!("{}/token", self.issuer))
+                .basic_auth(client, Some(format!("{client}-secret")))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form(&pairs)),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn jwks_hits(&self) -> u64 {
+        let r = read(testkit::client().get(format!("{}/test/hits", self.issuer))).await;
+        r.body["jwks"].as_u64().unwrap()
+    }
+
+    pub async fn rotate(&self) -> String {
+        let r = read(testkit::client().post(format!("{}/test/rotate", self.issuer))).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["kid"].as_str().unwrap().to_owned()
+    }
+}
+
+/// The `trusted_issuers` entry for `p`, Keycloak-style role mapping.
+pub fn trusted(p: &Provider, cooldown_secs: u64) -> Value {
+    json!([{
+        "issuer": p.issuer,
+        "discovery": true,
+        "audiences": ["gatehouse"],
+        "algorithms": ["RS256", "ES256"],
+        "roles": {"claim": "realm_access.roles", "map": {"gatehouse-admin": "admin"}},
+        "keys": {"unknown_kid_cooldown_secs": cooldown_secs, "max_refresh_secs": 3600,
+                 "fetch_timeout_ms": 1000},
+    }])
+}
+
+fn decode(part: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// `header` and `claims` signed RS256 with a key nobody trusts.
+fn forged(header: Value, claims: Value) -> String {
+    let key = rsa::RsaPrivateKey::new(&mut rand08::rngs::OsRng, 2048).unwrap();
+    let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap();
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    h.kid = header["kid"].as_str().map(str::to_owned);
+    h.jku = header["jku"].as_str().map(str::to_owned);
+    h.typ = Some("at+jwt".into());
+    jsonwebtoken::encode(
+        &h,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+fn claims_for(p: &Provider) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    json!({"iss": p.issuer, "aud": "gatehouse", "sub": "mallory", "exp": now + 300, "iat": now})
+}
+
+#[actix_web::test]
+async fn a_provider_user_is_a_linked_account_with_mapped_roles_and_can_be_deactivated() {
+    let p = Provider::start();
+    let issuers = trusted(&p, 30);
+    let s = spawn_stack_with(move |l| l.set("trusted_issuers", issuers.clone())).await;
+    let alice = p.token("alice", &[("scope", "orders:read")]).await;
+    // The echo upstream sees a linked local account, not the provider's id.
+    let r = s.get(&alice, "/api/echo").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.body["headers"]["request-user-id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    assert_eq!(r.body["headers"]["request-user-roles"], "user");
+    assert!(r.body["headers"].get("request-principal-kind").is_none());
+    assert!(r.body["headers"].get("authorization").is_none());
+    // The same account on the next token.
+    let again = p.token("alice", &[]).await;
+    assert_ne!(again, alice);
+    let r = s.get(&again, "/api/echo").await;
+    assert_eq!(r.body["headers"]["request-user-id"], id.as_str());
+    // Not an admin: the provider did not say so.
+    s.get(&alice, "/api/users").await.problem(403);
+
+    // A local account holds bob's username already: his linked account
+    // gets another, and the local one stays as it was.
+    let admin = admin_token(&s).await;
+    s.create_user(&admin, "fed.bob", &["user"]).await;
+    // bob's realm role maps to admin: he administers, and sees alice as a
+    // linked account (issuer and subject), with no password.
+    let bob = p.token("bob", &[]).await;
+    let list = s.get(&bob, "/api/users?username=fed").await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    let items = list.body["items"].as_array().unwrap();
+    let a = items.iter().find(|u| u["id"] == id.as_str()).unwrap();
+    assert_eq!(a["username"], "fed.alice");
+    assert_eq!(a["email"], "alice@idp.test");
+    assert_eq!(
+        a["linked_identity"],
+        json!({"issuer": p.issuer, "subject": "alice"})
+    );
+    let b = items.iter().find(|u| u["username"] == "fed.bob-2").unwrap();
+    assert_eq!(b["roles"], json!(["admin", "user"]));
+    assert_eq!(b["linked_identity"]["subject"], "bob");
+    let local = items.iter().find(|u| u["username"] == "fed.bob").unwrap();
+    assert!(local.get("linked_identity").is_none(), "{local}");
+    // No password: the linked account cannot log in locally.
+    let r = s.login("fed.alice", "anything-at-all").await;
+    assert_eq!(r.status, 401, "{}", r.text);
+
+    // Deactivated by an admin: refused at once, with the token cached.
+    let r = s
+        .send(
+            &admin,
+            Method::PATCH,
+            &format!("/api/users/{id}"),
+            json!({"is_active": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    s.get(&again, "/api/echo").await.invalid_token();
+    // And a fresh token from the provider is refused too.
+    let fresh = p.token("alice", &[]).await;
+    let r = s.get(&fresh, "/api/echo").await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert!(r.text.contains("deactivated"), "{}", r.text);
+    // Reactivated: new tokens work again.
+    let r = s
+        .send(
+            &admin,
+            Method::PATCH,
+            &format!("/api/users/{id}"),
+            json!({"is_active": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let newest = p.token("alice", &[]).await;
+    assert_eq!(s.get(&newest, "/api/echo").await.status, 200);
+}
+
+#[actix_web::test]
+async fn scopes_from_the_provider_meet_scoped_routes() {
+    let p = Provider::start();
+    let issuers = trusted(&p, 30);
+    let s = spawn_stack_with(move |l| {
+        l.set("trusted_issuers", issuers.clone()).set(
+            "routes",
+            base_routes(json!([{"prefix": "/api/stock", "upstream": "echo",
+                "access": {"GET": {"scopes": ["orders:read"]}, "POST": {"scopes": ["orders:write"]}}}])),
+        )
+    })
+    .await;
+    let t = p.token("alice", &[("scope", "orders:read")]).await;
+    assert_eq!(s.get(&t, "/api/stock").await.status, 200);
+    let r = s.send(&t, Method::POST, "/api/stock", json!({})).await;
+    r.problem(403);
+    assert!(
+        r.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope"),
+        "{:?}",
+        r.headers
+    );
+}
+
+#[actix_web::test]
+async fn keys_rotate_without_restart_survive_the_provider_going_down_and_never_come_from_the_token()
+{
+    let mut p = Provider::start();
+    let issuers = trusted(&p, 1);
+    let s = spawn_stack_with(move |l| l.set("trusted_issuers", issuers.clone())).await;
+    let first = p.token("alice", &[]).await;
+    assert_eq!(s.get(&first, "/api/echo").await.status, 200);
+
+    // Another audience, a disallowed algorithm (PS256), an untrusted issuer.
+    let other = p.token("alice", &[("resource", "urn:other")]).await;
+    s.get(&other, "/api/echo").await.invalid_token();
+    let ps = p.token("alice", &[("resource", "urn:ps256")]).await;
+    assert_eq!(decode(ps.split('.').next().unwrap())["alg"], "PS256");
+    s.get(&ps, "/api/echo").await.invalid_token();
+    let stranger = Provider::start();
+    let untrusted = stranger.token("alice", &[]).await;
+    s.get(&untrusted, "/api/echo").await.invalid_token();
+    drop(stranger);
+
+    // A token naming a key set of its own (`jku`): that server sees nothing.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let trap = actix_web::HttpServer::new(move || {
+        let counter = counter.clone();
+        actix_web::App::new().default_service(actix_web::web::to(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { actix_web::HttpResponse::Ok().json(json!({"keys": []})) }
+        }))
+    })
+    .workers(1)
+    .listen(TcpListener::bind("127.0.0.1:0").unwrap())
+    .unwrap();
+    let trap_port = trap.addrs()[0].port();
+    let trap = trap.run();
+    let trap_handle = trap.handle();
+    actix_web::rt::spawn(trap);
+    let jku = forged(
+        json!({"kid": "attacker", "jku": format!("http://127.0.0.1:{trap_port}/jwks")}),
+        claims_for(&p),
+    );
+    s.get(&jku, "/api/echo").await.invalid_token();
+    assert_eq!(asked.load(Ordering::SeqCst), 0);
+    trap_handle.stop(false).await;
+
+    // Rotation: the provider signs with a new key; the gateway, not
+    // restarted, fetches the set again for the kid it does not know.
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let kid = p.rotate().await;
+    let rotated = p.token("alice", &[]).await;
+    assert_eq!(decode(rotated.split('.').next().unwrap())["kid"], kid);
+    let r = s.get(&rotated, "/api/echo").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // A thousand concurrent requests with an unknown kid: one fetch.
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let before = p.jwks_hits().await;
+    let unknown = forged(json!({"kid": "never-published"}), claims_for(&p));
+    let client = testkit::client_builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let url = s.url("/api/echo");
+    let answers = futures_util::future::join_all((0..1000).map(|_| {
+        client
+            .get(&url)
+            .header("authorization", format!("Bearer {unknown}"))
+            .send()
+    }))
+    .await;
+    for a in answers {
+        assert_eq!(a.unwrap().status(), 401);
+    }
+    assert_eq!(p.jwks_hits().await - before, 1);
+
+    // A token signed before the provider stops, never seen by the gateway:
+    // verified with the cached keys. A new kid: a clear 401, quickly.
+    let unseen = p.token("bob", &[]).await;
+    p.program.stop();
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = s.get(&unseen, "/api/echo").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let started = std::time::Instant::now();
+    let r = s
+        .get(
+            &forged(json!({"kid": "brand-new"}), claims_for(&p)),
+            "/api/echo",
+        )
+        .await;
+    r.invalid_token();
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be fetched"),
+        "{}",
+        r.text
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}
