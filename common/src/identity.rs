@@ -12,7 +12,7 @@
 //! per user, roles and service while it has most of its lifetime left);
 //! [`Caller`] and [`GatewayCall`] are the service-side actix extractors.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -77,6 +77,11 @@ pub struct ProofClaims {
     /// `client` for a machine client; absent for an end user or the gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// Forwarded token claims: header name -> the exact value the request
+    /// carries under it (`forward_claims` at the gateway). A service trusts
+    /// such a header only through this.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
 }
 
 /// On whose behalf a request is made.
@@ -130,7 +135,8 @@ pub fn is_valid_role(role: &str) -> bool {
 
 // ---------------------------------------------------------------- minting
 
-type CacheKey = (String, Principal);
+/// Audience, principal, forwarded claims (header, value).
+type CacheKey = (String, Principal, Vec<(String, String)>);
 
 /// Gateway side: signs proofs, reusing one per (service, principal) while it
 /// has at least half its lifetime left.
@@ -182,7 +188,7 @@ impl ProofMinter {
     /// A proof for `audience` on behalf of `principal`, from the cache when a
     /// fresh enough one exists.
     pub fn mint(&self, audience: &str, principal: &Principal) -> Result<Arc<str>, ProofError> {
-        self.minted(audience, principal).map(|m| m.token)
+        self.minted(audience, principal, &[]).map(|m| m.token)
     }
 
     /// The identity headers for a request to `audience` on behalf of
@@ -194,12 +200,28 @@ impl ProofMinter {
         audience: &str,
         principal: &Principal,
     ) -> Result<ProofHeaders, ProofError> {
-        self.minted(audience, principal).map(|m| m.headers)
+        self.minted(audience, principal, &[]).map(|m| m.headers)
     }
 
-    fn minted(&self, audience: &str, principal: &Principal) -> Result<Minted, ProofError> {
+    /// The same, with token claims forwarded as headers (lower-case name,
+    /// value), each covered by the proof.
+    pub fn headers_with_claims(
+        &self,
+        audience: &str,
+        principal: &Principal,
+        claims: &[(String, String)],
+    ) -> Result<ProofHeaders, ProofError> {
+        self.minted(audience, principal, claims).map(|m| m.headers)
+    }
+
+    fn minted(
+        &self,
+        audience: &str,
+        principal: &Principal,
+        forwarded: &[(String, String)],
+    ) -> Result<Minted, ProofError> {
         let t = now();
-        let key = (audience.to_owned(), principal.clone());
+        let key = (audience.to_owned(), principal.clone(), forwarded.to_vec());
         if let Ok(cache) = self.cache.lock()
             && let Some(m) = cache.get(&key)
             && m.exp - t >= self.ttl / 2
@@ -222,6 +244,7 @@ impl ProofMinter {
             nbf: t,
             exp: t + self.ttl,
             kind,
+            claims: forwarded.iter().cloned().collect(),
         };
         let signed = self.sign_claims(&claims)?;
         let bad =
@@ -233,11 +256,20 @@ impl ProofMinter {
             )),
             Principal::Gateway => None,
         };
+        let mut claim_headers = Vec::with_capacity(forwarded.len());
+        for (name, value) in forwarded {
+            claim_headers.push((
+                HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|e| ProofError::Signing(e.to_string()))?,
+                HeaderValue::from_str(value).map_err(bad)?,
+            ));
+        }
         let minted = Minted {
             headers: ProofHeaders {
                 proof: HeaderValue::from_str(&signed).map_err(bad)?,
                 user,
                 client: matches!(principal, Principal::Client { .. }),
+                claims: claim_headers,
             },
             token: signed.into(),
             exp: claims.exp,
@@ -282,6 +314,8 @@ pub struct ProofHeaders {
     user: Option<(HeaderValue, HeaderValue)>,
     /// The principal is a machine client (`request-principal-kind: client`).
     client: bool,
+    /// Forwarded token claims, as the proof names them.
+    claims: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ProofHeaders {
@@ -299,6 +333,7 @@ impl ProofHeaders {
                 self.client
                     .then(|| (HeaderName::from_static(PRINCIPAL_KIND_HEADER), &CLIENT)),
             )
+            .chain(self.claims.iter().map(|(n, v)| (n.clone(), v)))
     }
 
     /// Set them in `headers`, replacing whatever was there under these
@@ -415,6 +450,15 @@ impl ProofVerifier {
 
     /// Verify the proof of a request and check it matches the identity headers.
     pub fn principal(&self, headers: &HeaderMap) -> Result<Principal, ProofError> {
+        self.identity(headers).map(|(p, _)| p)
+    }
+
+    /// The same, with the forwarded token claims the proof covers (header
+    /// name -> value), each checked against its header.
+    pub fn identity(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(Principal, BTreeMap<String, String>), ProofError> {
         let mut proofs = headers.get_all(PROOF_HEADER);
         let token = proofs.next().ok_or(ProofError::Missing)?;
         if proofs.next().is_some() {
@@ -444,11 +488,20 @@ impl ProofVerifier {
         if kind_header != claims.kind {
             return Err(ProofError::Mismatch);
         }
-        if claims.sub == self.issuer {
-            if user_header.is_some() || roles_header.is_some() || claims.kind.is_some() {
+        for (name, value) in &claims.claims {
+            if single(name)?.as_deref() != Some(value.as_str()) {
                 return Err(ProofError::Mismatch);
             }
-            return Ok(Principal::Gateway);
+        }
+        if claims.sub == self.issuer {
+            if user_header.is_some()
+                || roles_header.is_some()
+                || claims.kind.is_some()
+                || !claims.claims.is_empty()
+            {
+                return Err(ProofError::Mismatch);
+            }
+            return Ok((Principal::Gateway, BTreeMap::new()));
         }
         let id = Uuid::parse_str(&claims.sub).map_err(|_| ProofError::Invalid("subject".into()))?;
         if user_header.as_deref() != Some(claims.sub.as_str())
@@ -456,26 +509,27 @@ impl ProofVerifier {
         {
             return Err(ProofError::Mismatch);
         }
-        match claims.kind.as_deref() {
-            None => Ok(Principal::User {
+        let principal = match claims.kind.as_deref() {
+            None => Principal::User {
                 id,
                 roles: claims.roles,
-            }),
-            Some(CLIENT_KIND) => Ok(Principal::Client {
+            },
+            Some(CLIENT_KIND) => Principal::Client {
                 id,
                 roles: claims.roles,
-            }),
-            Some(_) => Err(ProofError::Invalid("unknown principal kind".into())),
-        }
+            },
+            Some(_) => return Err(ProofError::Invalid("unknown principal kind".into())),
+        };
+        Ok((principal, claims.claims))
     }
 }
 
-fn principal_of(req: &HttpRequest) -> Result<Principal, Problem> {
+fn principal_of(req: &HttpRequest) -> Result<(Principal, BTreeMap<String, String>), Problem> {
     let verifier = req.app_data::<web::Data<ProofVerifier>>().ok_or_else(|| {
         tracing::error!("ProofVerifier missing from app data");
         Problem::internal()
     })?;
-    verifier.principal(req.headers()).map_err(|e| {
+    verifier.identity(req.headers()).map_err(|e| {
         tracing::debug!(reason = %e, "gateway proof refused");
         Problem::unauthorized(format!(
             "{e}: this service is reachable only through the gateway"
@@ -491,6 +545,10 @@ pub struct Caller {
     pub roles: Vec<String>,
     /// A machine client rather than a person.
     pub client: bool,
+    /// Token claims the gateway forwarded (`forward_claims`), by header
+    /// name, as the proof covers them: the only way a service should read
+    /// such a header.
+    pub claims: BTreeMap<String, String>,
 }
 
 impl Caller {
@@ -500,6 +558,12 @@ impl Caller {
 
     pub fn is_admin(&self) -> bool {
         self.has_role(ADMIN_ROLE)
+    }
+
+    /// A forwarded claim by its header name (`x-user-email`), when the
+    /// gateway's proof covers it.
+    pub fn claim(&self, header: &str) -> Option<&str> {
+        self.claims.get(header).map(String::as_str)
     }
 
     /// 403 unless the caller is an admin.
@@ -517,16 +581,18 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Self, Problem>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(principal_of(req).and_then(|p| match p {
+        ready(principal_of(req).and_then(|(p, claims)| match p {
             Principal::User { id, roles } => Ok(Caller {
                 id,
                 roles,
                 client: false,
+                claims,
             }),
             Principal::Client { id, roles } => Ok(Caller {
                 id,
                 roles,
                 client: true,
+                claims,
             }),
             Principal::Gateway => Err(Problem::unauthorized("this operation needs an end user")),
         }))
@@ -560,7 +626,7 @@ impl FromRequest for GatewayCall {
     type Future = Ready<Result<Self, Problem>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(principal_of(req).and_then(|p| match p {
+        ready(principal_of(req).and_then(|(p, _)| match p {
             Principal::Gateway => Ok(GatewayCall),
             Principal::User { .. } | Principal::Client { .. } => {
                 Err(Problem::forbidden("internal endpoint"))
@@ -672,6 +738,50 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_claims_are_covered_by_the_proof() {
+        let (m, v) = pair();
+        let user = user();
+        let claims = vec![("x-user-email".to_owned(), "a@idp.test".to_owned())];
+        let mut h = HeaderMap::new();
+        m.headers_with_claims("users", &user, &claims)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .insert_into(&mut h);
+        assert_eq!(
+            h.get("x-user-email").map(|v| v.as_bytes()),
+            Some(&b"a@idp.test"[..])
+        );
+        let (p, got) = v.identity(&h).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p, user);
+        assert_eq!(
+            got.get("x-user-email").map(String::as_str),
+            Some("a@idp.test")
+        );
+        // Changed, doubled or dropped: refused.
+        let mut changed = h.clone();
+        changed.insert(
+            HeaderName::from_static("x-user-email"),
+            HeaderValue::from_static("admin@corp.test"),
+        );
+        assert!(matches!(v.identity(&changed), Err(ProofError::Mismatch)));
+        let mut doubled = h.clone();
+        doubled.append(
+            HeaderName::from_static("x-user-email"),
+            HeaderValue::from_static("a@idp.test"),
+        );
+        assert!(matches!(v.identity(&doubled), Err(ProofError::Mismatch)));
+        let mut dropped = h.clone();
+        dropped.remove("x-user-email");
+        assert!(matches!(v.identity(&dropped), Err(ProofError::Mismatch)));
+        // Without claims, the cached proof of the same user names none.
+        let mut plain = HeaderMap::new();
+        m.headers("users", &user)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .insert_into(&mut plain);
+        let (_, none) = v.identity(&plain).unwrap_or_else(|e| panic!("{e}"));
+        assert!(none.is_empty());
+    }
+
+    #[test]
     fn refusals() {
         let (m, v) = pair();
         let p = user();
@@ -724,6 +834,7 @@ mod tests {
                 nbf: iat,
                 exp,
                 kind: None,
+                claims: BTreeMap::new(),
             };
             let tok = m.sign_claims(&c).unwrap_or_default();
             assert!(v.verify(&tok).is_err());

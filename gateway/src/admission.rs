@@ -87,6 +87,23 @@ impl Caller {
     pub fn claims(&self) -> &AccessClaims {
         &self.claims
     }
+
+    /// The headers `forward` (claim, header) asks for, with this caller's
+    /// values: a claim the token lacks, or whose text cannot be a header
+    /// value (control characters, over 1 KiB), is left out.
+    pub fn forwarded(&self, forward: &[&(String, String)]) -> Vec<(String, String)> {
+        forward
+            .iter()
+            .filter_map(|(claim, header)| {
+                let v = self.claims.text(claim)?;
+                let ok = v.len() <= 1024 && HeaderValue::from_str(&v).is_ok();
+                if !ok {
+                    tracing::debug!(%claim, "claim not forwarded: not a header value");
+                }
+                ok.then(|| (header.clone(), v))
+            })
+            .collect()
+    }
 }
 
 /// Why a request is not admitted.
@@ -340,6 +357,24 @@ async fn external(
         client_id: None,
         roles: identity.roles,
         username: identity.username,
+        extra: live
+            .claim_names
+            .iter()
+            .filter_map(|name| {
+                let text = match crate::issuers::claim_at(&ext.all, name)? {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Array(a) => a
+                        .iter()
+                        .filter_map(serde_json::Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    serde_json::Value::Bool(b) => b.to_string(),
+                    _ => return None,
+                };
+                Some((name.clone(), text))
+            })
+            .collect(),
     });
     live.tokens.remember(token, claims.clone());
     Ok(claims)
@@ -540,6 +575,7 @@ mod tests {
                 client_id: None,
                 roles: roles.iter().map(|r| (*r).to_owned()).collect(),
                 username: "alice".into(),
+                extra: Default::default(),
             })
             .unwrap();
         (t, jti)
@@ -674,6 +710,7 @@ mod tests {
                     client_id: None,
                     roles: roles.iter().map(|r| (*r).to_owned()).collect(),
                     username: "svc".into(),
+                    extra: Default::default(),
                 })
                 .unwrap();
             authenticate(&k, &deny, &with_auth(&format!("Bearer {t}"))).unwrap()

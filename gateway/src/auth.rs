@@ -62,6 +62,7 @@ fn token_pair(gw: &Gateway, identity: &Identity, session: Uuid, refresh: Issued)
         client_id: None,
         roles: identity.roles.clone(),
         username: identity.username.clone(),
+        extra: Default::default(),
     };
     match gw.live.load().tokens.sign(claims) {
         Ok(access_token) => HttpResponse::Ok()

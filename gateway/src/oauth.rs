@@ -414,6 +414,7 @@ async fn issue(req: &HttpRequest, gw: &Gateway, body: &[u8]) -> Result<HttpRespo
         client_id: Some(client.client_id.clone()),
         roles: client.roles.clone(),
         username: client.client_id.clone(),
+        extra: Default::default(),
     };
     let access_token = gw.live.load().tokens.sign(claims).map_err(|e| {
         tracing::error!(error = %e, "signing a client's access token failed");

@@ -52,6 +52,47 @@ pub struct RouteConfig {
     /// service reports counts toward the same lockout as a failed login.
     #[serde(default)]
     pub credential_check: bool,
+    /// Token claims sent to the upstream as headers (claim -> header name),
+    /// besides the global `identity.forward_claims`; covered by the proof.
+    #[serde(default)]
+    pub forward_claims: BTreeMap<String, String>,
+}
+
+/// Resolve a `forward_claims` map (claim -> header name): each header a
+/// valid lower-case name that is not one the gateway or HTTP owns.
+pub fn forward_claims(
+    map: &BTreeMap<String, String>,
+    what: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::with_capacity(map.len());
+    for (claim, header) in map {
+        let lower = header.to_ascii_lowercase();
+        let owned = common::identity::IDENTITY_HEADERS.contains(&lower.as_str())
+            || lower.starts_with("x-forwarded-")
+            || lower.starts_with("x-gatehouse-")
+            || lower.starts_with("content-")
+            || matches!(
+                lower.as_str(),
+                "authorization"
+                    | "host"
+                    | "cookie"
+                    | "connection"
+                    | "forwarded"
+                    | "x-request-id"
+                    | "transfer-encoding"
+                    | "te"
+                    | "upgrade"
+                    | "keep-alive"
+                    | "trailer"
+            );
+        if owned || claim.is_empty() || HeaderName::from_bytes(lower.as_bytes()).is_err() {
+            return Err(format!(
+                "{what}.{claim}: `{header}` cannot carry a claim (not a header name, or one the gateway or HTTP owns)"
+            ));
+        }
+        out.push((claim.clone(), lower));
+    }
+    Ok(out)
 }
 
 /// Header edits: `remove` first, then `add` (which replaces).
@@ -249,6 +290,8 @@ pub struct Route {
     pub rate_limit: Option<(Quota, LimitBy)>,
     pub cache: Option<RouteCache>,
     pub credential_check: bool,
+    /// This route's claim forwarding (claim, header), over the global one.
+    pub forward_claims: Vec<(String, String)>,
 }
 
 /// A route's cache policy, resolved.
@@ -476,6 +519,7 @@ impl RouteTable {
                 rate_limit,
                 cache,
                 credential_check: c.credential_check,
+                forward_claims: forward_claims(&c.forward_claims, "forward_claims").map_err(at)?,
             });
         }
         let mut by_prefix: HashMap<String, Vec<Route>> = HashMap::new();

@@ -170,6 +170,11 @@ pub struct LoginLimits {
 pub struct IdentitySettings {
     pub users_upstream: String,
     pub strip_headers: Vec<String>,
+    /// Token claims sent to every upstream as headers (claim -> header
+    /// name; a dotted path reaches a nested claim), covered by the proof;
+    /// routes add their own. Clients cannot send these headers.
+    #[serde(default)]
+    pub forward_claims: BTreeMap<String, String>,
 }
 
 /// How the gateway signs identity proofs.
@@ -258,6 +263,8 @@ impl Settings {
         build_all(&self.upstreams, &BTreeMap::new(), None).map_err(invalid)?;
         RouteTable::new(&self.routes, |u| self.upstreams.contains_key(u)).map_err(invalid)?;
         ComposedTable::new(&self.composed, |u| self.upstreams.contains_key(u)).map_err(invalid)?;
+        crate::routes::forward_claims(&self.identity.forward_claims, "identity.forward_claims")
+            .map_err(invalid)?;
         let mut seen = std::collections::BTreeSet::new();
         for (i, c) in self.trusted_issuers.iter().enumerate() {
             c.check(&format!("trusted_issuers[{i}]")).map_err(invalid)?;

@@ -40,6 +40,12 @@ pub struct Live {
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     pub no_route: NoRoute,
     pub max_body_bytes: u64,
+    /// `identity.forward_claims`: (claim, header) for every route.
+    pub forward_claims: Vec<(String, String)>,
+    /// Every header any route forwards a claim in: stripped from clients.
+    pub claim_headers: Vec<String>,
+    /// Every claim any route forwards: kept from trusted providers' tokens.
+    pub claim_names: Vec<String>,
 }
 
 impl Live {
@@ -63,6 +69,23 @@ impl Live {
             None
         };
         let known = |u: &str| settings.upstreams.contains_key(u);
+        let routes = RouteTable::new(&settings.routes, known).map_err(anyhow::Error::msg)?;
+        let forward_claims = crate::routes::forward_claims(
+            &settings.identity.forward_claims,
+            "identity.forward_claims",
+        )
+        .map_err(anyhow::Error::msg)?;
+        let every = || {
+            forward_claims
+                .iter()
+                .chain(routes.routes().iter().flat_map(|r| r.forward_claims.iter()))
+        };
+        let mut claim_headers: Vec<String> = every().map(|(_, h)| h.clone()).collect();
+        claim_headers.sort();
+        claim_headers.dedup();
+        let mut claim_names: Vec<String> = every().map(|(c, _)| c.clone()).collect();
+        claim_names.sort();
+        claim_names.dedup();
         Ok(Self {
             tokens: TokenKeys::new(
                 &t.keys,
@@ -77,7 +100,10 @@ impl Live {
                 crate::upstream::client::fetch_provider_document,
                 t.leeway_secs,
             ),
-            routes: RouteTable::new(&settings.routes, known).map_err(anyhow::Error::msg)?,
+            routes,
+            forward_claims,
+            claim_headers,
+            claim_names,
             upstreams: build_all(
                 &settings.upstreams,
                 registry,

@@ -40,5 +40,8 @@ pub fn live_with(routes: Value, composed: Value) -> Live {
             detail: "no route".into(),
         },
         max_body_bytes: 1024,
+        forward_claims: Vec::new(),
+        claim_headers: Vec::new(),
+        claim_names: Vec::new(),
     }
 }

@@ -52,6 +52,31 @@ pub struct AccessClaims {
     pub client_id: Option<String>,
     pub roles: Vec<String>,
     pub username: String,
+    /// Claims of a trusted provider's token kept for forwarding (claim ->
+    /// value as text); never part of a token the gateway signs.
+    #[serde(skip)]
+    pub extra: std::collections::BTreeMap<String, String>,
+}
+
+impl AccessClaims {
+    /// A claim as the text a header would carry: one the gateway's own
+    /// tokens have, or one kept from a provider's token.
+    pub fn text(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.extra.get(name) {
+            return Some(v.clone());
+        }
+        match name {
+            "sub" => Some(self.sub.clone()),
+            "iss" => Some(self.iss.clone()),
+            "aud" => Some(self.aud.clone()),
+            "jti" => Some(self.jti.clone()),
+            "username" | "preferred_username" => Some(self.username.clone()),
+            "scope" => self.scope.clone(),
+            "client_id" => self.client_id.clone(),
+            "roles" => Some(self.roles.join(",")),
+            _ => None,
+        }
+    }
 }
 
 /// Signature algorithms a key may use.
@@ -585,6 +610,7 @@ mod tests {
             client_id: None,
             roles: vec!["user".into()],
             username: "alice".into(),
+            extra: Default::default(),
         }
     }
 

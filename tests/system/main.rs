@@ -7,6 +7,7 @@ mod browser;
 mod conformance;
 mod deploy;
 mod documents;
+mod federation;
 mod input;
 mod openapi;
 mod services;

@@ -199,7 +199,7 @@ pub async fn answer(
                 headers.insert(h, v.clone());
             }
         }
-        if let Err(e) = gateway_headers(req, &mut headers, &part.upstream, who, &gw.minter) {
+        if let Err(e) = gateway_headers(req, &mut headers, &part.upstream, who, &[], &gw.minter) {
             return e.to_response();
         }
         if let Some(t) = &fixed

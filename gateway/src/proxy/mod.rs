@@ -103,9 +103,28 @@ async fn proxy(
         .map_err(|e| e.to_response())?;
     let credential = account::reserve(gw, ctx).await;
     let who = ctx.caller.as_ref().map(|c| c.principal());
+    let claims = match &ctx.caller {
+        Some(c) if !ctx.live.forward_claims.is_empty() || !ctx.route.forward_claims.is_empty() => {
+            let forward: Vec<&(String, String)> = ctx
+                .live
+                .forward_claims
+                .iter()
+                .chain(ctx.route.forward_claims.iter())
+                .collect();
+            c.forwarded(&forward)
+        }
+        _ => Vec::new(),
+    };
     let headers = || {
-        let mut h =
-            upstream_request::headers(ctx.req, ctx.route, who, &gw.strip_headers, &gw.minter)?;
+        let mut h = upstream_request::headers(
+            ctx.req,
+            ctx.route,
+            who,
+            &gw.strip_headers,
+            &ctx.live.claim_headers,
+            &claims,
+            &gw.minter,
+        )?;
         credential.mark(&mut h);
         Ok(h)
     };

@@ -76,15 +76,19 @@ pub fn call<'a>(
 
 /// Phase: upstream request, the headers. Drops hop-by-hop headers (and
 /// those `Connection` names), the client's credentials, any identity header
-/// it sent, any forwarding header it made up and the configured strip list;
-/// applies the route's edits; then sets what only the gateway sets (see
-/// [`gateway_headers`]). A public route carries no identity at all, so it
-/// can never reach what needs one (internal endpoints included).
+/// it sent, any forwarding header it made up, the configured strip list and
+/// every header a claim is forwarded in (`claim_headers`); applies the
+/// route's edits; then sets what only the gateway sets (see
+/// [`gateway_headers`]), with the caller's `claims` (header, value) under
+/// the proof. A public route carries no identity at all, so it can never
+/// reach what needs one (internal endpoints included).
 pub fn headers(
     req: &HttpRequest,
     route: &Route,
     who: Option<&Principal>,
     strip: &[String],
+    claim_headers: &[String],
+    claims: &[(String, String)],
     minter: &ProofMinter,
 ) -> Result<HeaderMap, UpstreamError> {
     let connection_listed: Vec<&str> = req
@@ -101,13 +105,14 @@ pub fn headers(
             || common::identity::IDENTITY_HEADERS.contains(&n)
             || n == common::identity::CREDENTIAL_LOCKED_HEADER
             || strip.iter().any(|s| s == n)
+            || claim_headers.iter().any(|s| s == n)
             || connection_listed.iter().any(|c| c.eq_ignore_ascii_case(n));
         if !dropped {
             h.append(name.clone(), value.clone());
         }
     }
     route.request_headers.apply(&mut h);
-    gateway_headers(req, &mut h, &route.upstream, who, minter)?;
+    gateway_headers(req, &mut h, &route.upstream, who, claims, minter)?;
     Ok(h)
 }
 
@@ -119,6 +124,7 @@ pub fn gateway_headers(
     h: &mut HeaderMap,
     audience: &str,
     who: Option<&Principal>,
+    claims: &[(String, String)],
     minter: &ProofMinter,
 ) -> Result<(), UpstreamError> {
     if let Some(peer) =
@@ -144,7 +150,7 @@ pub fn gateway_headers(
     }
     if let Some(who) = who {
         minter
-            .headers(audience, who)
+            .headers_with_claims(audience, who, claims)
             .map_err(|e| UpstreamError::internal(audience, format!("minting a proof: {e}")))?
             .insert_into(h);
     }
@@ -194,7 +200,7 @@ mod tests {
             roles: vec!["user".into()],
         };
         let strip = vec!["x-internal".to_owned()];
-        let h = headers(&req, route, Some(&alice), &strip, &minter).unwrap();
+        let h = headers(&req, route, Some(&alice), &strip, &[], &[], &minter).unwrap();
         for gone in [
             "authorization",
             "forwarded",
@@ -215,7 +221,7 @@ mod tests {
         assert_eq!(verifier.principal(&h).unwrap(), alice);
         // A public route: whatever identity the client claimed is gone, and
         // none is added.
-        let h = headers(&req, route, None, &strip, &minter).unwrap();
+        let h = headers(&req, route, None, &strip, &[], &[], &minter).unwrap();
         for gone in common::identity::IDENTITY_HEADERS {
             assert!(!h.contains_key(gone), "{gone} on a public call");
         }

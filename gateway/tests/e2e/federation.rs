@@ -1,5 +1,5 @@
 //! Trusted identity providers, against a real one: oidc-provider from the
-//! npm registry (tests/node/provider.mjs), issuing JWT access tokens by
+//! npm registry (testkit/node/provider.mjs), issuing JWT access tokens by
 //! client credentials. Its users become linked accounts with mapped roles;
 //! its key rotation is picked up with no restart; with it stopped, cached
 //! keys keep working and a new kid is a clear 401; tokens from an untrusted
@@ -17,69 +17,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::Method;
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 use serde_json::{Value, json};
-use testkit::node::Program;
+use testkit::idp::Provider;
 
-use crate::clients::form;
 use crate::helpers::*;
 
-/// A running provider and the issuer URL its tokens carry.
-pub struct Provider {
-    pub program: Program,
-    pub issuer: String,
+fn provider() -> Provider {
+    Provider::start(Path::new(env!("CARGO_TARGET_TMPDIR")))
 }
 
-impl Provider {
-    pub fn start() -> Provider {
-        let folder = testkit::node::install(
-            Path::new(env!("CARGO_TARGET_TMPDIR")),
-            "oidc-provider",
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node"),
-        );
-        let program = Program::start(&folder, "provider.mjs");
-        let issuer = format!("http://127.0.0.1:{}", program.port);
-        Provider { program, issuer }
-    }
-
-    /// An access token for `client` (`alice` or `bob`), with `extra` form
-    /// fields (`scope`, `resource`).
-    pub async fn token(&self, client: &str, extra: &[(&str, &str)]) -> String {
-        let mut pairs = vec![("grant_type", "client_credentials")];
-        pairs.extend_from_slice(extra);
-        let r = read(
-            testkit::client()
-                .post(format!("{}/token", self.issuer))
-                .basic_auth(client, Some(format!("{client}-secret")))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(form(&pairs)),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        r.body["access_token"].as_str().unwrap().to_owned()
-    }
-
-    pub async fn jwks_hits(&self) -> u64 {
-        let r = read(testkit::client().get(format!("{}/test/hits", self.issuer))).await;
-        r.body["jwks"].as_u64().unwrap()
-    }
-
-    pub async fn rotate(&self) -> String {
-        let r = read(testkit::client().post(format!("{}/test/rotate", self.issuer))).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        r.body["kid"].as_str().unwrap().to_owned()
-    }
-}
-
-/// The `trusted_issuers` entry for `p`, Keycloak-style role mapping.
-pub fn trusted(p: &Provider, cooldown_secs: u64) -> Value {
-    json!([{
-        "issuer": p.issuer,
-        "discovery": true,
-        "audiences": ["gatehouse"],
-        "algorithms": ["RS256", "ES256"],
-        "roles": {"claim": "realm_access.roles", "map": {"gatehouse-admin": "admin"}},
-        "keys": {"unknown_kid_cooldown_secs": cooldown_secs, "max_refresh_secs": 3600,
-                 "fetch_timeout_ms": 1000},
-    }])
+fn trusted(p: &Provider, cooldown_secs: u64) -> Value {
+    p.trusted(cooldown_secs)
 }
 
 fn decode(part: &str) -> Value {
@@ -109,7 +56,7 @@ fn claims_for(p: &Provider) -> Value {
 
 #[actix_web::test]
 async fn a_provider_user_is_a_linked_account_with_mapped_roles_and_can_be_deactivated() {
-    let p = Provider::start();
+    let p = provider();
     let issuers = trusted(&p, 30);
     let s = spawn_stack_with(move |l| l.set("trusted_issuers", issuers.clone())).await;
     let alice = p.token("alice", &[("scope", "orders:read")]).await;
@@ -191,7 +138,7 @@ async fn a_provider_user_is_a_linked_account_with_mapped_roles_and_can_be_deacti
 
 #[actix_web::test]
 async fn scopes_from_the_provider_meet_scoped_routes() {
-    let p = Provider::start();
+    let p = provider();
     let issuers = trusted(&p, 30);
     let s = spawn_stack_with(move |l| {
         l.set("trusted_issuers", issuers.clone()).set(
@@ -218,7 +165,7 @@ async fn scopes_from_the_provider_meet_scoped_routes() {
 #[actix_web::test]
 async fn keys_rotate_without_restart_survive_the_provider_going_down_and_never_come_from_the_token()
 {
-    let mut p = Provider::start();
+    let mut p = provider();
     let issuers = trusted(&p, 1);
     let s = spawn_stack_with(move |l| l.set("trusted_issuers", issuers.clone())).await;
     let first = p.token("alice", &[]).await;
@@ -230,7 +177,7 @@ async fn keys_rotate_without_restart_survive_the_provider_going_down_and_never_c
     let ps = p.token("alice", &[("resource", "urn:ps256")]).await;
     assert_eq!(decode(ps.split('.').next().unwrap())["alg"], "PS256");
     s.get(&ps, "/api/echo").await.invalid_token();
-    let stranger = Provider::start();
+    let stranger = provider();
     let untrusted = stranger.token("alice", &[]).await;
     s.get(&untrusted, "/api/echo").await.invalid_token();
     drop(stranger);
@@ -314,4 +261,80 @@ async fn keys_rotate_without_restart_survive_the_provider_going_down_and_never_c
         r.text
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}
+
+#[actix_web::test]
+async fn claims_are_forwarded_under_the_proof_and_never_taken_from_clients() {
+    let p = provider();
+    let issuers = trusted(&p, 30);
+    let s = spawn_stack_with(move |l| {
+        l.set("trusted_issuers", issuers.clone())
+            .set("identity.forward_claims", json!({"email": "x-user-email"}))
+            .set(
+                "routes",
+                base_routes(json!([{"prefix": "/api/claims", "upstream": "echo", "access": "authenticated",
+                    "forward_claims": {"realm_access.roles": "x-idp-roles", "username": "x-user-name"}}])),
+            )
+    })
+    .await;
+    let pub_pem =
+        std::fs::read_to_string(s.env.data_dir().join("keys/gateway-proof.pub.pem")).unwrap();
+    let v = common::identity::ProofVerifier::new(&[pub_pem], "gateway", "echo").unwrap();
+    let proof_claims = |h: &Value| {
+        let mut map = reqwest::header::HeaderMap::new();
+        for (k, val) in h.as_object().unwrap() {
+            map.insert(
+                reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                val.as_str().unwrap().parse().unwrap(),
+            );
+        }
+        // The echo's view, checked as a service would check it.
+        let mut am = actix_web::http::header::HeaderMap::new();
+        for (k, val) in &map {
+            am.insert(
+                actix_web::http::header::HeaderName::from_bytes(k.as_str().as_bytes()).unwrap(),
+                actix_web::http::header::HeaderValue::from_bytes(val.as_bytes()).unwrap(),
+            );
+        }
+        v.identity(&am).unwrap().1
+    };
+
+    let alice = p.token("alice", &[]).await;
+    let spoof = |path: &str, token: &str| {
+        s.client
+            .get(s.url(path))
+            .bearer_auth(token)
+            .header("x-user-email", "ceo@corp.test")
+            .header("x-idp-roles", "gatehouse-admin")
+    };
+    // The global claim everywhere, the route's on its route only; what the
+    // client sent under those names is gone.
+    let r = read(spoof("/api/claims", &alice)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let h = &r.body["headers"];
+    assert_eq!(h["x-user-email"], "alice@idp.test");
+    assert_eq!(h["x-idp-roles"], "orders-user");
+    assert_eq!(h["x-user-name"], "fed.alice");
+    let covered = proof_claims(h);
+    assert_eq!(covered["x-user-email"], "alice@idp.test");
+    assert_eq!(covered["x-idp-roles"], "orders-user");
+    let r = read(spoof("/api/echo", &alice)).await;
+    let h = &r.body["headers"];
+    assert_eq!(h["x-user-email"], "alice@idp.test");
+    assert!(h.get("x-idp-roles").is_none(), "{h}");
+    // A local token has no e-mail claim: nothing forwarded, nothing kept
+    // from the client.
+    let admin = admin_token(&s).await;
+    let r = read(spoof("/api/claims", &admin)).await;
+    let h = &r.body["headers"];
+    assert!(h.get("x-user-email").is_none(), "{h}");
+    assert!(h.get("x-idp-roles").is_none(), "{h}");
+    assert_eq!(h["x-user-name"], "admin");
+    // A public route: no identity, no claims, and still no client copies.
+    let r = read(spoof("/public", &alice)).await;
+    let h = &r.body["headers"];
+    assert!(
+        h.get("x-user-email").is_none() && h.get("x-idp-roles").is_none(),
+        "{h}"
+    );
 }

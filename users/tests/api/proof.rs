@@ -19,6 +19,7 @@ fn claims(app: &TestApp, aud: &str, iat: i64, exp: i64) -> ProofClaims {
         nbf: iat,
         exp,
         kind: None,
+        claims: Default::default(),
     }
 }
 

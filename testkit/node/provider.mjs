@@ -9,8 +9,9 @@
 //   POST /test/rotate  a new signing key (the old one stays published);
 //                      answers {"kid": "<new kid>"}
 //
-// Clients (secret = client id + "-secret"): `alice` and `bob`, each with a
-// username, e-mail and realm roles added to its tokens. Resources:
+// Clients (secret = client id + "-secret"): `alice`, `bob` (realm role
+// `gatehouse-admin`) and `carol`, each with a username, e-mail and realm
+// roles added to its tokens. Resources:
 //   urn:gatehouse  audience `gatehouse`, RS256 (the default)
 //   urn:other      audience `other`, RS256
 //   urn:ps256      audience `gatehouse`, signed PS256
@@ -21,6 +22,7 @@ import Provider from 'oidc-provider';
 const people = {
   alice: { preferred_username: 'Fed.Alice', email: 'alice@idp.test', roles: ['orders-user'] },
   bob: { preferred_username: 'fed.bob', email: 'bob@idp.test', roles: ['orders-user', 'gatehouse-admin'] },
+  carol: { preferred_username: 'fed.carol', email: 'carol@idp.test', roles: [] },
 };
 
 const resources = {
