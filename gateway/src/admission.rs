@@ -239,10 +239,7 @@ pub fn authenticate(
 
 /// The caller a verified token names, unless the deny list refuses it.
 fn caller_of(claims: Arc<AccessClaims>, deny: &DenyList) -> Result<Caller, Refusal> {
-    if deny.is_revoked(&claims.jti)
-        || deny.is_session_revoked(&claims.sid)
-        || deny.is_user_cut_off(&claims.sub, claims.iat)
-    {
+    if deny.refuses(&claims.jti, &claims.sid, &claims.sub, claims.iat) {
         return Err(Refusal::Revoked);
     }
     let id = Uuid::parse_str(&claims.sub).map_err(|_| Refusal::BadSubject)?;
@@ -295,8 +292,11 @@ pub fn authorize(rule: &Rule, caller: &Caller) -> Result<(), Refusal> {
 pub async fn identify(gw: &Gateway, live: &Live, headers: &HeaderMap) -> Result<Caller, Refusal> {
     let token = bearer_token(headers).ok_or(Refusal::MissingToken)?;
     let deny = gw.sessions.deny_list();
-    if live.issuers.is_empty() || live.tokens.is_cached(token) {
+    if live.issuers.is_empty() {
         return authenticate(&live.tokens, deny, headers);
+    }
+    if let Some(hit) = live.tokens.cached(token) {
+        return caller_of(hit.map_err(|_| Refusal::InvalidToken)?, deny);
     }
     let issuer = match crate::issuers::unverified_issuer(token) {
         Some(iss) if iss != live.tokens.issuer() => match live.issuers.get(&iss) {

@@ -205,6 +205,19 @@ impl DenyList {
                 .unwrap_or(true)
     }
 
+    /// Whether a token is denied: its id, its session, or its user's tokens
+    /// issued until `iat` (one look under the lock, for the hot path).
+    pub fn refuses(&self, jti: &str, sid: &str, user: &str, iat: i64) -> bool {
+        self.0
+            .read()
+            .map(|m| {
+                m.tokens.contains_key(jti)
+                    || (!sid.is_empty() && m.sessions.contains_key(sid))
+                    || m.users.get(user).is_some_and(|(at, _)| iat <= *at)
+            })
+            .unwrap_or(true)
+    }
+
     /// Whether `user`'s tokens issued at `iat` are cut off (an account
     /// change ended them all).
     pub fn is_user_cut_off(&self, user: &str, iat: i64) -> bool {

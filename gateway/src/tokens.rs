@@ -519,9 +519,19 @@ impl TokenKeys {
         Ok(())
     }
 
-    /// Whether the verified-token cache holds `token`.
-    pub fn is_cached(&self, token: &str) -> bool {
-        self.verified.contains_key(token)
+    /// The verified-token cache's answer for `token`, time bounds checked:
+    /// `None` when it does not hold it.
+    pub fn cached(&self, token: &str) -> Option<Result<std::sync::Arc<AccessClaims>, TokenError>> {
+        let claims = self.verified.get(token)?;
+        Some(match self.check_time(&claims) {
+            Ok(()) => Ok(claims),
+            Err(e) => {
+                if e == TokenError::Expired {
+                    self.verified.invalidate(token);
+                }
+                Err(e)
+            }
+        })
     }
 
     /// Put claims verified elsewhere (a trusted provider's token, mapped to
@@ -534,14 +544,8 @@ impl TokenKeys {
 
     /// Verify an access token; the claims are shared with the cache.
     pub fn verify(&self, token: &str) -> Result<std::sync::Arc<AccessClaims>, TokenError> {
-        if let Some(claims) = self.verified.get(token) {
-            if let Err(e) = self.check_time(&claims) {
-                if e == TokenError::Expired {
-                    self.verified.invalidate(token);
-                }
-                return Err(e);
-            }
-            return Ok(claims);
+        if let Some(hit) = self.cached(token) {
+            return hit;
         }
         let claims = std::sync::Arc::new(self.verify_signed(token)?);
         self.verified.insert(token.to_owned(), claims.clone());
