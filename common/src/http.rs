@@ -180,12 +180,19 @@ impl utoipa::Modify for TextInputErrors {
 /// A started HTTP server and the port it listens on.
 pub struct Running {
     port: u16,
+    plain_port: Option<u16>,
     server: actix_web::dev::Server,
 }
 
 impl Running {
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the extra plain-HTTP listener, when there is one (the
+    /// gateway's redirect to HTTPS).
+    pub fn plain_port(&self) -> Option<u16> {
+        self.plain_port
     }
 
     /// Stop it from elsewhere (`stop(true)` drains in-flight requests).
@@ -210,7 +217,7 @@ pub fn serve<F>(
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
-    serve_on(listener, workers, 30, true, configure)
+    serve_on(Listeners::plain(listener), workers, 30, true, configure)
 }
 
 /// [`serve`] for the gateway: with the time in-flight requests get to finish
@@ -225,11 +232,48 @@ pub fn serve_with<F>(
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
-    serve_on(listener, workers, shutdown_timeout_secs, false, configure)
+    serve_on(
+        Listeners::plain(listener),
+        workers,
+        shutdown_timeout_secs,
+        false,
+        configure,
+    )
+}
+
+/// Where a server listens: its main listener (HTTPS when `tls` is set,
+/// HTTP/2 and HTTP/1.1 by ALPN) and optionally a plain-HTTP one besides.
+pub struct Listeners {
+    pub main: std::net::TcpListener,
+    pub tls: Option<rustls::ServerConfig>,
+    pub plain: Option<std::net::TcpListener>,
+}
+
+impl Listeners {
+    pub fn plain(main: std::net::TcpListener) -> Self {
+        Self {
+            main,
+            tls: None,
+            plain: None,
+        }
+    }
+}
+
+/// [`serve_with`] on several listeners (the gateway's HTTPS and redirect).
+pub fn serve_listeners<F>(
+    listeners: Listeners,
+    workers: usize,
+    shutdown_timeout_secs: u64,
+    configure: F,
+) -> std::io::Result<Running>
+where
+    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+{
+    serve_on(listeners, workers, shutdown_timeout_secs, false, configure)
 }
 
 fn serve_on<F>(
-    listener: std::net::TcpListener,
+    listeners: Listeners,
     workers: usize,
     shutdown_timeout_secs: u64,
     text_only: bool,
@@ -238,7 +282,12 @@ fn serve_on<F>(
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
-    let port = listener.local_addr()?.port();
+    let Listeners { main, tls, plain } = listeners;
+    let port = main.local_addr()?.port();
+    let plain_port = plain
+        .as_ref()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .transpose()?;
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .wrap(error_handlers())
@@ -258,13 +307,20 @@ where
             .configure(configure.clone())
             .default_service(web::to(not_found))
     })
-    .shutdown_timeout(shutdown_timeout_secs)
-    .listen(listener)?;
+    .shutdown_timeout(shutdown_timeout_secs);
+    server = match tls {
+        Some(config) => server.listen_rustls_0_23(main, config)?,
+        None => server.listen(main)?,
+    };
+    if let Some(p) = plain {
+        server = server.listen(p)?;
+    }
     if workers > 0 {
         server = server.workers(workers);
     }
     Ok(Running {
         port,
+        plain_port,
         server: server.run(),
     })
 }

@@ -88,17 +88,21 @@ pub fn ensure_ed25519(dir: &Path, name: &str) -> Result<Ed25519Pem, KeyError> {
     }
     fs::create_dir_all(dir).map_err(io(dir))?;
     let pair = generate_ed25519()?;
+    write_private(&private, pair.private_pem.as_bytes()).map_err(io(&private))?;
+    fs::write(&public, &pair.public_pem).map_err(io(&public))?;
+    tracing::info!(path = %private.display(), "generated a development Ed25519 key");
+    Ok(pair)
+}
+
+/// Write a new secret file readable by its owner only (mode 0600); an
+/// existing file is an error, never overwritten.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&private)
-        .map_err(io(&private))?;
-    f.write_all(pair.private_pem.as_bytes())
-        .map_err(io(&private))?;
-    fs::write(&public, &pair.public_pem).map_err(io(&public))?;
-    tracing::info!(path = %private.display(), "generated a development Ed25519 key");
-    Ok(pair)
+        .open(path)?;
+    f.write_all(contents)
 }
 
 /// The public key of a PKCS#8 private key.

@@ -112,6 +112,15 @@ pub async fn endpoint(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse 
         "Bytes held by the response cache.",
         gw.cache.weight(),
     );
+    if let Some(tls) = &gw.tls {
+        sample(
+            &mut text,
+            "gatehouse_tls_certificate_expiry_timestamp_seconds",
+            "gauge",
+            "When the serving TLS certificate expires (Unix seconds).",
+            u64::try_from(tls.expires_at()).unwrap_or(0),
+        );
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)

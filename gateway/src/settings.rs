@@ -31,12 +31,18 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("GATEWAY_METRICS_TOKEN", "metrics.bearer_token"),
     ("GATEWAY_TRUSTED_PROXIES", "trusted_proxies"),
     ("GATEWAY_PUBLIC_URL", "tokens.public_url"),
+    ("GATEWAY_TLS", "tls.mode"),
+    ("GATEWAY_TLS_CERT_FILE", "tls.cert_file"),
+    ("GATEWAY_TLS_KEY_FILE", "tls.key_file"),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// HTTPS on `listen` (off by default).
+    #[serde(default)]
+    pub tls: crate::tls::TlsSettings,
     pub data_dir: PathBuf,
     pub workers: usize,
     pub database: DatabaseSettings,
@@ -236,6 +242,7 @@ impl Settings {
                 common::identity::MAX_PROOF_TTL_SECS
             )));
         }
+        self.tls.check().map_err(invalid)?;
         if self.revocations.resync_secs == 0 {
             return Err(invalid("revocations.resync_secs must be positive".into()));
         }

@@ -135,6 +135,15 @@ pub async fn build_with_source(
         &BTreeMap::new(),
     )?));
     let docs = Arc::new(ServiceDocs::default());
+    let tls = if settings.tls.enabled() {
+        Some(
+            crate::tls::CertStore::open(&settings.tls, &settings.data_dir)
+                .map_err(anyhow::Error::msg)
+                .context("the TLS certificate")?,
+        )
+    } else {
+        None
+    };
     let revocations = Arc::new(Revocations::new(redis.clone()));
     let gw = web::Data::new(Gateway {
         live: live.clone(),
@@ -188,6 +197,7 @@ pub async fn build_with_source(
             .filter(|t| !t.expose_secret().is_empty()),
         source,
         docs: docs.clone(),
+        tls: tls.clone(),
     });
     reload_on_sighup(gw.clone().into_inner());
     let weak = Arc::downgrade(&live);
@@ -203,8 +213,36 @@ pub async fn build_with_source(
     let trusted = web::Data::new(TrustedProxies::new(settings.trusted_proxies.clone()));
     let swagger = web::Data::new(openapi::handlers::swagger_config());
     let cors_settings = settings.cors.clone();
-    Ok(common::http::serve_with(
-        listener,
+    let edge = Arc::new(crate::edge::Edge {
+        tls: tls.is_some(),
+        https_port: match settings.tls.redirect_port {
+            Some(p) => p,
+            None => listener.local_addr()?.port(),
+        },
+        hsts: settings
+            .tls
+            .hsts
+            .as_ref()
+            .map(|h| actix_web::http::header::HeaderValue::from_str(&h.value()))
+            .transpose()?,
+    });
+    let listeners = common::http::Listeners {
+        tls: match &tls {
+            Some(store) => {
+                watch_certificate(store.clone(), settings.tls.watch_secs);
+                Some(store.server_config().map_err(anyhow::Error::msg)?)
+            }
+            None => None,
+        },
+        plain: settings
+            .tls
+            .redirect_listen
+            .map(common::http::bind)
+            .transpose()?,
+        main: listener,
+    };
+    Ok(common::http::serve_listeners(
+        listeners,
         settings.workers,
         settings.shutdown_timeout_secs,
         move |cfg| {
@@ -214,6 +252,10 @@ pub async fn build_with_source(
                 .app_data(swagger.clone())
                 .service(
                     web::scope("")
+                        .wrap(actix_web::middleware::from_fn({
+                            let edge = edge.clone();
+                            move |req, next| crate::edge::phase(edge.clone(), req, next)
+                        }))
                         .wrap(actix_web::middleware::Condition::new(
                             !cors_settings.allowed_origins.is_empty(),
                             cors(&cors_settings),
@@ -291,6 +333,30 @@ pub async fn build_with_source(
                 );
         },
     )?)
+}
+
+/// Reload the certificate when its files change (cert-manager rewrites
+/// them in place), checking every `every_secs`; a bad new pair is logged
+/// and the old one keeps serving.
+fn watch_certificate(store: Arc<crate::tls::CertStore>, every_secs: u64) {
+    if every_secs == 0 {
+        return;
+    }
+    let weak = Arc::downgrade(&store);
+    drop(store);
+    actix_web::rt::spawn(async move {
+        loop {
+            actix_web::rt::time::sleep(Duration::from_secs(every_secs)).await;
+            let Some(store) = weak.upgrade() else { return };
+            match tokio::task::spawn_blocking(move || store.reload_if_changed()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(reason)) => {
+                    tracing::error!(%reason, "the changed TLS certificate is refused; the previous one keeps serving")
+                }
+                Err(e) => tracing::error!(error = %e, "checking the TLS certificate failed"),
+            }
+        }
+    });
 }
 
 /// Keep the trusted identity providers' keys fresh (each on its own

@@ -172,6 +172,8 @@ pub struct Gateway {
     pub source: SettingsSource,
     /// The services' OpenAPI documents, last good ones.
     pub docs: Arc<ServiceDocs>,
+    /// The HTTPS listener's certificate, when TLS is on.
+    pub tls: Option<Arc<crate::tls::CertStore>>,
 }
 
 impl Gateway {
@@ -180,6 +182,11 @@ impl Gateway {
     /// the old configuration keeps serving and the reason is returned.
     pub fn reload(&self) -> Result<Arc<Live>, String> {
         let settings = (self.source)().map_err(|e| e.to_string())?;
+        // A certificate that does not load refuses the whole reload: the
+        // old one keeps serving, and so does the old configuration.
+        if let Some(store) = &self.tls {
+            store.reload().map_err(|e| format!("tls: {e}"))?;
+        }
         let registry = self.registry.lock().map_err(|_| "registry lock poisoned")?;
         let previous = self.live.load_full();
         let live = Arc::new(

@@ -22,6 +22,7 @@ const ENGINES: &[&str] = &[
     "revocations",
     "routes",
     "sessions",
+    "tls",
     "settings",
     "tokens",
     "upstream",

@@ -12,5 +12,6 @@ mod issuer;
 mod logins;
 mod ratelimits;
 mod sessions;
+mod tls;
 mod tokens;
 mod traffic;
