@@ -37,6 +37,8 @@ struct Pg {
     bin: PathBuf,
     data: PathBuf,
     port: u16,
+    /// Extra server options (`-c ssl=on ...`).
+    options: String,
     _dir: tempfile::TempDir,
 }
 
@@ -54,6 +56,44 @@ impl Pg {
     }
 
     fn init() -> Pg {
+        Self::init_with(|_| String::new())
+    }
+
+    /// A cluster that accepts TLS connections only, with `cert_pem` and
+    /// `key_pem` as its certificate.
+    fn init_tls(cert_pem: &str, key_pem: &str) -> Pg {
+        Self::init_with(|data| {
+            let (cert, key) = (data.join("server.crt"), data.join("server.key"));
+            std::fs::write(&cert, cert_pem).unwrap();
+            std::fs::write(&key, key_pem).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            // Nothing but TLS over TCP (and the socket, for pg_ctl).
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .unwrap();
+            if is_root() {
+                let ok = Command::new("chown")
+                    .args(["-R", "postgres"])
+                    .arg(data)
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok);
+            }
+            format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            )
+        })
+    }
+
+    /// `prepare` runs after initdb on the data directory and returns extra
+    /// server options.
+    fn init_with(prepare: impl FnOnce(&Path) -> String) -> Pg {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL server binaries (Debian's postgresql package)")
             .filter_map(|e| e.ok())
@@ -71,10 +111,11 @@ impl Pg {
             assert!(ok);
         }
         let data = dir.path().join("data");
-        let pg = Pg {
+        let mut pg = Pg {
             bin,
             data: data.clone(),
             port: free_port(),
+            options: String::new(),
             _dir: dir,
         };
         let out = pg.run(
@@ -94,15 +135,17 @@ impl Pg {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        pg.options = prepare(&data);
         pg.start();
         pg
     }
 
     fn start(&self) {
         let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off{}",
             self.port,
-            self.data.display()
+            self.data.display(),
+            self.options
         );
         let log = self.data.join("server.log");
         let out = self.run(
@@ -588,4 +631,82 @@ async fn the_topology_as_processes_survives_failures_and_shares_state() {
         "topology: {total} requests while scanner1 died, all 200; {outage_errors} errors during the PostgreSQL outage, {} acknowledged orders all stored",
         acknowledged.len()
     );
+}
+
+/// PostgreSQL over TLS with verification, for every service's database: a
+/// private cluster that accepts nothing but TLS, its certificate from a CA
+/// made here. `sslmode=verify-full` with that CA connects and migrates each
+/// service's schema, and the users service serves on it; without TLS, with
+/// another CA, or for a name the certificate does not carry, no connection.
+#[actix_web::test]
+async fn every_service_reaches_postgres_over_verified_tls() {
+    if std::env::var("TEST_DATABASE_URL").map_or(true, |v| v.is_empty()) {
+        eprintln!("skipped: PostgreSQL over TLS runs on the PostgreSQL pass (TEST_DATABASE_URL)");
+        return;
+    }
+    let ca = testkit::pki::TestCa::new("database CA");
+    let leaf = ca.leaf(&["localhost"]);
+    let pg = Pg::init_tls(&leaf.chain_pem, &leaf.key_pem);
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let other = dir.path().join("other.pem");
+    std::fs::write(&other, testkit::pki::TestCa::new("another CA").pem()).unwrap();
+    let url = |host: &str, db: &str, query: &str| {
+        format!("postgres://postgres@{host}:{}/{db}?{query}", pg.port)
+    };
+    let verify = |root: &Path| format!("sslmode=verify-full&sslrootcert={}", root.display());
+    let admin = common::db::connect(&url("localhost", "postgres", &verify(&ca_file)), 1)
+        .await
+        .unwrap();
+    for service in migrations::Service::ALL {
+        use sea_orm::ConnectionTrait;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE tls_{}", service.name()))
+            .await
+            .unwrap();
+        let settings = common::db::DatabaseSettings {
+            url: Some(url(
+                "localhost",
+                &format!("tls_{}", service.name()),
+                &verify(&ca_file),
+            )),
+            max_connections: 2,
+            auto_migrate: true,
+        };
+        common::db::open(&settings, dir.path(), service)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:#}", service.name()));
+    }
+    // A real service on it.
+    let env = testkit::TestEnv::new();
+    let us: users::Settings = users::Settings::loader()
+        .set("data_dir", env.data_dir())
+        .set(
+            "database.url",
+            url("localhost", "tls_users", &verify(&ca_file)),
+        )
+        .set("workers", 1)
+        .set("admin.password", "admin-password-0123")
+        .extract()
+        .unwrap();
+    let app = users::build_with_listener(us, TcpListener::bind("127.0.0.1:0").unwrap())
+        .await
+        .unwrap();
+    let port = app.port();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let ready = testkit::client()
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    // Refused: no TLS (the server takes none), another CA, another name.
+    for bad in [
+        url("localhost", "postgres", "sslmode=disable"),
+        url("localhost", "postgres", &verify(&other)),
+        url("127.0.0.1", "postgres", &verify(&ca_file)),
+    ] {
+        assert!(common::db::connect(&bad, 1).await.is_err(), "{bad}");
+    }
 }

@@ -351,6 +351,7 @@ mod tests {
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let s = crate::redis_link::RedisSettings {
             url: Some(url),
+            ca_file: None,
             key_prefix: format!("test:{}:", uuid::Uuid::new_v4()),
             timeout_ms: 500,
             lease_ms: 0,

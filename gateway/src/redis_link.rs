@@ -22,9 +22,14 @@ use crate::clock::mono_us;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
-    /// `redis://host:port[/db]`; unset: every replica on its own.
+    /// `redis://host:port[/db]`, or `rediss://` for TLS; unset: every
+    /// replica on its own.
     #[serde(default)]
     pub url: Option<String>,
+    /// For `rediss://`: the PEM CA that signs the server's certificate
+    /// (default: the public roots). The server's name is always checked.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Prepended to every key and channel.
     pub key_prefix: String,
     /// Budget of one Redis call before the local fallback answers.
@@ -67,7 +72,23 @@ impl RedisLink {
     /// startup: an unreachable Redis is tried again later.
     pub async fn open(settings: &RedisSettings) -> Option<Arc<Self>> {
         let url = settings.url.as_deref().filter(|u| !u.is_empty())?;
-        let client = match redis::Client::open(url) {
+        let opened = match &settings.ca_file {
+            Some(ca) => match std::fs::read(ca) {
+                Ok(root) => redis::Client::build_with_tls(
+                    url,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root),
+                    },
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, path = %ca.display(), "redis.ca_file cannot be read; every replica keeps its own counters");
+                    return None;
+                }
+            },
+            None => redis::Client::open(url),
+        };
+        let client = match opened {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "redis.url is not usable; every replica keeps its own counters");

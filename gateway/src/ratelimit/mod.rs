@@ -232,6 +232,7 @@ mod tests {
     fn settings(url: String) -> crate::redis_link::RedisSettings {
         crate::redis_link::RedisSettings {
             url: Some(url),
+            ca_file: None,
             key_prefix: format!("test:{}:", uuid::Uuid::new_v4()),
             timeout_ms: 200,
             lease_ms: 50,

@@ -29,7 +29,7 @@ use awc::error::SendRequestError;
 use common::Problem;
 use futures_util::Stream;
 
-use super::pool::{Lease, Target, Upstream, UpstreamSpec};
+use super::pool::{Lease, Target, Upstream};
 use crate::metrics::Metrics;
 
 /// Where a failed call went wrong.
@@ -341,26 +341,30 @@ pub struct Answer {
 }
 
 thread_local! {
-    /// awc clients are not `Send`: one per connect timeout on each worker
-    /// thread, each with its own connection pool.
-    static CLIENTS: RefCell<HashMap<u64, awc::Client>> = RefCell::new(HashMap::new());
+    /// awc clients are not `Send`: one per connect timeout and TLS
+    /// configuration on each worker thread, each with its own connection
+    /// pool.
+    static CLIENTS: RefCell<HashMap<(u64, u64), awc::Client>> = RefCell::new(HashMap::new());
 }
 
 /// The HTTP client for an upstream's targets, on this thread.
-pub fn client_for(spec: &UpstreamSpec) -> awc::Client {
-    let ms = spec.connect_timeout_ms;
+pub fn client_for(upstream: &Upstream) -> awc::Client {
+    let ms = upstream.spec.connect_timeout_ms;
+    let tls = upstream.tls.as_ref();
     CLIENTS.with(|c| {
         c.borrow_mut()
-            .entry(ms)
+            .entry((ms, tls.map_or(0, |t| t.id)))
             .or_insert_with(|| {
+                let mut connector = awc::Connector::new()
+                    .timeout(Duration::from_millis(ms))
+                    .limit(0);
+                if let Some(t) = tls {
+                    connector = connector.rustls_0_23(t.config.clone());
+                }
                 awc::Client::builder()
                     .no_default_headers()
                     .disable_redirects()
-                    .connector(
-                        awc::Connector::new()
-                            .timeout(Duration::from_millis(ms))
-                            .limit(0),
-                    )
+                    .connector(connector)
                     .finish()
             })
             .clone()
@@ -391,7 +395,7 @@ pub async fn send(
         accounting,
         body,
     } = call;
-    let client = client_for(&upstream.spec);
+    let client = client_for(upstream);
     let replayable = body.replayable();
     let faults = match &body {
         Body::Stream(s) => Some(s.fault.clone()),

@@ -4,8 +4,10 @@
 //!   about each (health, ejection, in-flight leases), and balancing;
 //! - [`client`]: the one way to call a target: target choice, attempts,
 //!   timeouts, the retry policy and the error that says where a call failed;
-//! - [`health`]: the active checks, through the same client.
+//! - [`health`]: the active checks, through the same client;
+//! - [`tls`]: how `https://` targets are verified (and mTLS to them).
 
 pub mod client;
 pub mod health;
 pub mod pool;
+pub mod tls;

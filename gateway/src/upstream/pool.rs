@@ -91,6 +91,8 @@ pub struct UpstreamSpec {
     pub retries: u32,
     pub health_check: HealthCheck,
     pub passive: Passive,
+    /// How `https://` targets are verified, and a client certificate.
+    pub tls: super::tls::UpstreamTls,
 }
 
 impl Default for UpstreamSpec {
@@ -103,6 +105,7 @@ impl Default for UpstreamSpec {
             retries: 1,
             health_check: HealthCheck::default(),
             passive: Passive::default(),
+            tls: super::tls::UpstreamTls::default(),
         }
     }
 }
@@ -378,6 +381,9 @@ pub struct Upstream {
     cursor: AtomicUsize,
     /// When the next active check is due (`mono_ms`).
     pub(super) next_probe: AtomicU64,
+    /// The TLS client configuration for `https://` targets (`None`: the
+    /// connector's default, the public roots).
+    pub tls: Option<Arc<super::tls::ClientTls>>,
 }
 
 impl Upstream {
@@ -405,6 +411,7 @@ impl Upstream {
             targets: ArcSwap::from_pointee(targets),
             cursor: AtomicUsize::new(0),
             next_probe: AtomicU64::new(0),
+            tls: None,
         }
     }
 
@@ -519,10 +526,19 @@ pub fn build_all(
             })
             .collect();
         let prev = previous.and_then(|p| p.get(name)).map(Arc::as_ref);
-        out.insert(
-            name.clone(),
-            Arc::new(Upstream::new(name, spec, &targets, prev)),
-        );
+        // The files are read once: an unchanged `tls` keeps what was built.
+        let tls = match prev {
+            Some(p) if p.spec.tls == spec.tls => p.tls.clone(),
+            _ if spec.tls.is_default() => None,
+            _ => Some(Arc::new(
+                spec.tls
+                    .build()
+                    .map_err(|e| format!("upstreams.{name}.{e}"))?,
+            )),
+        };
+        let mut up = Upstream::new(name, spec, &targets, prev);
+        up.tls = tls;
+        out.insert(name.clone(), Arc::new(up));
     }
     Ok(out)
 }

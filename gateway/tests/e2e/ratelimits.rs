@@ -153,6 +153,37 @@ struct OwnRedis {
 
 impl OwnRedis {
     fn start(port: u16) -> OwnRedis {
+        Self::start_with(port, &[])
+    }
+
+    /// TLS only, on `port`, with this certificate and key.
+    fn start_tls(port: u16, cert: &std::path::Path, key: &std::path::Path) -> OwnRedis {
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let port_text = port.to_string();
+        let mut r = Self::start_with(
+            0,
+            &[
+                "--tls-port",
+                &port_text,
+                "--tls-cert-file",
+                cert,
+                "--tls-key-file",
+                key,
+                "--tls-auth-clients",
+                "no",
+            ],
+        );
+        r.port = port;
+        r
+    }
+
+    fn start_with(port: u16, extra: &[&str]) -> OwnRedis {
+        let listening = extra
+            .iter()
+            .position(|a| *a == "--tls-port")
+            .and_then(|i| extra.get(i + 1))
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(port);
         let child = std::process::Command::new("redis-server")
             .args([
                 "--port",
@@ -164,11 +195,12 @@ impl OwnRedis {
                 "--bind",
                 "127.0.0.1",
             ])
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server on PATH");
         for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if std::net::TcpStream::connect(("127.0.0.1", listening)).is_ok() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -380,4 +412,56 @@ async fn logins_from_one_address_are_rate_limited() {
     assert_eq!(r.problem(429)["type"], "urn:gatehouse:problem:rate-limited");
     assert!(r.headers.contains_key("retry-after"));
     assert!(r.headers.contains_key("ratelimit-policy"));
+}
+
+#[actix_web::test]
+async fn redis_over_tls_is_verified_against_the_configured_ca() {
+    let ca = testkit::pki::TestCa::new("redis CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(&["localhost"]).write(dir.path(), "redis");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _redis = OwnRedis::start_tls(port, &cert, &key);
+    let state = async |s: &Stack| -> String {
+        let v: Value = s
+            .client
+            .get(s.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["rate_limits"].as_str().unwrap().to_owned()
+    };
+    let url = format!("rediss://localhost:{port}");
+    let (u, ca_path) = (url.clone(), ca_file.clone());
+    let s = spawn_stack_with(move |l| {
+        l.set("routes", limited_routes())
+            .pin("redis.url", u.clone())
+            .set("redis.ca_file", ca_path.clone())
+    })
+    .await;
+    assert_eq!(state(&s).await, "redis");
+    let admin = admin_token(&s).await;
+    assert_eq!(
+        statuses(&s, &s.gw, &admin, "/limited/x", 4).await,
+        [200, 200, 200, 429]
+    );
+    // A gateway that trusts another CA does not talk to it: local limits.
+    let other = testkit::pki::TestCa::new("someone else");
+    let other_file = dir.path().join("other.pem");
+    std::fs::write(&other_file, other.pem()).unwrap();
+    let s2 = spawn_stack_with(move |l| {
+        l.set("routes", limited_routes())
+            .pin("redis.url", url.clone())
+            .set("redis.ca_file", other_file.clone())
+    })
+    .await;
+    assert_eq!(state(&s2).await, "local (redis unreachable)");
 }

@@ -298,3 +298,99 @@ async fn tls_1_1_is_refused_and_the_development_certificate_serves_localhost() {
     assert_eq!(answer[0], 0x15, "{answer:?}");
     assert_eq!(&answer[5..], &[0x02, 70], "{answer:?}");
 }
+
+/// A backend over HTTPS with `leaf`; with `client_ca`, it requires a client
+/// certificate that CA signed. It answers the HTTP version it was spoken
+/// to with.
+async fn https_backend(leaf: &testkit::pki::Leaf, client_ca: Option<&TestCa>) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(leaf.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
+    let builder = rustls::ServerConfig::builder();
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(ca.pem().as_bytes()) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            builder.with_client_cert_verifier(
+                rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                    .build()
+                    .unwrap(),
+            )
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder.with_single_cert(chain, key).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = actix_web::HttpServer::new(|| {
+        actix_web::App::new().default_service(actix_web::web::to(
+            |req: actix_web::HttpRequest| async move {
+                actix_web::HttpResponse::Ok()
+                    .json(json!({"version": format!("{:?}", req.version())}))
+            },
+        ))
+    })
+    .workers(1)
+    .listen_rustls_0_23(listener, config)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    port
+}
+
+#[actix_web::test]
+async fn https_upstreams_are_verified_by_their_ca_and_name_and_can_get_a_client_certificate() {
+    let server_ca = TestCa::new("services CA");
+    let client_ca = TestCa::new("gateway clients CA");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("services-ca.pem");
+    std::fs::write(&ca_file, server_ca.pem()).unwrap();
+    let (client_cert, client_key) = client_ca.leaf(&["gateway"]).write(dir.path(), "client");
+    let plain = https_backend(&server_ca.leaf(&["localhost"]), None).await;
+    let mtls = https_backend(&server_ca.leaf(&["localhost"]), Some(&client_ca)).await;
+    let up = |url: String, tls: serde_json::Value| {
+        json!({"targets": [url], "tls": tls, "retries": 0,
+               "health_check": {"enabled": false}})
+    };
+    let upstreams = json!({
+        "verified": up(format!("https://localhost:{plain}"), json!({"ca_file": ca_file})),
+        "public_roots": up(format!("https://localhost:{plain}"), json!({})),
+        "wrong_name": up(format!("https://127.0.0.1:{plain}"), json!({"ca_file": ca_file})),
+        "mtls": up(format!("https://localhost:{mtls}"),
+            json!({"ca_file": ca_file, "client_cert_file": client_cert, "client_key_file": client_key})),
+        "mtls_without_cert": up(format!("https://localhost:{mtls}"), json!({"ca_file": ca_file})),
+    });
+    let routes: Vec<serde_json::Value> = upstreams
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|name| json!({"prefix": format!("/{name}"), "upstream": name, "access": "public"}))
+        .collect();
+    let s = spawn_stack_with(move |mut l| {
+        for (name, spec) in upstreams.as_object().unwrap() {
+            l = l.set(&format!("upstreams.{name}"), spec.clone());
+        }
+        l.set("routes", base_routes(json!(routes.clone())))
+    })
+    .await;
+    for (path, status) in [
+        ("/verified", 200),
+        ("/mtls", 200),
+        ("/public_roots", 502),
+        ("/wrong_name", 502),
+        ("/mtls_without_cert", 502),
+    ] {
+        let r = read(s.client.get(s.url(path))).await;
+        assert_eq!(r.status.as_u16(), status, "{path}: {}", r.text);
+        if status == 200 {
+            // HTTP/2, negotiated by ALPN.
+            assert_eq!(r.body["version"], "HTTP/2.0", "{path}");
+        }
+    }
+}
