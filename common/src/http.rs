@@ -241,6 +241,20 @@ where
     )
 }
 
+/// The leaf certificate a TLS client presented and rustls verified (DER),
+/// in the connection's data (`HttpRequest::conn_data`).
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub Vec<u8>);
+
+fn capture_peer_certificate(conn: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+    type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+    if let Some(tls) = conn.downcast_ref::<Tls>()
+        && let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first())
+    {
+        data.insert(PeerCertificate(leaf.to_vec()));
+    }
+}
+
 /// Where a server listens: its main listener (HTTPS when `tls` is set,
 /// HTTP/2 and HTTP/1.1 by ALPN) and optionally a plain-HTTP one besides.
 pub struct Listeners {
@@ -283,6 +297,7 @@ where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
     let Listeners { main, tls, plain } = listeners;
+    let capture = tls.is_some();
     let port = main.local_addr()?.port();
     let plain_port = plain
         .as_ref()
@@ -308,6 +323,9 @@ where
             .default_service(web::to(not_found))
     })
     .shutdown_timeout(shutdown_timeout_secs);
+    if capture {
+        server = server.on_connect(capture_peer_certificate);
+    }
     server = match tls {
         Some(config) => server.listen_rustls_0_23(main, config)?,
         None => server.listen(main)?,

@@ -298,12 +298,17 @@ struct Minted {
 /// The `kind` claim and header value of a machine client.
 pub const CLIENT_KIND: &str = "client";
 
+/// The subject of the client certificate the gateway verified (mTLS at
+/// its listener), forwarded under the proof.
+pub const CLIENT_CERT_SUBJECT_HEADER: &str = "request-client-cert-subject";
+
 /// The headers that carry identity from the gateway to a service.
-pub const IDENTITY_HEADERS: [&str; 4] = [
+pub const IDENTITY_HEADERS: [&str; 5] = [
     USER_ID_HEADER,
     USER_ROLES_HEADER,
     PROOF_HEADER,
     PRINCIPAL_KIND_HEADER,
+    CLIENT_CERT_SUBJECT_HEADER,
 ];
 
 /// The identity headers of one request, ready to send: the proof and, for a

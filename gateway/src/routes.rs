@@ -56,6 +56,10 @@ pub struct RouteConfig {
     /// besides the global `identity.forward_claims`; covered by the proof.
     #[serde(default)]
     pub forward_claims: BTreeMap<String, String>,
+    /// Only requests over a connection whose client certificate the
+    /// listener verified (`tls.client_auth`); 403 otherwise.
+    #[serde(default)]
+    pub client_cert: bool,
 }
 
 /// Resolve a `forward_claims` map (claim -> header name): each header a
@@ -292,6 +296,8 @@ pub struct Route {
     pub credential_check: bool,
     /// This route's claim forwarding (claim, header), over the global one.
     pub forward_claims: Vec<(String, String)>,
+    /// A verified client certificate is required.
+    pub client_cert: bool,
 }
 
 /// A route's cache policy, resolved.
@@ -520,6 +526,7 @@ impl RouteTable {
                 cache,
                 credential_check: c.credential_check,
                 forward_claims: forward_claims(&c.forward_claims, "forward_claims").map_err(at)?,
+                client_cert: c.client_cert,
             });
         }
         let mut by_prefix: HashMap<String, Vec<Route>> = HashMap::new();

@@ -230,7 +230,11 @@ pub async fn build_with_source(
         tls: match &tls {
             Some(store) => {
                 watch_certificate(store.clone(), settings.tls.watch_secs);
-                Some(store.server_config().map_err(anyhow::Error::msg)?)
+                Some(
+                    store
+                        .server_config(&settings.tls)
+                        .map_err(anyhow::Error::msg)?,
+                )
             }
             None => None,
         },

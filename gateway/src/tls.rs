@@ -52,6 +52,22 @@ pub struct TlsSettings {
     /// on; set it when a port mapping stands in between).
     #[serde(default)]
     pub redirect_port: Option<u16>,
+    /// PEM CA certificates that sign client certificates (mTLS).
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// `none`, `optional` (verified when presented; routes may require one)
+    /// or `required` (no handshake without one).
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    #[default]
+    None,
+    Optional,
+    Required,
 }
 
 fn default_watch() -> u64 {
@@ -98,8 +114,18 @@ impl TlsSettings {
             TlsMode::Files if self.cert_file.is_none() || self.key_file.is_none() => {
                 Err("tls: mode `files` needs cert_file and key_file".into())
             }
-            TlsMode::Off if self.redirect_listen.is_some() || self.hsts.is_some() => {
-                Err("tls: redirect_listen and hsts need TLS (mode `files` or `dev`)".into())
+            TlsMode::Off
+                if self.redirect_listen.is_some()
+                    || self.hsts.is_some()
+                    || self.client_auth != ClientAuth::None =>
+            {
+                Err(
+                    "tls: redirect_listen, hsts and client_auth need TLS (mode `files` or `dev`)"
+                        .into(),
+                )
+            }
+            _ if (self.client_auth == ClientAuth::None) != self.client_ca_file.is_none() => {
+                Err("tls: client_auth `optional` or `required` goes with client_ca_file".into())
             }
             _ => Ok(()),
         }
@@ -251,15 +277,50 @@ impl CertStore {
 
     /// The rustls server configuration over this store: TLS 1.3 and 1.2,
     /// no client certificates (actix-web adds the ALPN protocols).
-    pub fn server_config(self: &Arc<Self>) -> Result<rustls::ServerConfig, String> {
+    pub fn server_config(
+        self: &Arc<Self>,
+        settings: &TlsSettings,
+    ) -> Result<rustls::ServerConfig, String> {
         let provider = rustls::crypto::CryptoProvider::get_default()
             .cloned()
             .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
-        Ok(rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone()))
+            .map_err(|e| e.to_string())?;
+        let builder = match (&settings.client_ca_file, settings.client_auth) {
+            (Some(ca), auth) if auth != ClientAuth::None => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_file_iter(ca)
+                    .map_err(|e| format!("{}: {e}", ca.display()))?
+                {
+                    roots
+                        .add(c.map_err(|e| format!("{}: {e}", ca.display()))?)
+                        .map_err(|e| format!("{}: {e}", ca.display()))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                );
+                let verifier = if auth == ClientAuth::Optional {
+                    verifier.allow_unauthenticated()
+                } else {
+                    verifier
+                };
+                builder.with_client_cert_verifier(
+                    verifier
+                        .build()
+                        .map_err(|e| format!("{}: {e}", ca.display()))?,
+                )
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        Ok(builder.with_cert_resolver(self.clone()))
+    }
+
+    /// The subject (RFC 4514 text) of a verified client certificate.
+    pub fn subject_of(der: &[u8]) -> Option<String> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        Some(cert.subject().to_string())
     }
 }
 

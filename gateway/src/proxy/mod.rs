@@ -88,6 +88,17 @@ async fn proxy(
     ctx: &mut Ctx<'_>,
     body: web::Payload,
 ) -> Result<HttpResponse, HttpResponse> {
+    // The client certificate the listener verified, if any.
+    let client_cert = ctx
+        .req
+        .conn_data::<common::http::PeerCertificate>()
+        .and_then(|c| crate::tls::CertStore::subject_of(&c.0));
+    if ctx.route.client_cert && client_cert.is_none() {
+        return Err(common::Problem::forbidden(
+            "this route needs a verified client certificate (mutual TLS)",
+        )
+        .to_response());
+    }
     ctx.caller = admission::admit_request(gw, ctx.live, ctx.rule, ctx.req.headers())
         .await
         .map_err(|r| r.to_response())?;
@@ -103,7 +114,7 @@ async fn proxy(
         .map_err(|e| e.to_response())?;
     let credential = account::reserve(gw, ctx).await;
     let who = ctx.caller.as_ref().map(|c| c.principal());
-    let claims = match &ctx.caller {
+    let mut claims = match &ctx.caller {
         Some(c) if !ctx.live.forward_claims.is_empty() || !ctx.route.forward_claims.is_empty() => {
             let forward: Vec<&(String, String)> = ctx
                 .live
@@ -115,6 +126,16 @@ async fn proxy(
         }
         _ => Vec::new(),
     };
+    // The certificate's subject travels with the identity, under its proof.
+    if ctx.caller.is_some()
+        && let Some(subject) =
+            client_cert.filter(|s| actix_web::http::header::HeaderValue::from_str(s).is_ok())
+    {
+        claims.push((
+            common::identity::CLIENT_CERT_SUBJECT_HEADER.to_owned(),
+            subject,
+        ));
+    }
     let headers = || {
         let mut h = upstream_request::headers(
             ctx.req,

@@ -394,3 +394,105 @@ async fn https_upstreams_are_verified_by_their_ca_and_name_and_can_get_a_client_
         }
     }
 }
+
+fn identity_client(server_ca: &TestCa, leaf: Option<&testkit::pki::Leaf>) -> reqwest::Client {
+    let mut b = testkit::client_builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(server_ca.pem().as_bytes()).unwrap()]);
+    if let Some(l) = leaf {
+        let pem = format!("{}{}", l.chain_pem, l.key_pem);
+        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+#[actix_web::test]
+async fn client_certificates_are_verified_at_the_listener_and_their_subject_forwarded() {
+    let server_ca = TestCa::new("gateway server CA");
+    let clients_ca = TestCa::new("devices CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = server_ca.leaf(&["localhost"]).write(dir.path(), "gw");
+    let clients_file = dir.path().join("devices-ca.pem");
+    std::fs::write(&clients_file, clients_ca.pem()).unwrap();
+    let device = clients_ca.leaf(&["alice-device"]);
+    let stranger = TestCa::new("someone else").leaf(&["mallory-device"]);
+    let stack = |auth: &'static str| {
+        let (cert, key, ca) = (cert.clone(), key.clone(), clients_file.clone());
+        spawn_stack_with(move |l| {
+            l.set(
+                "tls",
+                json!({"mode": "files", "cert_file": cert, "key_file": key,
+                       "client_ca_file": ca, "client_auth": auth}),
+            )
+            .set(
+                "routes",
+                base_routes(json!([{"prefix": "/api/device", "upstream": "echo",
+                    "access": "authenticated", "client_cert": true}])),
+            )
+        })
+    };
+
+    // Optional: verified when presented; a route can insist.
+    let s = stack("optional").await;
+    let base = format!("https://localhost:{}", port_of(&s));
+    let with = identity_client(&server_ca, Some(&device));
+    let without = identity_client(&server_ca, None);
+    let token = login(&without, &base).await;
+    let r = read(
+        with.get(format!("{base}/api/device"))
+            .bearer_auth(&token)
+            .header("request-client-cert-subject", "CN=root"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let subject = r.body["headers"]["request-client-cert-subject"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(subject.contains("CN=alice-device"), "{subject}");
+    // Covered by the proof, as a service checks it.
+    let pub_pem =
+        std::fs::read_to_string(s.env.data_dir().join("keys/gateway-proof.pub.pem")).unwrap();
+    let v = common::identity::ProofVerifier::new(&[pub_pem], "gateway", "echo").unwrap();
+    let mut h = actix_web::http::header::HeaderMap::new();
+    for (k, val) in r.body["headers"].as_object().unwrap() {
+        h.insert(
+            actix_web::http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            actix_web::http::header::HeaderValue::from_str(val.as_str().unwrap()).unwrap(),
+        );
+    }
+    let (_, covered) = v.identity(&h).unwrap();
+    assert_eq!(covered["request-client-cert-subject"], subject);
+    // No certificate: the route refuses; others serve, and a subject the
+    // client made up never reaches a service.
+    let r = read(
+        without
+            .get(format!("{base}/api/device"))
+            .bearer_auth(&token),
+    )
+    .await;
+    r.problem(403);
+    let r = read(
+        without
+            .get(format!("{base}/api/echo"))
+            .bearer_auth(&token)
+            .header("request-client-cert-subject", "CN=root"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.body["headers"]
+            .get("request-client-cert-subject")
+            .is_none()
+    );
+    // A certificate from a CA the listener does not trust: no handshake.
+    let foreign = identity_client(&server_ca, Some(&stranger));
+    assert!(foreign.get(format!("{base}/healthz")).send().await.is_err());
+
+    // Required: nobody without a verified certificate gets a handshake.
+    let s = stack("required").await;
+    let base = format!("https://localhost:{}", port_of(&s));
+    assert!(without.get(format!("{base}/healthz")).send().await.is_err());
+    assert!(foreign.get(format!("{base}/healthz")).send().await.is_err());
+    let res = with.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
