@@ -289,27 +289,8 @@ async fn claims_are_forwarded_under_the_proof_and_never_taken_from_clients() {
             )
     })
     .await;
-    let pub_pem =
-        std::fs::read_to_string(s.env.data_dir().join("keys/gateway-proof.pub.pem")).unwrap();
-    let v = common::identity::ProofVerifier::new(&[pub_pem], "gateway", "echo").unwrap();
-    let proof_claims = |h: &Value| {
-        let mut map = reqwest::header::HeaderMap::new();
-        for (k, val) in h.as_object().unwrap() {
-            map.insert(
-                reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                val.as_str().unwrap().parse().unwrap(),
-            );
-        }
-        // The echo's view, checked as a service would check it.
-        let mut am = actix_web::http::header::HeaderMap::new();
-        for (k, val) in &map {
-            am.insert(
-                actix_web::http::header::HeaderName::from_bytes(k.as_str().as_bytes()).unwrap(),
-                actix_web::http::header::HeaderValue::from_bytes(val.as_bytes()).unwrap(),
-            );
-        }
-        v.identity(&am).unwrap().1
-    };
+    // The echo's view, checked as a service would check it.
+    let proof_claims = |h: &Value| proof_covered(&s, "echo", h);
 
     let alice = p.token("alice", &[]).await;
     let spoof = |path: &str, token: &str| {

@@ -415,3 +415,24 @@ impl Stack {
         r.body["id"].as_str().unwrap().to_owned()
     }
 }
+
+/// The headers an echo upstream reports (`{"name": "value"}`), verified as
+/// the service `audience` would verify them: the forwarded claims (header
+/// -> value) the gateway's proof covers. Panics when the proof refuses them.
+pub fn proof_covered(
+    s: &Stack,
+    audience: &str,
+    echoed: &Value,
+) -> std::collections::BTreeMap<String, String> {
+    let pub_pem =
+        std::fs::read_to_string(s.env.data_dir().join("keys/gateway-proof.pub.pem")).unwrap();
+    let v = common::identity::ProofVerifier::new(&[pub_pem], "gateway", audience).unwrap();
+    let mut h = actix_web::http::header::HeaderMap::new();
+    for (k, val) in echoed.as_object().unwrap() {
+        h.insert(
+            actix_web::http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            actix_web::http::header::HeaderValue::from_str(val.as_str().unwrap()).unwrap(),
+        );
+    }
+    v.identity(&h).unwrap().1
+}

@@ -145,6 +145,20 @@ async fn unreachable_redis_falls_back_to_local_limits() {
     assert!(fallbacks >= 5, "{fallbacks}");
 }
 
+/// Where `/readyz` says the rate limits live (`redis`, or local and why).
+async fn rate_limit_state(s: &Stack) -> String {
+    let v: Value = s
+        .client
+        .get(s.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["rate_limits"].as_str().unwrap().to_owned()
+}
+
 /// A private redis-server on a free port, killed on drop.
 struct OwnRedis {
     child: std::process::Child,
@@ -231,18 +245,7 @@ async fn redis_dying_mid_run_degrades_to_local_limits_and_comes_back() {
     })
     .await;
     let admin = admin_token(&s).await;
-    let state = async || -> String {
-        let v: Value = s
-            .client
-            .get(s.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["rate_limits"].as_str().unwrap().to_owned()
-    };
+    let state = async || rate_limit_state(&s).await;
     assert_eq!(state().await, "redis");
     assert_eq!(
         statuses(&s, &s.gw, &admin, "/limited/x", 4).await,
@@ -427,18 +430,7 @@ async fn redis_over_tls_is_verified_against_the_configured_ca() {
         .unwrap()
         .port();
     let _redis = OwnRedis::start_tls(port, &cert, &key);
-    let state = async |s: &Stack| -> String {
-        let v: Value = s
-            .client
-            .get(s.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["rate_limits"].as_str().unwrap().to_owned()
-    };
+    let state = rate_limit_state;
     let url = format!("rediss://localhost:{port}");
     let (u, ca_path) = (url.clone(), ca_file.clone());
     let s = spawn_stack_with(move |l| {

@@ -450,17 +450,7 @@ async fn client_certificates_are_verified_at_the_listener_and_their_subject_forw
         .to_owned();
     assert!(subject.contains("CN=alice-device"), "{subject}");
     // Covered by the proof, as a service checks it.
-    let pub_pem =
-        std::fs::read_to_string(s.env.data_dir().join("keys/gateway-proof.pub.pem")).unwrap();
-    let v = common::identity::ProofVerifier::new(&[pub_pem], "gateway", "echo").unwrap();
-    let mut h = actix_web::http::header::HeaderMap::new();
-    for (k, val) in r.body["headers"].as_object().unwrap() {
-        h.insert(
-            actix_web::http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            actix_web::http::header::HeaderValue::from_str(val.as_str().unwrap()).unwrap(),
-        );
-    }
-    let (_, covered) = v.identity(&h).unwrap();
+    let covered = proof_covered(&s, "echo", &r.body["headers"]);
     assert_eq!(covered["request-client-cert-subject"], subject);
     // No certificate: the route refuses; others serve, and a subject the
     // client made up never reaches a service.
