@@ -72,7 +72,10 @@ fn token_pair(gw: &Gateway, identity: &Identity, session: Uuid, refresh: Issued)
                 token_type: "Bearer".into(),
                 expires_in: gw.access_ttl_secs,
                 refresh_token: refresh.token,
-                refresh_expires_in: (refresh.expires_at.timestamp() - now).max(0),
+                // To the nearest second: the expiry was set a moment ago,
+                // possibly just before a second boundary.
+                refresh_expires_in: ((refresh.expires_at.timestamp_millis() + 500) / 1000 - now)
+                    .max(0),
             }),
         Err(e) => {
             tracing::error!(error = %e, "signing an access token failed");
