@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
+use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use serde::Deserialize;
@@ -164,18 +164,10 @@ pub fn ensure_dev_certificate(dir: &Path) -> Result<(PathBuf, PathBuf), String> 
 /// A certificate chain and its key, checked: they parse, the key matches
 /// the leaf, and the leaf is valid now. Also the leaf's expiry (Unix secs).
 pub fn load_pair(cert: &Path, key: &Path) -> Result<(CertifiedKey, i64), String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("{}: {e}", cert.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
-    let Some(leaf) = chain.first() else {
-        return Err(format!("{}: no certificate in it", cert.display()));
-    };
+    let chain = common::tls::read_certificates(cert)?;
+    let leaf = &chain[0];
     let der = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-    let provider = rustls::crypto::CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
-    let signing = provider
+    let signing = common::tls::provider()
         .key_provider
         .load_private_key(der)
         .map_err(|e| format!("{}: {e}", key.display()))?;
@@ -281,21 +273,15 @@ impl CertStore {
         self: &Arc<Self>,
         settings: &TlsSettings,
     ) -> Result<rustls::ServerConfig, String> {
-        let provider = rustls::crypto::CryptoProvider::get_default()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+        let provider = common::tls::provider();
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| e.to_string())?;
         let builder = match (&settings.client_ca_file, settings.client_auth) {
             (Some(ca), auth) if auth != ClientAuth::None => {
                 let mut roots = rustls::RootCertStore::empty();
-                for c in CertificateDer::pem_file_iter(ca)
-                    .map_err(|e| format!("{}: {e}", ca.display()))?
-                {
-                    roots
-                        .add(c.map_err(|e| format!("{}: {e}", ca.display()))?)
-                        .map_err(|e| format!("{}: {e}", ca.display()))?;
+                for c in common::tls::read_certificates(ca)? {
+                    roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
                 }
                 let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                     Arc::new(roots),

@@ -5,12 +5,12 @@
 //! `tls.client_key_file` present a client certificate (mTLS to services).
 //! HTTP/2 is used where the target negotiates it (ALPN).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
 /// An upstream's `tls:` settings.
@@ -39,17 +39,6 @@ impl std::fmt::Debug for ClientTls {
     }
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate in it", path.display()));
-    }
-    Ok(certs)
-}
-
 impl UpstreamTls {
     pub fn is_default(&self) -> bool {
         *self == UpstreamTls::default()
@@ -61,16 +50,13 @@ impl UpstreamTls {
         let mut roots = rustls::RootCertStore::empty();
         match &self.ca_file {
             Some(ca) => {
-                for c in certs(ca)? {
+                for c in common::tls::read_certificates(ca)? {
                     roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
                 }
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
-        let provider = rustls::crypto::CryptoProvider::get_default()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(common::tls::provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots);
@@ -79,7 +65,7 @@ impl UpstreamTls {
                 let key =
                     PrivateKeyDer::from_pem_file(k).map_err(|e| format!("{}: {e}", k.display()))?;
                 builder
-                    .with_client_auth_cert(certs(c)?, key)
+                    .with_client_auth_cert(common::tls::read_certificates(c)?, key)
                     .map_err(|e| format!("{} and {}: {e}", c.display(), k.display()))?
             }
             (None, None) => builder.with_no_client_auth(),
