@@ -72,9 +72,12 @@ fn token_pair(gw: &Gateway, identity: &Identity, session: Uuid, refresh: Issued)
                 token_type: "Bearer".into(),
                 expires_in: gw.access_ttl_secs,
                 refresh_token: refresh.token,
-                // To the nearest second: the expiry was set a moment ago,
-                // possibly just before a second boundary.
-                refresh_expires_in: ((refresh.expires_at.timestamp_millis() + 500) / 1000 - now)
+                // To the nearest second, counted in milliseconds: the expiry
+                // was set a moment ago, and either instant may sit on either
+                // side of a second boundary.
+                refresh_expires_in: ((refresh.expires_at - chrono::Utc::now()).num_milliseconds()
+                    + 500)
+                    .div_euclid(1000)
                     .max(0),
             }),
         Err(e) => {
