@@ -43,6 +43,7 @@ pub mod tls;
 pub mod tokens;
 pub mod upstream;
 pub mod users_api;
+pub mod websocket;
 
 #[cfg(test)]
 mod tests_support;

@@ -13,7 +13,10 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
 use hdrhistogram::Histogram;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 use serde::Serialize;
 
 /// The route a proxied request took (set by the proxy's request filter).
@@ -32,6 +35,10 @@ pub struct Metrics {
     rate_limited: IntCounterVec,
     cache: IntCounterVec,
     upstream_attempts: IntCounterVec,
+    ws_open: IntGaugeVec,
+    ws_messages: IntCounterVec,
+    ws_bytes: IntCounterVec,
+    ws_closed: IntCounterVec,
     stats: Mutex<HashMap<String, RouteStats>>,
     pub since: chrono::DateTime<chrono::Utc>,
 }
@@ -131,6 +138,38 @@ impl Metrics {
             ),
             &["upstream", "outcome"],
         )?;
+        let ws_open = IntGaugeVec::new(
+            Opts::new(
+                "gatehouse_websocket_connections",
+                "WebSocket connections open now, by route",
+            ),
+            &["route"],
+        )?;
+        let ws_messages = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_websocket_frames_total",
+                "WebSocket frames relayed, by route and the side that sent them (client, upstream)",
+            ),
+            &["route", "from"],
+        )?;
+        let ws_bytes = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_websocket_payload_bytes_total",
+                "WebSocket payload bytes relayed, by route and the side that sent them",
+            ),
+            &["route", "from"],
+        )?;
+        let ws_closed = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_websocket_closed_total",
+                "WebSocket connections ended, by route and reason",
+            ),
+            &["route", "reason"],
+        )?;
+        registry.register(Box::new(ws_open.clone()))?;
+        registry.register(Box::new(ws_messages.clone()))?;
+        registry.register(Box::new(ws_bytes.clone()))?;
+        registry.register(Box::new(ws_closed.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
@@ -143,6 +182,10 @@ impl Metrics {
             rate_limited,
             cache,
             upstream_attempts,
+            ws_open,
+            ws_messages,
+            ws_bytes,
+            ws_closed,
             stats: Mutex::new(HashMap::new()),
             since: chrono::Utc::now(),
         })
@@ -203,6 +246,27 @@ impl Metrics {
             .inc();
     }
 
+    /// The counters of one relayed WebSocket connection on `route`, looked
+    /// up once so relaying a frame costs no label lookup; the connection
+    /// counts as open until the returned value is dropped.
+    pub fn websocket(&self, route: &str) -> WebSocketCounters {
+        let open = self.ws_open.with_label_values(&[route]);
+        open.inc();
+        WebSocketCounters {
+            from_client: (
+                self.ws_messages.with_label_values(&[route, "client"]),
+                self.ws_bytes.with_label_values(&[route, "client"]),
+            ),
+            from_upstream: (
+                self.ws_messages.with_label_values(&[route, "upstream"]),
+                self.ws_bytes.with_label_values(&[route, "upstream"]),
+            ),
+            closed: self.ws_closed.clone(),
+            route: route.to_owned(),
+            open,
+        }
+    }
+
     /// The registry's families in the Prometheus text format.
     pub fn encode(&self) -> Result<String, prometheus::Error> {
         let mut buf = Vec::new();
@@ -244,6 +308,29 @@ impl Metrics {
                 )
             })
             .collect()
+    }
+}
+
+/// See [`Metrics::websocket`].
+pub struct WebSocketCounters {
+    /// (frames, payload bytes) sent by each side.
+    pub from_client: (IntCounter, IntCounter),
+    pub from_upstream: (IntCounter, IntCounter),
+    closed: IntCounterVec,
+    route: String,
+    open: IntGauge,
+}
+
+impl WebSocketCounters {
+    /// The connection ended, for `reason`.
+    pub fn closed(&self, reason: &str) {
+        self.closed.with_label_values(&[&self.route, reason]).inc();
+    }
+}
+
+impl Drop for WebSocketCounters {
+    fn drop(&mut self) {
+        self.open.dec();
     }
 }
 

@@ -60,6 +60,14 @@ pub struct RouteConfig {
     /// listener verified (`tls.client_auth`); 403 otherwise.
     #[serde(default)]
     pub client_cert: bool,
+    /// `Upgrade: websocket` requests are relayed as WebSockets (default);
+    /// `false`: the upgrade is ignored and the request goes as a plain GET.
+    #[serde(default = "yes")]
+    pub websocket: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Resolve a `forward_claims` map (claim -> header name): each header a
@@ -298,6 +306,8 @@ pub struct Route {
     pub forward_claims: Vec<(String, String)>,
     /// A verified client certificate is required.
     pub client_cert: bool,
+    /// Upgrade requests are relayed as WebSockets.
+    pub websocket: bool,
 }
 
 /// A route's cache policy, resolved.
@@ -527,6 +537,7 @@ impl RouteTable {
                 credential_check: c.credential_check,
                 forward_claims: forward_claims(&c.forward_claims, "forward_claims").map_err(at)?,
                 client_cert: c.client_cert,
+                websocket: c.websocket,
             });
         }
         let mut by_prefix: HashMap<String, Vec<Route>> = HashMap::new();

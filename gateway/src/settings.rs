@@ -79,6 +79,9 @@ pub struct Settings {
     /// Routes answered by several upstream calls at once.
     pub composed: Vec<ComposedConfig>,
     pub no_route: NoRoute,
+    /// Relayed WebSockets: where the token may be, limits.
+    #[serde(default)]
+    pub websocket: crate::websocket::WebSocketSettings,
 }
 
 /// The response cache shared by the routes that enable it.
@@ -243,6 +246,7 @@ impl Settings {
             )));
         }
         self.tls.check().map_err(invalid)?;
+        self.websocket.check().map_err(invalid)?;
         if self.revocations.resync_secs == 0 {
             return Err(invalid("revocations.resync_secs must be positive".into()));
         }

@@ -46,6 +46,8 @@ pub struct Live {
     pub claim_headers: Vec<String>,
     /// Every claim any route forwards: kept from trusted providers' tokens.
     pub claim_names: Vec<String>,
+    /// Limits and token sources of relayed WebSockets.
+    pub websocket: crate::websocket::WebSocketSettings,
 }
 
 impl Live {
@@ -104,6 +106,7 @@ impl Live {
             forward_claims,
             claim_headers,
             claim_names,
+            websocket: settings.websocket.clone(),
             upstreams: build_all(
                 &settings.upstreams,
                 registry,

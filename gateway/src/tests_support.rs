@@ -43,5 +43,6 @@ pub fn live_with(routes: Value, composed: Value) -> Live {
         forward_claims: Vec::new(),
         claim_headers: Vec::new(),
         claim_names: Vec::new(),
+        websocket: Default::default(),
     }
 }

@@ -26,6 +26,7 @@ const ENGINES: &[&str] = &[
     "settings",
     "tokens",
     "upstream",
+    "websocket",
 ];
 
 fn src() -> PathBuf {

@@ -8,6 +8,8 @@
 //! request_filter   path check, route (or composed route), method
 //!   -> admission          token -> caller -> the route's rule
 //!   -> rate_limit         the route's quota, by caller or address
+//!   -> websocket          an upgrade: the upstream's handshake, then frames
+//!                         both ways (leaves the sequence here)
 //!   -> cache::lookup      a stored answer for this caller
 //!   -> upstream_peer      the route's upstream
 //!   -> upstream_request   path, body limit, headers with identity and proof
@@ -33,6 +35,7 @@ pub mod rate_limit;
 pub mod request_filter;
 pub mod response_filter;
 pub mod upstream_request;
+pub mod websocket;
 
 use std::time::Instant;
 
@@ -82,6 +85,14 @@ pub async fn handle(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>
     res
 }
 
+/// What the client sends after the head.
+enum Incoming {
+    /// A body, streamed to the upstream.
+    Http(web::Payload),
+    /// WebSocket frames, once both handshakes are done.
+    WebSocket(Box<websocket::Upgrade>),
+}
+
 /// The phases after the request filter, in order.
 async fn proxy(
     gw: &Gateway,
@@ -99,10 +110,45 @@ async fn proxy(
         )
         .to_response());
     }
-    ctx.caller = admission::admit_request(gw, ctx.live, ctx.rule, ctx.req.headers())
+    // A WebSocket: the handshake is checked first, the token may sit where
+    // a browser can put it.
+    let incoming = if ctx.route.websocket && websocket::is_upgrade(ctx.req) {
+        Incoming::WebSocket(Box::new(websocket::Upgrade::of(
+            ctx.req,
+            body,
+            &ctx.live.websocket,
+        )?))
+    } else {
+        Incoming::Http(body)
+    };
+    let admission_headers = match &incoming {
+        Incoming::WebSocket(u) => u.admission_headers.as_ref(),
+        Incoming::Http(_) => None,
+    }
+    .unwrap_or(ctx.req.headers());
+    ctx.caller = admission::admit_request(gw, ctx.live, ctx.rule, admission_headers)
         .await
         .map_err(|r| r.to_response())?;
     rate_limit::phase(&gw.limiter, &gw.metrics, ctx).await?;
+    let body = match incoming {
+        Incoming::WebSocket(upgrade) => {
+            let who = ctx.caller.as_ref().map(|c| c.principal());
+            let claims = forwarded_claims(ctx, client_cert);
+            let upstream = upstream_peer(ctx).map_err(|e| e.to_response())?;
+            let headers = upstream_request::headers(
+                ctx.req,
+                ctx.route,
+                who,
+                &gw.strip_headers,
+                &ctx.live.claim_headers,
+                &claims,
+                &gw.minter,
+            )
+            .map_err(|e| e.to_response())?;
+            return websocket::phase(ctx, *upgrade, upstream, headers).await;
+        }
+        Incoming::Http(body) => body,
+    };
     if let Some(hit) = cache::lookup(&gw.cache, &gw.metrics, ctx) {
         return Ok(hit);
     }
@@ -114,28 +160,7 @@ async fn proxy(
         .map_err(|e| e.to_response())?;
     let credential = account::reserve(gw, ctx).await;
     let who = ctx.caller.as_ref().map(|c| c.principal());
-    let mut claims = match &ctx.caller {
-        Some(c) if !ctx.live.forward_claims.is_empty() || !ctx.route.forward_claims.is_empty() => {
-            let forward: Vec<&(String, String)> = ctx
-                .live
-                .forward_claims
-                .iter()
-                .chain(ctx.route.forward_claims.iter())
-                .collect();
-            c.forwarded(&forward)
-        }
-        _ => Vec::new(),
-    };
-    // The certificate's subject travels with the identity, under its proof.
-    if ctx.caller.is_some()
-        && let Some(subject) =
-            client_cert.filter(|s| actix_web::http::header::HeaderValue::from_str(s).is_ok())
-    {
-        claims.push((
-            common::identity::CLIENT_CERT_SUBJECT_HEADER.to_owned(),
-            subject,
-        ));
-    }
+    let claims = forwarded_claims(ctx, client_cert);
     let headers = || {
         let mut h = upstream_request::headers(
             ctx.req,
@@ -167,6 +192,36 @@ async fn proxy(
         Ok(stored) => Ok(stored),
         Err((answer, head)) => Ok(response_filter::stream(answer, head, length)),
     }
+}
+
+/// The caller's claims the upstream receives as headers (global and the
+/// route's `forward_claims`), and the client certificate's subject: all
+/// under the proof, so none without a caller.
+fn forwarded_claims(ctx: &Ctx<'_>, client_cert: Option<String>) -> Vec<(String, String)> {
+    let Some(caller) = &ctx.caller else {
+        return Vec::new();
+    };
+    let mut claims = if !ctx.live.forward_claims.is_empty() || !ctx.route.forward_claims.is_empty()
+    {
+        let forward: Vec<&(String, String)> = ctx
+            .live
+            .forward_claims
+            .iter()
+            .chain(ctx.route.forward_claims.iter())
+            .collect();
+        caller.forwarded(&forward)
+    } else {
+        Vec::new()
+    };
+    if let Some(subject) =
+        client_cert.filter(|s| actix_web::http::header::HeaderValue::from_str(s).is_ok())
+    {
+        claims.push((
+            common::identity::CLIENT_CERT_SUBJECT_HEADER.to_owned(),
+            subject,
+        ));
+    }
+    claims
 }
 
 /// Phase: upstream peer. The route's upstream in this snapshot; the target

@@ -345,6 +345,46 @@ thread_local! {
     /// configuration on each worker thread, each with its own connection
     /// pool.
     static CLIENTS: RefCell<HashMap<(u64, u64), awc::Client>> = RefCell::new(HashMap::new());
+    /// The same for WebSockets (HTTP/1.1 only over TLS).
+    static WS_CLIENTS: RefCell<HashMap<(u64, u64), awc::Client>> = RefCell::new(HashMap::new());
+}
+
+/// The TLS settings of an `https://` upstream that configures none: the
+/// public roots, no client certificate.
+fn default_tls() -> Result<Arc<super::tls::ClientTls>, String> {
+    static DEFAULT: std::sync::OnceLock<Result<Arc<super::tls::ClientTls>, String>> =
+        std::sync::OnceLock::new();
+    DEFAULT
+        .get_or_init(|| super::tls::UpstreamTls::default().build().map(Arc::new))
+        .clone()
+}
+
+/// The WebSocket client for an upstream's targets, on this thread: its TLS
+/// settings (or the public roots) offering HTTP/1.1 only.
+pub fn websocket_client_for(upstream: &Upstream) -> Result<awc::Client, String> {
+    let ms = upstream.spec.connect_timeout_ms;
+    let tls = match &upstream.tls {
+        Some(t) => t.clone(),
+        None => default_tls()?,
+    };
+    Ok(WS_CLIENTS.with(|c| {
+        c.borrow_mut()
+            .entry((ms, tls.id))
+            .or_insert_with(|| {
+                let connector = awc::Connector::new()
+                    .timeout(Duration::from_millis(ms))
+                    .limit(0)
+                    .rustls_0_23(tls.websocket.clone());
+                // The handshake's budget is the upstream's, kept by the caller.
+                awc::Client::builder()
+                    .no_default_headers()
+                    .disable_redirects()
+                    .disable_timeout()
+                    .connector(connector)
+                    .finish()
+            })
+            .clone()
+    }))
 }
 
 /// The HTTP client for an upstream's targets, on this thread.
@@ -486,6 +526,112 @@ pub async fn send(
             m.upstream_attempt(&upstream.name, "failed");
         }
         return Err(fail(source, safe, format!("{e} (target {})", target.url)));
+    }
+}
+
+/// An open WebSocket to a target, from the gateway's side.
+pub type UpstreamSocket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+
+/// A frame as the upstream sent it.
+pub use awc::ws::Frame as WsFrame;
+
+/// A WebSocket the gateway opened to a target: the head of its `101`, the
+/// socket, and the lease that counts the connection on the target for as
+/// long as it is held.
+pub struct WebSocketOpened {
+    pub head: awc::ClientResponse,
+    pub socket: UpstreamSocket,
+    pub lease: Lease,
+}
+
+/// Why no WebSocket was opened.
+pub enum WebSocketFailure {
+    /// The target answered the handshake with this 4xx: it does not take
+    /// this client (an answer, not a failure of the target).
+    Refused(StatusCode),
+    /// Nothing usable came back (see [`UpstreamError`]).
+    Failed(UpstreamError),
+}
+
+/// Open a WebSocket to a target of `upstream` at `path` (path and query),
+/// with `headers` (without the client's `Sec-WebSocket-*`) and the
+/// client's `protocols`; frames up to `max_frame` bytes. The handshake has
+/// the upstream's timeout. Like [`send`] for a request that never left: a
+/// refused connection is tried on another target as the upstream's retries
+/// allow; a time-out or a broken handshake is not retried (the target may
+/// have acted on the request). Passive health and the attempt metrics are
+/// kept as for traffic.
+pub async fn open_websocket(
+    upstream: &Upstream,
+    path: &str,
+    headers: &HeaderMap,
+    protocols: &[String],
+    max_frame: usize,
+    metrics: &Metrics,
+) -> Result<WebSocketOpened, WebSocketFailure> {
+    use awc::error::WsClientError;
+    let fail = |source: Source, cause: String| {
+        WebSocketFailure::Failed(UpstreamError {
+            source,
+            upstream: upstream.name.clone(),
+            retry_safe: false,
+            cause,
+        })
+    };
+    let client = websocket_client_for(upstream)
+        .map_err(|e| fail(Source::Internal, format!("TLS for WebSocket: {e}")))?;
+    let budget = Duration::from_secs(upstream.spec.timeout_secs);
+    let mut avoid: Option<Arc<Target>> = None;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let Some(lease) = upstream
+            .pick(avoid.as_ref())
+            .or_else(|| avoid.as_ref().and_then(|_| upstream.pick(None)))
+        else {
+            return Err(fail(Source::NoTarget, "no target in rotation".into()));
+        };
+        let target = lease.target().clone();
+        let mut req = client
+            .ws(format!("{}{path}", target.url))
+            .max_frame_size(max_frame);
+        for (name, value) in headers {
+            req = req.header(name.clone(), value.clone());
+        }
+        if !protocols.is_empty() {
+            req = req.protocols(protocols);
+        }
+        let e = match tokio::time::timeout(budget, req.connect()).await {
+            Ok(Ok((head, socket))) => {
+                target.record_success();
+                metrics.upstream_attempt(&upstream.name, "ok");
+                return Ok(WebSocketOpened {
+                    head,
+                    socket,
+                    lease,
+                });
+            }
+            Ok(Err(e)) => e,
+            Err(_) => WsClientError::SendRequest(SendRequestError::Timeout),
+        };
+        let source = match &e {
+            WsClientError::InvalidResponseStatus(s) if s.is_client_error() => {
+                target.record_success();
+                metrics.upstream_attempt(&upstream.name, "ok");
+                return Err(WebSocketFailure::Refused(*s));
+            }
+            WsClientError::SendRequest(e) => source_of(e),
+            _ => Source::BrokenAnswer,
+        };
+        target.record_failure(&upstream.spec.passive);
+        if source == Source::Connect && attempt <= upstream.spec.retries {
+            tracing::info!(error = %e, target_url = %target.url, attempt, "retrying a WebSocket on another target");
+            metrics.upstream_attempt(&upstream.name, "retried");
+            avoid = Some(target);
+            continue;
+        }
+        metrics.upstream_attempt(&upstream.name, "failed");
+        return Err(fail(source, format!("{e} (target {})", target.url)));
     }
 }
 

@@ -29,6 +29,9 @@ pub struct UpstreamTls {
 pub struct ClientTls {
     pub id: u64,
     pub config: Arc<rustls::ClientConfig>,
+    /// The same, offering only HTTP/1.1: a WebSocket is an HTTP/1.1
+    /// upgrade, and awc opens none over an HTTP/2 connection.
+    pub websocket: Arc<rustls::ClientConfig>,
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -73,11 +76,14 @@ impl UpstreamTls {
                 return Err("tls: client_cert_file and client_key_file go together".into());
             }
         };
+        let mut websocket = config.clone();
+        websocket.alpn_protocols = vec![b"http/1.1".to_vec()];
         // HTTP/2 where the target offers it; awc reads the answer's ALPN.
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(ClientTls {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             config: Arc::new(config),
+            websocket: Arc::new(websocket),
         })
     }
 }

@@ -131,8 +131,9 @@ pub fn base_routes(extra: Value) -> Value {
 
 /// A test upstream on its own port, named so answers show which one served:
 /// `GET /healthz`; `/slow?ms=N` answers after N ms; `/big?mib=N` streams N
-/// MiB; `/status/{code}` answers that status; anything else echoes like
-/// the echo upstream, plus `"name"`.
+/// MiB; `/status/{code}` answers that status; `/ws` is a WebSocket echo
+/// (see [`ws_echo`]) and `/ws/hits` counts its handshakes; anything else
+/// echoes like the echo upstream, plus `"name"`.
 pub struct Backend {
     pub port: u16,
     pub handle: actix_web::dev::ServerHandle,
@@ -152,10 +153,19 @@ impl Backend {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let n = name.to_owned();
+        let hits = web::Data::new(std::sync::atomic::AtomicUsize::new(0));
         let server = actix_web::HttpServer::new(move || {
             let n = n.clone();
             actix_web::App::new()
                 .app_data(web::Data::new(n))
+                .app_data(hits.clone())
+                .route("/ws", web::get().to(ws_echo))
+                .route(
+                    "/ws/hits",
+                    web::get().to(|h: web::Data<std::sync::atomic::AtomicUsize>| async move {
+                        HttpResponse::Ok().json(h.load(std::sync::atomic::Ordering::SeqCst))
+                    }),
+                )
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
                 .route(
                     "/healthz",
@@ -200,6 +210,60 @@ async fn named_echo(req: HttpRequest, body: web::Bytes, name: web::Data<String>)
         "name": name.as_str(), "method": req.method().as_str(), "path": req.path(),
         "query": req.query_string(), "headers": headers, "body_len": body.len()
     }))
+}
+
+/// A WebSocket echo: text and binary frames (and fragments) come back as
+/// they were sent, a ping gets its pong, a close gets the same close. The
+/// text `headers` answers with the handshake's headers and query as JSON;
+/// `close <code>` makes it close with that code. It offers the `chat`
+/// protocol.
+pub async fn ws_echo(
+    req: HttpRequest,
+    body: web::Payload,
+    hits: web::Data<std::sync::atomic::AtomicUsize>,
+) -> actix_web::Result<HttpResponse> {
+    use actix_ws::{CloseCode, CloseReason, Message};
+    hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let mut seen: serde_json::Map<String, Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or("<binary>"))))
+        .collect();
+    seen.insert("?query".into(), json!(req.query_string()));
+    let (res, mut session, stream) = actix_ws::handle_with_protocols(&req, body, &["chat"])?;
+    let mut stream = stream.max_frame_size(4 * 1024 * 1024);
+    actix_web::rt::spawn(async move {
+        while let Some(Ok(msg)) = stream.recv().await {
+            let sent = match msg {
+                Message::Text(t) if &*t == "headers" => {
+                    session.text(Value::Object(seen.clone()).to_string()).await
+                }
+                Message::Text(t) if t.starts_with("close ") => {
+                    let code: u16 = t[6..].parse().unwrap();
+                    let _ = session
+                        .close(Some(CloseReason {
+                            code: CloseCode::from(code),
+                            description: Some("asked".into()),
+                        }))
+                        .await;
+                    return;
+                }
+                Message::Text(t) => session.text(t).await,
+                Message::Binary(b) => session.binary(b).await,
+                Message::Continuation(item) => session.continuation(item).await,
+                Message::Ping(b) => session.pong(&b).await,
+                Message::Pong(_) | Message::Nop => Ok(()),
+                Message::Close(reason) => {
+                    let _ = session.close(reason).await;
+                    return;
+                }
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(res)
 }
 
 async fn slow(req: HttpRequest, name: web::Data<String>) -> HttpResponse {

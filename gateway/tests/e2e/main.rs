@@ -15,3 +15,4 @@ mod sessions;
 mod tls;
 mod tokens;
 mod traffic;
+mod websocket;

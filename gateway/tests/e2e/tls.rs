@@ -301,7 +301,7 @@ async fn tls_1_1_is_refused_and_the_development_certificate_serves_localhost() {
 
 /// A backend over HTTPS with `leaf`; with `client_ca`, it requires a client
 /// certificate that CA signed. It answers the HTTP version it was spoken
-/// to with.
+/// to with; `/{any}/ws` is the WebSocket echo.
 async fn https_backend(leaf: &testkit::pki::Leaf, client_ca: Option<&TestCa>) -> u16 {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -329,12 +329,17 @@ async fn https_backend(leaf: &testkit::pki::Leaf, client_ca: Option<&TestCa>) ->
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = actix_web::HttpServer::new(|| {
-        actix_web::App::new().default_service(actix_web::web::to(
-            |req: actix_web::HttpRequest| async move {
-                actix_web::HttpResponse::Ok()
-                    .json(json!({"version": format!("{:?}", req.version())}))
-            },
-        ))
+        actix_web::App::new()
+            .app_data(actix_web::web::Data::new(
+                std::sync::atomic::AtomicUsize::new(0),
+            ))
+            .route("/{prefix}/ws", actix_web::web::get().to(ws_echo))
+            .default_service(actix_web::web::to(
+                |req: actix_web::HttpRequest| async move {
+                    actix_web::HttpResponse::Ok()
+                        .json(json!({"version": format!("{:?}", req.version())}))
+                },
+            ))
     })
     .workers(1)
     .listen_rustls_0_23(listener, config)
@@ -391,6 +396,32 @@ async fn https_upstreams_are_verified_by_their_ca_and_name_and_can_get_a_client_
         if status == 200 {
             // HTTP/2, negotiated by ALPN.
             assert_eq!(r.body["version"], "HTTP/2.0", "{path}");
+        }
+        // A WebSocket goes the same way, verified the same (over HTTP/1.1,
+        // the only way to upgrade).
+        let ws = awc::Client::new()
+            .ws(format!(
+                "{}{path}/ws",
+                s.url("").replacen("http://", "ws://", 1)
+            ))
+            .connect()
+            .await;
+        match ws {
+            Ok((_, mut sock)) => {
+                use futures_util::{SinkExt, StreamExt};
+                assert_eq!(status, 200, "{path}: upgraded");
+                sock.send(awc::ws::Message::Text("over tls".into()))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    sock.next().await.unwrap().unwrap(),
+                    awc::ws::Frame::Text("over tls".into())
+                );
+            }
+            Err(awc::error::WsClientError::InvalidResponseStatus(st)) => {
+                assert_eq!(st.as_u16(), status, "{path}")
+            }
+            Err(e) => panic!("{path}: {e}"),
         }
     }
 }
