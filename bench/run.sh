@@ -7,7 +7,9 @@
 # Builds with the dist profile (thin LTO), installs nginx and wrk from Debian when missing,
 # starts a minimal upstream (bench/src/bin/upstream.rs), nginx proxying to it
 # with upstream keep-alive, the users service and three gateways (10 routes,
-# 10 routes with the Redis limiter, 1,000 routes), then drives load with wrk.
+# 10 routes with the Redis limiter, 1,000 routes), an HTTPS gateway next to
+# an HTTPS nginx (TLS 1.3, one self-signed certificate made here with openssl,
+# for both), then drives load with wrk.
 # Servers run on one core and wrk on the other when there are two or more.
 # Prints a markdown table and the target ratios, and rewrites the results
 # section of bench/README.md.
@@ -34,6 +36,7 @@ T="${CARGO_TARGET_DIR:-$PWD/target}/$PROFILE"
 need=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v wrk >/dev/null || need+=(wrk)
+command -v openssl >/dev/null || need+=(openssl)
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}"
@@ -55,9 +58,16 @@ trap cleanup EXIT
 ulimit -n 65536 2>/dev/null || true
 
 if [ "$(nproc)" -ge 2 ]; then SRV="taskset -c 1"; LOAD="taskset -c 0"; else SRV=""; LOAD=""; fi
-UP=19001 NGX=19002 GW=19003 GWR=19004 GW1K=19005 USERS=19006 GWB=19007
+UP=19001 NGX=19002 GW=19003 GWR=19004 GW1K=19005 USERS=19006 GWB=19007 GWS=19008 NGXS=19009
 
-wait_http() { for _ in $(seq 1 150); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done; echo "not answering: $1" >&2; return 1; }
+# -k: the HTTPS servers use the certificate made below.
+wait_http() { for _ in $(seq 1 150); do curl -kfsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done; echo "not answering: $1" >&2; return 1; }
+
+# One certificate for both HTTPS servers (ECDSA P-256, as a managed
+# certificate usually is), valid for 127.0.0.1.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -keyout "$W/tls.key" -out "$W/tls.crt" 2>/dev/null
 
 # The upstream.
 $SRV "$T/upstream" "$UP" 1 & PIDS+=($!)
@@ -81,6 +91,17 @@ http {
   upstream bench { server 127.0.0.1:$UP; keepalive 128; }
   server {
     listen 127.0.0.1:$NGX backlog=4096;
+    location / {
+      proxy_pass http://bench;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+  server {
+    listen 127.0.0.1:$NGXS ssl backlog=4096;
+    ssl_certificate $W/tls.crt;
+    ssl_certificate_key $W/tls.key;
+    ssl_protocols TLSv1.3;
     location / {
       proxy_pass http://bench;
       proxy_http_version 1.1;
@@ -120,19 +141,23 @@ gw_config() { # file routes [login rate limit]
 gw_config "$W/gw10.yaml" 10 "{rate: 10/s, burst: 20}"
 gw_config "$W/gw10-open.yaml" 10
 gw_config "$W/gw1000.yaml" 1000
-start_gw() { # port config [redis url] [binary]
+start_gw() { # port config [redis url] [binary] [scheme] (more environment in GW_ENV)
   local redis=()
   [ -n "${3:-}" ] && redis=("REDIS_URL=$3")
   env -u REDIS_URL GATEWAY_CONFIG_FILE="$2" GATEWAY_LISTEN="127.0.0.1:$1" DATA_DIR="$W/data" \
-    GATEWAY__REDIS__KEY_PREFIX="bench:$$:$1:" RUST_LOG=warn "${redis[@]}" \
+    GATEWAY__REDIS__KEY_PREFIX="bench:$$:$1:" RUST_LOG=warn "${redis[@]}" "${GW_ENV[@]}" \
     $SRV "${4:-$T/gateway}" >"$W/gw$1.log" 2>&1 & PIDS+=($!)
   eval "PID_$1=$!"
-  wait_http "http://127.0.0.1:$1/healthz"
+  wait_http "${5:-http}://127.0.0.1:$1/healthz"
 }
+GW_ENV=()
 start_gw "$GW" "$W/gw10.yaml"
 start_gw "$GWR" "$W/gw10-open.yaml" "$REDIS_URL"
 start_gw "$GW1K" "$W/gw1000.yaml"
 [ -n "$BASELINE" ] && start_gw "$GWB" "$W/gw10-open.yaml" "" "$BASELINE/gateway"
+GW_ENV=(GATEWAY_TLS=files GATEWAY_TLS_CERT_FILE="$W/tls.crt" GATEWAY_TLS_KEY_FILE="$W/tls.key")
+start_gw "$GWS" "$W/gw10-open.yaml" "" "" https
+GW_ENV=()
 ADMIN_PASSWORD=bench-admin-password-0123 DATA_DIR="$W/data" USERS__LISTEN="127.0.0.1:$USERS" \
   USERS__WORKERS=1 RUST_LOG=warn $SRV "$T/users" >"$W/users.log" 2>&1 & PIDS+=($!)
 wait_http "http://127.0.0.1:$USERS/healthz"
@@ -141,10 +166,19 @@ LOGIN_BODY='{"username":"admin","password":"bench-admin-password-0123"}'
 TOKEN="$(curl -fsS -X POST "http://127.0.0.1:$GW/api/login" -H 'content-type: application/json' -d "$LOGIN_BODY" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
 AUTH="authorization: Bearer $TOKEN"
-for p in "$GW" "$GWR" "$GW1K" ${BASELINE:+"$GWB"}; do
-  code="$(curl -s -o /dev/null -w '%{http_code}' -H "$AUTH" "http://127.0.0.1:$p/limited/x")"
-  [ "$code" = 200 ] || { echo "gateway :$p answered $code"; cat "$W/gw$p.log"; exit 1; }
+for u in "http://127.0.0.1:$GW" "http://127.0.0.1:$GWR" "http://127.0.0.1:$GW1K" \
+         ${BASELINE:+"http://127.0.0.1:$GWB"} "https://127.0.0.1:$GWS"; do
+  code="$(curl -ks -o /dev/null -w '%{http_code}' -H "$AUTH" "$u/limited/x")"
+  [ "$code" = 200 ] || { echo "gateway $u answered $code"; cat "$W/gw${u##*:}.log"; exit 1; }
 done
+# Both HTTPS servers speak TLS 1.3 with that certificate (wrk negotiates it
+# with both); nginx, as configured, nothing older.
+for u in "https://127.0.0.1:$GWS/public/x" "https://127.0.0.1:$NGXS/x"; do
+  curl -ksS --tlsv1.3 -o /dev/null "$u"
+done
+if curl -ks --tls-max 1.2 -o /dev/null "https://127.0.0.1:$NGXS/x"; then
+  echo "nginx accepted TLS 1.2" >&2; exit 1
+fi
 cat >"$W/login.lua" <<EOF
 wrk.method = "POST"
 wrk.body = '$LOGIN_BODY'
@@ -165,7 +199,8 @@ nginx_worker() { pgrep -P "$(cat "$W/nginx.pid")" | head -1; }
 
 declare -A R
 record() { R[$1]="${R[$1]:-} $2"; }
-SCENARIOS=(direct nginx gw_public gw_auth gw_limit_mem gw_limit_redis gw_1000 login storm_route)
+SCENARIOS=(direct nginx gw_public gw_auth gw_limit_mem gw_limit_redis gw_1000 login storm_route
+  nginx_tls gw_tls_auth nginx_handshake gw_handshake)
 echo "warming up" >&2
 measure "$CONNS" "http://127.0.0.1:$GW/auth/x" -H "$AUTH" >/dev/null
 for round in $(seq 1 "$ROUNDS"); do
@@ -177,6 +212,12 @@ for round in $(seq 1 "$ROUNDS"); do
   record gw_limit_mem "$(measure "$CONNS" "http://127.0.0.1:$GW/limited/x" -H "$AUTH")"
   record gw_limit_redis "$(measure "$CONNS" "http://127.0.0.1:$GWR/limited/x" -H "$AUTH")"
   record gw_1000 "$(measure "$CONNS" "http://127.0.0.1:$GW1K/auth/x" -H "$AUTH")"
+  # HTTPS: keep-alive connections, then a new TLS connection per request
+  # (Connection: close), which measures full handshakes per second.
+  record nginx_tls "$(measure "$CONNS" "https://127.0.0.1:$NGXS/x")"
+  record gw_tls_auth "$(measure "$CONNS" "https://127.0.0.1:$GWS/auth/x" -H "$AUTH")"
+  record nginx_handshake "$(measure "$CONNS" "https://127.0.0.1:$NGXS/x" -H "connection: close")"
+  record gw_handshake "$(measure "$CONNS" "https://127.0.0.1:$GWS/public/x" -H "connection: close")"
   if [ -n "$BASELINE" ]; then
     record base_public "$(measure "$CONNS" "http://127.0.0.1:$GWB/public/x")"
     record base_auth "$(measure "$CONNS" "http://127.0.0.1:$GWB/auth/x" -H "$AUTH")"
@@ -206,6 +247,7 @@ rss_ngx="$(rss_mib "$(nginx_worker)")"
 rss_gw="$(rss_mib "$PID_19003")"
 rss_gwr="$(rss_mib "$PID_19004")"
 rss_gw1k="$(rss_mib "$PID_19005")"
+rss_gws="$(rss_mib "$PID_19008")"
 row() { # label scenario rss
   printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$(med "$2" 1)" "$(med "$2" 2)" "$(med "$2" 3)" "$(med "$2" 4)" "$3"
 }
@@ -227,6 +269,10 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
   row "8 | 4 with 1,000 routes" gw_1000 "$rss_gw1k"
   set -- $c1000
   printf '| 9 | 4 with 1,000 connections | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "$(rss_mib "$PID_19003")"
+  row "10 | nginx HTTPS (TLS 1.3, keep-alive)" nginx_tls "$rss_ngx"
+  row "11 | gateway HTTPS, route 4 (TLS 1.3, keep-alive)" gw_tls_auth "$rss_gws"
+  row "12 | nginx HTTPS, a new TLS connection per request" nginx_handshake "$rss_ngx"
+  row "13 | gateway HTTPS, public route, a new TLS connection per request" gw_handshake "$rss_gws"
   if [ -n "$BASELINE" ]; then
     row "3b | 3 on this build, the config of 3c" open_public "$rss_gwr"
     row "3c | 3 on the baseline build ($BASELINE)" base_public "$(rss_mib "$PID_19007")"
@@ -238,7 +284,8 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
   echo
   awk -v a4="$(med gw_auth 1)" -v n="$(med nginx 1)" -v p4="$(med gw_auth 3)" -v pn="$(med nginx 3)" \
       -v lm="$(med gw_limit_mem 1)" -v lr="$(med gw_limit_redis 1)" -v lg="$(med login 2)" -v ar="$ARGON" \
-      -v sp="$(med storm_route 3)" -v k="$(med gw_1000 1)" -v rss="$(rss_mib "$PID_19003")" 'BEGIN {
+      -v sp="$(med storm_route 3)" -v k="$(med gw_1000 1)" -v rss="$(rss_mib "$PID_19003")" \
+      -v ts="$(med gw_tls_auth 1)" -v tn="$(med nginx_tls 1)" -v hs="$(med gw_handshake 1)" -v hn="$(med nginx_handshake 1)" 'BEGIN {
     printf "| target | measured | goal |\n|---|---|---|\n"
     printf "| route 4 vs nginx, req/s | %.2fx | >= 1.0x |\n", a4 / n
     printf "| route 4 p99 minus nginx p99 | %+.2f ms | <= +1 ms |\n", p4 - pn
@@ -248,6 +295,9 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
     printf "| route 4 p99 during a login storm / idle | %.2fx | <= 2x |\n", sp / p4
     printf "| 1,000 routes vs 10 routes, req/s | %.2fx | >= 0.95x |\n", k / a4
     printf "| gateway peak RSS with 1,000 connections | %.1f MiB | <= 64 MiB |\n", rss
+    printf "| HTTPS route 4 vs nginx HTTPS, req/s (11 / 10) | %.2fx | as route 4 vs nginx |\n", ts / tn
+    printf "| HTTPS route 4 vs plain route 4, req/s (11 / 4) | %.2fx | |\n", ts / a4
+    printf "| new TLS connections per second vs nginx (13 / 12) | %.2fx | >= 1.0x |\n", hs / hn
   }'
   if [ -n "$BASELINE" ]; then
     echo

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates the keys docker-compose mounts as secrets (./secrets, git-ignored):
-# the gateway's proof key pair (Ed25519) and the access-token signing key.
+# the gateway's proof key pair (Ed25519), the access-token signing key and
+# the gateway's TLS certificate.
 # Existing files are kept: rerunning never rotates a key by accident.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,4 +13,13 @@ gen() {
 }
 gen gateway-proof
 gen access-token
+# The gateway's TLS certificate: a self-signed one for GATEWAY_HOSTNAME
+# (localhost by default) until you put your own chain and key here (a public
+# CA's, or cert-manager's); the gateway reloads them when they change.
+host="${GATEWAY_HOSTNAME:-localhost}"
+if [ ! -f secrets/gateway-tls.crt ] || [ ! -f secrets/gateway-tls.key ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 90 \
+    -subj "/CN=$host" -addext "subjectAltName=DNS:$host,DNS:localhost,IP:127.0.0.1" \
+    -keyout secrets/gateway-tls.key -out secrets/gateway-tls.crt 2>/dev/null
+fi
 ls -l secrets

@@ -41,7 +41,9 @@ start() { # name binary env...
   echo $! >"$STATE/pids/$name"
 }
 
-ready() { curl -fsS "http://127.0.0.1:$(port "$1")/readyz" >/dev/null 2>&1; }
+scheme() { case "$1" in gateway*) echo https ;; *) echo http ;; esac; }
+# The gateways serve HTTPS with the certificate made below (trusted by name).
+ready() { curl -fsS --cacert "$STATE/secrets/gateway-tls.crt" "$(scheme "$1")://127.0.0.1:$(port "$1")/readyz" >/dev/null 2>&1; }
 
 up() {
   mkdir -p "$STATE"/{pids,logs,secrets}
@@ -52,6 +54,10 @@ up() {
     [ -f "$STATE/secrets/$k.key.pem" ] || openssl genpkey -algorithm ed25519 -out "$STATE/secrets/$k.key.pem"
     openssl pkey -in "$STATE/secrets/$k.key.pem" -pubout -out "$STATE/secrets/$k.pub.pem"
   done
+  # The gateway's certificate, as make-secrets.sh makes it (self-signed, for 127.0.0.1).
+  [ -f "$STATE/secrets/gateway-tls.crt" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+    -nodes -days 90 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$STATE/secrets/gateway-tls.key" -out "$STATE/secrets/gateway-tls.crt" 2>/dev/null
   # The migrate step: a database per service, migrated once, before any service starts.
   for svc in gateway users orders scanner; do
     psql "$PG_URL/postgres" -qtAc "SELECT 1 FROM pg_database WHERE datname='${DB_PREFIX}_$svc'" | grep -q 1 \
@@ -81,6 +87,8 @@ upstreams:
 YAML
   for g in gateway1 gateway2; do
     start "$g" gateway GATEWAY_CONFIG_FILE="$STATE/gateway.yaml" GATEWAY_LISTEN=127.0.0.1:"$(port "$g")" \
+      GATEWAY_TLS=files GATEWAY_TLS_CERT_FILE="$STATE/secrets/gateway-tls.crt" \
+      GATEWAY_TLS_KEY_FILE="$STATE/secrets/gateway-tls.key" GATEWAY_PUBLIC_URL="https://127.0.0.1:$(port gateway1)" \
       DATABASE_URL="$PG_URL/${DB_PREFIX}_gateway" GATEWAY__DATABASE__AUTO_MIGRATE=false \
       REDIS_URL="$REDIS_URL" GATEWAY__PROOF__PRIVATE_KEY_FILE="$STATE/secrets/gateway-proof.key.pem" \
       GATEWAY__TOKENS__KEYS="[{alg=\"EdDSA\", private_key_file=\"$STATE/secrets/access-token.key.pem\", active=true}]" \
@@ -91,7 +99,8 @@ YAML
     ready "$p" || { echo "$p is not ready; see $STATE/logs/$p.log" >&2; exit 1; }
   done
   status
-  echo "gateways: http://127.0.0.1:$(port gateway1) and http://127.0.0.1:$(port gateway2) (admin / \$ADMIN_PASSWORD)"
+  echo "gateways: https://127.0.0.1:$(port gateway1) and https://127.0.0.1:$(port gateway2) (admin / \$ADMIN_PASSWORD;" \
+    "curl --cacert $STATE/secrets/gateway-tls.crt)"
 }
 
 status() {

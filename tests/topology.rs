@@ -1,7 +1,8 @@
 //! The production topology as separate processes, configured the way
 //! docker-compose configures it (environment variables, key files, a
 //! gateway config file, migrations applied once beforehand, services that do
-//! not migrate): two gateways, users, orders and two scanners, on a private
+//! not migrate, gateways serving HTTPS with their certificate from files):
+//! two gateways, users, orders and two scanners, on a private
 //! PostgreSQL cluster (so this test may restart it) and the local Redis.
 //!
 //! It runs on the PostgreSQL pass of the suite (`TEST_DATABASE_URL` set; the
@@ -206,6 +207,8 @@ struct Proc {
     name: String,
     child: Child,
     port: u16,
+    /// `https` for the gateways, which serve TLS as in compose.
+    scheme: &'static str,
 }
 
 impl Proc {
@@ -217,7 +220,7 @@ impl Proc {
         let _ = self.child.wait();
     }
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 }
 
@@ -243,6 +246,11 @@ fn spawn(name: &str, service: &str, port: u16, env: &[(String, String)], logs: &
         name: name.to_owned(),
         child: cmd.spawn().unwrap(),
         port,
+        scheme: if service == "gateway" {
+            "https"
+        } else {
+            "http"
+        },
     }
 }
 
@@ -355,6 +363,12 @@ async fn the_topology_as_processes_survives_failures_and_shares_state() {
     common::keys::ensure_ed25519(&keys, "gateway-proof").unwrap();
     common::keys::ensure_ed25519(&keys, "access-token").unwrap();
     let proof_pub = format!("[\"{}\"]", keys.join("gateway-proof.pub.pem").display());
+    // The gateways' certificate, a secret like the keys (here from a CA of
+    // the test's own, which the client trusts, instead of self-signed).
+    let tls_ca = testkit::pki::TestCa::new("topology CA");
+    let (tls_cert, tls_key) = tls_ca
+        .leaf(&["127.0.0.1", "localhost"])
+        .write(&keys, "gateway-tls");
 
     let service = |name: &str, svc: &str, extra: Vec<(&str, String)>| {
         let port = free_port();
@@ -425,6 +439,9 @@ async fn the_topology_as_processes_survives_failures_and_shares_state() {
         let env: Vec<(String, String)> = [
             ("GATEWAY_CONFIG_FILE", config_file.display().to_string()),
             ("GATEWAY_LISTEN", format!("127.0.0.1:{port}")),
+            ("GATEWAY_TLS", "files".into()),
+            ("GATEWAY_TLS_CERT_FILE", tls_cert.display().to_string()),
+            ("GATEWAY_TLS_KEY_FILE", tls_key.display().to_string()),
             ("DATA_DIR", data.display().to_string()),
             ("DATABASE_URL", pg.url("gateway")),
             ("GATEWAY__DATABASE__AUTO_MIGRATE", "false".into()),
@@ -445,6 +462,7 @@ async fn the_topology_as_processes_survives_failures_and_shares_state() {
     };
     let c = testkit::client_builder()
         .timeout(Duration::from_secs(10))
+        .tls_certs_only([reqwest::Certificate::from_pem(tls_ca.pem().as_bytes()).unwrap()])
         .build()
         .unwrap();
     for p in [&mut users, &mut orders, &mut scanner1, &mut scanner2] {

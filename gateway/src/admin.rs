@@ -27,6 +27,11 @@ struct RouteView {
     max_body_bytes: u64,
     rate_limit: Option<String>,
     cache_ttl_secs: Option<u64>,
+    /// Upgrade requests are relayed as WebSockets.
+    websocket: bool,
+    /// `None`: no client certificate needed; `[]`: any verified one;
+    /// otherwise the subjects admitted.
+    client_cert_subjects: Option<Vec<String>>,
 }
 
 /// `GET /admin/routes`.
@@ -59,6 +64,8 @@ pub async fn routes(_: AdminBearer, gw: web::Data<Gateway>) -> HttpResponse {
                 .as_ref()
                 .map(|(q, by)| format!("{} by {}", q.describe(), by_name(*by))),
             cache_ttl_secs: r.cache.as_ref().map(|c| c.ttl.as_secs()),
+            websocket: r.websocket,
+            client_cert_subjects: r.client_cert.as_ref().map(|c| c.subjects().to_vec()),
         })
         .collect();
     HttpResponse::Ok().json(json!({ "routes": routes }))

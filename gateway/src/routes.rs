@@ -57,9 +57,11 @@ pub struct RouteConfig {
     #[serde(default)]
     pub forward_claims: BTreeMap<String, String>,
     /// Only requests over a connection whose client certificate the
-    /// listener verified (`tls.client_auth`); 403 otherwise.
+    /// listener verified (`tls.client_auth`): `true` for any such
+    /// certificate, or `{subjects: [...]}` for one of these subjects
+    /// (RFC 4514, `CN=billing,O=Acme`); 403 otherwise.
     #[serde(default)]
-    pub client_cert: bool,
+    pub client_cert: ClientCertConfig,
     /// `Upgrade: websocket` requests are relayed as WebSockets (default);
     /// `false`: the upgrade is ignored and the request goes as a plain GET.
     #[serde(default = "yes")]
@@ -68,6 +70,96 @@ pub struct RouteConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// `client_cert:` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(untagged)]
+pub enum ClientCertConfig {
+    #[default]
+    No,
+    Any(bool),
+    Subjects {
+        subjects: Vec<String>,
+    },
+}
+
+/// A route's client-certificate requirement, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertRule {
+    /// Normalised subjects ([`normalize_dn`]); empty: any verified certificate.
+    subjects: Vec<String>,
+}
+
+impl ClientCertRule {
+    fn from_config(c: &ClientCertConfig) -> Result<Option<Self>, String> {
+        match c {
+            ClientCertConfig::No | ClientCertConfig::Any(false) => Ok(None),
+            ClientCertConfig::Any(true) => Ok(Some(Self {
+                subjects: Vec::new(),
+            })),
+            ClientCertConfig::Subjects { subjects } if subjects.is_empty() => {
+                Err("client_cert.subjects: an empty list would admit no one".into())
+            }
+            ClientCertConfig::Subjects { subjects } => Ok(Some(Self {
+                subjects: subjects
+                    .iter()
+                    .map(|s| normalize_dn(s))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("client_cert.subjects: {e}"))?,
+            })),
+        }
+    }
+
+    /// The admitted subjects, normalised (empty: any).
+    pub fn subjects(&self) -> &[String] {
+        &self.subjects
+    }
+
+    /// Whether a verified certificate with this subject passes.
+    pub fn admits(&self, subject: &str) -> bool {
+        self.subjects.is_empty() || normalize_dn(subject).is_ok_and(|s| self.subjects.contains(&s))
+    }
+}
+
+/// A distinguished name (RFC 4514) in one spelling: attribute types upper
+/// case, no spaces around the separators, so `cn=a, O=b` equals `CN=a,O=b`.
+/// An escaped comma (`\,`) stays part of its value.
+pub fn normalize_dn(dn: &str) -> Result<String, String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut escaped = false;
+    for ch in dn.chars() {
+        if escaped {
+            current.push(ch);
+            escaped = false;
+        } else if ch == '\\' {
+            current.push(ch);
+            escaped = true;
+        } else if ch == ',' || ch == '+' {
+            parts.push((std::mem::take(&mut current), ch));
+        } else {
+            current.push(ch);
+        }
+    }
+    parts.push((current, ' '));
+    let mut out = String::new();
+    for (rdn, sep) in parts {
+        let (kind, value) = rdn
+            .split_once('=')
+            .ok_or_else(|| format!("`{dn}` is not a distinguished name (TYPE=value,...)"))?;
+        let (kind, value) = (kind.trim(), value.trim());
+        if kind.is_empty() || value.is_empty() {
+            return Err(format!("`{dn}` has an empty attribute"));
+        }
+        out.push_str(&kind.to_ascii_uppercase());
+        out.push('=');
+        out.push_str(value);
+        if sep != ' ' {
+            out.push(sep);
+        }
+    }
+    Ok(out)
 }
 
 /// Resolve a `forward_claims` map (claim -> header name): each header a
@@ -304,8 +396,8 @@ pub struct Route {
     pub credential_check: bool,
     /// This route's claim forwarding (claim, header), over the global one.
     pub forward_claims: Vec<(String, String)>,
-    /// A verified client certificate is required.
-    pub client_cert: bool,
+    /// A verified client certificate is required (of these subjects).
+    pub client_cert: Option<ClientCertRule>,
     /// Upgrade requests are relayed as WebSockets.
     pub websocket: bool,
 }
@@ -536,7 +628,7 @@ impl RouteTable {
                 cache,
                 credential_check: c.credential_check,
                 forward_claims: forward_claims(&c.forward_claims, "forward_claims").map_err(at)?,
-                client_cert: c.client_cert,
+                client_cert: ClientCertRule::from_config(&c.client_cert).map_err(at)?,
                 websocket: c.websocket,
             });
         }
@@ -644,6 +736,34 @@ pub fn check_path(path: &str) -> Result<(), &'static str> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_certificate_subjects_compare_in_one_spelling() {
+        assert_eq!(
+            normalize_dn("cn=a, O=Acme\\, Inc").unwrap(),
+            "CN=a,O=Acme\\, Inc"
+        );
+        assert_eq!(normalize_dn("CN=a+UID=7").unwrap(), "CN=a+UID=7");
+        assert!(normalize_dn("not a dn").is_err());
+        assert!(normalize_dn("CN=").is_err());
+        let t = table(
+            "routes:\n  - {prefix: /a, upstream: users, access: public, client_cert: {subjects: ['CN=billing, O=Acme']}}\n  - {prefix: /b, upstream: users, access: public, client_cert: true}\n  - {prefix: /c, upstream: users, access: public}",
+        )
+        .unwrap();
+        let rule = |i: usize| t.routes()[i].client_cert.clone();
+        let a = rule(0).unwrap();
+        assert!(a.admits("CN=billing, O=Acme"));
+        assert!(a.admits("cn=billing,o=Acme"));
+        assert!(!a.admits("CN=billing, O=Acme, OU=x"));
+        assert!(!a.admits("CN=mallory"));
+        assert!(rule(1).unwrap().admits("CN=anyone"));
+        assert!(rule(2).is_none());
+        assert!(
+            table("routes:\n  - {prefix: /a, upstream: users, access: public, client_cert: {subjects: []}}")
+                .unwrap_err()
+                .contains("client_cert")
+        );
+    }
 
     fn table(yaml: &str) -> Result<RouteTable, String> {
         use figment::providers::Format;

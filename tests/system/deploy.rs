@@ -341,7 +341,7 @@ fn docker_compose_describes_the_topology_and_every_variable_is_read() {
             .replace(".key.pem", "")
             .replace(".pub.pem", "");
         assert!(
-            script.contains(&format!("gen {stem}")),
+            script.contains(&format!("gen {stem}")) || script.contains(&format!("secrets/{stem}")),
             "{file} is not made by deploy/make-secrets.sh"
         );
     }
@@ -411,6 +411,21 @@ fn kubernetes_manifests_are_complete_and_consistent() {
     let public = find("Service", "gateway");
     assert_eq!(public["spec"]["type"], "LoadBalancer");
     assert_eq!(public["spec"]["externalTrafficPolicy"], "Local");
+    // TLS terminates at the gateway (no Ingress): 443 to its HTTPS port,
+    // the certificate from the Secret cert-manager's Certificate fills.
+    assert_eq!(public["spec"]["ports"][0]["port"], 443);
+    assert_eq!(public["spec"]["ports"][0]["targetPort"], "https");
+    let tls_env = |name: &str| {
+        gateway_env
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| s(&e["value"]))
+    };
+    assert_eq!(tls_env("GATEWAY_TLS").as_deref(), Some("files"));
+    let certificate = find("Certificate", "gateway-tls");
+    assert_eq!(certificate["spec"]["secretName"], "gateway-tls");
 
     let workloads = [
         ("Deployment", "users", "users"),
@@ -462,7 +477,28 @@ fn kubernetes_manifests_are_complete_and_consistent() {
         }
         // Volumes: every secret/config item key exists.
         for v in pod["volumes"].as_sequence().unwrap() {
-            let (source, items) = if v["secret"].is_mapping() {
+            let (source, items) = if v["secret"]["secretName"] == "gateway-tls" {
+                // A kubernetes.io/tls Secret (cert-manager's), mounted where
+                // the gateway's TLS settings read it.
+                let mount = c["volumeMounts"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m["name"] == v["name"])
+                    .map(|m| s(&m["mountPath"]))
+                    .unwrap();
+                for (key, var) in [
+                    ("tls.crt", "GATEWAY_TLS_CERT_FILE"),
+                    ("tls.key", "GATEWAY_TLS_KEY_FILE"),
+                ] {
+                    let set =
+                        c["env"].as_sequence().unwrap().iter().any(|e| {
+                            e["name"] == var && s(&e["value"]) == format!("{mount}/{key}")
+                        });
+                    assert!(set, "{}", at(&format!("{var} is not {mount}/{key}")));
+                }
+                continue;
+            } else if v["secret"].is_mapping() {
                 (&secret["stringData"], &v["secret"]["items"])
             } else if v["configMap"].is_mapping() {
                 (&config["data"], &v["configMap"]["items"])

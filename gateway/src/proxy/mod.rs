@@ -104,11 +104,17 @@ async fn proxy(
         .req
         .conn_data::<common::http::PeerCertificate>()
         .and_then(|c| crate::tls::CertStore::subject_of(&c.0));
-    if ctx.route.client_cert && client_cert.is_none() {
-        return Err(common::Problem::forbidden(
-            "this route needs a verified client certificate (mutual TLS)",
-        )
-        .to_response());
+    if let Some(rule) = &ctx.route.client_cert {
+        let refused = match &client_cert {
+            None => Some("this route needs a verified client certificate (mutual TLS)"),
+            Some(subject) if !rule.admits(subject) => {
+                Some("this route does not admit the client certificate's subject")
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = refused {
+            return Err(common::Problem::forbidden(why).to_response());
+        }
     }
     // A WebSocket: the handshake is checked first, the token may sit where
     // a browser can put it.

@@ -456,8 +456,14 @@ async fn client_certificates_are_verified_at_the_listener_and_their_subject_forw
             )
             .set(
                 "routes",
-                base_routes(json!([{"prefix": "/api/device", "upstream": "echo",
-                    "access": "authenticated", "client_cert": true}])),
+                base_routes(json!([
+                    {"prefix": "/api/device", "upstream": "echo",
+                     "access": "authenticated", "client_cert": true},
+                    {"prefix": "/api/alice-only", "upstream": "echo",
+                     "access": "authenticated", "client_cert": {"subjects": ["cn=alice-device"]}},
+                    {"prefix": "/api/billing-only", "upstream": "echo",
+                     "access": "authenticated", "client_cert": {"subjects": ["CN=billing-service"]}},
+                ])),
             )
         })
     };
@@ -483,6 +489,33 @@ async fn client_certificates_are_verified_at_the_listener_and_their_subject_forw
     // Covered by the proof, as a service checks it.
     let covered = proof_covered(&s, "echo", &r.body["headers"]);
     assert_eq!(covered["request-client-cert-subject"], subject);
+    // A route that admits certain subjects: this one, not another.
+    let r = read(
+        with.get(format!("{base}/api/alice-only"))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = read(
+        with.get(format!("{base}/api/billing-only"))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert!(
+        r.problem(403)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("subject"),
+        "{}",
+        r.text
+    );
+    let r = read(
+        without
+            .get(format!("{base}/api/alice-only"))
+            .bearer_auth(&token),
+    )
+    .await;
+    r.problem(403);
     // No certificate: the route refuses; others serve, and a subject the
     // client made up never reaches a service.
     let r = read(
