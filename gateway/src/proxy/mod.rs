@@ -138,19 +138,9 @@ async fn proxy(
     rate_limit::phase(&gw.limiter, &gw.metrics, ctx).await?;
     let body = match incoming {
         Incoming::WebSocket(upgrade) => {
-            let who = ctx.caller.as_ref().map(|c| c.principal());
             let claims = forwarded_claims(ctx, client_cert);
             let upstream = upstream_peer(ctx).map_err(|e| e.to_response())?;
-            let headers = upstream_request::headers(
-                ctx.req,
-                ctx.route,
-                who,
-                &gw.strip_headers,
-                &ctx.live.claim_headers,
-                &claims,
-                &gw.minter,
-            )
-            .map_err(|e| e.to_response())?;
+            let headers = upstream_headers(gw, ctx, &claims).map_err(|e| e.to_response())?;
             return websocket::phase(ctx, *upgrade, upstream, headers).await;
         }
         Incoming::Http(body) => body,
@@ -165,18 +155,9 @@ async fn proxy(
     let call = upstream_request::call(ctx, upstream, &path, body, &gw.metrics)
         .map_err(|e| e.to_response())?;
     let credential = account::reserve(gw, ctx).await;
-    let who = ctx.caller.as_ref().map(|c| c.principal());
     let claims = forwarded_claims(ctx, client_cert);
     let headers = || {
-        let mut h = upstream_request::headers(
-            ctx.req,
-            ctx.route,
-            who,
-            &gw.strip_headers,
-            &ctx.live.claim_headers,
-            &claims,
-            &gw.minter,
-        )?;
+        let mut h = upstream_headers(gw, ctx, &claims)?;
         credential.mark(&mut h);
         Ok(h)
     };
@@ -198,6 +179,24 @@ async fn proxy(
         Ok(stored) => Ok(stored),
         Err((answer, head)) => Ok(response_filter::stream(answer, head, length)),
     }
+}
+
+/// The headers the upstream receives for this request, the caller's
+/// identity and `claims` under the proof (see [`upstream_request::headers`]).
+fn upstream_headers(
+    gw: &Gateway,
+    ctx: &Ctx<'_>,
+    claims: &[(String, String)],
+) -> Result<actix_web::http::header::HeaderMap, UpstreamError> {
+    upstream_request::headers(
+        ctx.req,
+        ctx.route,
+        ctx.caller.as_ref().map(|c| c.principal()),
+        &gw.strip_headers,
+        &ctx.live.claim_headers,
+        claims,
+        &gw.minter,
+    )
 }
 
 /// The caller's claims the upstream receives as headers (global and the

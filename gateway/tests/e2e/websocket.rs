@@ -52,6 +52,19 @@ async fn open(
     req.connect().await
 }
 
+/// The status a refused upgrade was answered with; `what` names the
+/// attempt when it upgraded or failed otherwise.
+fn refused(
+    result: Result<(awc::ClientResponse, Socket), awc::error::WsClientError>,
+    what: &str,
+) -> u16 {
+    match result {
+        Err(awc::error::WsClientError::InvalidResponseStatus(st)) => st.as_u16(),
+        Err(e) => panic!("{what}: {e}"),
+        Ok(_) => panic!("{what}: upgraded"),
+    }
+}
+
 /// The next frame that is not a pong we did not ask about, within 10 s.
 async fn next(sock: &mut Socket) -> Frame {
     actix_web::rt::time::timeout(Duration::from_secs(10), sock.next())
@@ -231,13 +244,7 @@ async fn refused_upgrades_never_reach_the_service() {
         ("/api/live", Some("not-a-token"), 401),
         ("/api/live-admin", Some(bob.as_str()), 403),
     ] {
-        match open(&s, path, token).await {
-            Err(awc::error::WsClientError::InvalidResponseStatus(st)) => {
-                assert_eq!(st.as_u16(), status, "{path}")
-            }
-            Err(e) => panic!("{path}: {e}"),
-            Ok(_) => panic!("{path}: upgraded"),
-        }
+        assert_eq!(refused(open(&s, path, token).await, path), status, "{path}");
     }
     // The refusal is problem+json with the RFC 6750 challenge.
     let r = read(
@@ -272,11 +279,8 @@ async fn refused_upgrades_never_reach_the_service() {
     // A route with `websocket: false` forwards a plain GET: the echo, no
     // longer asked to upgrade, refuses (it only speaks WebSocket there),
     // and so does the gateway's client.
-    match open(&s, "/api/plain", Some(&admin)).await {
-        Err(awc::error::WsClientError::InvalidResponseStatus(st)) => assert_eq!(st.as_u16(), 400),
-        Err(e) => panic!("{e}"),
-        Ok(_) => panic!("upgraded on a websocket: false route"),
-    }
+    let plain = open(&s, "/api/plain", Some(&admin)).await;
+    assert_eq!(refused(plain, "a websocket: false route"), 400);
     // A service that refuses the upgrade: its status, as problem+json.
     let r = read(
         s.client
@@ -338,28 +342,20 @@ async fn browsers_send_the_token_as_a_protocol_or_in_the_query() {
     assert_eq!(seen["?query"], "a=1&b=2");
     assert!(!seen.to_string().contains(&admin));
     // Two tokens: which one counts is not guessed.
-    match ws_client()
+    let two = ws_client()
         .ws(ws_url(&s, "/api/live"))
         .bearer_auth(&admin)
         .protocols(["bearer", admin.as_str()])
         .connect()
-        .await
-    {
-        Err(awc::error::WsClientError::InvalidResponseStatus(st)) => assert_eq!(st.as_u16(), 400),
-        Err(e) => panic!("{e}"),
-        Ok(_) => panic!("two tokens accepted"),
-    }
+        .await;
+    assert_eq!(refused(two, "two tokens"), 400);
     // A token that is not valid in the protocol list is still refused.
-    match ws_client()
+    let forged = ws_client()
         .ws(ws_url(&s, "/api/live"))
         .protocols(["bearer", "forged"])
         .connect()
-        .await
-    {
-        Err(awc::error::WsClientError::InvalidResponseStatus(st)) => assert_eq!(st.as_u16(), 401),
-        Err(e) => panic!("{e}"),
-        Ok(_) => panic!("a forged token upgraded"),
-    }
+        .await;
+    assert_eq!(refused(forged, "a forged token"), 401);
 }
 
 #[actix_web::test]
@@ -486,11 +482,9 @@ async fn a_lost_service_closes_the_socket_with_1014() {
     assert_eq!(code, 1014, "{why}");
     // Nothing listens now: a 502 (or 503 once the target is ejected), and
     // no upgrade.
-    match open(&s, "/api/live", Some(&token)).await {
-        Err(awc::error::WsClientError::InvalidResponseStatus(st)) => {
-            assert!([502, 503].contains(&st.as_u16()), "{st}")
-        }
-        Err(e) => panic!("{e}"),
-        Ok(_) => panic!("upgraded without a service"),
-    }
+    let st = refused(
+        open(&s, "/api/live", Some(&token)).await,
+        "without a service",
+    );
+    assert!([502, 503].contains(&st), "{st}");
 }
