@@ -60,7 +60,15 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
         });
-    Database::connect(opts).await
+    let mut db = Database::connect(opts).await?;
+    // A span per query when the request is traced (crate::traces).
+    let system = if url.starts_with("sqlite:") {
+        "sqlite"
+    } else {
+        "postgresql"
+    };
+    db.set_metric_callback(move |info| crate::traces::record_query(system, info));
+    Ok(db)
 }
 
 /// Begin a transaction that holds the write lock from its first statement:

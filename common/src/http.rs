@@ -182,6 +182,7 @@ pub struct Running {
     port: u16,
     plain_port: Option<u16>,
     server: actix_web::dev::Server,
+    tracing: crate::traces::Tracing,
 }
 
 impl Running {
@@ -202,7 +203,19 @@ impl Running {
 
     /// Serve until SIGINT/SIGTERM or the handle stops it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        // The last spans go out before the process ends (on the blocking
+        // pool: a flush waits for the collector, within its time-out).
+        if self.tracing.exporting() {
+            let tracing = self.tracing.clone();
+            let _ = tokio::task::spawn_blocking(move || tracing.flush()).await;
+        }
+        served
+    }
+
+    /// The service's tracing (its export counters).
+    pub fn tracing(&self) -> &crate::traces::Tracing {
+        &self.tracing
     }
 }
 
@@ -212,12 +225,20 @@ impl Running {
 pub fn serve<F>(
     listener: std::net::TcpListener,
     workers: usize,
+    tracing: crate::traces::Tracing,
     configure: F,
 ) -> std::io::Result<Running>
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
-    serve_on(Listeners::plain(listener), workers, 30, true, configure)
+    serve_on(
+        Listeners::plain(listener),
+        workers,
+        30,
+        true,
+        tracing,
+        configure,
+    )
 }
 
 /// [`serve`] for the gateway: with the time in-flight requests get to finish
@@ -227,6 +248,7 @@ pub fn serve_with<F>(
     listener: std::net::TcpListener,
     workers: usize,
     shutdown_timeout_secs: u64,
+    tracing: crate::traces::Tracing,
     configure: F,
 ) -> std::io::Result<Running>
 where
@@ -237,6 +259,7 @@ where
         workers,
         shutdown_timeout_secs,
         false,
+        tracing,
         configure,
     )
 }
@@ -278,12 +301,20 @@ pub fn serve_listeners<F>(
     listeners: Listeners,
     workers: usize,
     shutdown_timeout_secs: u64,
+    tracing: crate::traces::Tracing,
     configure: F,
 ) -> std::io::Result<Running>
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
-    serve_on(listeners, workers, shutdown_timeout_secs, false, configure)
+    serve_on(
+        listeners,
+        workers,
+        shutdown_timeout_secs,
+        false,
+        tracing,
+        configure,
+    )
 }
 
 fn serve_on<F>(
@@ -291,6 +322,7 @@ fn serve_on<F>(
     workers: usize,
     shutdown_timeout_secs: u64,
     text_only: bool,
+    tracing: crate::traces::Tracing,
     configure: F,
 ) -> std::io::Result<Running>
 where
@@ -303,6 +335,7 @@ where
         .as_ref()
         .map(|l| l.local_addr().map(|a| a.port()))
         .transpose()?;
+    let app_tracing = tracing.clone();
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .wrap(error_handlers())
@@ -313,9 +346,10 @@ where
                     crate::text::refuse_non_text(req, next, MAX_JSON_BODY)
                 }),
             ))
-            .wrap(actix_web::middleware::from_fn(
-                crate::telemetry::request_context,
-            ))
+            .wrap(actix_web::middleware::from_fn({
+                let tracing = app_tracing.clone();
+                move |req, next| crate::telemetry::request_context(tracing.clone(), req, next)
+            }))
             .app_data(json_config())
             .app_data(query_config())
             .app_data(path_config())
@@ -340,6 +374,7 @@ where
         port,
         plain_port,
         server: server.run(),
+        tracing,
     })
 }
 

@@ -22,6 +22,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
     "status": 422,
     "detail": "the request body has 1 invalid field",
     "request_id": "5b0d6c0e-8a4e-4f53-9d0a-1f7f1d1fb7a1",
+    "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
     "errors": [{"field": "username", "code": "length", "message": "must be 3 to 32 characters"}]
 }))]
 pub struct Problem {
@@ -38,6 +39,10 @@ pub struct Problem {
     /// The request id (also in the `x-request-id` response header).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The W3C trace id of the request (the `traceparent` the services
+    /// received; the trace in the tracing backend when it was sampled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// Every field problem, for validation failures.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
@@ -77,6 +82,7 @@ impl Problem {
             status: status.as_u16(),
             detail: None,
             request_id: None,
+            trace_id: None,
             errors: Vec::new(),
         }
     }
@@ -215,6 +221,9 @@ impl Problem {
         let mut body = self.clone();
         if body.request_id.is_none() {
             body.request_id = crate::telemetry::current_request_id();
+        }
+        if body.trace_id.is_none() {
+            body.trace_id = crate::traces::current_ids().map(|(trace, _)| trace);
         }
         let mut res = HttpResponse::build(self.status_code());
         res.insert_header((header::CONTENT_TYPE, PROBLEM_JSON))

@@ -3,7 +3,10 @@
 //! `LOG_FORMAT=json` switches to JSON lines; `RUST_LOG` sets the filter
 //! (default `info`). Every request is logged exactly once, when it ends, with
 //! method, path (never the query string: it may carry secrets), status,
-//! latency and request id. Bodies and headers are never logged.
+//! latency and request id. Bodies and headers are never logged. A JSON line
+//! written while a request is handled carries its `request_id`, and the
+//! `trace_id` and `span_id` of the span it was written in (see
+//! [`crate::traces`]).
 
 use std::time::Instant;
 
@@ -108,6 +111,80 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ClientFaultsAsWarn
     }
 }
 
+/// One JSON object per event: `timestamp`, `level`, the event's `fields`,
+/// the innermost span's (`span`, with its `name`), and, inside a request,
+/// `request_id`, `trace_id` and `span_id` at the top, where log pipelines
+/// look for them to join logs and traces.
+struct JsonLine;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonLine
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use serde_json::{Map, Value};
+        let mut line = Map::new();
+        line.insert(
+            "timestamp".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .into(),
+        );
+        line.insert("level".into(), event.metadata().level().as_str().into());
+        let mut fields = JsonVisitor(Map::new());
+        event.record(&mut fields);
+        line.insert("fields".into(), Value::Object(fields.0));
+        if let Some(span) = ctx.lookup_current() {
+            let mut object = span
+                .extensions()
+                .get::<tracing_subscriber::fmt::FormattedFields<N>>()
+                .and_then(|f| serde_json::from_str::<Map<String, Value>>(f).ok())
+                .unwrap_or_default();
+            object.insert("name".into(), span.name().into());
+            line.insert("span".into(), Value::Object(object));
+        }
+        if let Some(id) = current_request_id() {
+            line.insert("request_id".into(), id.into());
+        }
+        if let Some((trace_id, span_id)) = crate::traces::current_ids() {
+            line.insert("trace_id".into(), trace_id.into());
+            line.insert("span_id".into(), span_id.into());
+        }
+        writeln!(writer, "{}", Value::Object(line))
+    }
+}
+
+/// An event's fields as JSON values.
+struct JsonVisitor(serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for JsonVisitor {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+}
+
 /// Install the global subscriber. Safe to call more than once (tests).
 pub fn init() {
     use tracing_subscriber::prelude::*;
@@ -123,10 +200,8 @@ pub fn init() {
         registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_target(false)
+                    .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                    .event_format(JsonLine)
                     .with_filter(WithoutClientFaults),
             )
             .with(ClientFaultsAsWarnings)
@@ -155,13 +230,18 @@ pub fn sane_request_id(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// Middleware: assigns the request id, runs the rest of the chain inside a
-/// span and the id's task-local scope, echoes the id in the response, and logs
-/// the request once.
+/// Middleware: assigns the request id, starts the service's server span
+/// (continuing the caller's trace as the policy allows), runs the rest of
+/// the chain inside it, the id's task-local scope and a log span, echoes
+/// the id in the response, and logs the request once.
 pub async fn request_context(
+    tracing: crate::traces::Tracing,
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, Error> {
+    use opentelemetry::KeyValue;
+    use opentelemetry::context::FutureExt as _;
+    use opentelemetry::trace::TraceContextExt as _;
     let start = Instant::now();
     let request_id = req
         .headers()
@@ -173,28 +253,85 @@ pub async fn request_context(
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
     let path = req.path().to_owned();
+    let peer = req.peer_addr().map(|a| a.ip());
+    let cx = tracing.server_span(
+        req.headers(),
+        peer,
+        method.as_str().to_owned(),
+        server_attributes(&req),
+    );
     let span = tracing::info_span!("request", request_id = %request_id);
     let result = REQUEST_ID
-        .scope(request_id.clone(), next.call(req).instrument(span.clone()))
+        .scope(
+            request_id.clone(),
+            next.call(req)
+                .instrument(span.clone())
+                .with_context(cx.clone()),
+        )
         .await;
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
     let _enter = span.enter();
-    match result {
+    let _cx = cx.clone().attach();
+    let otel = cx.span();
+    let (status, res) = match result {
         Ok(mut res) => {
             if let Ok(v) = HeaderValue::from_str(&request_id) {
                 res.headers_mut()
                     .insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
             }
-            let status = res.status().as_u16();
-            tracing::info!(%method, %path, status, latency_ms, "request");
-            Ok(res)
+            if otel.is_recording()
+                && let Some(pattern) = res.request().match_pattern()
+            {
+                crate::traces::name_route(method.as_str(), &pattern);
+            }
+            (res.status(), Ok(res.map_into_boxed_body()))
         }
-        Err(err) => {
-            let status = err.as_response_error().status_code().as_u16();
-            tracing::info!(%method, %path, status, latency_ms, "request");
-            Err(err)
+        Err(err) => (err.as_response_error().status_code(), Err(err)),
+    };
+    let code = status.as_u16();
+    tracing::info!(%method, %path, status = code, latency_ms, "request");
+    if otel.is_recording() {
+        otel.set_attribute(KeyValue::new("http.response.status_code", i64::from(code)));
+        if status.is_server_error() {
+            otel.set_attribute(KeyValue::new("error.type", code.to_string()));
+            otel.set_status(opentelemetry::trace::Status::error(code.to_string()));
         }
     }
+    otel.end();
+    res
+}
+
+/// The server span's attributes known before the request runs (the HTTP
+/// semantic conventions; never the query string, headers or body).
+fn server_attributes(req: &ServiceRequest) -> Vec<opentelemetry::KeyValue> {
+    use opentelemetry::KeyValue;
+    let info = req.connection_info();
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", req.method().as_str().to_owned()),
+        KeyValue::new("url.path", req.path().to_owned()),
+        KeyValue::new("url.scheme", info.scheme().to_owned()),
+        KeyValue::new(
+            "network.protocol.version",
+            match req.version() {
+                actix_web::http::Version::HTTP_2 => "2",
+                actix_web::http::Version::HTTP_10 => "1.0",
+                _ => "1.1",
+            },
+        ),
+    ];
+    let host = info.host();
+    let (address, port) = match host.rsplit_once(':') {
+        Some((a, p)) if p.bytes().all(|b| b.is_ascii_digit()) => (a, p.parse::<i64>().ok()),
+        _ => (host, None),
+    };
+    attributes.push(KeyValue::new("server.address", address.to_owned()));
+    if let Some(port) = port {
+        attributes.push(KeyValue::new("server.port", port));
+    }
+    if let Some(peer) = req.peer_addr() {
+        attributes.push(KeyValue::new("network.peer.address", peer.ip().to_string()));
+    }
+    attributes
 }
 
 #[cfg(test)]

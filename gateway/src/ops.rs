@@ -112,6 +112,29 @@ pub async fn endpoint(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse 
         "Bytes held by the response cache.",
         gw.cache.weight(),
     );
+    let traces = gw.tracing.stats();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    sample(
+        &mut text,
+        "gatehouse_trace_spans_exported_total",
+        "counter",
+        "Finished spans the OTLP collector accepted.",
+        load(&traces.exported),
+    );
+    sample(
+        &mut text,
+        "gatehouse_trace_spans_dropped_total",
+        "counter",
+        "Finished spans dropped because the export queue was full (a slow or absent collector).",
+        load(&traces.dropped),
+    );
+    sample(
+        &mut text,
+        "gatehouse_trace_spans_failed_total",
+        "counter",
+        "Finished spans whose export the collector refused or that timed out.",
+        load(&traces.failed),
+    );
     if let Some(tls) = &gw.tls {
         sample(
             &mut text,

@@ -34,6 +34,8 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("GATEWAY_TLS", "tls.mode"),
     ("GATEWAY_TLS_CERT_FILE", "tls.cert_file"),
     ("GATEWAY_TLS_KEY_FILE", "tls.key_file"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "tracing.export.endpoint"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "tracing.export.protocol"),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +84,9 @@ pub struct Settings {
     /// Relayed WebSockets: where the token may be, limits.
     #[serde(default)]
     pub websocket: crate::websocket::WebSocketSettings,
+    /// Traces (`common::traces`): W3C `traceparent` in and out always, OTLP
+    /// export once an endpoint is set.
+    pub tracing: common::traces::TracingSettings,
 }
 
 /// The response cache shared by the routes that enable it.

@@ -105,6 +105,12 @@ pub async fn build_with_source(
 ) -> anyhow::Result<Running> {
     common::tls::install_crypto_provider();
     let minter = proof_minter(&settings).context("loading the gateway proof signing key")?;
+    let tracing = common::traces::Tracing::new(
+        "gateway",
+        &settings.tracing,
+        settings.trusted_proxies.clone(),
+    )
+    .context("tracing")?;
     let db = common::db::open(
         &settings.database,
         &settings.data_dir,
@@ -147,6 +153,7 @@ pub async fn build_with_source(
     let revocations = Arc::new(Revocations::new(redis.clone()));
     let gw = web::Data::new(Gateway {
         live: live.clone(),
+        tracing: tracing.clone(),
         registry: std::sync::Mutex::new(BTreeMap::new()),
         sessions: sessions.clone(),
         audit,
@@ -249,6 +256,7 @@ pub async fn build_with_source(
         listeners,
         settings.workers,
         settings.shutdown_timeout_secs,
+        tracing,
         move |cfg| {
             cfg.app_data(gw.clone())
                 .app_data(metrics.clone())

@@ -124,6 +124,9 @@ impl Live {
 pub type SettingsSource = Box<dyn Fn() -> Result<Settings, ConfigError> + Send + Sync>;
 
 pub struct Gateway {
+    /// This gateway's traces: its tracer, the `traceparent` policy at the
+    /// edge, the export counters for `/metrics`.
+    pub tracing: common::traces::Tracing,
     /// Shared with the background tasks that follow the configuration
     /// (health checks, the OpenAPI fetch).
     pub live: Arc<ArcSwap<Live>>,

@@ -45,9 +45,12 @@ pub async fn build_with_listener(
         .context("loading the gateway proof public key (gateway_proof.public_key_files)")?;
     let db = web::Data::new(db);
     let verifier = web::Data::new(verifier);
+    let tracing = common::traces::Tracing::new("orders", &settings.tracing, Vec::new())
+        .context("tracing")?;
     Ok(common::http::serve(
         listener,
         settings.workers,
+        tracing,
         move |cfg| {
             cfg.app_data(db.clone()).app_data(verifier.clone());
             routes::configure(cfg);

@@ -15,6 +15,8 @@ const DEFAULTS: &str = include_str!("../../config/orders.yaml");
 pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("DATA_DIR", "data_dir"),
     ("DATABASE_URL", "database.url"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "tracing.export.endpoint"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "tracing.export.protocol"),
     ("GATEWAY_PROOF_PUBLIC_KEY", "gateway_proof.public_key_pem"),
 ];
 
@@ -26,6 +28,9 @@ pub struct Settings {
     pub workers: usize,
     pub database: DatabaseSettings,
     pub gateway_proof: ProofSettings,
+    /// Traces (`common::traces`): no export unless an endpoint is set.
+    #[serde(default)]
+    pub tracing: common::traces::TracingSettings,
 }
 
 impl Settings {

@@ -63,9 +63,12 @@ pub async fn build_with_listener(
     let in_flight = web::Data::new(inflight::InFlight::new(
         settings.scan.max_concurrent_per_user,
     ));
+    let tracing = common::traces::Tracing::new("scanner", &settings.tracing, Vec::new())
+        .context("tracing")?;
     Ok(common::http::serve(
         listener,
         settings.workers,
+        tracing,
         move |cfg| {
             cfg.app_data(db.clone())
                 .app_data(verifier.clone())

@@ -16,6 +16,8 @@ const DEFAULTS: &str = include_str!("../../config/scanner.yaml");
 pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("DATA_DIR", "data_dir"),
     ("DATABASE_URL", "database.url"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "tracing.export.endpoint"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "tracing.export.protocol"),
     ("GATEWAY_PROOF_PUBLIC_KEY", "gateway_proof.public_key_pem"),
     ("SCANNER_ALLOWED_TARGETS", "scan.allowed_targets"),
 ];
@@ -31,6 +33,9 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub gateway_proof: ProofSettings,
     pub scan: ScanSettings,
+    /// Traces (`common::traces`): no export unless an endpoint is set.
+    #[serde(default)]
+    pub tracing: common::traces::TracingSettings,
 }
 
 /// How a scan is bounded, and which private addresses it may reach.

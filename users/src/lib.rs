@@ -59,9 +59,12 @@ pub async fn build_with_listener(
     let db = web::Data::new(db);
     let hasher = web::Data::new(hasher);
     let verifier = web::Data::new(verifier);
+    let tracing = common::traces::Tracing::new("users", &settings.tracing, Vec::new())
+        .context("tracing")?;
     Ok(common::http::serve(
         listener,
         settings.workers,
+        tracing,
         move |cfg| {
             cfg.app_data(db.clone())
                 .app_data(hasher.clone())

@@ -16,6 +16,8 @@ const DEFAULTS: &str = include_str!("../../config/users.yaml");
 pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("DATA_DIR", "data_dir"),
     ("DATABASE_URL", "database.url"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "tracing.export.endpoint"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "tracing.export.protocol"),
     ("ADMIN_USERNAME", "admin.username"),
     ("ADMIN_PASSWORD", "admin.password"),
     ("ADMIN_EMAIL", "admin.email"),
@@ -32,6 +34,9 @@ pub struct Settings {
     pub gateway_proof: ProofSettings,
     pub admin: AdminSettings,
     pub password: PasswordSettings,
+    /// Traces (`common::traces`): no export unless an endpoint is set.
+    #[serde(default)]
+    pub tracing: common::traces::TracingSettings,
 }
 
 /// The administrator created on first start.
