@@ -13,7 +13,7 @@ pub mod listing;
 pub mod problem;
 pub mod telemetry;
 pub mod text;
-pub mod traces;
 pub mod tls;
+pub mod traces;
 
 pub use problem::{FieldError, Problem};

@@ -254,12 +254,9 @@ pub async fn request_context(
     let method = req.method().clone();
     let path = req.path().to_owned();
     let peer = req.peer_addr().map(|a| a.ip());
-    let cx = tracing.server_span(
-        req.headers(),
-        peer,
-        method.as_str().to_owned(),
-        server_attributes(&req),
-    );
+    let mut attributes = server_attributes(&req);
+    attributes.push(KeyValue::new("gatehouse.request_id", request_id.clone()));
+    let cx = tracing.server_span(req.headers(), peer, method.as_str().to_owned(), attributes);
     let span = tracing::info_span!("request", request_id = %request_id);
     let result = REQUEST_ID
         .scope(
@@ -392,6 +389,65 @@ mod layer_tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn json_lines_carry_the_request_and_trace_ids() {
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                .event_format(super::JsonLine)
+                .with_writer(move || writer.clone()),
+        );
+        let tracing = crate::traces::Tracing::disabled("test");
+        let mut headers = actix_web::http::header::HeaderMap::new();
+        headers.insert(
+            actix_web::http::header::HeaderName::from_static("traceparent"),
+            actix_web::http::header::HeaderValue::from_static(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+        );
+        let cx = tracing.server_span(&headers, None, "GET".into(), vec![]);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(outside = true, "before any request");
+            let _attached = cx.attach();
+            super::REQUEST_ID.sync_scope("req-1".to_owned(), || {
+                let span = tracing::info_span!("request", request_id = "req-1");
+                let _in = span.enter();
+                tracing::info!(status = 200u64, latency_ms = 1.5, "request");
+            });
+        });
+        let out = String::from_utf8(buf.0.lock().map(|v| v.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(lines[0].get("trace_id").is_none(), "{out}");
+        assert_eq!(lines[0]["fields"]["message"], "before any request");
+        let line = &lines[1];
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["request_id"], "req-1");
+        assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        let span_id = line["span_id"].as_str().unwrap_or_default();
+        assert_eq!(span_id.len(), 16);
+        assert_ne!(
+            span_id, "00f067aa0ba902b7",
+            "this service's span, not the caller's"
+        );
+        assert_eq!(line["fields"]["status"], 200);
+        assert_eq!(line["fields"]["latency_ms"], 1.5);
+        assert_eq!(line["span"]["name"], "request");
+        assert_eq!(line["span"]["request_id"], "req-1");
+        assert!(
+            line["timestamp"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with('Z')
+        );
     }
 
     #[test]

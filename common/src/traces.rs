@@ -31,13 +31,12 @@ use std::time::{Duration, SystemTime};
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
+use opentelemetry::Context;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{
-    Link, Span as _, SpanContext, SpanKind, Status, TraceContextExt, Tracer as _,
-    TracerProvider as _,
+    Link, Span as _, SpanContext, Status, TraceContextExt, Tracer as _, TracerProvider as _,
 };
-use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
@@ -47,6 +46,10 @@ use opentelemetry_sdk::trace::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::Digest;
+
+/// What callers need to describe spans, without a dependency of their own.
+pub use opentelemetry::KeyValue;
+pub use opentelemetry::trace::SpanKind;
 
 /// The `tracing` section of every service's settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -184,7 +187,9 @@ impl TracingSettings {
         }
         for name in e.headers.keys() {
             if HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(format!("tracing.export.headers: `{name}` is no header name"));
+                return Err(format!(
+                    "tracing.export.headers: `{name}` is no header name"
+                ));
             }
         }
         Ok(())
@@ -253,11 +258,10 @@ impl Tracing {
     ) -> anyhow::Result<Self> {
         settings.check().map_err(anyhow::Error::msg)?;
         let exporter = match settings.export.endpoint() {
-            Some(endpoint) => Some(
-                anyhow::Context::with_context(Exporter::build(endpoint, &settings.export), || {
-                    format!("the OTLP exporter to {endpoint}")
-                })?,
-            ),
+            Some(endpoint) => Some(anyhow::Context::with_context(
+                Exporter::build(endpoint, &settings.export),
+                || format!("the OTLP exporter to {endpoint}"),
+            )?),
             None => None,
         };
         Ok(Self::build(service, settings, trusted, exporter))
@@ -276,7 +280,9 @@ impl Tracing {
             // caller's flag says.
             Sampler::AlwaysOff
         } else if settings.parent_based {
-            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sampling_ratio)))
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                settings.sampling_ratio,
+            )))
         } else {
             Sampler::TraceIdRatioBased(settings.sampling_ratio)
         };
@@ -490,8 +496,9 @@ impl Drop for Child {
     }
 }
 
-/// Open a span `name` under the current one when that is recorded.
-pub fn child(name: &'static str, kind: SpanKind, attributes: Vec<KeyValue>) -> Child {
+/// Open a span `name` under the current one when that is recorded
+/// (`attributes` are only made then).
+pub fn child(name: &str, kind: SpanKind, attributes: impl FnOnce() -> Vec<KeyValue>) -> Child {
     let cx = Context::current();
     if !cx.span().is_recording() {
         return Child { cx: None };
@@ -501,9 +508,9 @@ pub fn child(name: &'static str, kind: SpanKind, attributes: Vec<KeyValue>) -> C
     };
     let tracer = &active.0.0.tracer;
     let span = tracer
-        .span_builder(name)
+        .span_builder(name.to_owned())
         .with_kind(kind)
-        .with_attributes(attributes)
+        .with_attributes(attributes())
         .start_with_context(tracer, &cx);
     Child {
         cx: Some(cx.with_span(span)),
@@ -512,7 +519,7 @@ pub fn child(name: &'static str, kind: SpanKind, attributes: Vec<KeyValue>) -> C
 
 /// Run `work` in an internal span `name` under the current one.
 pub async fn in_child<F: Future>(name: &'static str, work: F) -> F::Output {
-    let span = child(name, SpanKind::Internal, Vec::new());
+    let span = child(name, SpanKind::Internal, Vec::new);
     match &span.cx {
         Some(cx) => {
             let out = work.with_context(cx.clone()).await;
@@ -526,6 +533,11 @@ pub async fn in_child<F: Future>(name: &'static str, work: F) -> F::Output {
 /// Run `work` in `cx` (a [`Child::context`]).
 pub async fn within<F: Future>(cx: Context, work: F) -> F::Output {
     work.with_context(cx).await
+}
+
+/// [`inject`] the current span.
+pub fn inject_current(headers: &mut HeaderMap) {
+    inject(&Context::current(), headers);
 }
 
 /// Write the `traceparent` (and `tracestate`) of `cx` into a call's
@@ -833,9 +845,17 @@ mod tests {
     #[test]
     fn a_valid_traceparent_is_continued_and_a_broken_one_is_not() {
         let t = Tracing::disabled("test");
-        let cx = t.server_span(&headers(&[("traceparent", PARENT)]), None, "GET".into(), vec![]);
+        let cx = t.server_span(
+            &headers(&[("traceparent", PARENT)]),
+            None,
+            "GET".into(),
+            vec![],
+        );
         let sc = cx.span().span_context().clone();
-        assert_eq!(sc.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         assert_ne!(sc.span_id().to_string(), "00f067aa0ba902b7");
         // Not exporting: not sampled, whatever the caller's flag.
         assert!(!sc.is_sampled());
@@ -845,7 +865,12 @@ mod tests {
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "garbage",
         ] {
-            let cx = t.server_span(&headers(&[("traceparent", broken)]), None, "GET".into(), vec![]);
+            let cx = t.server_span(
+                &headers(&[("traceparent", broken)]),
+                None,
+                "GET".into(),
+                vec![],
+            );
             let sc = cx.span().span_context().clone();
             assert!(sc.is_valid());
             assert_ne!(
@@ -865,7 +890,8 @@ mod tests {
         let t = Tracing::new("test", &settings, vec!["10.0.0.0/8".parse().unwrap()]).unwrap();
         let h = headers(&[("traceparent", PARENT)]);
         let from_proxy = t.server_span(&h, Some("10.1.2.3".parse().unwrap()), "GET".into(), vec![]);
-        let from_client = t.server_span(&h, Some("192.0.2.1".parse().unwrap()), "GET".into(), vec![]);
+        let from_client =
+            t.server_span(&h, Some("192.0.2.1".parse().unwrap()), "GET".into(), vec![]);
         let id = |cx: &Context| cx.span().span_context().trace_id().to_string();
         assert_eq!(id(&from_proxy), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(id(&from_client), "4bf92f3577b34da6a3ce929d0e0e4736");
@@ -906,7 +932,9 @@ mod tests {
     #[test]
     fn user_ids_are_hashed_or_left_out() {
         let t = Tracing::disabled("test");
-        let kv = t.user_attribute("0b6c3c8e-8f0e-4d4a-9f00-000000000001").unwrap();
+        let kv = t
+            .user_attribute("0b6c3c8e-8f0e-4d4a-9f00-000000000001")
+            .unwrap();
         assert_eq!(kv.value.as_str().len(), 32);
         assert!(!kv.value.as_str().contains("0b6c3c8e"));
         let omit = TracingSettings {

@@ -45,8 +45,8 @@ pub async fn build_with_listener(
         .context("loading the gateway proof public key (gateway_proof.public_key_files)")?;
     let db = web::Data::new(db);
     let verifier = web::Data::new(verifier);
-    let tracing = common::traces::Tracing::new("orders", &settings.tracing, Vec::new())
-        .context("tracing")?;
+    let tracing =
+        common::traces::Tracing::new("orders", &settings.tracing, Vec::new()).context("tracing")?;
     Ok(common::http::serve(
         listener,
         settings.workers,

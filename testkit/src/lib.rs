@@ -7,6 +7,7 @@
 pub mod http;
 pub mod idp;
 pub mod node;
+pub mod otlp;
 pub mod pki;
 pub mod python;
 

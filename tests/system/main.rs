@@ -12,3 +12,4 @@ mod input;
 mod openapi;
 mod services;
 mod support;
+mod traces;

@@ -35,6 +35,8 @@ fn listener() -> TcpListener {
 pub struct Options {
     pub scanner_allowed: Vec<String>,
     pub gateway: Box<dyn Fn(Loader) -> Loader>,
+    /// Applied to the settings of users, orders and both scanners.
+    pub services: Box<dyn Fn(Loader) -> Loader>,
 }
 
 impl Default for Options {
@@ -42,6 +44,7 @@ impl Default for Options {
         Self {
             scanner_allowed: vec!["127.0.0.1/32".into()],
             gateway: Box::new(|l| l),
+            services: Box::new(|l| l),
         }
     }
 }
@@ -59,7 +62,7 @@ impl System {
         let data = env.data_dir();
 
         let db = env.database("users").await;
-        let s: users::Settings = users::Settings::loader()
+        let s: users::Settings = (opts.services)(users::Settings::loader())
             .set("data_dir", &data)
             .set("database.url", db)
             .set("workers", 1)
@@ -69,7 +72,7 @@ impl System {
         let users = users::build_with_listener(s, listener()).await.unwrap();
 
         let db = env.database("orders").await;
-        let s: orders::Settings = orders::Settings::loader()
+        let s: orders::Settings = (opts.services)(orders::Settings::loader())
             .set("data_dir", &data)
             .set("database.url", db)
             .set("workers", 1)
@@ -81,7 +84,7 @@ impl System {
         let db = env.database("scanner").await;
         let mut scanners = Vec::new();
         for name in ["scanner1", "scanner2"] {
-            let s: scanner::Settings = scanner::Settings::loader()
+            let s: scanner::Settings = (opts.services)(scanner::Settings::loader())
                 .set("instance", name)
                 .set("data_dir", &data)
                 .set("database.url", &db)

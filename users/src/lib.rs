@@ -59,8 +59,8 @@ pub async fn build_with_listener(
     let db = web::Data::new(db);
     let hasher = web::Data::new(hasher);
     let verifier = web::Data::new(verifier);
-    let tracing = common::traces::Tracing::new("users", &settings.tracing, Vec::new())
-        .context("tracing")?;
+    let tracing =
+        common::traces::Tracing::new("users", &settings.tracing, Vec::new()).context("tracing")?;
     Ok(common::http::serve(
         listener,
         settings.workers,

@@ -199,7 +199,7 @@ impl PasswordHasher {
 
     /// A PHC string for a new password.
     pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
-        self.run(move || hash_blocking(&password)).await
+        common::traces::in_child("argon2 hash", self.run(move || hash_blocking(&password))).await
     }
 
     /// Check a password. With no hash (unknown user) or an empty one (an
@@ -214,7 +214,13 @@ impl PasswordHasher {
         let hash = hash.filter(|h| !h.is_empty());
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
-        let ok = self.run(move || verify_blocking(&password, &hash)).await?;
+        // The span covers the wait for a hashing slot too: that is where a
+        // login under load spends its time.
+        let ok = common::traces::in_child(
+            "argon2 verify",
+            self.run(move || verify_blocking(&password, &hash)),
+        )
+        .await?;
         Ok(ok && known)
     }
 }

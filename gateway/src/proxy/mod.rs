@@ -41,6 +41,8 @@ use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use common::traces::{self, KeyValue, SpanKind};
+
 use crate::admission;
 use crate::state::Gateway;
 use crate::upstream::client::{self, UpstreamError};
@@ -52,13 +54,22 @@ use request_filter::Routed;
 pub async fn handle(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>) -> HttpResponse {
     let live = gw.live.load_full();
     let (route, rule) = match request_filter::phase(&req, &live) {
-        Ok(Routed::Route(route, rule)) => (route, rule),
+        Ok(Routed::Route(route, rule)) => {
+            traces::name_route(req.method().as_str(), &route.prefix);
+            (route, rule)
+        }
         Ok(Routed::Composed(composed)) => {
-            let caller =
-                match admission::admit_request(&gw, &live, &composed.rule, req.headers()).await {
-                    Ok(c) => c,
-                    Err(refusal) => return refusal.to_response(),
-                };
+            traces::name_route(req.method().as_str(), &composed.path);
+            let admitted = traces::in_child(
+                "admission",
+                admission::admit_request(&gw, &live, &composed.rule, req.headers()),
+            )
+            .await;
+            let caller = match admitted {
+                Ok(c) => c,
+                Err(refusal) => return refusal.to_response(),
+            };
+            record_caller(caller.as_ref());
             if let Some(limit) = &composed.rate_limit
                 && let Err(res) = rate_limit::check(
                     &gw.limiter,
@@ -132,10 +143,22 @@ async fn proxy(
         Incoming::Http(_) => None,
     }
     .unwrap_or(ctx.req.headers());
-    ctx.caller = admission::admit_request(gw, ctx.live, ctx.rule, admission_headers)
-        .await
-        .map_err(|r| r.to_response())?;
-    rate_limit::phase(&gw.limiter, &gw.metrics, ctx).await?;
+    ctx.caller = traces::in_child(
+        "admission",
+        admission::admit_request(gw, ctx.live, ctx.rule, admission_headers),
+    )
+    .await
+    .map_err(|r| r.to_response())?;
+    record_caller(ctx.caller.as_ref());
+    if ctx.route.rate_limit.is_some() {
+        traces::in_child(
+            "rate_limit",
+            rate_limit::phase(&gw.limiter, &gw.metrics, ctx),
+        )
+        .await?;
+    } else {
+        rate_limit::phase(&gw.limiter, &gw.metrics, ctx).await?;
+    }
     let body = match incoming {
         Incoming::WebSocket(upgrade) => {
             let claims = forwarded_claims(ctx, client_cert);
@@ -145,7 +168,18 @@ async fn proxy(
         }
         Incoming::Http(body) => body,
     };
-    if let Some(hit) = cache::lookup(&gw.cache, &gw.metrics, ctx) {
+    if ctx.route.cache.is_some() {
+        let span = traces::child("cache lookup", SpanKind::Internal, Vec::new);
+        let hit = cache::lookup(&gw.cache, &gw.metrics, ctx);
+        span.set(KeyValue::new(
+            "gatehouse.cache.result",
+            if hit.is_some() { "hit" } else { "miss" },
+        ));
+        span.end();
+        if let Some(hit) = hit {
+            return Ok(hit);
+        }
+    } else if let Some(hit) = cache::lookup(&gw.cache, &gw.metrics, ctx) {
         return Ok(hit);
     }
     let upstream = upstream_peer(ctx).map_err(|e| e.to_response())?;
@@ -173,12 +207,33 @@ async fn proxy(
     ctx.target = Some(answer.target.clone());
     ctx.attempts = answer.attempts;
     ctx.upstream_done = Some(Instant::now());
+    let span = traces::child("response", SpanKind::Internal, Vec::new);
     let head = response_filter::head(ctx, answer.response.status(), answer.response.headers());
     let length = headers::content_length(answer.response.headers());
-    match cache::store(&gw.cache, ctx, answer, head, length).await {
-        Ok(stored) => Ok(stored),
-        Err((answer, head)) => Ok(response_filter::stream(answer, head, length)),
-    }
+    let res = match traces::within(
+        span.context(),
+        cache::store(&gw.cache, ctx, answer, head, length),
+    )
+    .await
+    {
+        Ok(stored) => stored,
+        Err((answer, head)) => response_filter::stream(answer, head, length),
+    };
+    span.end();
+    Ok(res)
+}
+
+/// The caller on the request's span: `user.id` (as the tracing policy
+/// says) and whether it is a user or a machine client.
+fn record_caller(caller: Option<&admission::Caller>) {
+    let Some(caller) = caller else { return };
+    let (id, kind) = match caller.principal() {
+        common::identity::Principal::User { id, .. } => (id, "user"),
+        common::identity::Principal::Client { id, .. } => (id, "client"),
+        common::identity::Principal::Gateway => return,
+    };
+    traces::record_user(&id.to_string());
+    traces::annotate(|| vec![KeyValue::new("gatehouse.caller", kind)]);
 }
 
 /// The headers the upstream receives for this request, the caller's

@@ -20,8 +20,11 @@ use crate::upstream::pool::Upstream;
 
 /// What a client may not tell the upstream: the gateway's own forwarding
 /// headers replace these, and its credentials stop here.
-const CLIENT_FORWARDING: [&str; 8] = [
+const CLIENT_FORWARDING: [&str; 10] = [
     "host",
+    // The trace context is the gateway's to send (see `gateway_headers`).
+    "traceparent",
+    "tracestate",
     "authorization",
     "forwarded",
     "x-forwarded-for",
@@ -118,7 +121,8 @@ pub fn headers(
 
 /// The headers only the gateway sets, on every call it makes for a client
 /// (proxied requests and composed parts): `X-Forwarded-*` from what it saw,
-/// the request id, and the identity with a proof for `audience`.
+/// the request id, the trace context, and the identity with a proof for
+/// `audience`.
 pub fn gateway_headers(
     req: &HttpRequest,
     h: &mut HeaderMap,
@@ -148,6 +152,8 @@ pub fn gateway_headers(
     {
         h.insert(X_REQUEST_ID, v);
     }
+    // This request's span (an attempt's span replaces it in the client).
+    common::traces::inject_current(h);
     if let Some(who) = who {
         minter
             .headers_with_claims(audience, who, claims)

@@ -27,6 +27,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::web::{self, Bytes};
 use awc::error::SendRequestError;
 use common::Problem;
+use common::traces::{self, KeyValue, SpanKind};
 use futures_util::Stream;
 
 use super::pool::{Lease, Target, Upstream};
@@ -51,6 +52,20 @@ pub enum Source {
     BrokenAnswer,
     /// The gateway's own failure (a proof could not be minted).
     Internal,
+}
+
+impl Source {
+    /// The `error.type` of an attempt that ended so.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Client(_) => "client_body",
+            Source::NoTarget => "no_target",
+            Source::Connect => "connect",
+            Source::Timeout => "timeout",
+            Source::BrokenAnswer => "broken_answer",
+            Source::Internal => "internal",
+        }
+    }
 }
 
 /// What was wrong with the client's body.
@@ -475,10 +490,12 @@ pub async fn send(
                 (lease.target().clone(), tracked.then_some(lease))
             }
         };
+        let span = attempt_span(&method, upstream, &target, path, attempt);
         let mut req = client
             .request(method.clone(), format!("{}{path}", target.url))
             .timeout(timeout);
         *req.headers_mut() = headers()?;
+        traces::inject(&span.context(), req.headers_mut());
         let sent = match body.take() {
             Some(Body::Stream(s)) => req.send_stream(s).await,
             Some(Body::Bytes(b)) => {
@@ -493,6 +510,15 @@ pub async fn send(
         };
         let e = match sent {
             Ok(response) => {
+                let status = response.status();
+                span.set(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(status.as_u16()),
+                ));
+                if status.is_server_error() {
+                    span.fail(status.as_str());
+                }
+                span.end();
                 if let Some(m) = metrics {
                     target.record_success();
                     m.upstream_attempt(&upstream.name, "ok");
@@ -506,6 +532,8 @@ pub async fn send(
             }
             Err(e) => e,
         };
+        span.fail(source_of(&e).name());
+        span.end();
         if let Some(fault) = faults.as_ref().and_then(|f| f.get()) {
             return Err(fail(Source::Client(fault), false, e.to_string()));
         }
@@ -527,6 +555,50 @@ pub async fn send(
         }
         return Err(fail(source, safe, format!("{e} (target {})", target.url)));
     }
+}
+
+/// The client span of one attempt (HTTP semantic conventions, with the
+/// upstream, the target and the attempt's number; `url.full` without the
+/// query, which may carry secrets).
+fn attempt_span(
+    method: &Method,
+    upstream: &Upstream,
+    target: &Target,
+    path: &str,
+    attempt: u32,
+) -> traces::Child {
+    traces::child(method.as_str(), SpanKind::Client, || {
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", method.as_str().to_owned()),
+            KeyValue::new("gatehouse.upstream", upstream.name.clone()),
+            KeyValue::new("gatehouse.target", target.url.clone()),
+            KeyValue::new("gatehouse.attempt", i64::from(attempt)),
+            KeyValue::new(
+                "url.full",
+                format!("{}{}", target.url, path.split('?').next().unwrap_or("")),
+            ),
+        ];
+        if attempt > 1 {
+            attributes.push(KeyValue::new(
+                "http.request.resend_count",
+                i64::from(attempt - 1),
+            ));
+        }
+        if let Ok(uri) = target.url.parse::<actix_web::http::Uri>() {
+            if let Some(host) = uri.host() {
+                attributes.push(KeyValue::new("server.address", host.to_owned()));
+            }
+            let port = uri.port_u16().or(match uri.scheme_str() {
+                Some("https") => Some(443),
+                Some("http") => Some(80),
+                _ => None,
+            });
+            if let Some(port) = port {
+                attributes.push(KeyValue::new("server.port", i64::from(port)));
+            }
+        }
+        attributes
+    })
 }
 
 /// An open WebSocket to a target, from the gateway's side.

@@ -14,5 +14,6 @@ mod ratelimits;
 mod sessions;
 mod tls;
 mod tokens;
+mod traces;
 mod traffic;
 mod websocket;
