@@ -292,11 +292,13 @@ pub fn authorize(rule: &Rule, caller: &Caller) -> Result<(), Refusal> {
 pub async fn identify(gw: &Gateway, live: &Live, headers: &HeaderMap) -> Result<Caller, Refusal> {
     let token = bearer_token(headers).ok_or(Refusal::MissingToken)?;
     let deny = gw.sessions.deny_list();
+    let cached = live.tokens.cached(token);
+    gw.metrics.token_verification(cached.is_some());
+    if let Some(hit) = cached {
+        return caller_of(hit.map_err(|_| Refusal::InvalidToken)?, deny);
+    }
     if live.issuers.is_empty() {
         return authenticate(&live.tokens, deny, headers);
-    }
-    if let Some(hit) = live.tokens.cached(token) {
-        return caller_of(hit.map_err(|_| Refusal::InvalidToken)?, deny);
     }
     let issuer = match crate::issuers::unverified_issuer(token) {
         Some(iss) if iss != live.tokens.issuer() => match live.issuers.get(&iss) {

@@ -115,6 +115,7 @@ pub async fn login(
         let decision = gw.limiter.check(&format!("login|ip:{ip}"), quota).await;
         if let Decision::Deny { .. } = decision {
             gw.metrics.rate_limited("/api/login");
+            gw.metrics.login("rate_limited");
             gw.audit.record(
                 Event::new("login.rate_limited", "refused")
                     .subject(user_key.clone())
@@ -133,6 +134,11 @@ pub async fn login(
     // Redis, across every replica.
     let shared = gw.redis.as_ref();
     let locked = |what: &str| {
+        gw.metrics.login_locked(if what == "address" {
+            "address"
+        } else {
+            "username"
+        });
         gw.audit.record(
             Event::new("login.locked", "refused")
                 .subject(user_key.clone())
@@ -172,11 +178,15 @@ pub async fn login(
     gw.ip_limiter.settle(shared, by_ip, outcome).await;
     let (status, value) = match checked {
         Ok(r) => r,
-        Err(res) => return res,
+        Err(res) => {
+            gw.metrics.login("error");
+            return res;
+        }
     };
     match status {
         StatusCode::OK => {}
         StatusCode::UNAUTHORIZED => {
+            gw.metrics.login("failure");
             gw.audit.record(
                 Event::new("login.failure", "failure")
                     .subject(user_key)
@@ -187,11 +197,16 @@ pub async fn login(
         StatusCode::UNPROCESSABLE_ENTITY => {
             return Problem::malformed_body("username and password are required").to_response();
         }
-        _ => return users_unavailable(),
+        _ => {
+            gw.metrics.login("error");
+            return users_unavailable();
+        }
     }
     let Ok(identity) = serde_json::from_value::<Identity>(value) else {
+        gw.metrics.login("error");
         return users_unavailable();
     };
+    gw.metrics.login("success");
     gw.audit.record(
         Event::new("login.success", "success")
             .actor(Some(identity.id))

@@ -39,6 +39,9 @@ pub struct Metrics {
     ws_messages: IntCounterVec,
     ws_bytes: IntCounterVec,
     ws_closed: IntCounterVec,
+    logins: IntCounterVec,
+    login_lockouts: IntCounterVec,
+    token_verifications: IntCounterVec,
     stats: Mutex<HashMap<String, RouteStats>>,
     pub since: chrono::DateTime<chrono::Utc>,
 }
@@ -166,6 +169,39 @@ impl Metrics {
             ),
             &["route", "reason"],
         )?;
+        let logins = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_logins_total",
+                "Password logins by outcome (success, failure, locked, rate_limited, error)",
+            ),
+            &["outcome"],
+        )?;
+        let login_lockouts = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_login_lockouts_total",
+                "Logins refused unchecked because a failure budget is spent, by whose (username, address)",
+            ),
+            &["by"],
+        )?;
+        let token_verifications = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_token_verifications_total",
+                "Bearer tokens presented to routes, by how they were checked (cache_hit: the verified-token cache; verified: signature checked)",
+            ),
+            &["result"],
+        )?;
+        for outcome in ["success", "failure", "locked", "rate_limited", "error"] {
+            logins.with_label_values(&[outcome]);
+        }
+        for by in ["username", "address"] {
+            login_lockouts.with_label_values(&[by]);
+        }
+        for result in ["cache_hit", "verified"] {
+            token_verifications.with_label_values(&[result]);
+        }
+        registry.register(Box::new(logins.clone()))?;
+        registry.register(Box::new(login_lockouts.clone()))?;
+        registry.register(Box::new(token_verifications.clone()))?;
         registry.register(Box::new(ws_open.clone()))?;
         registry.register(Box::new(ws_messages.clone()))?;
         registry.register(Box::new(ws_bytes.clone()))?;
@@ -186,6 +222,9 @@ impl Metrics {
             ws_messages,
             ws_bytes,
             ws_closed,
+            logins,
+            login_lockouts,
+            token_verifications,
             stats: Mutex::new(HashMap::new()),
             since: chrono::Utc::now(),
         })
@@ -230,6 +269,24 @@ impl Metrics {
             s.sum_us += u128::from(us);
             s.latency.saturating_record(us);
         }
+    }
+
+    /// A password login ended so (`outcome`: success, failure, locked,
+    /// rate_limited, error).
+    pub fn login(&self, outcome: &str) {
+        self.logins.with_label_values(&[outcome]).inc();
+    }
+
+    /// A login refused because the `by` (username, address) budget is spent.
+    pub fn login_locked(&self, by: &str) {
+        self.logins.with_label_values(&["locked"]).inc();
+        self.login_lockouts.with_label_values(&[by]).inc();
+    }
+
+    /// A route's bearer token: from the verified-token cache or checked.
+    pub fn token_verification(&self, cache_hit: bool) {
+        let result = if cache_hit { "cache_hit" } else { "verified" };
+        self.token_verifications.with_label_values(&[result]).inc();
     }
 
     pub fn rate_limited(&self, route: &str) {

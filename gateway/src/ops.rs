@@ -112,6 +112,15 @@ pub async fn endpoint(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse 
         "Bytes held by the response cache.",
         gw.cache.weight(),
     );
+    if let Some(redis) = &gw.redis {
+        sample(
+            &mut text,
+            "gatehouse_redis_up",
+            "gauge",
+            "Whether shared state goes to Redis now (1) or this replica keeps it alone (0).",
+            u64::from(redis.is_up()),
+        );
+    }
     let traces = gw.tracing.stats();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     sample(

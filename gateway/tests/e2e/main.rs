@@ -10,6 +10,7 @@ mod flow;
 mod helpers;
 mod issuer;
 mod logins;
+mod observability;
 mod ratelimits;
 mod sessions;
 mod tls;

@@ -30,7 +30,7 @@ fn port_of(s: &Stack) -> u16 {
 }
 
 /// A client that trusts only `ca_pem`, keeping connections or not.
-fn https_client(ca_pem: &str, http1: bool, pooled: bool) -> reqwest::Client {
+pub(crate) fn https_client(ca_pem: &str, http1: bool, pooled: bool) -> reqwest::Client {
     let mut b = testkit::client_builder()
         .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
         .tls_info(true)
