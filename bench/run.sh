@@ -9,7 +9,9 @@
 # with upstream keep-alive, the users service and three gateways (10 routes,
 # 10 routes with the Redis limiter, 1,000 routes), an HTTPS gateway next to
 # an HTTPS nginx (TLS 1.3, one self-signed certificate made here with openssl,
-# for both), then drives load with wrk.
+# for both), two gateways that differ only in tracing (off, and on at 1%
+# sampling exporting OTLP/HTTP to a sink nginx answers), then drives load
+# with wrk.
 # Servers run on one core and wrk on the other when there are two or more.
 # Prints a markdown table and the target ratios, and rewrites the results
 # section of bench/README.md.
@@ -59,6 +61,7 @@ ulimit -n 65536 2>/dev/null || true
 
 if [ "$(nproc)" -ge 2 ]; then SRV="taskset -c 1"; LOAD="taskset -c 0"; else SRV=""; LOAD=""; fi
 UP=19001 NGX=19002 GW=19003 GWR=19004 GW1K=19005 USERS=19006 GWB=19007 GWS=19008 NGXS=19009
+GWOFF=19010 GWTR=19011 SINK=19012
 
 # -k: the HTTPS servers use the certificate made below.
 wait_http() { for _ in $(seq 1 150); do curl -kfsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done; echo "not answering: $1" >&2; return 1; }
@@ -96,6 +99,11 @@ http {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
     }
+  }
+  # The OTLP collector of the tracing row: takes every export, keeps nothing.
+  server {
+    listen 127.0.0.1:$SINK;
+    location /v1/traces { default_type application/x-protobuf; return 200 ""; }
   }
   server {
     listen 127.0.0.1:$NGXS ssl backlog=4096;
@@ -158,6 +166,11 @@ start_gw "$GW1K" "$W/gw1000.yaml"
 GW_ENV=(GATEWAY_TLS=files GATEWAY_TLS_CERT_FILE="$W/tls.crt" GATEWAY_TLS_KEY_FILE="$W/tls.key")
 start_gw "$GWS" "$W/gw10-open.yaml" "" "" https
 GW_ENV=()
+# Tracing off and on (1% of traces sampled and exported), nothing else apart.
+start_gw "$GWOFF" "$W/gw10-open.yaml"
+GW_ENV=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK" GATEWAY__TRACING__SAMPLING_RATIO=0.01)
+start_gw "$GWTR" "$W/gw10-open.yaml"
+GW_ENV=()
 ADMIN_PASSWORD=bench-admin-password-0123 DATA_DIR="$W/data" USERS__LISTEN="127.0.0.1:$USERS" \
   USERS__WORKERS=1 RUST_LOG=warn $SRV "$T/users" >"$W/users.log" 2>&1 & PIDS+=($!)
 wait_http "http://127.0.0.1:$USERS/healthz"
@@ -167,7 +180,8 @@ TOKEN="$(curl -fsS -X POST "http://127.0.0.1:$GW/api/login" -H 'content-type: ap
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
 AUTH="authorization: Bearer $TOKEN"
 for u in "http://127.0.0.1:$GW" "http://127.0.0.1:$GWR" "http://127.0.0.1:$GW1K" \
-         ${BASELINE:+"http://127.0.0.1:$GWB"} "https://127.0.0.1:$GWS"; do
+         ${BASELINE:+"http://127.0.0.1:$GWB"} "https://127.0.0.1:$GWS" \
+         "http://127.0.0.1:$GWOFF" "http://127.0.0.1:$GWTR"; do
   code="$(curl -ks -o /dev/null -w '%{http_code}' -H "$AUTH" "$u/limited/x")"
   [ "$code" = 200 ] || { echo "gateway $u answered $code"; cat "$W/gw${u##*:}.log"; exit 1; }
 done
@@ -200,7 +214,7 @@ nginx_worker() { pgrep -P "$(cat "$W/nginx.pid")" | head -1; }
 declare -A R
 record() { R[$1]="${R[$1]:-} $2"; }
 SCENARIOS=(direct nginx gw_public gw_auth gw_limit_mem gw_limit_redis gw_1000 login storm_route
-  nginx_tls gw_tls_auth nginx_handshake gw_handshake)
+  nginx_tls gw_tls_auth nginx_handshake gw_handshake trace_off trace_on)
 echo "warming up" >&2
 measure "$CONNS" "http://127.0.0.1:$GW/auth/x" -H "$AUTH" >/dev/null
 for round in $(seq 1 "$ROUNDS"); do
@@ -218,6 +232,8 @@ for round in $(seq 1 "$ROUNDS"); do
   record gw_tls_auth "$(measure "$CONNS" "https://127.0.0.1:$GWS/auth/x" -H "$AUTH")"
   record nginx_handshake "$(measure "$CONNS" "https://127.0.0.1:$NGXS/x" -H "connection: close")"
   record gw_handshake "$(measure "$CONNS" "https://127.0.0.1:$GWS/public/x" -H "connection: close")"
+  record trace_off "$(measure "$CONNS" "http://127.0.0.1:$GWOFF/auth/x" -H "$AUTH")"
+  record trace_on "$(measure "$CONNS" "http://127.0.0.1:$GWTR/auth/x" -H "$AUTH")"
   if [ -n "$BASELINE" ]; then
     record base_public "$(measure "$CONNS" "http://127.0.0.1:$GWB/public/x")"
     record base_auth "$(measure "$CONNS" "http://127.0.0.1:$GWB/auth/x" -H "$AUTH")"
@@ -237,6 +253,11 @@ done
 # 1,000 connections at once (RSS), after everything else.
 c1000="$(measure 1000 "http://127.0.0.1:$GW/auth/x" -H "$AUTH" --timeout 10s)"
 read -r ARGON ARGON_FRESH <<<"$($SRV "$T/argon2_verify" 21)"
+# What the tracing gateway sent (so row 15 is known to have exported).
+TRACES="$(curl -fsS "http://127.0.0.1:$GWTR/metrics" | awk '
+  /^gatehouse_trace_spans_exported_total/ { e = $2 } /^gatehouse_trace_spans_dropped_total/ { d = $2 }
+  /^gatehouse_trace_spans_failed_total/ { f = $2 }
+  END { printf "%d spans exported, %d dropped, %d failed", e, d, f }')"
 
 # Medians over the rounds: field n of each scenario's samples.
 med() { # scenario field
@@ -248,6 +269,8 @@ rss_gw="$(rss_mib "$PID_19003")"
 rss_gwr="$(rss_mib "$PID_19004")"
 rss_gw1k="$(rss_mib "$PID_19005")"
 rss_gws="$(rss_mib "$PID_19008")"
+rss_off="$(rss_mib "$PID_19010")"
+rss_tr="$(rss_mib "$PID_19011")"
 row() { # label scenario rss
   printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$(med "$2" 1)" "$(med "$2" 2)" "$(med "$2" 3)" "$(med "$2" 4)" "$3"
 }
@@ -273,6 +296,8 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
   row "11 | gateway HTTPS, route 4 (TLS 1.3, keep-alive)" gw_tls_auth "$rss_gws"
   row "12 | nginx HTTPS, a new TLS connection per request" nginx_handshake "$rss_ngx"
   row "13 | gateway HTTPS, public route, a new TLS connection per request" gw_handshake "$rss_gws"
+  row "14 | 4, tracing off (the config of 15)" trace_off "$rss_off"
+  row "15 | 4, tracing on: 1% sampled, OTLP/HTTP export" trace_on "$rss_tr"
   if [ -n "$BASELINE" ]; then
     row "3b | 3 on this build, the config of 3c" open_public "$rss_gwr"
     row "3c | 3 on the baseline build ($BASELINE)" base_public "$(rss_mib "$PID_19007")"
@@ -280,12 +305,13 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
     row "4c | 4 on the baseline build ($BASELINE)" base_auth "$(rss_mib "$PID_19007")"
   fi
   echo
-  echo "Raw argon2id verify (m=19 MiB, t=2, p=1), median of 21, on the servers' core: $ARGON ms with its memory reused (as the users service does), $ARGON_FRESH ms allocated afresh. Last storm (row 7): $STORM (login_limits.rate 10/s, burst 20, per address)."
+  echo "Raw argon2id verify (m=19 MiB, t=2, p=1), median of 21, on the servers' core: $ARGON ms with its memory reused (as the users service does), $ARGON_FRESH ms allocated afresh. Last storm (row 7): $STORM (login_limits.rate 10/s, burst 20, per address). Row 15: $TRACES."
   echo
   awk -v a4="$(med gw_auth 1)" -v n="$(med nginx 1)" -v p4="$(med gw_auth 3)" -v pn="$(med nginx 3)" \
       -v lm="$(med gw_limit_mem 1)" -v lr="$(med gw_limit_redis 1)" -v lg="$(med login 2)" -v ar="$ARGON" \
       -v sp="$(med storm_route 3)" -v k="$(med gw_1000 1)" -v rss="$(rss_mib "$PID_19003")" \
-      -v ts="$(med gw_tls_auth 1)" -v tn="$(med nginx_tls 1)" -v hs="$(med gw_handshake 1)" -v hn="$(med nginx_handshake 1)" 'BEGIN {
+      -v ts="$(med gw_tls_auth 1)" -v tn="$(med nginx_tls 1)" -v hs="$(med gw_handshake 1)" -v hn="$(med nginx_handshake 1)" \
+      -v toff="$(med trace_off 1)" -v ton="$(med trace_on 1)" 'BEGIN {
     printf "| target | measured | goal |\n|---|---|---|\n"
     printf "| route 4 vs nginx, req/s | %.2fx | >= 1.0x |\n", a4 / n
     printf "| route 4 p99 minus nginx p99 | %+.2f ms | <= +1 ms |\n", p4 - pn
@@ -298,6 +324,7 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
     printf "| HTTPS route 4 vs nginx HTTPS, req/s (11 / 10) | %.2fx | as route 4 vs nginx |\n", ts / tn
     printf "| HTTPS route 4 vs plain route 4, req/s (11 / 4) | %.2fx | |\n", ts / a4
     printf "| new TLS connections per second vs nginx (13 / 12) | %.2fx | >= 1.0x |\n", hs / hn
+    printf "| tracing overhead at 1%% sampling, req/s (1 - 15 / 14) | %.1f%% | <= 5%% |\n", (1 - ton / toff) * 100
   }'
   if [ -n "$BASELINE" ]; then
     echo
