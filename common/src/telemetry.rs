@@ -254,9 +254,11 @@ pub async fn request_context(
     let method = req.method().clone();
     let path = req.path().to_owned();
     let peer = req.peer_addr().map(|a| a.ip());
-    let mut attributes = server_attributes(&req);
-    attributes.push(KeyValue::new("gatehouse.request_id", request_id.clone()));
-    let cx = tracing.server_span(req.headers(), peer, method.as_str().to_owned(), attributes);
+    let cx = tracing.server_span(req.headers(), peer, method.as_str(), || {
+        let mut attributes = server_attributes(&req);
+        attributes.push(KeyValue::new("gatehouse.request_id", request_id.clone()));
+        attributes
+    });
     let span = tracing::info_span!("request", request_id = %request_id);
     let result = REQUEST_ID
         .scope(
@@ -409,7 +411,7 @@ mod layer_tests {
                 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             ),
         );
-        let cx = tracing.server_span(&headers, None, "GET".into(), vec![]);
+        let cx = tracing.server_span(&headers, None, "GET", Vec::new);
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(outside = true, "before any request");
             let _attached = cx.attach();

@@ -369,24 +369,28 @@ impl Tracing {
 
     /// Start this service's server span for a request; the context to run
     /// the request in.
+    /// `attributes` are only made when the span is recorded (the samplers
+    /// here decide by trace id and flags alone).
     pub(crate) fn server_span(
         &self,
         headers: &HeaderMap,
         peer: Option<IpAddr>,
-        name: String,
-        attributes: Vec<KeyValue>,
+        method: &str,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
     ) -> Context {
         let (parent, link) = self.parent(headers, peer);
         let mut builder = self
             .0
             .tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Server)
-            .with_attributes(attributes);
+            .span_builder(span_name(method))
+            .with_kind(SpanKind::Server);
         if let Some(sc) = link {
             builder = builder.with_links(vec![Link::with_context(sc)]);
         }
-        let span = builder.start_with_context(&self.0.tracer, &parent);
+        let mut span = builder.start_with_context(&self.0.tracer, &parent);
+        if span.is_recording() {
+            span.set_attributes(attributes());
+        }
         parent.with_span(span).with_value(Active(self.clone()))
     }
 
@@ -403,6 +407,18 @@ impl Tracing {
                 Some(KeyValue::new("user.id", hex))
             }
         }
+    }
+}
+
+/// A server span's first name (the route is added once it is known),
+/// without an allocation for the usual methods.
+fn span_name(method: &str) -> std::borrow::Cow<'static, str> {
+    const METHODS: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    match METHODS.iter().find(|m| **m == method) {
+        Some(m) => std::borrow::Cow::Borrowed(m),
+        None => std::borrow::Cow::Borrowed("HTTP"),
     }
 }
 
@@ -582,6 +598,9 @@ pub fn record_query(system: &'static str, info: &sea_orm::metric::Info<'_>) {
         .with_start_time(start)
         .with_attributes(vec![
             KeyValue::new("db.system.name", system),
+            // The name before semantic conventions 1.26, which many
+            // backends still group by.
+            KeyValue::new("db.system", system),
             KeyValue::new("db.operation.name", operation),
             KeyValue::new("db.query.text", text),
         ])
@@ -845,12 +864,7 @@ mod tests {
     #[test]
     fn a_valid_traceparent_is_continued_and_a_broken_one_is_not() {
         let t = Tracing::disabled("test");
-        let cx = t.server_span(
-            &headers(&[("traceparent", PARENT)]),
-            None,
-            "GET".into(),
-            vec![],
-        );
+        let cx = t.server_span(&headers(&[("traceparent", PARENT)]), None, "GET", Vec::new);
         let sc = cx.span().span_context().clone();
         assert_eq!(
             sc.trace_id().to_string(),
@@ -865,12 +879,7 @@ mod tests {
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "garbage",
         ] {
-            let cx = t.server_span(
-                &headers(&[("traceparent", broken)]),
-                None,
-                "GET".into(),
-                vec![],
-            );
+            let cx = t.server_span(&headers(&[("traceparent", broken)]), None, "GET", Vec::new);
             let sc = cx.span().span_context().clone();
             assert!(sc.is_valid());
             assert_ne!(
@@ -889,9 +898,8 @@ mod tests {
         };
         let t = Tracing::new("test", &settings, vec!["10.0.0.0/8".parse().unwrap()]).unwrap();
         let h = headers(&[("traceparent", PARENT)]);
-        let from_proxy = t.server_span(&h, Some("10.1.2.3".parse().unwrap()), "GET".into(), vec![]);
-        let from_client =
-            t.server_span(&h, Some("192.0.2.1".parse().unwrap()), "GET".into(), vec![]);
+        let from_proxy = t.server_span(&h, Some("10.1.2.3".parse().unwrap()), "GET", Vec::new);
+        let from_client = t.server_span(&h, Some("192.0.2.1".parse().unwrap()), "GET", Vec::new);
         let id = |cx: &Context| cx.span().span_context().trace_id().to_string();
         assert_eq!(id(&from_proxy), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(id(&from_client), "4bf92f3577b34da6a3ce929d0e0e4736");
@@ -900,7 +908,7 @@ mod tests {
     #[test]
     fn injection_replaces_what_the_client_sent() {
         let t = Tracing::disabled("test");
-        let cx = t.server_span(&headers(&[]), None, "GET".into(), vec![]);
+        let cx = t.server_span(&headers(&[]), None, "GET", Vec::new);
         let mut h = headers(&[("traceparent", PARENT), ("tracestate", "evil=1")]);
         inject(&cx, &mut h);
         let tp = h.get("traceparent").unwrap().to_str().unwrap();
