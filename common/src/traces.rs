@@ -456,12 +456,12 @@ pub fn name_route(method: &str, route: &str) {
 }
 
 /// Put `user.id` (as the service's policy says) on the current span.
-pub fn record_user(id: &str) {
+pub fn record_user(id: impl std::fmt::Display) {
     let cx = Context::current();
     let span = cx.span();
     if span.is_recording()
         && let Some(active) = cx.get::<Active>()
-        && let Some(kv) = active.0.user_attribute(id)
+        && let Some(kv) = active.0.user_attribute(&id.to_string())
     {
         span.set_attribute(kv);
     }

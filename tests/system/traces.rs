@@ -75,18 +75,25 @@ async fn one_request_through_the_gateway_is_one_connected_trace() {
     r.ok(201);
     let spans = otlp
         .wait_for("the order's trace", |spans| {
+            // Each service exports in its own batches: wait for the last
+            // span of each (the gateway's attempt, orders' handler).
             request_span(spans, &request_id).is_some_and(|root| {
-                let trace = root["trace_id"].as_str().unwrap_or_default();
-                spans
-                    .iter()
-                    .any(|s| s["trace_id"] == trace && s["service"] == "orders")
+                let of = |service: &str, kind: &str| {
+                    spans.iter().any(|s| {
+                        s["trace_id"] == root["trace_id"]
+                            && s["service"] == service
+                            && s["kind"] == kind
+                    })
+                };
+                of("gateway", "SPAN_KIND_CLIENT") && of("orders", "SPAN_KIND_SERVER")
             })
         })
         .await;
     let root = request_span(&spans, &request_id).unwrap().clone();
     let trace_id = root["trace_id"].as_str().unwrap().to_owned();
-    // Let the services' last spans (the handler ends after its queries) in.
-    actix_web::rt::time::sleep(Duration::from_millis(600)).await;
+    // Spans that ended earlier have gone out in earlier batches; a last
+    // moment for any straggler.
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     let trace = otlp.trace(&trace_id);
 
     // The gateway: its server span is the root, named after the route.
@@ -229,9 +236,14 @@ async fn an_incoming_traceparent_is_continued_and_named_in_problems() {
     r.ok(200);
     let spans = otlp
         .wait_for("the continued trace", |spans| {
-            spans
-                .iter()
-                .any(|s| s["trace_id"] == trace_id && s["service"] == "orders")
+            let of = |service: &str| {
+                spans.iter().any(|s| {
+                    s["trace_id"] == trace_id
+                        && s["service"] == service
+                        && s["kind"] == "SPAN_KIND_SERVER"
+                })
+            };
+            of("gateway") && of("orders")
         })
         .await;
     let root = the(

@@ -150,14 +150,13 @@ async fn proxy(
     .await
     .map_err(|r| r.to_response())?;
     record_caller(ctx.caller.as_ref());
-    if ctx.route.rate_limit.is_some() {
-        traces::in_child(
-            "rate_limit",
-            rate_limit::phase(&gw.limiter, &gw.metrics, ctx),
-        )
-        .await?;
+    // Spans for the phases a route has (the others cost nothing).
+    let (limited, cached) = (ctx.route.rate_limit.is_some(), ctx.route.cache.is_some());
+    let limiting = rate_limit::phase(&gw.limiter, &gw.metrics, ctx);
+    if limited {
+        traces::in_child("rate_limit", limiting).await?;
     } else {
-        rate_limit::phase(&gw.limiter, &gw.metrics, ctx).await?;
+        limiting.await?;
     }
     let body = match incoming {
         Incoming::WebSocket(upgrade) => {
@@ -168,18 +167,14 @@ async fn proxy(
         }
         Incoming::Http(body) => body,
     };
-    if ctx.route.cache.is_some() {
-        let span = traces::child("cache lookup", SpanKind::Internal, Vec::new);
-        let hit = cache::lookup(&gw.cache, &gw.metrics, ctx);
-        span.set(KeyValue::new(
-            "gatehouse.cache.result",
-            if hit.is_some() { "hit" } else { "miss" },
-        ));
+    let lookup = cached.then(|| traces::child("cache lookup", SpanKind::Internal, Vec::new));
+    let hit = cache::lookup(&gw.cache, &gw.metrics, ctx);
+    if let Some(span) = lookup {
+        let result = if hit.is_some() { "hit" } else { "miss" };
+        span.set(KeyValue::new("gatehouse.cache.result", result));
         span.end();
-        if let Some(hit) = hit {
-            return Ok(hit);
-        }
-    } else if let Some(hit) = cache::lookup(&gw.cache, &gw.metrics, ctx) {
+    }
+    if let Some(hit) = hit {
         return Ok(hit);
     }
     let upstream = upstream_peer(ctx).map_err(|e| e.to_response())?;
@@ -232,7 +227,7 @@ fn record_caller(caller: Option<&admission::Caller>) {
         common::identity::Principal::Client { id, .. } => (id, "client"),
         common::identity::Principal::Gateway => return,
     };
-    traces::record_user(&id.to_string());
+    traces::record_user(id);
     traces::annotate(|| vec![KeyValue::new("gatehouse.caller", kind)]);
 }
 

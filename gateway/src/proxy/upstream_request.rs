@@ -121,8 +121,8 @@ pub fn headers(
 
 /// The headers only the gateway sets, on every call it makes for a client
 /// (proxied requests and composed parts): `X-Forwarded-*` from what it saw,
-/// the request id, the trace context, and the identity with a proof for
-/// `audience`.
+/// the request id, and the identity with a proof for `audience`. The
+/// trace context is written by the client, per attempt.
 pub fn gateway_headers(
     req: &HttpRequest,
     h: &mut HeaderMap,
@@ -152,8 +152,6 @@ pub fn gateway_headers(
     {
         h.insert(X_REQUEST_ID, v);
     }
-    // This request's span (an attempt's span replaces it in the client).
-    common::traces::inject_current(h);
     if let Some(who) = who {
         minter
             .headers_with_claims(audience, who, claims)

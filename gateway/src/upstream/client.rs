@@ -670,6 +670,12 @@ pub async fn open_websocket(
         for (name, value) in headers {
             req = req.header(name.clone(), value.clone());
         }
+        // The request's span (a handshake is no attempt span of its own).
+        let mut trace = HeaderMap::new();
+        traces::inject_current(&mut trace);
+        for (name, value) in trace {
+            req = req.header(name, value);
+        }
         if !protocols.is_empty() {
             req = req.protocols(protocols);
         }

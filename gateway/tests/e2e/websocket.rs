@@ -114,7 +114,11 @@ async fn frames_go_both_ways_with_the_identity_under_the_proof() {
         // Made up by the client: replaced, never forwarded.
         .header("request-user-id", "00000000-0000-0000-0000-000000000000")
         .header("request-user-roles", "admin")
-        .header("x-forwarded-for", "6.6.6.6");
+        .header("x-forwarded-for", "6.6.6.6")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        );
     req = req.protocols(["chat"]);
     let (res, mut sock) = req.connect().await.unwrap();
     assert_eq!(res.status(), 101);
@@ -127,6 +131,12 @@ async fn frames_go_both_ways_with_the_identity_under_the_proof() {
     assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
     assert!(seen.get("authorization").is_none(), "{seen}");
     assert_eq!(seen["sec-websocket-protocol"], "chat");
+    // The gateway's trace context (by default a client's starts a new trace).
+    let tp = seen["traceparent"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{seen}"));
+    assert!(tp.starts_with("00-") && tp.len() == 55, "{tp}");
+    assert!(!tp.contains("4bf92f3577b34da6a3ce929d0e0e4736"), "{tp}");
     let pub_pem =
         std::fs::read_to_string(s.env.data_dir().join("keys/gateway-proof.pub.pem")).unwrap();
     let v = common::identity::ProofVerifier::new(&[pub_pem], "gateway", "echo").unwrap();
