@@ -6,7 +6,9 @@
 #
 # Builds with the dist profile (thin LTO), installs nginx and wrk from Debian when missing,
 # starts a minimal upstream (bench/src/bin/upstream.rs), nginx proxying to it
-# with upstream keep-alive, the users service and three gateways (10 routes,
+# with upstream keep-alive, the stack's floor (bench/src/bin/floor.rs: the
+# least an actix-web + awc forwarder does, every row is also given as a
+# ratio to it), the users service and three gateways (10 routes,
 # 10 routes with the Redis limiter, 1,000 routes), an HTTPS gateway next to
 # an HTTPS nginx (TLS 1.3, one self-signed certificate made here with openssl,
 # for both), two gateways that differ only in tracing (off, and on at 1%
@@ -61,7 +63,7 @@ ulimit -n 65536 2>/dev/null || true
 
 if [ "$(nproc)" -ge 2 ]; then SRV="taskset -c 1"; LOAD="taskset -c 0"; else SRV=""; LOAD=""; fi
 UP=19001 NGX=19002 GW=19003 GWR=19004 GW1K=19005 USERS=19006 GWB=19007 GWS=19008 NGXS=19009
-GWOFF=19010 GWTR=19011 SINK=19012
+GWOFF=19010 GWTR=19011 SINK=19012 FLOOR=19013
 
 # -k: the HTTPS servers use the certificate made below.
 wait_http() { for _ in $(seq 1 150); do curl -kfsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done; echo "not answering: $1" >&2; return 1; }
@@ -120,6 +122,11 @@ http {
 EOF
 $SRV "$NGINX" -c "$W/nginx.conf" -e "$W/nginx/error.log" & PIDS+=($!)
 wait_http "http://127.0.0.1:$NGX/"
+
+# The stack's floor: a minimal actix-web + awc forwarder (bench/src/bin/floor.rs).
+$SRV "$T/floor" "$FLOOR" "http://127.0.0.1:$UP" 1 & PIDS+=($!)
+PID_FLOOR=$!
+wait_http "http://127.0.0.1:$FLOOR/"
 
 # Gateway configurations: 10 routes, or the same plus 990 more.
 routes() { # count
@@ -213,7 +220,7 @@ nginx_worker() { pgrep -P "$(cat "$W/nginx.pid")" | head -1; }
 
 declare -A R
 record() { R[$1]="${R[$1]:-} $2"; }
-SCENARIOS=(direct nginx gw_public gw_auth gw_limit_mem gw_limit_redis gw_1000 login storm_route
+SCENARIOS=(direct nginx floor gw_public gw_auth gw_limit_mem gw_limit_redis gw_1000 login storm_route
   nginx_tls gw_tls_auth nginx_handshake gw_handshake trace_off trace_on)
 echo "warming up" >&2
 measure "$CONNS" "http://127.0.0.1:$GW/auth/x" -H "$AUTH" >/dev/null
@@ -221,6 +228,7 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
   record direct "$(measure "$CONNS" "http://127.0.0.1:$UP/x")"
   record nginx "$(measure "$CONNS" "http://127.0.0.1:$NGX/x")"
+  record floor "$(measure "$CONNS" "http://127.0.0.1:$FLOOR/x")"
   record gw_public "$(measure "$CONNS" "http://127.0.0.1:$GW/public/x")"
   record gw_auth "$(measure "$CONNS" "http://127.0.0.1:$GW/auth/x" -H "$AUTH")"
   record gw_limit_mem "$(measure "$CONNS" "http://127.0.0.1:$GW/limited/x" -H "$AUTH")"
@@ -271,18 +279,21 @@ rss_gw1k="$(rss_mib "$PID_19005")"
 rss_gws="$(rss_mib "$PID_19008")"
 rss_off="$(rss_mib "$PID_19010")"
 rss_tr="$(rss_mib "$PID_19011")"
+FLOOR_RPS="$(med floor 1)"
+ratio() { awk -v a="$1" -v b="$FLOOR_RPS" 'BEGIN { printf "%.2f", a / b }'; }
 row() { # label scenario rss
-  printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$(med "$2" 1)" "$(med "$2" 2)" "$(med "$2" 3)" "$(med "$2" 4)" "$3"
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$(med "$2" 1)" "$(ratio "$(med "$2" 1)")" "$(med "$2" 2)" "$(med "$2" 3)" "$(med "$2" 4)" "$3"
 }
 CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
 {
   echo "Machine: $(nproc) cores ($CPU), $(awk '/MemTotal/ { printf "%.0f GiB", $2/1048576 }' /proc/meminfo); $(uname -sr)."
   echo "Command: \`bash bench/run.sh\` (ROUNDS=$ROUNDS, DURATION=${DURATION}s, CONNS=$CONNS; wrk -t1, servers on one core, wrk on the other; medians of the rounds). $(date -u +%Y-%m-%d)."
   echo
-  echo "| # | scenario | req/s | p50 ms | p99 ms | non-2xx | peak RSS MiB |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| # | scenario | req/s | x floor | p50 ms | p99 ms | non-2xx | peak RSS MiB |"
+  echo "|---|---|---|---|---|---|---|---|"
   row "1 | direct upstream" direct "$rss_up"
   row "2 | nginx proxy_pass (keep-alive)" nginx "$rss_ngx"
+  row "2f | the floor: minimal actix-web + awc forwarder" floor "$(rss_mib "$PID_FLOOR")"
   row "3 | gateway, public route" gw_public "$rss_gw"
   row "4 | gateway, JWT + role + identity + proof" gw_auth "$rss_gw"
   row "5a | 4 + rate limit in memory" gw_limit_mem "$rss_gw"
@@ -291,7 +302,7 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
   row "7 | 4 during a login storm (8 conns)" storm_route "$rss_gw"
   row "8 | 4 with 1,000 routes" gw_1000 "$rss_gw1k"
   set -- $c1000
-  printf '| 9 | 4 with 1,000 connections | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "$(rss_mib "$PID_19003")"
+  printf '| 9 | 4 with 1,000 connections | %s | %s | %s | %s | %s | %s |\n' "$1" "$(ratio "$1")" "$2" "$3" "$4" "$(rss_mib "$PID_19003")"
   row "10 | nginx HTTPS (TLS 1.3, keep-alive)" nginx_tls "$rss_ngx"
   row "11 | gateway HTTPS, route 4 (TLS 1.3, keep-alive)" gw_tls_auth "$rss_gws"
   row "12 | nginx HTTPS, a new TLS connection per request" nginx_handshake "$rss_ngx"
@@ -311,9 +322,15 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
       -v lm="$(med gw_limit_mem 1)" -v lr="$(med gw_limit_redis 1)" -v lg="$(med login 2)" -v ar="$ARGON" \
       -v sp="$(med storm_route 3)" -v k="$(med gw_1000 1)" -v rss="$(rss_mib "$PID_19003")" \
       -v ts="$(med gw_tls_auth 1)" -v tn="$(med nginx_tls 1)" -v hs="$(med gw_handshake 1)" -v hn="$(med nginx_handshake 1)" \
-      -v toff="$(med trace_off 1)" -v ton="$(med trace_on 1)" 'BEGIN {
+      -v toff="$(med trace_off 1)" -v ton="$(med trace_on 1)" \
+      -v fl="$(med floor 1)" -v fp99="$(med floor 3)" -v a3="$(med gw_public 1)" -v p3="$(med gw_public 3)" 'BEGIN {
     printf "| target | measured | goal |\n|---|---|---|\n"
     printf "| route 4 vs nginx, req/s | %.2fx | >= 1.0x |\n", a4 / n
+    printf "| the floor vs nginx, req/s (2f / 2) | %.2fx | |\n", fl / n
+    printf "| public route vs the floor, req/s (3 / 2f) | %.2fx | >= 0.95x |\n", a3 / fl
+    printf "| route 4 vs the floor, req/s (4 / 2f) | %.2fx | >= 0.90x |\n", a4 / fl
+    printf "| public route p99 minus the floor p99 | %+.2f ms | <= +1 ms |\n", p3 - fp99
+    printf "| route 4 p99 minus the floor p99 | %+.2f ms | <= +1 ms |\n", p4 - fp99
     printf "| route 4 p99 minus nginx p99 | %+.2f ms | <= +1 ms |\n", p4 - pn
     printf "| rate limiter overhead, memory | %.1f%% | <= 10%% |\n", (1 - lm / a4) * 100
     printf "| rate limiter overhead, Redis | %.1f%% | <= 10%% |\n", (1 - lr / a4) * 100

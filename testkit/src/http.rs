@@ -89,3 +89,21 @@ impl Resp {
         self.field_codes().into_iter().map(|(f, _)| f).collect()
     }
 }
+
+/// The Prometheus text `rb` answers (a `GET /metrics`).
+pub async fn scrape(rb: reqwest::RequestBuilder) -> String {
+    let res = rb.send().await.unwrap();
+    assert_eq!(res.status(), 200, "the metrics endpoint answered");
+    res.text().await.unwrap()
+}
+
+/// The value of the unlabelled sample `name` in a scrape; panics naming it
+/// when it is missing.
+pub fn sample(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {scrape}"))
+        .parse()
+        .unwrap()
+}

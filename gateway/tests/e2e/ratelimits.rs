@@ -127,22 +127,9 @@ async fn unreachable_redis_falls_back_to_local_limits() {
         .await
         .unwrap();
     assert_eq!(ready["rate_limits"], "local (redis unreachable)", "{ready}");
-    let m = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let fallbacks: u64 = m
-        .lines()
-        .find_map(|l| l.strip_prefix("gatehouse_rate_limit_fallbacks_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(fallbacks >= 5, "{fallbacks}");
+    let m = testkit::http::scrape(s.client.get(s.url("/metrics"))).await;
+    let fallbacks = testkit::http::sample(&m, "gatehouse_rate_limit_fallbacks_total");
+    assert!(fallbacks >= 5.0, "{fallbacks}");
 }
 
 /// Where `/readyz` says the rate limits live (`redis`, or local and why).

@@ -274,21 +274,16 @@ async fn tls_1_1_is_refused_and_the_development_certificate_serves_localhost() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.version(), Version::HTTP_2);
-    let metrics = client
-        .get(format!("https://localhost:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let expiry: i64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("gatehouse_tls_certificate_expiry_timestamp_seconds "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(expiry > chrono::Utc::now().timestamp() + 86_400, "{expiry}");
+    let metrics =
+        testkit::http::scrape(client.get(format!("https://localhost:{port}/metrics"))).await;
+    let expiry = testkit::http::sample(
+        &metrics,
+        "gatehouse_tls_certificate_expiry_timestamp_seconds",
+    );
+    assert!(
+        expiry > (chrono::Utc::now().timestamp() + 86_400) as f64,
+        "{expiry}"
+    );
 
     // The same hello as TLS 1.2 gets a ServerHello (a handshake record);
     // as TLS 1.1, a fatal protocol_version alert (RFC 8446 section 6.2).

@@ -200,15 +200,7 @@ async fn frames_go_both_ways_with_the_identity_under_the_proof() {
     // connections open now, the ends by reason.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let m = s
-            .client
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = testkit::http::scrape(s.client.get(s.url("/metrics"))).await;
         let has = |line: &str| m.lines().any(|l| l == line);
         if has("gatehouse_websocket_connections{route=\"/api/live\"} 0")
             && has(
