@@ -234,11 +234,11 @@ pub fn sane_request_id(value: &str) -> bool {
 /// (continuing the caller's trace as the policy allows), runs the rest of
 /// the chain inside it, the id's task-local scope and a log span, echoes
 /// the id in the response, and logs the request once.
-pub async fn request_context(
+pub async fn request_context<B: MessageBody + 'static>(
     tracing: crate::traces::Tracing,
     req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<actix_web::body::BoxBody>, Error> {
+    next: Next<B>,
+) -> Result<ServiceResponse<B>, Error> {
     use opentelemetry::KeyValue;
     use opentelemetry::context::FutureExt as _;
     use opentelemetry::trace::TraceContextExt as _;
@@ -283,7 +283,7 @@ pub async fn request_context(
             {
                 crate::traces::name_route(method.as_str(), &pattern);
             }
-            (res.status(), Ok(res.map_into_boxed_body()))
+            (res.status(), Ok(res))
         }
         Err(err) => (err.as_response_error().status_code(), Err(err)),
     };
