@@ -18,8 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Condition;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -116,20 +115,34 @@ fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
+/// Records waiting to be written; past it, a record is counted as not
+/// written (its log line stands) instead of holding memory: a storm of
+/// refused logins, each one an event, cannot grow the process.
+const QUEUE: usize = 10_000;
+/// Records per insert.
+const BATCH: usize = 256;
+
 /// Where a service's events go.
 #[derive(Clone)]
 pub struct AuditLog {
     db: DatabaseConnection,
     failures: Arc<AtomicU64>,
     service: &'static str,
+    queue: tokio::sync::mpsc::Sender<entity::ActiveModel>,
 }
 
 impl AuditLog {
+    /// The log, and its writer on the current runtime: one task that
+    /// inserts what is queued, in batches, in order.
     pub fn new(db: DatabaseConnection, service: &'static str) -> Self {
+        let failures = Arc::new(AtomicU64::new(0));
+        let (queue, rows) = tokio::sync::mpsc::channel(QUEUE);
+        actix_web::rt::spawn(write(db.clone(), rows, failures.clone(), service));
         Self {
             db,
-            failures: Arc::new(AtomicU64::new(0)),
+            failures,
             service,
+            queue,
         }
     }
 
@@ -144,7 +157,6 @@ impl AuditLog {
             detail = e.detail.as_deref(),
             "audit"
         );
-        let (db, failures, service) = (self.db.clone(), self.failures.clone(), self.service);
         let row = entity::ActiveModel {
             id: Set(Uuid::new_v4()),
             at: Set(Utc::now()),
@@ -156,12 +168,19 @@ impl AuditLog {
             result: Set(e.result.to_owned()),
             detail: Set(e.detail),
         };
-        actix_web::rt::spawn(async move {
-            if let Err(err) = row.insert(&db).await {
-                failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(service, error = %err, "an audit record could not be written");
+        if self.queue.try_send(row).is_err() {
+            // Full (the database is slower than the events) or no writer.
+            if self
+                .failures
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(1000)
+            {
+                tracing::warn!(
+                    service = self.service,
+                    "audit records arrive faster than they are written; this one is only in the log"
+                );
             }
-        });
+        }
     }
 
     /// Records that could not be written since start.
@@ -171,6 +190,23 @@ impl AuditLog {
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+}
+
+/// The writer: drains the queue in batches until every `AuditLog` is gone.
+async fn write(
+    db: DatabaseConnection,
+    mut rows: tokio::sync::mpsc::Receiver<entity::ActiveModel>,
+    failures: Arc<AtomicU64>,
+    service: &'static str,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rows.recv_many(&mut batch, BATCH).await > 0 {
+        let n = batch.len() as u64;
+        if let Err(err) = entity::Entity::insert_many(batch.drain(..)).exec(&db).await {
+            failures.fetch_add(n, Ordering::Relaxed);
+            tracing::warn!(service, error = %err, records = n, "audit records could not be written");
+        }
     }
 }
 
@@ -389,6 +425,7 @@ pub fn merge(mut all: Vec<AuditRecord>, limit: u64) -> AuditPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sea_orm::PaginatorTrait;
 
     fn rec(at_us: i64) -> AuditRecord {
         AuditRecord {
@@ -419,6 +456,51 @@ mod tests {
         assert!(c.precedes(&all[3]) && !c.precedes(&all[4]));
         assert!(merge(all, 7).next.is_none(), "the last page has no cursor");
         assert!(Cursor::parse("nonsense").is_none());
+    }
+
+    #[actix_web::test]
+    async fn a_storm_of_events_is_bounded_and_the_queue_written_in_order() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let settings = crate::db::DatabaseSettings {
+            url: None,
+            max_connections: 2,
+            auto_migrate: true,
+        };
+        let db = crate::db::open(&settings, dir.path(), migrations::Service::Gateway)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let log = AuditLog::new(db.clone(), "gateway");
+        // On this single-threaded runtime the writer cannot run while the
+        // events arrive: the queue takes QUEUE of them, the rest are
+        // counted, none waits in memory.
+        let extra = 500;
+        for i in 0..QUEUE + extra {
+            log.record(Event::new("login.rate_limited", "refused").subject(format!("u{i}")));
+        }
+        assert_eq!(log.failures(), extra as u64);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let written = entity::Entity::find()
+                .count(&db)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            if written == QUEUE as u64 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{written} written");
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let first = entity::Entity::find()
+            .filter(entity::Column::Subject.eq("u0"))
+            .count(&db)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first, 1);
+        assert_eq!(
+            log.failures(),
+            extra as u64,
+            "every queued record was written"
+        );
     }
 
     #[test]
