@@ -104,6 +104,16 @@ impl<S> tracing_subscriber::layer::Filter<S> for WithoutClientFaults {
 struct ClientFaultsAsWarnings;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ClientFaultsAsWarnings {
+    /// This layer widens nothing: it only sees what the global filter lets
+    /// through. Without a hint of its own, a layer over per-layer filters
+    /// makes the whole subscriber's hint "unknown", so every `trace!` in
+    /// actix-http and awc (about twenty per proxied request) would be
+    /// checked against the filter at run time instead of being skipped by
+    /// the level comparison.
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::OFF)
+    }
+
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         if let Some(message) = client_fault(event) {
             tracing::warn!(target: "actix_http", reason = %message, "a client sent a broken request");
@@ -252,7 +262,8 @@ pub async fn request_context<B: MessageBody + 'static>(
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
-    let path = req.path().to_owned();
+    // For the request's log line, when it is written at all.
+    let path = tracing::enabled!(tracing::Level::INFO).then(|| req.path().to_owned());
     let peer = req.peer_addr().map(|a| a.ip());
     let cx = tracing.server_span(req.headers(), peer, method.as_str(), || {
         let mut attributes = server_attributes(&req);
@@ -288,7 +299,7 @@ pub async fn request_context<B: MessageBody + 'static>(
         Err(err) => (err.as_response_error().status_code(), Err(err)),
     };
     let code = status.as_u16();
-    tracing::info!(%method, %path, status = code, latency_ms, "request");
+    tracing::info!(%method, path = %path.as_deref().unwrap_or_default(), status = code, latency_ms, "request");
     if otel.is_recording() {
         otel.set_attribute(KeyValue::new("http.response.status_code", i64::from(code)));
         if status.is_server_error() {
@@ -465,6 +476,12 @@ mod layer_tests {
                     .with_filter(super::WithoutClientFaults),
             )
             .with(super::ClientFaultsAsWarnings);
+        // The global filter's level bounds the whole subscriber, so events
+        // above it are skipped by a level comparison, not a filter call.
+        assert_eq!(
+            tracing::Subscriber::max_level_hint(&subscriber),
+            Some(tracing::level_filters::LevelFilter::WARN)
+        );
         tracing::subscriber::with_default(subscriber, || {
             tracing::error!(target: "actix_http::h1::dispatcher", "stream error: request parse error: {}", "bad header");
             tracing::error!(target: "actix_http::h1::dispatcher", "Response payload stream error: {}", "reset");

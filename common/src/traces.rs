@@ -33,9 +33,10 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 use opentelemetry::Context;
 use opentelemetry::context::FutureExt as _;
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{
-    Link, Span as _, SpanContext, Status, TraceContextExt, Tracer as _, TracerProvider as _,
+    Link, Span as _, SpanContext, Status, TraceContextExt, TraceFlags, Tracer as _,
+    TracerProvider as _,
 };
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -558,10 +559,50 @@ pub fn inject_current(headers: &mut HeaderMap) {
 
 /// Write the `traceparent` (and `tracestate`) of `cx` into a call's
 /// headers, replacing whatever was there (a client's).
+///
+/// The header is written here rather than by the SDK's propagator (which
+/// formats it through `format!` and parses the name on every call: about
+/// 4,000 instructions of a proxied request's 100,000); the test
+/// `injected_headers_are_what_the_sdk_propagator_writes` holds the two to
+/// the same bytes, and parsing stays the SDK's.
 pub fn inject(cx: &Context, headers: &mut HeaderMap) {
-    headers.remove("traceparent");
-    headers.remove("tracestate");
-    TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(headers));
+    headers.remove(TRACEPARENT);
+    headers.remove(TRACESTATE);
+    let span = cx.span();
+    let sc = span.span_context();
+    if !sc.is_valid() {
+        return;
+    }
+    headers.insert(TRACEPARENT, traceparent(sc));
+    let state = sc.trace_state().header();
+    if !state.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&state)
+    {
+        headers.insert(TRACESTATE, v);
+    }
+}
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// `00-<trace id>-<span id>-<flags>` (W3C Trace Context, version 00; only
+/// the sampled flag is carried, as the SDK does).
+fn traceparent(sc: &SpanContext) -> HeaderValue {
+    fn hex(out: &mut [u8], bytes: &[u8]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0x0f)];
+        }
+    }
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex(&mut out[3..35], &sc.trace_id().to_bytes());
+    hex(&mut out[36..52], &sc.span_id().to_bytes());
+    hex(
+        &mut out[53..55],
+        &[(sc.trace_flags() & TraceFlags::SAMPLED).to_u8()],
+    );
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The database hook: a client span per query under the current span,
@@ -630,23 +671,6 @@ impl Extractor for HeaderExtractor<'_> {
             .filter_map(|v| v.to_str().ok())
             .collect();
         (!all.is_empty()).then_some(all)
-    }
-}
-
-struct HeaderInjector<'a>(&'a mut HeaderMap);
-
-impl Injector for HeaderInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        // An empty `tracestate` is no tracestate.
-        if value.is_empty() {
-            return;
-        }
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(key.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(name, value);
-        }
     }
 }
 
@@ -860,6 +884,61 @@ mod tests {
     }
 
     const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    use opentelemetry::propagation::Injector;
+
+    /// What the SDK's own propagator writes, for comparison.
+    struct Written(Vec<(String, String)>);
+    impl Injector for Written {
+        fn set(&mut self, key: &str, value: String) {
+            self.0.push((key.to_owned(), value));
+        }
+    }
+
+    #[test]
+    fn injected_headers_are_what_the_sdk_propagator_writes() {
+        use opentelemetry::trace::{SpanId, TraceId, TraceState};
+        let state = TraceState::from_key_value([("vendor", "a1"), ("other", "b2")]).unwrap();
+        for (flags, state) in [
+            (TraceFlags::SAMPLED, TraceState::default()),
+            (TraceFlags::default(), state.clone()),
+            (TraceFlags::new(0xff), state),
+        ] {
+            let sc = SpanContext::new(
+                TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap(),
+                SpanId::from_hex("b7ad6b7169203331").unwrap(),
+                flags,
+                true,
+                state,
+            );
+            let cx = Context::new().with_remote_span_context(sc);
+            let mut sdk = Written(Vec::new());
+            TraceContextPropagator::new().inject_context(&cx, &mut sdk);
+            let mut ours = headers(&[("traceparent", "client's"), ("tracestate", "client=1")]);
+            inject(&cx, &mut ours);
+            let ours: Vec<(String, String)> = ours
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+                .collect();
+            let mut sdk: Vec<(String, String)> =
+                sdk.0.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+            let mut sorted = ours.clone();
+            sorted.sort();
+            sdk.sort();
+            assert_eq!(sorted, sdk);
+            // And the SDK reads back the same context.
+            let h: HashMap<String, String> = ours.into_iter().collect();
+            let back = TraceContextPropagator::new().extract(&h);
+            let back = back.span().span_context().clone();
+            assert_eq!(back.trace_id(), cx.span().span_context().trace_id());
+            assert_eq!(back.span_id(), cx.span().span_context().span_id());
+            assert_eq!(back.is_sampled(), flags.is_sampled());
+        }
+        // No valid span: nothing is written, and the client's are gone.
+        let mut h = headers(&[("traceparent", PARENT)]);
+        inject(&Context::new(), &mut h);
+        assert!(h.is_empty());
+    }
 
     #[test]
     fn a_valid_traceparent_is_continued_and_a_broken_one_is_not() {

@@ -1,7 +1,15 @@
-//! The HTTPS edge, as middleware over everything the gateway serves: with
-//! TLS on, a request on the plain listener is redirected to HTTPS (308,
-//! same host, path and query; `/healthz` is answered for probes), and
-//! HTTPS answers carry `Strict-Transport-Security` when configured.
+//! The edge, as middleware over everything the gateway serves: with TLS
+//! on, a request on the plain listener is redirected to HTTPS (308, same
+//! host, path and query; `/healthz` is answered for probes), and HTTPS
+//! answers carry `Strict-Transport-Security` when configured.
+//!
+//! It also sends every path that is not one of the gateway's own endpoints
+//! ([`is_own`]) straight to the proxy: actix-web's router would try each
+//! registered resource in turn and box the handler's future before reaching
+//! the proxy as its default service (about 15,000 of the 100,000
+//! instructions of a proxied request, measured with callgrind). The
+//! router still serves the own endpoints, and under `/admin/`,
+//! `/api/clients` and `/docs` it still proxies what it does not know.
 
 use std::sync::Arc;
 
@@ -19,6 +27,37 @@ pub struct Edge {
     /// The port redirects name (443 is left out of the URL).
     pub https_port: u16,
     pub hsts: Option<HeaderValue>,
+}
+
+/// The paths the router is asked about: its resources (exact) and its
+/// scopes (prefixes). Kept beside the registrations in `startup` by the
+/// test below, which reads them from its source.
+const OWN_EXACT: &[&str] = &[
+    "/api/login",
+    "/api/refresh",
+    "/api/logout",
+    "/api/audit",
+    "/.well-known/jwks.json",
+    "/.well-known/openid-configuration",
+    "/.well-known/oauth-authorization-server",
+    "/api/oauth/token",
+    "/api/oauth/introspect",
+    "/stats",
+    "/metrics",
+    "/openapi.json",
+    "/healthz",
+    "/readyz",
+];
+const OWN_SCOPES: &[&str] = &["/api/clients", "/admin", "/docs"];
+
+/// One of the gateway's own endpoints, or under one of its scopes (as
+/// actix-web matches a scope: the prefix, then the end or a `/`).
+pub fn is_own(path: &str) -> bool {
+    OWN_EXACT.contains(&path)
+        || OWN_SCOPES.iter().any(|scope| {
+            path.strip_prefix(scope)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
 }
 
 fn redirect_target(req: &ServiceRequest, port: u16) -> Option<String> {
@@ -67,10 +106,99 @@ pub async fn phase(
         };
         return Ok(req.into_response(res));
     }
-    let mut res = next.call(req).await?.map_into_boxed_body();
+    let mut res = if is_own(req.path()) {
+        next.call(req).await?.map_into_boxed_body()
+    } else {
+        proxied(req).await?
+    };
     if secure && let Some(v) = &edge.hsts {
         res.headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
     }
     Ok(res)
+}
+
+/// A request for the proxy, handed to it as the router's default service
+/// would.
+async fn proxied(req: ServiceRequest) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    use actix_web::FromRequest as _;
+    let gw = req
+        .app_data::<actix_web::web::Data<crate::state::Gateway>>()
+        .cloned()
+        .ok_or_else(|| {
+            tracing::error!("the gateway state is missing from app data");
+            actix_web::Error::from(common::Problem::internal())
+        })?;
+    let (http, mut payload) = req.into_parts();
+    let body = actix_web::web::Payload::from_request(&http, &mut payload).await?;
+    let res = crate::proxy::handle(http.clone(), body, gw).await;
+    Ok(ServiceResponse::new(http, res))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The registrations as rustfmt lays them out in `startup`: those of the
+    /// top-level scope sit at most 28 columns in, those inside a scope
+    /// deeper. A layout this does not recognise fails the counts below.
+    fn registered(kind: &str) -> Vec<String> {
+        include_str!("startup.rs")
+            .lines()
+            .filter(|l| l.len() - l.trim_start().len() <= 28)
+            .filter_map(|l| l.split(kind).nth(1))
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_own_paths_are_the_ones_startup_registers() {
+        let resources = registered("web::resource(\"");
+        let scopes = registered("web::scope(\"");
+        assert_eq!(resources.len(), OWN_EXACT.len(), "{resources:?}");
+        assert_eq!(scopes.len(), OWN_SCOPES.len(), "{scopes:?}");
+        for p in &resources {
+            assert!(
+                OWN_EXACT.contains(&p.as_str()),
+                "resource {p} is not in OWN_EXACT"
+            );
+        }
+        for s in &scopes {
+            assert!(
+                OWN_SCOPES.contains(&s.as_str()),
+                "scope {s} is not in OWN_SCOPES"
+            );
+        }
+    }
+
+    #[test]
+    fn scopes_match_as_actix_matches_them() {
+        for own in [
+            "/api/clients",
+            "/api/clients/",
+            "/api/clients/x/secrets",
+            "/admin/reload",
+            "/admin",
+            "/docs",
+            "/docs/index.html",
+            "/healthz",
+        ] {
+            assert!(is_own(own), "{own}");
+        }
+        for proxied in [
+            "/api/clientsx",
+            "/administrator",
+            "/docsy",
+            "/healthz/",
+            "/api/login/",
+            "/api/orders",
+            "/",
+            "",
+        ] {
+            assert!(!is_own(proxied), "{proxied}");
+        }
+    }
 }

@@ -42,7 +42,7 @@ pub struct Metrics {
     logins: IntCounterVec,
     login_lockouts: IntCounterVec,
     token_verifications: IntCounterVec,
-    stats: Mutex<HashMap<String, RouteStats>>,
+    stats: Mutex<HashMap<String, RouteStats, foldhash::fast::RandomState>>,
     pub since: chrono::DateTime<chrono::Utc>,
 }
 
@@ -225,7 +225,7 @@ impl Metrics {
             logins,
             login_lockouts,
             token_verifications,
-            stats: Mutex::new(HashMap::new()),
+            stats: Mutex::new(HashMap::default()),
             since: chrono::Utc::now(),
         })
     }

@@ -439,15 +439,14 @@ impl Route {
             &path[self.prefix.len().min(path.len())..]
         };
         let base = self.rewrite.as_deref().unwrap_or(&self.prefix);
-        let mut p = if rest.is_empty() {
-            base.to_owned()
+        let mut p = String::with_capacity(base.len() + rest.len() + query.len() + 2);
+        if rest.is_empty() {
+            p.push_str(base);
         } else {
-            format!(
-                "{}/{}",
-                base.trim_end_matches('/'),
-                rest.trim_start_matches('/')
-            )
-        };
+            p.push_str(base.trim_end_matches('/'));
+            p.push('/');
+            p.push_str(rest.trim_start_matches('/'));
+        }
         if p.is_empty() {
             p.push('/');
         }
@@ -519,9 +518,13 @@ pub enum Miss {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     /// Prefix (no trailing slash, except `/`) -> its routes, host-bound first.
-    by_prefix: HashMap<String, Vec<Route>>,
+    /// (foldhash: the keys come from the configuration, and a lookup is
+    /// a few hashes of path prefixes on every request.)
+    by_prefix: HashMap<String, Vec<Route>, foldhash::fast::RandomState>,
     /// Every route, longest prefix first (for listing).
     ordered: Vec<Route>,
+    /// Some route is bound to a host (else the request's host is not read).
+    hosts: bool,
 }
 
 fn normalize_prefix(p: &str) -> String {
@@ -632,7 +635,8 @@ impl RouteTable {
                 websocket: c.websocket,
             });
         }
-        let mut by_prefix: HashMap<String, Vec<Route>> = HashMap::new();
+        let mut by_prefix: HashMap<String, Vec<Route>, foldhash::fast::RandomState> =
+            HashMap::default();
         for r in &routes {
             let same = by_prefix.entry(r.prefix.clone()).or_default();
             let clash = same.iter().any(|o| {
@@ -666,6 +670,7 @@ impl RouteTable {
         });
         Ok(Self {
             by_prefix,
+            hosts: routes.iter().any(|r| r.host.is_some()),
             ordered: routes,
         })
     }
@@ -673,7 +678,15 @@ impl RouteTable {
     /// The route for a request: the longest prefix matching `path` on a
     /// segment boundary, a host-bound route before a host-less one, and one
     /// that serves `method`.
-    pub fn find(&self, host: &str, method: &Method, path: &str) -> Result<&Route, Miss> {
+    /// `host` is asked for only when some route is bound to one.
+    pub fn find(
+        &self,
+        host: impl FnOnce() -> String,
+        method: &Method,
+        path: &str,
+    ) -> Result<&Route, Miss> {
+        let host = if self.hosts { host() } else { String::new() };
+        let host = host.as_str();
         let mut miss = Miss::NoRoute;
         let mut candidate = path.trim_end_matches('/');
         loop {
@@ -723,9 +736,17 @@ pub fn check_path(path: &str) -> Result<(), &'static str> {
             return Err("the path must not contain `.` or `..` segments");
         }
     }
-    let lower = path.to_ascii_lowercase();
-    for bad in ["%2f", "%5c", "%2e", "%00", "\\"] {
-        if lower.contains(bad) {
+    // One pass, no copy: `\\`, and `%2f` `%5c` `%2e` `%00` in either case.
+    let bytes = path.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let encoded = b == b'%'
+            && bytes.get(i + 1..i + 3).is_some_and(|pair| {
+                matches!(
+                    [pair[0], pair[1].to_ascii_lowercase()],
+                    [b'2', b'f' | b'e'] | [b'5', b'c'] | [b'0', b'0']
+                )
+            });
+        if b == b'\\' || encoded {
             return Err("the path must not contain encoded slashes or dots, backslashes or NUL");
         }
     }
@@ -811,28 +832,31 @@ mod tests {
         )
         .unwrap_or_default();
         assert_eq!(
-            t.find("h", &Method::GET, "/api/users/1")
+            t.find(|| "h".to_owned(), &Method::GET, "/api/users/1")
                 .map(|r| r.prefix.as_str())
                 .ok(),
             Some("/api/users")
         );
         assert_eq!(
-            t.find("h", &Method::GET, "/api/users")
+            t.find(|| "h".to_owned(), &Method::GET, "/api/users")
                 .map(|r| r.prefix.as_str())
                 .ok(),
             Some("/api/users")
         );
         assert_eq!(
-            t.find("h", &Method::GET, "/api/usersx")
+            t.find(|| "h".to_owned(), &Method::GET, "/api/usersx")
                 .map(|r| r.prefix.as_str())
                 .ok(),
             Some("/api")
         );
         assert_eq!(
-            t.find("h", &Method::GET, "/other").err(),
+            t.find(|| "h".to_owned(), &Method::GET, "/other").err(),
             Some(Miss::NoRoute)
         );
-        let users = t.find("h", &Method::GET, "/api/users/7").ok().cloned();
+        let users = t
+            .find(|| "h".to_owned(), &Method::GET, "/api/users/7")
+            .ok()
+            .cloned();
         assert_eq!(
             users
                 .as_ref()
@@ -849,7 +873,10 @@ mod tests {
                 .and_then(|r| r.rule_for(&Method::GET).cloned()),
             Some(Rule::AnyRole(vec!["admin".into()]))
         );
-        let orders = t.find("h", &Method::GET, "/api/orders").ok().cloned();
+        let orders = t
+            .find(|| "h".to_owned(), &Method::GET, "/api/orders")
+            .ok()
+            .cloned();
         assert_eq!(
             orders
                 .as_ref()
@@ -909,7 +936,10 @@ mod tests {
             "routes:\n  - {prefix: /, upstream: users, access: public}\n  - {prefix: /api/, upstream: orders, host: api.example.com, access: public}\n  - {prefix: /api, upstream: users, methods: [GET], access: public}\n  - {prefix: /w, upstream: users, methods: [POST], access: public}\n",
         )
         .unwrap();
-        let up = |host: &str, m: Method, p: &str| t.find(host, &m, p).map(|r| r.upstream.clone());
+        let up = |host: &str, m: Method, p: &str| {
+            t.find(|| host.to_owned(), &m, p)
+                .map(|r| r.upstream.clone())
+        };
         assert_eq!(
             up("api.example.com", Method::POST, "/api/x"),
             Ok("orders".into())
@@ -921,41 +951,42 @@ mod tests {
             Some("users")
         );
         assert_eq!(
-            t.find("other", &Method::POST, "/api/x")
+            t.find(|| "other".to_owned(), &Method::POST, "/api/x")
                 .map(|r| r.prefix.as_str()),
             Ok("/")
         );
         assert_eq!(
-            t.find("h", &Method::GET, "/").map(|r| r.prefix.as_str()),
-            Ok("/")
-        );
-        assert_eq!(
-            t.find("h", &Method::GET, "/anything/deep")
+            t.find(|| "h".to_owned(), &Method::GET, "/")
                 .map(|r| r.prefix.as_str()),
             Ok("/")
         );
         assert_eq!(
-            t.find("h", &Method::POST, "/w/1")
+            t.find(|| "h".to_owned(), &Method::GET, "/anything/deep")
+                .map(|r| r.prefix.as_str()),
+            Ok("/")
+        );
+        assert_eq!(
+            t.find(|| "h".to_owned(), &Method::POST, "/w/1")
                 .map(|r| r.prefix.as_str()),
             Ok("/w")
         );
         assert_eq!(
-            t.find("h", &Method::GET, "/api/")
+            t.find(|| "h".to_owned(), &Method::GET, "/api/")
                 .map(|r| r.upstream_path("/api/", "")),
             Ok("/api/".into())
         );
-        let root = t.find("h", &Method::GET, "/x/y").unwrap();
+        let root = t.find(|| "h".to_owned(), &Method::GET, "/x/y").unwrap();
         assert_eq!(root.upstream_path("/x/y", "q=1"), "/x/y?q=1");
 
         let no_root =
             table("routes:\n  - {prefix: /w, upstream: users, methods: [POST], access: public}\n")
                 .unwrap();
         assert_eq!(
-            no_root.find("h", &Method::GET, "/w/1").err(),
+            no_root.find(|| "h".to_owned(), &Method::GET, "/w/1").err(),
             Some(Miss::Method)
         );
         assert_eq!(
-            no_root.find("h", &Method::GET, "/v").err(),
+            no_root.find(|| "h".to_owned(), &Method::GET, "/v").err(),
             Some(Miss::NoRoute)
         );
 
@@ -968,12 +999,13 @@ mod tests {
         let big = table(&yaml).unwrap();
         assert_eq!(big.routes().len(), 1000);
         assert_eq!(
-            big.find("h", &Method::GET, "/svc999/items/5")
+            big.find(|| "h".to_owned(), &Method::GET, "/svc999/items/5")
                 .map(|r| r.prefix.as_str()),
             Ok("/svc999/items")
         );
         assert_eq!(
-            big.find("h", &Method::GET, "/svc1000/items").err(),
+            big.find(|| "h".to_owned(), &Method::GET, "/svc1000/items")
+                .err(),
             Some(Miss::NoRoute)
         );
     }
@@ -988,11 +1020,24 @@ mod tests {
             "/a%2E%2E/b",
             "/a\\b",
             "/a%00",
+            "/a%2F",
+            "/a%5c",
+            "/a%5C",
+            "/a%2e",
             "x",
         ] {
             assert!(check_path(bad).is_err(), "{bad}");
         }
-        for good in ["/", "/a/b", "/a..b/c", "/a/.well-known", "/a%20b"] {
+        for good in [
+            "/",
+            "/a/b",
+            "/a..b/c",
+            "/a/.well-known",
+            "/a%20b",
+            "/a%2",
+            "/a%",
+            "/a%3f",
+        ] {
             assert!(check_path(good).is_ok(), "{good}");
         }
     }
@@ -1002,7 +1047,7 @@ mod tests {
         let e = table("routes:\n  - {prefix: /a, upstream: users, access: public, request_headers: {add: {request-user-id: x}}}\n").err().unwrap_or_default();
         assert!(e.contains("set by the gateway"), "{e}");
         let t = table("routes:\n  - {prefix: /a, upstream: users, access: public, request_headers: {add: {x-a: '1'}, remove: [cookie]}}\n").unwrap();
-        let r = t.find("h", &Method::GET, "/a").unwrap();
+        let r = t.find(|| "h".to_owned(), &Method::GET, "/a").unwrap();
         let mut h = HeaderMap::new();
         h.insert(
             HeaderName::from_static("cookie"),

@@ -97,7 +97,7 @@ async fn call(
         Err(e) => {
             let detail = match e.source {
                 Source::Timeout => "the part did not answer in time".to_owned(),
-                Source::NoTarget => e.detail(),
+                Source::NoTarget | Source::Saturated => e.detail(),
                 Source::Internal => {
                     tracing::error!(part = %name, error = %e, "composed part failed");
                     "internal error".to_owned()

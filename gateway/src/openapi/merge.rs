@@ -539,7 +539,7 @@ pub fn merge(
                     }
                     let host = route.host.as_deref().unwrap_or("");
                     let reached = routes
-                        .find(host, &verb, &public)
+                        .find(|| host.to_owned(), &verb, &public)
                         .is_ok_and(|r| same_route(r, route));
                     let Some(rule) = route.rule_for(&verb).filter(|_| reached) else {
                         continue;

@@ -51,7 +51,10 @@ pub fn find<'a>(
         }
         return (label, Ok(Routed::Composed(composed)));
     }
-    let route = match live.routes.find(&request_host(headers, uri), method, path) {
+    let route = match live
+        .routes
+        .find(|| request_host(headers, uri), method, path)
+    {
         Ok(r) => r,
         Err(Miss::Method) => return (None, Err(Problem::method_not_allowed().to_response())),
         Err(Miss::NoRoute) => return (None, Err(no_route(live))),

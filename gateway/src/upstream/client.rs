@@ -41,6 +41,9 @@ pub enum Source {
     Client(ClientFault),
     /// No target of the upstream is in rotation; nothing was sent.
     NoTarget,
+    /// The target had no room (`max_connections` requests in flight) for
+    /// the whole budget; nothing was sent.
+    Saturated,
     /// The connection could not be opened (refused, connect timeout, name
     /// not resolved): the request never left.
     Connect,
@@ -60,6 +63,7 @@ impl Source {
         match self {
             Source::Client(_) => "client_body",
             Source::NoTarget => "no_target",
+            Source::Saturated => "saturated",
             Source::Connect => "connect",
             Source::Timeout => "timeout",
             Source::BrokenAnswer => "broken_answer",
@@ -122,7 +126,7 @@ impl UpstreamError {
         match self.source {
             Source::Client(ClientFault::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             Source::Client(ClientFault::BodyBroken) => StatusCode::BAD_REQUEST,
-            Source::NoTarget => StatusCode::SERVICE_UNAVAILABLE,
+            Source::NoTarget | Source::Saturated => StatusCode::SERVICE_UNAVAILABLE,
             Source::Connect | Source::BrokenAnswer => StatusCode::BAD_GATEWAY,
             Source::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Source::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -137,6 +141,10 @@ impl UpstreamError {
             }
             Source::Client(ClientFault::BodyBroken) => "the request body was cut short".into(),
             Source::NoTarget => format!("upstream `{}` has no healthy target", self.upstream),
+            Source::Saturated => format!(
+                "upstream `{}` is at its connection limit; retry shortly",
+                self.upstream
+            ),
             Source::Connect | Source::BrokenAnswer => {
                 "the upstream could not be reached or sent a broken response".into()
             }
@@ -161,22 +169,30 @@ impl UpstreamError {
                 tracing::error!(error = %self, "calling an upstream failed");
                 return Problem::internal().to_response();
             }
-            Source::Connect | Source::BrokenAnswer | Source::Timeout => {
+            Source::Connect | Source::BrokenAnswer | Source::Timeout | Source::Saturated => {
                 tracing::warn!(error = %self, "upstream request failed");
             }
             Source::NoTarget => {}
         }
         let (slug, title) = match self.source {
             Source::NoTarget => ("no-healthy-upstream", "Service unavailable"),
+            Source::Saturated => ("upstream-saturated", "Service unavailable"),
             Source::Timeout => ("upstream-timeout", "Gateway timeout"),
             _ => ("bad-gateway", "Bad gateway"),
         };
         let mut res = Problem::new(self.status(), slug, title)
             .with_detail(self.detail())
             .to_response();
-        if self.source == Source::NoTarget {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        match self.source {
+            Source::NoTarget => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Source::Saturated => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         res
     }
@@ -259,14 +275,15 @@ impl RetryPolicy {
     }
 
     /// Whether an attempt that failed at `source` may be sent again.
-    /// - a refused connection: the request never left, so yes;
+    /// - a refused connection or a target without room: the request never
+    ///   left, so yes;
     /// - a broken answer: the request may have run, so only if idempotent;
     /// - a timeout: it may still be running, so only if `after_timeout`;
     /// - the client's body, no target, our own failure: never.
     pub fn allows(&self, source: Source, replayable: bool) -> bool {
         replayable
             && match source {
-                Source::Connect => true,
+                Source::Connect | Source::Saturated => true,
                 Source::BrokenAnswer => self.idempotent,
                 Source::Timeout => self.idempotent && self.after_timeout,
                 Source::Client(_) | Source::NoTarget | Source::Internal => false,
@@ -472,7 +489,7 @@ pub async fn send(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (target, lease) = match &peer {
+        let (target, mut lease) = match &peer {
             Peer::Fixed(t) => (t.clone(), tracked.then(|| Lease::on(t.clone()))),
             Peer::Balanced => {
                 // Another target for a retry, or the same one if it is the
@@ -491,9 +508,38 @@ pub async fn send(
             }
         };
         let span = attempt_span(&method, upstream, &target, path, attempt);
-        let mut req = client
-            .request(method.clone(), format!("{}{path}", target.url))
-            .timeout(timeout);
+        // Room on the target, within the attempt's budget.
+        let mut budget = timeout;
+        if let Some(lease) = lease.as_mut() {
+            let asked = std::time::Instant::now();
+            let admitted = lease.admit(timeout).await;
+            budget = timeout.saturating_sub(asked.elapsed());
+            if admitted.is_err() || budget.is_zero() {
+                span.fail(Source::Saturated.name());
+                span.end();
+                // The body is untouched: nothing was sent.
+                let safe = retry.allows(Source::Saturated, true);
+                if safe && attempt <= retry.max_retries {
+                    if let Some(m) = metrics {
+                        m.upstream_attempt(&upstream.name, "retried");
+                    }
+                    avoid = Some(target);
+                    continue;
+                }
+                if let Some(m) = metrics {
+                    m.upstream_attempt(&upstream.name, "saturated");
+                }
+                return Err(fail(
+                    Source::Saturated,
+                    safe,
+                    format!("no room on target {} in {timeout:?}", target.url),
+                ));
+            }
+        }
+        let mut url = String::with_capacity(target.url.len() + path.len());
+        url.push_str(&target.url);
+        url.push_str(path);
+        let mut req = client.request(method.clone(), url).timeout(budget);
         *req.headers_mut() = headers()?;
         traces::inject(&span.context(), req.headers_mut());
         let sent = match body.take() {

@@ -93,6 +93,12 @@ pub struct UpstreamSpec {
     pub passive: Passive,
     /// How `https://` targets are verified, and a client certificate.
     pub tls: super::tls::UpstreamTls,
+    /// Requests in flight to one target at once, across all workers: each
+    /// holds a connection, so this bounds the connections the gateway opens
+    /// to a target. A request beyond it waits for one to finish, within its
+    /// attempt's `timeout_secs` (then 503, `upstream-saturated`); a retry
+    /// prefers a target with room.
+    pub max_connections: u32,
 }
 
 impl Default for UpstreamSpec {
@@ -106,6 +112,7 @@ impl Default for UpstreamSpec {
             health_check: HealthCheck::default(),
             passive: Passive::default(),
             tls: super::tls::UpstreamTls::default(),
+            max_connections: 256,
         }
     }
 }
@@ -187,6 +194,9 @@ impl UpstreamSpec {
                 "connect_timeout_ms and timeout_secs must be positive".into()
             ));
         }
+        if !(1..=65_535).contains(&self.max_connections) {
+            return Err(at("max_connections: 1 to 65535".into()));
+        }
         if self.retries > 5 {
             return Err(at("retries: at most 5".into()));
         }
@@ -243,6 +253,26 @@ pub struct Target {
     requests: AtomicU64,
     failures: AtomicU64,
     ejections: AtomicU64,
+    /// Room for requests in flight (`max_connections`); replaced, not
+    /// resized, when a reload changes the bound (requests holding a permit
+    /// of the old one finish on it).
+    room: ArcSwap<Room>,
+}
+
+/// The permits of one bound.
+#[derive(Debug)]
+struct Room {
+    max: u32,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Room {
+    fn new(max: u32) -> Self {
+        Self {
+            max,
+            permits: Arc::new(tokio::sync::Semaphore::new(max as usize)),
+        }
+    }
 }
 
 /// A target's state as the admin API shows it.
@@ -253,6 +283,8 @@ pub struct TargetView {
     /// `healthy`, `unhealthy` (failed its checks) or `ejected` (failed in traffic).
     pub health: &'static str,
     pub in_flight: usize,
+    /// The bound on requests in flight, and how many wait for room now.
+    pub max_connections: u32,
     pub requests: u64,
     pub failures: u64,
     pub ejections: u64,
@@ -260,6 +292,11 @@ pub struct TargetView {
 
 impl Target {
     pub fn new(name: String, url: String) -> Self {
+        Self::bounded(name, url, UpstreamSpec::default().max_connections)
+    }
+
+    /// A target with room for `max_connections` requests in flight.
+    pub fn bounded(name: String, url: String, max_connections: u32) -> Self {
         Self {
             name,
             url,
@@ -272,7 +309,20 @@ impl Target {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
+            room: ArcSwap::from_pointee(Room::new(max_connections)),
         }
+    }
+
+    /// Change the bound (a reload); the same bound keeps its permits.
+    fn bound_to(&self, max_connections: u32) {
+        if self.room.load().max != max_connections {
+            self.room.store(Arc::new(Room::new(max_connections)));
+        }
+    }
+
+    /// Whether a request could start now without waiting.
+    fn has_room(&self) -> bool {
+        self.room.load().permits.available_permits() > 0
     }
 
     fn ejected(&self, now: u64) -> bool {
@@ -300,6 +350,7 @@ impl Target {
             url: self.url.clone(),
             health: self.health(),
             in_flight: self.in_flight.load(Ordering::Relaxed),
+            max_connections: self.room.load().max,
             requests: self.requests.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             ejections: self.ejections.load(Ordering::Relaxed),
@@ -351,25 +402,55 @@ impl Target {
     }
 }
 
-/// A target chosen for one request; counts it as in flight until dropped.
-pub struct Lease(Arc<Target>);
+/// A target chosen for one request; counts it as in flight until dropped,
+/// and once [`admitted`](Lease::admit), holds one of the target's
+/// `max_connections` permits.
+pub struct Lease {
+    target: Arc<Target>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// No room on the target within the time allowed.
+#[derive(Debug)]
+pub struct Saturated;
 
 impl Lease {
     /// A lease on a target chosen by the caller (fan-out parts).
     pub fn on(target: Arc<Target>) -> Self {
         target.in_flight.fetch_add(1, Ordering::Relaxed);
         target.requests.fetch_add(1, Ordering::Relaxed);
-        Lease(target)
+        Lease {
+            target,
+            permit: None,
+        }
     }
 
     pub fn target(&self) -> &Arc<Target> {
-        &self.0
+        &self.target
+    }
+
+    /// Take room on the target: at once when there is some (no await), else
+    /// wait for a request to finish, at most `within`.
+    pub async fn admit(&mut self, within: std::time::Duration) -> Result<(), Saturated> {
+        if self.permit.is_some() {
+            return Ok(());
+        }
+        let permits = self.target.room.load().permits.clone();
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => match tokio::time::timeout(within, permits.acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                _ => return Err(Saturated),
+            },
+        };
+        self.permit = Some(permit);
+        Ok(())
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.target.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -399,10 +480,13 @@ impl Upstream {
         let targets = targets
             .iter()
             .map(|(n, u)| {
-                old.iter()
-                    .find(|t| &t.url == u && &t.name == n)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(Target::new(n.clone(), u.clone())))
+                let kept = old.iter().find(|t| &t.url == u && &t.name == n).cloned();
+                if let Some(t) = &kept {
+                    t.bound_to(spec.max_connections);
+                }
+                kept.unwrap_or_else(|| {
+                    Arc::new(Target::bounded(n.clone(), u.clone(), spec.max_connections))
+                })
             })
             .collect();
         Self {
@@ -426,7 +510,11 @@ impl Upstream {
             added = !ts.iter().any(|t| t.url == url || t.name == name);
             let mut next = ts.as_ref().clone();
             if added {
-                next.push(Arc::new(Target::new(name.to_owned(), url.to_owned())));
+                next.push(Arc::new(Target::bounded(
+                    name.to_owned(),
+                    url.to_owned(),
+                    self.spec.max_connections,
+                )));
             }
             next
         });
@@ -465,9 +553,16 @@ impl Upstream {
             return None;
         }
         let chosen = match self.spec.balance {
+            // The turn's target, or the next one with room when it has none.
             Balance::RoundRobin => {
                 let k = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
-                targets.iter().filter(usable).nth(k)
+                let mut turn = targets.iter().filter(usable).cycle().skip(k).take(n);
+                let first = turn.next();
+                if first.is_some_and(|t| !t.has_room()) {
+                    turn.find(|t| t.has_room()).or(first)
+                } else {
+                    first
+                }
             }
             Balance::Random => targets.iter().filter(usable).nth(rand::random_range(0..n)),
             Balance::LeastConnections => {

@@ -154,11 +154,13 @@ impl Backend {
         let port = listener.local_addr().unwrap().port();
         let n = name.to_owned();
         let hits = web::Data::new(std::sync::atomic::AtomicUsize::new(0));
+        let running = web::Data::new(Concurrency::default());
         let server = actix_web::HttpServer::new(move || {
             let n = n.clone();
             actix_web::App::new()
                 .app_data(web::Data::new(n))
                 .app_data(hits.clone())
+                .app_data(running.clone())
                 .route("/ws", web::get().to(ws_echo))
                 .route(
                     "/ws/hits",
@@ -173,6 +175,7 @@ impl Backend {
                 )
                 .route("/slow", web::to(slow))
                 .route("/big", web::get().to(big))
+                .route("/drip", web::get().to(drip))
                 .route(
                     "/nostore",
                     web::get().to(|| async {
@@ -266,14 +269,43 @@ pub async fn ws_echo(
     Ok(res)
 }
 
-async fn slow(req: HttpRequest, name: web::Data<String>) -> HttpResponse {
+/// Slow requests running on a backend now, and the most at once.
+#[derive(Default)]
+struct Concurrency {
+    now: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+async fn slow(
+    req: HttpRequest,
+    name: web::Data<String>,
+    running: web::Data<Concurrency>,
+) -> HttpResponse {
+    use std::sync::atomic::Ordering::SeqCst;
     let ms: u64 = req
         .query_string()
         .strip_prefix("ms=")
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
+    let now = running.now.fetch_add(1, SeqCst) + 1;
+    running.peak.fetch_max(now, SeqCst);
     actix_web::rt::time::sleep(std::time::Duration::from_millis(ms)).await;
-    HttpResponse::Ok().json(json!({"name": name.as_str(), "slept_ms": ms}))
+    running.now.fetch_sub(1, SeqCst);
+    HttpResponse::Ok()
+        .json(json!({"name": name.as_str(), "slept_ms": ms, "peak": running.peak.load(SeqCst)}))
+}
+
+/// The head at once, the body after `ms`.
+async fn drip(req: HttpRequest) -> HttpResponse {
+    let ms: u64 = req
+        .query_string()
+        .strip_prefix("ms=")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    HttpResponse::Ok().streaming(futures_util::stream::once(async move {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(ms)).await;
+        Ok::<_, actix_web::Error>(web::Bytes::from_static(b"done"))
+    }))
 }
 
 async fn big(req: HttpRequest) -> HttpResponse {

@@ -163,6 +163,72 @@ async fn a_target_that_dies_is_ejected_without_client_errors_and_rejoins() {
 }
 
 #[actix_web::test]
+async fn connections_to_a_target_are_bounded_and_requests_beyond_wait_their_turn() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let (a_url, b_url) = (a.url(), b.url());
+    let s = spawn_stack_with(move |l| {
+        l.set(
+            "upstreams.two",
+            json!({"targets": [a_url], "max_connections": 2, "timeout_secs": 5}),
+        )
+        .set(
+            "upstreams.one",
+            json!({"targets": [b_url], "max_connections": 1, "timeout_secs": 1, "retries": 0}),
+        )
+        .set(
+            "routes",
+            base_routes(json!([
+                {"prefix": "/two", "upstream": "two", "rewrite": "/", "access": "public"},
+                {"prefix": "/one", "upstream": "one", "rewrite": "/", "access": "public"},
+            ])),
+        )
+    })
+    .await;
+    let client = reqwest::Client::new();
+    // Six at once on a bound of two: three waves, never three at the target.
+    let started = std::time::Instant::now();
+    let all =
+        futures_util::future::join_all((0..6).map(|_| read(client.get(s.url("/two/slow?ms=300")))))
+            .await;
+    for r in &all {
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(r.body["peak"].as_u64().unwrap() <= 2, "{}", r.text);
+    }
+    assert!(
+        all.iter().any(|r| r.body["peak"] == 2),
+        "they ran two at a time"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "three waves of 300 ms"
+    );
+    let admin = admin_token(&s).await;
+    let ups = s.get(&admin, "/admin/upstreams").await;
+    assert_eq!(
+        ups.body["upstreams"]["two"]["targets"][0]["max_connections"], 2,
+        "{}",
+        ups.text
+    );
+    // A bound of one held by an answer still streaming: the next request
+    // waits its budget (1 s) and gets a 503 it may retry, never sent.
+    let held = read(client.get(s.url("/one/drip?ms=2500")));
+    let (held, refused) = futures_util::future::join(held, async {
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        read(client.get(s.url("/one/slow?ms=10"))).await
+    })
+    .await;
+    assert_eq!((held.status.as_u16(), held.text.as_str()), (200, "done"));
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert_eq!(
+        refused.body["type"],
+        "urn:gatehouse:problem:upstream-saturated"
+    );
+    assert_eq!(refused.headers["retry-after"], "1");
+    // The bound is free again.
+    assert_eq!(read(client.get(s.url("/one/slow?ms=10"))).await.status, 200);
+}
+
+#[actix_web::test]
 async fn upstream_failures_map_to_502_503_504_and_upstream_errors_pass_through() {
     let ok = Backend::start("ok").await;
     let ok_url = ok.url();
