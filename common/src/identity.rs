@@ -145,7 +145,7 @@ pub struct ProofMinter {
     kid: String,
     issuer: String,
     ttl: i64,
-    cache: Mutex<HashMap<CacheKey, Minted>>,
+    cache: Mutex<HashMap<CacheKey, Minted, foldhash::fast::RandomState>>,
 }
 
 const MINT_CACHE_CAP: usize = 100_000;
@@ -165,7 +165,7 @@ impl ProofMinter {
             kid,
             issuer: issuer.to_owned(),
             ttl: ttl_secs.clamp(1, MAX_PROOF_TTL_SECS),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashMap::default()),
         })
     }
 

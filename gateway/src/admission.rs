@@ -213,11 +213,17 @@ impl ResponseError for Refusal {
 }
 
 /// The bearer token of a request, if it sent one.
+/// (The bytes are checked as ASCII a word at a time, not through
+/// `HeaderValue::to_str`, which looks at a JWT's ~700 bytes one by one; a
+/// token with a tab or a byte that is not base64url fails verification.)
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+    if !value.is_ascii() {
+        return None;
+    }
+    let value = std::str::from_utf8(value).ok()?;
+    value
+        .split_once(' ')
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim())
         .filter(|t| !t.is_empty())

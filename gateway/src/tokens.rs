@@ -230,7 +230,14 @@ pub struct TokenKeys {
     /// is the dearest step of a request. Time bounds are re-checked on every
     /// hit, revocation is checked by the caller, and a reload builds new
     /// `TokenKeys`, so a retired key's tokens never outlive it here.
-    verified: moka::sync::Cache<String, std::sync::Arc<AccessClaims>>,
+    /// (Hashed with foldhash's quality hasher, randomly seeded: SipHash of a
+    /// ~700-byte token was a tenth of a JWT route's own work; only tokens
+    /// whose signature checked out are ever inserted.)
+    verified: moka::sync::Cache<
+        String,
+        std::sync::Arc<AccessClaims>,
+        foldhash::quality::RandomState,
+    >,
 }
 
 /// Memory the verified-token cache may use, and how long an entry lives
@@ -468,7 +475,7 @@ impl TokenKeys {
                 })
                 .max_capacity(VERIFIED_CACHE_BYTES)
                 .time_to_live(VERIFIED_CACHE_TTL)
-                .build(),
+                .build_with_hasher(foldhash::quality::RandomState::default()),
         })
     }
 
