@@ -233,11 +233,8 @@ pub struct TokenKeys {
     /// (Hashed with foldhash's quality hasher, randomly seeded: SipHash of a
     /// ~700-byte token was a tenth of a JWT route's own work; only tokens
     /// whose signature checked out are ever inserted.)
-    verified: moka::sync::Cache<
-        String,
-        std::sync::Arc<AccessClaims>,
-        foldhash::quality::RandomState,
-    >,
+    verified:
+        moka::sync::Cache<String, std::sync::Arc<AccessClaims>, foldhash::quality::RandomState>,
 }
 
 /// Memory the verified-token cache may use, and how long an entry lives

@@ -3,7 +3,9 @@
 //! body streamed both ways, the answer's status and headers copied (its
 //! length kept). No routing, no auth, no limits, no metrics: whatever the
 //! gateway costs above this is ours; what this costs below nginx is the
-//! stack's. `floor <port> <upstream base URL> [workers]`.
+//! stack's. `floor <port> <upstream base URL> [workers]`. `FLOOR_BUFFER=1`
+//! is an experiment of #19 (small bodies read whole, not streamed), off in
+//! the benchmark's row.
 
 use actix_web::http::header;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -29,6 +31,17 @@ async fn forward(
                     out.append_header((name.clone(), value.clone()));
                 }
             }
+            // Experiment (FLOOR_BUFFER=1): a small body of known length read
+            // whole and sent with the head, instead of streamed.
+            if buffer_small()
+                && let Some(n) = length.filter(|n| *n <= 64 * 1024)
+            {
+                let mut res = res;
+                return match res.body().limit(64 * 1024).await {
+                    Ok(bytes) if bytes.len() as u64 == n => out.body(bytes),
+                    _ => HttpResponse::BadGateway().finish(),
+                };
+            }
             if let Some(n) = length {
                 out.no_chunking(n);
             }
@@ -36,6 +49,11 @@ async fn forward(
         }
         Err(e) => HttpResponse::BadGateway().body(e.to_string()),
     }
+}
+
+fn buffer_small() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("FLOOR_BUFFER").is_ok_and(|v| v == "1"))
 }
 
 #[actix_web::main]
