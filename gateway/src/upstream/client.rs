@@ -517,9 +517,12 @@ pub async fn send(
             if admitted.is_err() || budget.is_zero() {
                 span.fail(Source::Saturated.name());
                 span.end();
-                // The body is untouched: nothing was sent.
+                // The body is untouched: nothing was sent. Another attempt
+                // only on another target (waiting on this one again would
+                // double the wait).
                 let safe = retry.allows(Source::Saturated, true);
-                if safe && attempt <= retry.max_retries {
+                let elsewhere = matches!(peer, Peer::Balanced) && upstream.has_other_than(&target);
+                if safe && elsewhere && attempt <= retry.max_retries {
                     if let Some(m) = metrics {
                         m.upstream_attempt(&upstream.name, "retried");
                     }

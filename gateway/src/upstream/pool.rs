@@ -283,7 +283,7 @@ pub struct TargetView {
     /// `healthy`, `unhealthy` (failed its checks) or `ejected` (failed in traffic).
     pub health: &'static str,
     pub in_flight: usize,
-    /// The bound on requests in flight, and how many wait for room now.
+    /// The bound on requests in flight (`max_connections`).
     pub max_connections: u32,
     pub requests: u64,
     pub failures: u64,
@@ -533,6 +533,15 @@ impl Upstream {
                 .collect::<Vec<_>>()
         });
         removed
+    }
+
+    /// True when a target other than `this` is in rotation.
+    pub fn has_other_than(&self, this: &Arc<Target>) -> bool {
+        let now = mono_ms();
+        self.targets
+            .load()
+            .iter()
+            .any(|t| !Arc::ptr_eq(t, this) && t.available(now))
     }
 
     /// True when at least one target is in rotation.

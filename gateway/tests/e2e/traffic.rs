@@ -173,7 +173,7 @@ async fn connections_to_a_target_are_bounded_and_requests_beyond_wait_their_turn
         )
         .set(
             "upstreams.one",
-            json!({"targets": [b_url], "max_connections": 1, "timeout_secs": 1, "retries": 0}),
+            json!({"targets": [b_url], "max_connections": 1, "timeout_secs": 1}),
         )
         .set(
             "routes",
