@@ -3,8 +3,8 @@
 //! body streamed both ways, the answer's status and headers copied (its
 //! length kept). No routing, no auth, no limits, no metrics: whatever the
 //! gateway costs above this is ours; what this costs below nginx is the
-//! stack's. `floor <port> <upstream base URL> [workers]`. `FLOOR_BUFFER=1`
-//! is an experiment of #19 (small bodies read whole, not streamed), off in
+//! stack's. `floor <port> <upstream base URL> [workers]`. The `FLOOR_*`
+//! switches are the experiments of #19 (see bench/README.md), all off in
 //! the benchmark's row.
 
 use actix_web::http::header;
@@ -53,7 +53,23 @@ async fn forward(
 
 fn buffer_small() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("FLOOR_BUFFER").is_ok_and(|v| v == "1"))
+    *ON.get_or_init(|| experiment("FLOOR_BUFFER"))
+}
+
+/// An experiment's switch (`NAME=1`), off by default.
+fn experiment(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "1")
+}
+
+/// The client: awc's defaults, or (experiments) an unbounded pool as the
+/// gateway's (`FLOOR_UNBOUNDED_POOL=1`).
+fn client() -> awc::Client {
+    if experiment("FLOOR_UNBOUNDED_POOL") {
+        return awc::Client::builder()
+            .connector(awc::Connector::new().limit(0))
+            .finish();
+    }
+    awc::Client::default()
 }
 
 #[actix_web::main]
@@ -66,16 +82,23 @@ async fn main() -> anyhow::Result<()> {
         .trim_end_matches('/')
         .to_owned();
     let workers: usize = args.next().unwrap_or_else(|| "1".into()).parse()?;
-    HttpServer::new(move || {
+    let mut server = HttpServer::new(move || {
         App::new()
-            .app_data(web::Data::new(awc::Client::default()))
+            .app_data(web::Data::new(client()))
             .app_data(web::Data::new(Upstream(upstream.clone())))
             .default_service(web::to(forward))
     })
     .workers(workers)
-    .backlog(4096)
-    .bind(("127.0.0.1", port))?
-    .run()
-    .await?;
+    .backlog(4096);
+    // Experiments: no timer for the client's request head
+    // (`FLOOR_NO_REQUEST_TIMEOUT=1`), no keep-alive timer
+    // (`FLOOR_NO_KEEP_ALIVE_TIMER=1`: connections stay open until closed).
+    if experiment("FLOOR_NO_REQUEST_TIMEOUT") {
+        server = server.client_request_timeout(std::time::Duration::ZERO);
+    }
+    if experiment("FLOOR_NO_KEEP_ALIVE_TIMER") {
+        server = server.keep_alive(actix_web::http::KeepAlive::Os);
+    }
+    server.bind(("127.0.0.1", port))?.run().await?;
     Ok(())
 }
