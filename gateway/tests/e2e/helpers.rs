@@ -130,8 +130,9 @@ pub fn base_routes(extra: Value) -> Value {
 }
 
 /// A test upstream on its own port, named so answers show which one served:
-/// `GET /healthz`; `/slow?ms=N` answers after N ms; `/big?mib=N` streams N
-/// MiB; `/status/{code}` answers that status; `/ws` is a WebSocket echo
+/// `GET /healthz`; `/slow?ms=N` answers after N ms (with `peak`, the most
+/// slow requests it ran at once); `/drip?ms=N` sends its head at once and
+/// its body after N ms; `/big?mib=N` streams N MiB; `/status/{code}` answers that status; `/ws` is a WebSocket echo
 /// (see [`ws_echo`]) and `/ws/hits` counts its handshakes; anything else
 /// echoes like the echo upstream, plus `"name"`.
 pub struct Backend {
@@ -282,11 +283,7 @@ async fn slow(
     running: web::Data<Concurrency>,
 ) -> HttpResponse {
     use std::sync::atomic::Ordering::SeqCst;
-    let ms: u64 = req
-        .query_string()
-        .strip_prefix("ms=")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let ms = query_number(&req, "ms=", 1000);
     let now = running.now.fetch_add(1, SeqCst) + 1;
     running.peak.fetch_max(now, SeqCst);
     actix_web::rt::time::sleep(std::time::Duration::from_millis(ms)).await;
@@ -297,23 +294,23 @@ async fn slow(
 
 /// The head at once, the body after `ms`.
 async fn drip(req: HttpRequest) -> HttpResponse {
-    let ms: u64 = req
-        .query_string()
-        .strip_prefix("ms=")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let ms = query_number(&req, "ms=", 1000);
     HttpResponse::Ok().streaming(futures_util::stream::once(async move {
         actix_web::rt::time::sleep(std::time::Duration::from_millis(ms)).await;
         Ok::<_, actix_web::Error>(web::Bytes::from_static(b"done"))
     }))
 }
 
-async fn big(req: HttpRequest) -> HttpResponse {
-    let mib: usize = req
-        .query_string()
-        .strip_prefix("mib=")
+/// `?<key><n>` (the query is that one pair), else `default`.
+fn query_number(req: &HttpRequest, key: &str, default: u64) -> u64 {
+    req.query_string()
+        .strip_prefix(key)
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+        .unwrap_or(default)
+}
+
+async fn big(req: HttpRequest) -> HttpResponse {
+    let mib = usize::try_from(query_number(&req, "mib=", 1)).unwrap();
     let chunk = web::Bytes::from(vec![b'x'; 64 * 1024]);
     let stream = futures_util::stream::iter(
         (0..mib * 16).map(move |_| Ok::<_, actix_web::Error>(chunk.clone())),
