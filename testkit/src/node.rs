@@ -24,7 +24,17 @@ pub fn install(dir: &Path, name: &str, source: &Path) -> PathBuf {
         let path = entry.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name == "package.json" || name == "package-lock.json" || name.ends_with(".mjs") {
-            std::fs::copy(&path, folder.join(name)).unwrap();
+            // Replaced only when changed, and by a rename: another test's
+            // `node` may be reading this very file as it starts (a copy in
+            // place truncates it first, and node runs the empty file and
+            // exits 0 before it is ready).
+            let content = std::fs::read(&path).unwrap();
+            let dest = folder.join(name);
+            if std::fs::read(&dest).ok().as_deref() != Some(content.as_slice()) {
+                let tmp = folder.join(format!(".{name}.{}.tmp", std::process::id()));
+                std::fs::write(&tmp, &content).unwrap();
+                std::fs::rename(&tmp, &dest).unwrap();
+            }
         }
     }
     let marker = folder.join(".installed");
