@@ -508,13 +508,7 @@ pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
 }
 
 async fn from_gateway(req: HttpRequest) -> Result<Caller, actix_web::Error> {
-    let gw = req
-        .app_data::<web::Data<Gateway>>()
-        .cloned()
-        .ok_or_else(|| {
-            tracing::error!("the gateway state is missing from app data");
-            actix_web::Error::from(Problem::internal())
-        })?;
+    let gw = Gateway::of(&req)?;
     let live = gw.live.load_full();
     Ok(identify(&gw, &live, req.headers()).await?)
 }

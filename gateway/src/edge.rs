@@ -122,13 +122,7 @@ pub async fn phase(
 /// would.
 async fn proxied(req: ServiceRequest) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     use actix_web::FromRequest as _;
-    let gw = req
-        .app_data::<actix_web::web::Data<crate::state::Gateway>>()
-        .cloned()
-        .ok_or_else(|| {
-            tracing::error!("the gateway state is missing from app data");
-            actix_web::Error::from(common::Problem::internal())
-        })?;
+    let gw = crate::state::Gateway::of(req.request())?;
     let (http, mut payload) = req.into_parts();
     let body = actix_web::web::Payload::from_request(&http, &mut payload).await?;
     let res = crate::proxy::handle(http.clone(), body, gw).await;

@@ -183,6 +183,19 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The gateway's state from a request's app data (registered at
+    /// startup; missing only by a wiring mistake, answered 500 and logged).
+    pub fn of(
+        req: &actix_web::HttpRequest,
+    ) -> Result<actix_web::web::Data<Gateway>, actix_web::Error> {
+        req.app_data::<actix_web::web::Data<Gateway>>()
+            .cloned()
+            .ok_or_else(|| {
+                tracing::error!("the gateway state is missing from app data");
+                actix_web::Error::from(common::Problem::internal())
+            })
+    }
+
     /// Re-read the settings and swap in the new keys, routes and upstreams.
     /// Blocking (reads key files): call it off the reactor. On any problem
     /// the old configuration keeps serving and the reason is returned.

@@ -511,10 +511,8 @@ pub async fn send(
         // Room on the target, within the attempt's budget.
         let mut budget = timeout;
         if let Some(lease) = lease.as_mut() {
-            let asked = std::time::Instant::now();
-            let admitted = lease.admit(timeout).await;
-            budget = timeout.saturating_sub(asked.elapsed());
-            if admitted.is_err() || budget.is_zero() {
+            budget = lease.admit(timeout).await.unwrap_or(Duration::ZERO);
+            if budget.is_zero() {
                 span.fail(Source::Saturated.name());
                 span.end();
                 // The body is untouched: nothing was sent. Another attempt

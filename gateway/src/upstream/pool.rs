@@ -429,22 +429,29 @@ impl Lease {
         &self.target
     }
 
-    /// Take room on the target: at once when there is some (no await), else
-    /// wait for a request to finish, at most `within`.
-    pub async fn admit(&mut self, within: std::time::Duration) -> Result<(), Saturated> {
+    /// Take room on the target: at once when there is some (no await, no
+    /// clock read), else wait for a request to finish, at most `within`.
+    /// Answers what is left of `within`.
+    pub async fn admit(
+        &mut self,
+        within: std::time::Duration,
+    ) -> Result<std::time::Duration, Saturated> {
         if self.permit.is_some() {
-            return Ok(());
+            return Ok(within);
         }
         let permits = self.target.room.load().permits.clone();
-        let permit = match permits.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => match tokio::time::timeout(within, permits.acquire_owned()).await {
-                Ok(Ok(p)) => p,
-                _ => return Err(Saturated),
-            },
+        let (permit, left) = match permits.clone().try_acquire_owned() {
+            Ok(p) => (p, within),
+            Err(_) => {
+                let asked = std::time::Instant::now();
+                match tokio::time::timeout(within, permits.acquire_owned()).await {
+                    Ok(Ok(p)) => (p, within.saturating_sub(asked.elapsed())),
+                    _ => return Err(Saturated),
+                }
+            }
         };
         self.permit = Some(permit);
-        Ok(())
+        Ok(left)
     }
 }
 
