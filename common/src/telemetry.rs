@@ -10,29 +10,52 @@
 
 use std::time::Instant;
 
+use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage};
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
 /// Header carrying the request id, in both directions.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
+
 tokio::task_local! {
-    static REQUEST_ID: String;
+    /// The request's id as a header value: cloning it is a reference
+    /// count, and it is written as is into the response and into every
+    /// call made for the request.
+    static REQUEST_ID: HeaderValue;
 }
 
 /// The request id of the request being handled, if any.
 pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(|id| id.clone()).ok()
+    REQUEST_ID
+        .try_with(|id| id.to_str().map(str::to_owned).ok())
+        .ok()
+        .flatten()
 }
 
-/// The request id, as stored in the request's extensions by [`request_context`].
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+/// The request id of the request being handled, as a header value.
+pub fn request_id_header() -> Option<HeaderValue> {
+    REQUEST_ID.try_with(HeaderValue::clone).ok()
+}
+
+/// The request's id: the client's `x-request-id` when it is sane (see
+/// [`sane_request_id`]), else a new UUID v4 (written without the
+/// formatting machinery).
+fn request_id_of(headers: &actix_web::http::header::HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(REQUEST_ID_NAME)
+        && v.to_str().is_ok_and(sane_request_id)
+    {
+        return v.clone();
+    }
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
+}
 
 /// What actix-http logs at ERROR when a *client* sent something broken (a
 /// request it cannot parse, a head too large, a body that ends wrong): the
@@ -253,24 +276,19 @@ pub async fn request_context<B: MessageBody + 'static>(
     use opentelemetry::context::FutureExt as _;
     use opentelemetry::trace::TraceContextExt as _;
     let start = Instant::now();
-    let request_id = req
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| sane_request_id(v))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let request_id = request_id_of(req.headers());
+    // Sane ids and UUIDs are ASCII.
+    let id_text = request_id.to_str().unwrap_or_default();
     let method = req.method().clone();
     // For the request's log line, when it is written at all.
     let path = tracing::enabled!(tracing::Level::INFO).then(|| req.path().to_owned());
     let peer = req.peer_addr().map(|a| a.ip());
     let cx = tracing.server_span(req.headers(), peer, method.as_str(), || {
         let mut attributes = server_attributes(&req);
-        attributes.push(KeyValue::new("gatehouse.request_id", request_id.clone()));
+        attributes.push(KeyValue::new("gatehouse.request_id", id_text.to_owned()));
         attributes
     });
-    let span = tracing::info_span!("request", request_id = %request_id);
+    let span = tracing::info_span!("request", request_id = %id_text);
     let result = REQUEST_ID
         .scope(
             request_id.clone(),
@@ -285,10 +303,8 @@ pub async fn request_context<B: MessageBody + 'static>(
     let otel = cx.span();
     let (status, res) = match result {
         Ok(mut res) => {
-            if let Ok(v) = HeaderValue::from_str(&request_id) {
-                res.headers_mut()
-                    .insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
-            }
+            res.headers_mut()
+                .insert(REQUEST_ID_NAME, request_id.clone());
             if otel.is_recording()
                 && let Some(pattern) = res.request().match_pattern()
             {
@@ -426,11 +442,14 @@ mod layer_tests {
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(outside = true, "before any request");
             let _attached = cx.attach();
-            super::REQUEST_ID.sync_scope("req-1".to_owned(), || {
-                let span = tracing::info_span!("request", request_id = "req-1");
-                let _in = span.enter();
-                tracing::info!(status = 200u64, latency_ms = 1.5, "request");
-            });
+            super::REQUEST_ID.sync_scope(
+                actix_web::http::header::HeaderValue::from_static("req-1"),
+                || {
+                    let span = tracing::info_span!("request", request_id = "req-1");
+                    let _in = span.enter();
+                    tracing::info!(status = 200u64, latency_ms = 1.5, "request");
+                },
+            );
         });
         let out = String::from_utf8(buf.0.lock().map(|v| v.clone()).unwrap_or_default())
             .unwrap_or_default();

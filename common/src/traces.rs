@@ -346,7 +346,7 @@ impl Tracing {
     /// The parent of this service's span for a request with `headers` from
     /// `peer`, and the incoming context to link to when it is not trusted.
     fn parent(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> (Context, Option<SpanContext>) {
-        if !headers.contains_key("traceparent") {
+        if !headers.contains_key(TRACEPARENT) {
             return (Context::new(), None);
         }
         let incoming = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
@@ -535,21 +535,27 @@ pub fn child(name: &str, kind: SpanKind, attributes: impl FnOnce() -> Vec<KeyVal
 }
 
 /// Run `work` in an internal span `name` under the current one.
-pub async fn in_child<F: Future>(name: &'static str, work: F) -> F::Output {
+///
+/// A plain function returning a combinator, not an `async fn`: an async
+/// wrapper keeps its argument `work` beside the future it awaits, so every
+/// such layer doubled the size of the request's future (the proxy's was
+/// ~12 KiB, copied whole when actix boxed it; see bench/README.md).
+pub fn in_child<F: Future>(name: &'static str, work: F) -> impl Future<Output = F::Output> {
+    use futures_util::FutureExt as _;
     let span = child(name, SpanKind::Internal, Vec::new);
-    match &span.cx {
-        Some(cx) => {
-            let out = work.with_context(cx.clone()).await;
-            span.end();
-            out
-        }
-        None => work.await,
-    }
+    let work = match &span.cx {
+        Some(cx) => futures_util::future::Either::Left(work.with_context(cx.clone())),
+        None => futures_util::future::Either::Right(work),
+    };
+    work.map(move |out| {
+        span.end();
+        out
+    })
 }
 
 /// Run `work` in `cx` (a [`Child::context`]).
-pub async fn within<F: Future>(cx: Context, work: F) -> F::Output {
-    work.with_context(cx).await
+pub fn within<F: Future>(cx: Context, work: F) -> impl Future<Output = F::Output> {
+    work.with_context(cx)
 }
 
 /// [`inject`] the current span.

@@ -236,7 +236,15 @@ pub fn authenticate(
     headers: &HeaderMap,
 ) -> Result<Caller, Refusal> {
     let token = bearer_token(headers).ok_or(Refusal::MissingToken)?;
-    let claims = tokens.verify(token).map_err(|e| {
+    own_token(tokens.verify(token), deny)
+}
+
+/// The caller of a token the gateway verified itself (or refused).
+fn own_token(
+    verified: Result<Arc<AccessClaims>, crate::tokens::TokenError>,
+    deny: &DenyList,
+) -> Result<Caller, Refusal> {
+    let claims = verified.map_err(|e| {
         tracing::debug!(reason = %e, "access token refused");
         Refusal::InvalidToken
     })?;
@@ -304,7 +312,7 @@ pub async fn identify(gw: &Gateway, live: &Live, headers: &HeaderMap) -> Result<
         return caller_of(hit.map_err(|_| Refusal::InvalidToken)?, deny);
     }
     if live.issuers.is_empty() {
-        return authenticate(&live.tokens, deny, headers);
+        return own_token(live.tokens.verify_missed(token), deny);
     }
     let issuer = match crate::issuers::unverified_issuer(token) {
         Some(iss) if iss != live.tokens.issuer() => match live.issuers.get(&iss) {
@@ -314,13 +322,17 @@ pub async fn identify(gw: &Gateway, live: &Live, headers: &HeaderMap) -> Result<
                 return Err(Refusal::InvalidToken);
             }
         },
-        _ => return authenticate(&live.tokens, deny, headers),
+        _ => return own_token(live.tokens.verify_missed(token), deny),
     };
-    let claims = gw
-        .linking
-        .try_get_with(token.to_owned(), external(gw, live, issuer, token))
-        .await
-        .map_err(|e| (*e).clone())?;
+    // Boxed: this path's future (the single flight, the provider's key
+    // fetch, the users call) is kilobytes, and every request's admission
+    // future would otherwise be as large.
+    let claims = Box::pin(
+        gw.linking
+            .try_get_with(token.to_owned(), external(gw, live, issuer, token)),
+    )
+    .await
+    .map_err(|e| (*e).clone())?;
     // The single-flight map may hand out a result a little older than the
     // verified-token cache would: the time bounds are checked again.
     live.tokens

@@ -10,14 +10,22 @@
 //! of that future per proxied request, measured with callgrind). The
 //! router still serves the own endpoints, and under `/admin/`,
 //! `/api/clients` and `/docs` it still proxies what it does not know.
+//!
+//! [`observe`] is the metrics middleware (outside CORS, so preflights are
+//! counted too): it observes the gateway's own paths; the proxy observes
+//! every other path itself, and this phase the redirects it answers for
+//! them, so a proxied request pays for no marker and no lookup.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use actix_web::HttpResponse;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpResponse, web};
+
+use crate::metrics::{Metrics, Recorded, RouteLabel};
 
 /// What the edge does, resolved at startup.
 #[derive(Debug, Clone)]
@@ -94,6 +102,7 @@ pub async fn phase(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
     let secure = req.app_config().secure();
     if edge.tls && !secure && req.path() != "/healthz" {
         let res = match redirect_target(&req, edge.https_port) {
@@ -104,6 +113,16 @@ pub async fn phase(
                 common::Problem::bad_request("the Host header does not name a host").to_response()
             }
         };
+        if !is_own(req.path())
+            && let Some(metrics) = req.app_data::<web::Data<Metrics>>()
+        {
+            metrics.record(
+                "unmatched",
+                req.method().as_str(),
+                res.status().as_u16(),
+                started,
+            );
+        }
         return Ok(req.into_response(res));
     }
     let mut res = if is_own(req.path()) {
@@ -125,8 +144,46 @@ async fn proxied(req: ServiceRequest) -> Result<ServiceResponse<BoxBody>, actix_
     let gw = crate::state::Gateway::of(req.request())?;
     let (http, mut payload) = req.into_parts();
     let body = actix_web::web::Payload::from_request(&http, &mut payload).await?;
-    let res = crate::proxy::handle(http.clone(), body, gw).await;
+    let res = crate::proxy::proxied(http.clone(), body, gw).await;
     Ok(ServiceResponse::new(http, res))
+}
+
+/// The metrics middleware: one observation per request of the gateway's
+/// own paths (its endpoints, and what the router under its scopes hands to
+/// the proxy, unless the proxy observed it: [`Recorded`]), at the response
+/// head. Every other path is the proxy's to observe.
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if !is_own(req.path()) {
+        return next.call(req).await;
+    }
+    let started = Instant::now();
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let res = next.call(req).await?;
+    if let Some(metrics) = metrics
+        && res.request().extensions().get::<Recorded>().is_none()
+    {
+        let request = res.request();
+        let route = request
+            .extensions()
+            .get::<RouteLabel>()
+            .map(|r| r.0.clone())
+            .or_else(|| {
+                request
+                    .match_pattern()
+                    .filter(|p| !p.contains('{') || p.starts_with("/admin/"))
+            })
+            .unwrap_or_else(|| "unmatched".to_owned());
+        metrics.record(
+            &route,
+            request.method().as_str(),
+            res.status().as_u16(),
+            started,
+        );
+    }
+    Ok(res)
 }
 
 #[cfg(test)]

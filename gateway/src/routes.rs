@@ -400,6 +400,10 @@ pub struct Route {
     pub client_cert: Option<ClientCertRule>,
     /// Upgrade requests are relayed as WebSockets.
     pub websocket: bool,
+    /// The route's meters, resolved by its first request (see
+    /// [`crate::metrics::RouteMeters`]); a reload's new route finds the
+    /// same label's meters again.
+    pub meters: std::sync::OnceLock<std::sync::Arc<crate::metrics::RouteMeters>>,
 }
 
 /// A route's cache policy, resolved.
@@ -633,6 +637,7 @@ impl RouteTable {
                 forward_claims: forward_claims(&c.forward_claims, "forward_claims").map_err(at)?,
                 client_cert: ClientCertRule::from_config(&c.client_cert).map_err(at)?,
                 websocket: c.websocket,
+                meters: std::sync::OnceLock::new(),
             });
         }
         let mut by_prefix: HashMap<String, Vec<Route>, foldhash::fast::RandomState> =

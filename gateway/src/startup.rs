@@ -272,7 +272,7 @@ pub async fn build_with_source(
                             !cors_settings.allowed_origins.is_empty(),
                             cors(&cors_settings),
                         ))
-                        .wrap(actix_web::middleware::from_fn(crate::metrics::observe))
+                        .wrap(actix_web::middleware::from_fn(crate::edge::observe))
                         .service(web::resource("/api/login").post(auth::login))
                         .service(web::resource("/api/refresh").post(auth::refresh))
                         .service(web::resource("/api/logout").post(auth::logout))

@@ -548,9 +548,15 @@ impl TokenKeys {
 
     /// Verify an access token; the claims are shared with the cache.
     pub fn verify(&self, token: &str) -> Result<std::sync::Arc<AccessClaims>, TokenError> {
-        if let Some(hit) = self.cached(token) {
-            return hit;
+        match self.cached(token) {
+            Some(hit) => hit,
+            None => self.verify_missed(token),
         }
+    }
+
+    /// Verify a token the cache was just asked for and did not hold (so a
+    /// miss costs one lookup, not two), and put it there.
+    pub fn verify_missed(&self, token: &str) -> Result<std::sync::Arc<AccessClaims>, TokenError> {
         let claims = std::sync::Arc::new(self.verify_signed(token)?);
         self.verified.insert(token.to_owned(), claims.clone());
         Ok(claims)

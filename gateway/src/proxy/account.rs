@@ -40,6 +40,11 @@ pub struct Credential {
 }
 
 impl Credential {
+    /// An attempt was reserved, so the answer settles it.
+    pub fn is_reserved(&self) -> bool {
+        self.reservation.is_some()
+    }
+
     /// Tell the service when its password check is not allowed.
     pub fn mark(&self, h: &mut HeaderMap) {
         if let Some(secs) = self.locked {
@@ -49,6 +54,12 @@ impl Credential {
             );
         }
     }
+}
+
+/// Whether the request takes a credential reservation: a `credential_check`
+/// route with a caller.
+pub fn reserves(ctx: &Ctx<'_>) -> bool {
+    ctx.route.credential_check && ctx.caller.is_some()
 }
 
 /// Phase: credential reservation (see the module doc).
@@ -108,23 +119,26 @@ fn parse_revoke(value: &str) -> Option<(Uuid, bool)> {
     Some((user, keep_current))
 }
 
-/// Phase: end sessions. `Err` is the answer when they could not be ended
-/// (the change itself was made; repeating it ends them).
+/// What an answer of the users upstream asks of the gateway's sessions:
+/// the account whose sessions end, and whether the caller's own stays.
+/// `None` for every other answer (nearly all of them).
+pub fn revoke_asked(gw: &Gateway, ctx: &Ctx<'_>, head: &HeaderMap) -> Option<(Uuid, bool)> {
+    if ctx.route.upstream != gw.users_upstream {
+        return None;
+    }
+    head.get(REVOKE_SESSIONS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_revoke)
+}
+
+/// Phase: end sessions, as [`revoke_asked`] read them. `Err` is the answer
+/// when they could not be ended (the change itself was made; repeating it
+/// ends them).
 pub async fn end_sessions(
     gw: &Gateway,
     ctx: &Ctx<'_>,
-    head: &HeaderMap,
+    (user, keep_current): (Uuid, bool),
 ) -> Result<(), HttpResponse> {
-    if ctx.route.upstream != gw.users_upstream {
-        return Ok(());
-    }
-    let Some((user, keep_current)) = head
-        .get(REVOKE_SESSIONS_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_revoke)
-    else {
-        return Ok(());
-    };
     let keep = ctx
         .caller
         .as_ref()

@@ -3,20 +3,18 @@
 //! one observation in the metrics and `/stats`, and a debug line with the
 //! upstream's part.
 
-use actix_web::{HttpMessage, HttpResponse};
+use actix_web::HttpResponse;
 
 use super::context::Ctx;
-use crate::metrics::{Metrics, Recorded};
+use crate::metrics::Metrics;
 
 pub fn phase(metrics: &Metrics, ctx: &Ctx<'_>, res: &HttpResponse) {
     let status = res.status().as_u16();
-    metrics.record(
-        &ctx.route.prefix,
-        ctx.req.method().as_str(),
-        status,
-        ctx.started,
-    );
-    ctx.req.extensions_mut().insert(Recorded);
+    let meters = ctx
+        .route
+        .meters
+        .get_or_init(|| metrics.meters(&ctx.route.prefix));
+    metrics.record_on(meters, ctx.req.method().as_str(), status, ctx.started);
     if let Some(target) = &ctx.target {
         tracing::debug!(
             route = %ctx.route.prefix,

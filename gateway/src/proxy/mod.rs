@@ -39,7 +39,7 @@ pub mod websocket;
 
 use std::time::Instant;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 
 use common::traces::{self, KeyValue, SpanKind};
 
@@ -50,10 +50,57 @@ use crate::upstream::pool::Upstream;
 pub use context::Ctx;
 use request_filter::Routed;
 
-/// The catch-all handler.
+/// Who observes a request in the metrics.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Observer {
+    /// The proxy, here: every path that is not one of the gateway's own.
+    Proxy,
+    /// `edge::observe`, for a path under one of the gateway's own scopes
+    /// that the router handed over; the proxy marks what it observed.
+    Middleware,
+}
+
+/// The router's default service, under the gateway's own scopes (`/admin`,
+/// `/api/clients`, `/docs`): what they do not serve is proxied.
 pub async fn handle(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>) -> HttpResponse {
+    serve(req, body, gw, Observer::Middleware).await
+}
+
+/// Every other path, as `edge` hands it over (no router, no middleware
+/// observation: the proxy observes it).
+pub async fn proxied(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>) -> HttpResponse {
+    serve(req, body, gw, Observer::Proxy).await
+}
+
+async fn serve(
+    req: HttpRequest,
+    body: web::Payload,
+    gw: web::Data<Gateway>,
+    observer: Observer,
+) -> HttpResponse {
+    let started = Instant::now();
     let live = gw.live.load_full();
-    let (route, rule) = match request_filter::phase(&req, &live) {
+    let (label, routed) = request_filter::phase(&req, &live);
+    // A request that ends before the proxy's own phases: observed here,
+    // or labelled for the middleware.
+    let early = |res: HttpResponse| {
+        match observer {
+            Observer::Proxy => gw.metrics.record(
+                label.unwrap_or("unmatched"),
+                req.method().as_str(),
+                res.status().as_u16(),
+                started,
+            ),
+            Observer::Middleware => {
+                if let Some(l) = label {
+                    req.extensions_mut()
+                        .insert(crate::metrics::RouteLabel(l.to_owned()));
+                }
+            }
+        }
+        res
+    };
+    let (route, rule) = match routed {
         Ok(Routed::Route(route, rule)) => {
             traces::name_route(req.method().as_str(), &route.prefix);
             (route, rule)
@@ -67,32 +114,38 @@ pub async fn handle(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>
             .await;
             let caller = match admitted {
                 Ok(c) => c,
-                Err(refusal) => return refusal.to_response(),
+                Err(refusal) => return early(refusal.to_response()),
             };
             record_caller(caller.as_ref());
             if let Some(limit) = &composed.rate_limit
-                && let Err(res) = rate_limit::check(
+                && let Err(res) = Box::pin(rate_limit::check(
                     &gw.limiter,
                     &gw.metrics,
                     &composed.path,
                     limit,
                     caller.as_ref(),
                     &req,
-                )
+                ))
                 .await
             {
-                return res;
+                return early(res);
             }
             let who = caller.as_ref().map(|c| c.principal());
-            return crate::compose::answer::answer(&gw, &live, &req, body, composed, who).await;
+            return early(
+                crate::compose::answer::answer(&gw, &live, &req, body, composed, who).await,
+            );
         }
-        Err(res) => return res,
+        Err(res) => return early(res),
     };
     let mut ctx = Ctx::new(&req, &live, route, rule);
+    ctx.started = started;
     let res = proxy(&gw, &mut ctx, body)
         .await
         .unwrap_or_else(|early| early);
     logging::phase(&gw.metrics, &ctx, &res);
+    if observer == Observer::Middleware {
+        req.extensions_mut().insert(crate::metrics::Recorded);
+    }
     res
 }
 
@@ -150,20 +203,25 @@ async fn proxy(
     .await
     .map_err(|r| r.to_response())?;
     record_caller(ctx.caller.as_ref());
-    // Spans for the phases a route has (the others cost nothing).
-    let (limited, cached) = (ctx.route.rate_limit.is_some(), ctx.route.cache.is_some());
-    let limiting = rate_limit::phase(&gw.limiter, &gw.metrics, ctx);
-    if limited {
-        traces::in_child("rate_limit", limiting).await?;
-    } else {
-        limiting.await?;
+    // The phases a route has, each with its span; the others cost nothing.
+    // What a route may not have (a limit, an account to keep, a cache, a
+    // WebSocket) is boxed where it runs: an awaited future is stored inline
+    // in this one, which actix copies whole when it boxes the request's
+    // future, so a kilobyte here is a kilobyte copied on every request.
+    let cached = ctx.route.cache.is_some();
+    if ctx.route.rate_limit.is_some() {
+        Box::pin(traces::in_child(
+            "rate_limit",
+            rate_limit::phase(&gw.limiter, &gw.metrics, ctx),
+        ))
+        .await?;
     }
     let body = match incoming {
         Incoming::WebSocket(upgrade) => {
             let claims = forwarded_claims(ctx, client_cert);
             let upstream = upstream_peer(ctx).map_err(|e| e.to_response())?;
             let headers = upstream_headers(gw, ctx, &claims).map_err(|e| e.to_response())?;
-            return websocket::phase(ctx, *upgrade, upstream, headers).await;
+            return Box::pin(websocket::phase(ctx, *upgrade, upstream, headers)).await;
         }
         Incoming::Http(body) => body,
     };
@@ -183,7 +241,11 @@ async fn proxy(
         .upstream_path(ctx.req.path(), ctx.req.query_string());
     let call = upstream_request::call(ctx, upstream, &path, body, &gw.metrics)
         .map_err(|e| e.to_response())?;
-    let credential = account::reserve(gw, ctx).await;
+    let credential = if account::reserves(ctx) {
+        Box::pin(account::reserve(gw, ctx)).await
+    } else {
+        account::Credential::default()
+    };
     let claims = forwarded_claims(ctx, client_cert);
     let headers = || {
         let mut h = upstream_headers(gw, ctx, &claims)?;
@@ -191,28 +253,36 @@ async fn proxy(
         Ok(h)
     };
     let sent = client::send(call, &headers).await;
-    account::settle(
-        gw,
-        credential,
-        sent.as_ref().ok().map(|a| a.response.headers()),
-    )
-    .await;
+    if credential.is_reserved() {
+        Box::pin(account::settle(
+            gw,
+            credential,
+            sent.as_ref().ok().map(|a| a.response.headers()),
+        ))
+        .await;
+    }
     let answer = sent.map_err(|e| e.to_response())?;
-    account::end_sessions(gw, ctx, answer.response.headers()).await?;
+    if let Some(revoke) = account::revoke_asked(gw, ctx, answer.response.headers()) {
+        Box::pin(account::end_sessions(gw, ctx, revoke)).await?;
+    }
     ctx.target = Some(answer.target.clone());
     ctx.attempts = answer.attempts;
     ctx.upstream_done = Some(Instant::now());
     let span = traces::child("response", SpanKind::Internal, Vec::new);
     let head = response_filter::head(ctx, answer.response.status(), answer.response.headers());
     let length = headers::content_length(answer.response.headers());
-    let res = match traces::within(
-        span.context(),
-        cache::store(&gw.cache, ctx, answer, head, length),
-    )
-    .await
-    {
-        Ok(stored) => stored,
-        Err((answer, head)) => response_filter::stream(answer, head, length),
+    let res = if cached {
+        match Box::pin(traces::within(
+            span.context(),
+            cache::store(&gw.cache, ctx, answer, head, length),
+        ))
+        .await
+        {
+            Ok(stored) => stored,
+            Err((answer, head)) => response_filter::stream(answer, head, length),
+        }
+    } else {
+        response_filter::stream(answer, head, length)
     };
     span.end();
     Ok(res)

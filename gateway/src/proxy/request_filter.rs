@@ -6,11 +6,10 @@
 
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{Method, StatusCode, Uri};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use common::Problem;
 
 use crate::compose::table::Composed;
-use crate::metrics::RouteLabel;
 use crate::routes::{Miss, Route, Rule};
 use crate::state::Live;
 
@@ -67,14 +66,14 @@ pub fn find<'a>(
     }
 }
 
-/// Phase: request filter, on a request. Labels the request with its route
-/// (for metrics, even when a later phase refuses it).
-pub fn phase<'a>(req: &HttpRequest, live: &'a Live) -> Result<Routed<'a>, HttpResponse> {
-    let (label, routed) = find(live, req.method(), req.path(), req.headers(), req.uri());
-    if let Some(l) = label {
-        req.extensions_mut().insert(RouteLabel(l.to_owned()));
-    }
-    routed
+/// Phase: request filter, on a request: what serves it, and the label of
+/// the route it belongs to (for metrics, even when a later phase refuses
+/// it).
+pub fn phase<'a>(
+    req: &HttpRequest,
+    live: &'a Live,
+) -> (Option<&'a str>, Result<Routed<'a>, HttpResponse>) {
+    find(live, req.method(), req.path(), req.headers(), req.uri())
 }
 
 fn no_route(live: &Live) -> HttpResponse {

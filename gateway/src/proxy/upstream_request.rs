@@ -3,12 +3,10 @@
 //! and the headers, built for each attempt. Runs after the upstream is
 //! known and before anything is sent.
 
-use actix_web::HttpMessage;
 use actix_web::HttpRequest;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::web;
 use common::identity::{Principal, ProofMinter};
-use common::telemetry::RequestId;
 
 use super::context::Ctx;
 use super::headers::{HOP_BY_HOP, content_length};
@@ -145,10 +143,8 @@ pub fn gateway_headers(
     if let Some(host) = req.headers().get(header::HOST) {
         h.insert(X_FORWARDED_HOST, host.clone());
     }
-    if let Some(id) = req.extensions().get::<RequestId>()
-        && let Ok(v) = HeaderValue::from_str(&id.0)
-    {
-        h.insert(X_REQUEST_ID, v);
+    if let Some(id) = common::telemetry::request_id_header() {
+        h.insert(X_REQUEST_ID, id);
     }
     if let Some(who) = who {
         minter

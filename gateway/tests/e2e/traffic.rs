@@ -673,15 +673,27 @@ async fn metrics_and_stats_count_what_happened() {
         assert_eq!(s.get(&t, "/pool/x").await.status, 200);
     }
     assert_eq!(s.get(&t, "/pool/slow?ms=400").await.status, 200);
-    for _ in 0..5 {
+    for _ in 0..4 {
         assert_eq!(s.get(&t, "/pool/status/404").await.status, 404);
     }
+    // Refused before any upstream call: still the route's, counted once.
+    let anonymous = s.client.get(s.url("/pool/x")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    // No route, on a path of its own and under one of the gateway's own
+    // scopes (which the router hands to the proxy): each counted once.
+    assert_eq!(s.get(&t, "/nowhere").await.status, 404);
+    assert_eq!(s.get(&t, "/admin/nowhere").await.status, 404);
     let stats = s.get(&t, "/stats").await;
     let pool = &stats.body["routes"]["/pool"];
     assert_eq!(pool["requests"], 25, "{}", stats.text);
     assert_eq!(pool["success"], 20);
     assert_eq!(pool["error"], 5);
     assert_eq!(pool["client_error"], 5);
+    assert_eq!(
+        stats.body["routes"]["unmatched"]["requests"], 2,
+        "{}",
+        stats.text
+    );
     let lat = &pool["latency_ms"];
     let (p95, p99, avg) = (
         lat["p95"].as_f64().unwrap(),
@@ -704,13 +716,14 @@ async fn metrics_and_stats_count_what_happened() {
     for needle in [
         "gatehouse_requests_total{method=\"GET\",route=\"/pool\",status=\"2xx\"} 20",
         "gatehouse_requests_total{method=\"GET\",route=\"/pool\",status=\"4xx\"} 5",
+        "gatehouse_requests_total{method=\"GET\",route=\"unmatched\",status=\"4xx\"} 2",
         "gatehouse_request_duration_seconds_bucket{method=\"GET\",route=\"/pool\",le=\"0.5\"} 25",
         &format!(
             "gatehouse_upstream_target_up{{upstream=\"pool\",target=\"{}\"}} 1",
             a.url()
         ),
         &format!(
-            "gatehouse_upstream_target_requests_total{{upstream=\"pool\",target=\"{}\"}} 25",
+            "gatehouse_upstream_target_requests_total{{upstream=\"pool\",target=\"{}\"}} 24",
             a.url()
         ),
         "gatehouse_rate_limit_fallbacks_total 0",
