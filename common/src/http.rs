@@ -237,6 +237,7 @@ where
         30,
         true,
         tracing,
+        None,
         configure,
     )
 }
@@ -260,6 +261,7 @@ where
         shutdown_timeout_secs,
         false,
         tracing,
+        None,
         configure,
     )
 }
@@ -296,12 +298,33 @@ impl Listeners {
     }
 }
 
-/// [`serve_with`] on several listeners (the gateway's HTTPS and redirect).
+/// A way past the App for some requests, taken inside the request context
+/// (request id, server span, log line) and before everything else: given a
+/// request, the future of its answer, or the request back for the App. The
+/// gateway sends its proxied paths this way (`gateway::edge::shortcut`):
+/// each layer it skips (error handlers, the router, a scope, middleware of
+/// the gateway's own endpoints) boxed the request's future once more.
+pub type Shortcut = std::sync::Arc<
+    dyn Fn(
+            actix_web::dev::ServiceRequest,
+        ) -> Result<
+            futures_util::future::LocalBoxFuture<
+                'static,
+                Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error>,
+            >,
+            actix_web::dev::ServiceRequest,
+        > + Send
+        + Sync,
+>;
+
+/// [`serve_with`] on several listeners (the gateway's HTTPS and redirect),
+/// with a [`Shortcut`] past the App when one is given.
 pub fn serve_listeners<F>(
     listeners: Listeners,
     workers: usize,
     shutdown_timeout_secs: u64,
     tracing: crate::traces::Tracing,
+    shortcut: Option<Shortcut>,
     configure: F,
 ) -> std::io::Result<Running>
 where
@@ -313,6 +336,7 @@ where
         shutdown_timeout_secs,
         false,
         tracing,
+        shortcut,
         configure,
     )
 }
@@ -323,6 +347,7 @@ fn serve_on<F>(
     shutdown_timeout_secs: u64,
     text_only: bool,
     tracing: crate::traces::Tracing,
+    shortcut: Option<Shortcut>,
     configure: F,
 ) -> std::io::Result<Running>
 where
@@ -348,7 +373,10 @@ where
             ))
             .wrap(actix_web::middleware::from_fn({
                 let tracing = app_tracing.clone();
-                move |req, next| crate::telemetry::request_context(tracing.clone(), req, next)
+                let shortcut = shortcut.clone();
+                move |req, next| {
+                    crate::telemetry::request_context(tracing.clone(), shortcut.clone(), req, next)
+                }
             }))
             .app_data(json_config())
             .app_data(query_config())

@@ -11,10 +11,11 @@
 use std::time::Instant;
 
 use actix_web::Error;
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use futures_util::TryFutureExt as _;
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
@@ -269,9 +270,10 @@ pub fn sane_request_id(value: &str) -> bool {
 /// the id in the response, and logs the request once.
 pub async fn request_context<B: MessageBody + 'static>(
     tracing: crate::traces::Tracing,
+    shortcut: Option<crate::http::Shortcut>,
     req: ServiceRequest,
     next: Next<B>,
-) -> Result<ServiceResponse<B>, Error> {
+) -> Result<ServiceResponse<EitherBody<B, BoxBody>>, Error> {
     use opentelemetry::KeyValue;
     use opentelemetry::context::FutureExt as _;
     use opentelemetry::trace::TraceContextExt as _;
@@ -289,12 +291,23 @@ pub async fn request_context<B: MessageBody + 'static>(
         attributes
     });
     let span = tracing::info_span!("request", request_id = %id_text);
+    // The shortcut's answer, or the App's.
+    let taken = match shortcut {
+        Some(take) => take(req),
+        None => Err(req),
+    };
+    let answer = match taken {
+        Ok(answer) => {
+            futures_util::future::Either::Left(answer.map_ok(ServiceResponse::map_into_right_body))
+        }
+        Err(req) => futures_util::future::Either::Right(
+            next.call(req).map_ok(ServiceResponse::map_into_left_body),
+        ),
+    };
     let result = REQUEST_ID
         .scope(
             request_id.clone(),
-            next.call(req)
-                .instrument(span.clone())
-                .with_context(cx.clone()),
+            answer.instrument(span.clone()).with_context(cx.clone()),
         )
         .await;
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
@@ -305,7 +318,7 @@ pub async fn request_context<B: MessageBody + 'static>(
         Ok(mut res) => {
             res.headers_mut()
                 .insert(REQUEST_ID_NAME, request_id.clone());
-            if otel.is_recording()
+            if crate::traces::recorded(&otel)
                 && let Some(pattern) = res.request().match_pattern()
             {
                 crate::traces::name_route(method.as_str(), &pattern);
@@ -316,7 +329,7 @@ pub async fn request_context<B: MessageBody + 'static>(
     };
     let code = status.as_u16();
     tracing::info!(%method, path = %path.as_deref().unwrap_or_default(), status = code, latency_ms, "request");
-    if otel.is_recording() {
+    if crate::traces::recorded(&otel) {
         otel.set_attribute(KeyValue::new("http.response.status_code", i64::from(code)));
         if status.is_server_error() {
             otel.set_attribute(KeyValue::new("error.type", code.to_string()));

@@ -35,7 +35,7 @@ use opentelemetry::Context;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{
-    Link, Span as _, SpanContext, Status, TraceContextExt, TraceFlags, Tracer as _,
+    Link, Span as _, SpanContext, SpanRef, Status, TraceContextExt, TraceFlags, Tracer as _,
     TracerProvider as _,
 };
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -389,9 +389,10 @@ impl Tracing {
             builder = builder.with_links(vec![Link::with_context(sc)]);
         }
         let mut span = builder.start_with_context(&self.0.tracer, &parent);
-        if span.is_recording() {
-            span.set_attributes(attributes());
+        if !span.is_recording() {
+            return parent.with_span(span);
         }
+        span.set_attributes(attributes());
         parent.with_span(span).with_value(Active(self.clone()))
     }
 
@@ -423,9 +424,18 @@ fn span_name(method: &str) -> std::borrow::Cow<'static, str> {
     }
 }
 
-/// The service's tracing in the request's context.
+/// The service's tracing in the request's context (only a recorded span's:
+/// nothing reads it for another).
 #[derive(Clone)]
 struct Active(Tracing);
+
+/// Whether `span` is recorded. The samplers here decide by trace id and
+/// flags alone, so a recorded span is exactly a sampled one; reading the
+/// flag skips the span's lock that `SpanRef::is_recording` takes (called
+/// several times per request).
+pub(crate) fn recorded(span: &SpanRef<'_>) -> bool {
+    span.span_context().is_sampled()
+}
 
 /// The ids of the current span, in hex, when there is one.
 pub fn current_ids() -> Option<(String, String)> {
@@ -440,7 +450,7 @@ pub fn current_ids() -> Option<(String, String)> {
 pub fn annotate(attributes: impl FnOnce() -> Vec<KeyValue>) {
     let cx = Context::current();
     let span = cx.span();
-    if span.is_recording() {
+    if recorded(&span) {
         span.set_attributes(attributes());
     }
 }
@@ -450,7 +460,7 @@ pub fn annotate(attributes: impl FnOnce() -> Vec<KeyValue>) {
 pub fn name_route(method: &str, route: &str) {
     let cx = Context::current();
     let span = cx.span();
-    if span.is_recording() {
+    if recorded(&span) {
         span.update_name(format!("{method} {route}"));
         span.set_attribute(KeyValue::new("http.route", route.to_owned()));
     }
@@ -460,7 +470,7 @@ pub fn name_route(method: &str, route: &str) {
 pub fn record_user(id: impl std::fmt::Display) {
     let cx = Context::current();
     let span = cx.span();
-    if span.is_recording()
+    if recorded(&span)
         && let Some(active) = cx.get::<Active>()
         && let Some(kv) = active.0.user_attribute(&id.to_string())
     {
@@ -517,7 +527,7 @@ impl Drop for Child {
 /// (`attributes` are only made then).
 pub fn child(name: &str, kind: SpanKind, attributes: impl FnOnce() -> Vec<KeyValue>) -> Child {
     let cx = Context::current();
-    if !cx.span().is_recording() {
+    if !recorded(&cx.span()) {
         return Child { cx: None };
     }
     let Some(active) = cx.get::<Active>() else {
@@ -616,7 +626,7 @@ fn traceparent(sc: &SpanContext) -> HeaderValue {
 /// with its placeholders; never the values).
 pub fn record_query(system: &'static str, info: &sea_orm::metric::Info<'_>) {
     let cx = Context::current();
-    if !cx.span().is_recording() {
+    if !recorded(&cx.span()) {
         return;
     }
     let Some(active) = cx.get::<Active>() else {

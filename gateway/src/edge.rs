@@ -11,6 +11,11 @@
 //! router still serves the own endpoints, and under `/admin/`,
 //! `/api/clients` and `/docs` it still proxies what it does not know.
 //!
+//! With CORS off (the default), [`shortcut`] takes proxied paths past the
+//! whole App from the request context: the router, the scope and the
+//! middleware of the gateway's own endpoints, each of which boxed the
+//! request's future once more.
+//!
 //! [`observe`] is the metrics middleware (outside CORS, so preflights are
 //! counted too): it observes the gateway's own paths; the proxy observes
 //! every other path itself, and this phase the redirects it answers for
@@ -94,6 +99,29 @@ fn redirect_target(req: &ServiceRequest, port: u16) -> Option<String> {
     let uri = req.uri();
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     Some(format!("https://{name}{port}{path}"))
+}
+
+/// The way past the App for a proxied path (see [`common::http::Shortcut`]):
+/// what this phase would do with it, without the layers in between. Taken
+/// only when nothing between would act on it: CORS is off (the CORS
+/// middleware answers preflights and adds its headers in the App), the
+/// path is not one of the gateway's own, and no redirect to HTTPS is due.
+pub fn shortcut(edge: Arc<Edge>, cors: bool) -> common::http::Shortcut {
+    Arc::new(move |req: ServiceRequest| {
+        let secure = req.app_config().secure();
+        if cors || (edge.tls && !secure) || is_own(req.path()) {
+            return Err(req);
+        }
+        let hsts = edge.hsts.clone().filter(|_| secure);
+        Ok(Box::pin(async move {
+            let mut res = proxied(req).await?;
+            if let Some(v) = hsts {
+                res.headers_mut()
+                    .insert(header::STRICT_TRANSPORT_SECURITY, v);
+            }
+            Ok(res)
+        }))
+    })
 }
 
 /// The middleware.

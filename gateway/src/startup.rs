@@ -252,11 +252,13 @@ pub async fn build_with_source(
             .transpose()?,
         main: listener,
     };
+    let shortcut = crate::edge::shortcut(edge.clone(), !cors_settings.allowed_origins.is_empty());
     Ok(common::http::serve_listeners(
         listeners,
         settings.workers,
         settings.shutdown_timeout_secs,
         tracing,
+        Some(shortcut),
         move |cfg| {
             cfg.app_data(gw.clone())
                 .app_data(metrics.clone())

@@ -93,6 +93,11 @@ async fn https_speaks_http2_and_http1_with_hsts_and_plain_http_only_redirects() 
         let token = login(client, &base).await;
         let r = read(client.get(format!("{base}/api/echo")).bearer_auth(&token)).await;
         assert_eq!(r.status, 200, "{}", r.text);
+        // A proxied answer (past the App, see edge::shortcut) carries it too.
+        assert_eq!(
+            r.headers["strict-transport-security"],
+            "max-age=31536000; includeSubDomains"
+        );
         assert_eq!(r.body["headers"]["x-forwarded-proto"], "https");
         assert!(r.body["headers"]["request-user-id"].is_string());
         let r = read(client.get(format!("{base}/api/echo"))).await;
