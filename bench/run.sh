@@ -265,6 +265,10 @@ done
 measure 50 "http://127.0.0.1:$GWC/auth/x" -H "$AUTH" >/dev/null
 rss_c50="$(rss_mib "$PID_19014")"
 c1000="$(measure 1000 "http://127.0.0.1:$GWC/auth/x" -H "$AUTH" --timeout 10s)"
+# The floor at 1,000 connections too (after every other row, so its peak RSS
+# above is of 50 connections): what the stack alone holds per connection.
+rss_floor50="$(rss_mib "$PID_FLOOR")"
+f1000="$(measure 1000 "http://127.0.0.1:$FLOOR/x" --timeout 10s)"
 read -r ARGON ARGON_FRESH <<<"$($SRV "$T/argon2_verify" 21)"
 # What the tracing gateway sent (so row 15 is known to have exported).
 TRACES="$(curl -fsS "http://127.0.0.1:$GWTR/metrics" | awk '
@@ -298,7 +302,7 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
   echo "|---|---|---|---|---|---|---|---|"
   row "1 | direct upstream" direct "$rss_up"
   row "2 | nginx proxy_pass (keep-alive)" nginx "$rss_ngx"
-  row "2f | the floor: minimal actix-web + awc forwarder" floor "$(rss_mib "$PID_FLOOR")"
+  row "2f | the floor: minimal actix-web + awc forwarder" floor "$rss_floor50"
   row "3 | gateway, public route" gw_public "$rss_gw"
   row "4 | gateway, JWT + role + identity + proof" gw_auth "$rss_gw"
   row "5a | 4 + rate limit in memory" gw_limit_mem "$rss_gw"
@@ -308,6 +312,8 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
   row "8 | 4 with 1,000 routes" gw_1000 "$rss_gw1k"
   set -- $c1000
   printf '| 9 | 4 with 1,000 connections | %s | %s | %s | %s | %s | %s |\n' "$1" "$(ratio "$1")" "$2" "$3" "$4" "$(rss_mib "$PID_19014")"
+  set -- $f1000
+  printf '| 9f | the floor with 1,000 connections | %s | %s | %s | %s | %s | %s |\n' "$1" "$(ratio "$1")" "$2" "$3" "$4" "$(rss_mib "$PID_FLOOR")"
   row "10 | nginx HTTPS (TLS 1.3, keep-alive)" nginx_tls "$rss_ngx"
   row "11 | gateway HTTPS, route 4 (TLS 1.3, keep-alive)" gw_tls_auth "$rss_gws"
   row "12 | nginx HTTPS, a new TLS connection per request" nginx_handshake "$rss_ngx"
@@ -326,6 +332,7 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
   awk -v a4="$(med gw_auth 1)" -v n="$(med nginx 1)" -v p4="$(med gw_auth 3)" -v pn="$(med nginx 3)" \
       -v lm="$(med gw_limit_mem 1)" -v lr="$(med gw_limit_redis 1)" -v lg="$(med login 2)" -v ar="$ARGON" \
       -v sp="$(med storm_route 3)" -v k="$(med gw_1000 1)" -v rss="$(rss_mib "$PID_19014")" -v rss50="$rss_c50" \
+      -v f50="$rss_floor50" -v frss="$(rss_mib "$PID_FLOOR")" \
       -v ts="$(med gw_tls_auth 1)" -v tn="$(med nginx_tls 1)" -v hs="$(med gw_handshake 1)" -v hn="$(med nginx_handshake 1)" \
       -v toff="$(med trace_off 1)" -v ton="$(med trace_on 1)" \
       -v fl="$(med floor 1)" -v fp99="$(med floor 3)" -v a3="$(med gw_public 1)" -v p3="$(med gw_public 3)" 'BEGIN {
@@ -343,6 +350,7 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
     printf "| route 4 p99 during a login storm / idle | %.2fx | <= 2x |\n", sp / p4
     printf "| 1,000 routes vs 10 routes, req/s | %.2fx | >= 0.95x |\n", k / a4
     printf "| gateway peak RSS with 1,000 connections (a gateway of its own; %.1f MiB after 50) | %.1f MiB | <= 48 MiB |\n", rss50, rss
+    printf "| peak RSS of the floor with 1,000 connections (%.1f MiB after 50) | %.1f MiB | |\n", f50, frss
     printf "| HTTPS route 4 vs nginx HTTPS, req/s (11 / 10) | %.2fx | as route 4 vs nginx |\n", ts / tn
     printf "| HTTPS route 4 vs plain route 4, req/s (11 / 4) | %.2fx | |\n", ts / a4
     printf "| new TLS connections per second vs nginx (13 / 12) | %.2fx | >= 1.0x |\n", hs / hn

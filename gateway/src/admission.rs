@@ -213,15 +213,12 @@ impl ResponseError for Refusal {
 }
 
 /// The bearer token of a request, if it sent one.
-/// (The bytes are checked as ASCII a word at a time, not through
-/// `HeaderValue::to_str`, which looks at a JWT's ~700 bytes one by one; a
-/// token with a tab or a byte that is not base64url fails verification.)
+/// (The bytes are read as UTF-8, which checks ASCII a word at a time, not
+/// through `HeaderValue::to_str`, which looks at a JWT's ~700 bytes one by
+/// one; a token with a tab or a byte that is not base64url, non-ASCII text
+/// included, fails verification.)
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
-    if !value.is_ascii() {
-        return None;
-    }
-    let value = std::str::from_utf8(value).ok()?;
+    let value = std::str::from_utf8(headers.get(header::AUTHORIZATION)?.as_bytes()).ok()?;
     value
         .split_once(' ')
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
