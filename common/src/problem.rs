@@ -217,14 +217,21 @@ impl Problem {
     }
 
     /// The HTTP response; fills the request id of the current request.
+    /// The problem with the ids of the request it answers (the request id
+    /// and the trace id), as every answer carries them; for bodies that
+    /// extend a problem with members of their own.
+    pub fn identified(mut self) -> Self {
+        if self.request_id.is_none() {
+            self.request_id = crate::telemetry::current_request_id();
+        }
+        if self.trace_id.is_none() {
+            self.trace_id = crate::traces::current_ids().map(|(trace, _)| trace);
+        }
+        self
+    }
+
     pub fn to_response(&self) -> HttpResponse {
-        let mut body = self.clone();
-        if body.request_id.is_none() {
-            body.request_id = crate::telemetry::current_request_id();
-        }
-        if body.trace_id.is_none() {
-            body.trace_id = crate::traces::current_ids().map(|(trace, _)| trace);
-        }
+        let body = self.clone().identified();
         let mut res = HttpResponse::build(self.status_code());
         res.insert_header((header::CONTENT_TYPE, PROBLEM_JSON))
             .insert_header((header::CACHE_CONTROL, "no-store"));

@@ -132,6 +132,10 @@ pub enum Refusal {
     /// A trusted provider's token whose account cannot be looked up now
     /// (the users service is down): 503.
     LinkUnavailable,
+    /// A valid caller whose login had no second factor, where one is
+    /// needed: 403 with RFC 9470's `insufficient_user_authentication`.
+    /// `enrol`: the account has none to log in with, and is told to enrol.
+    SecondFactor { enrol: bool },
 }
 
 impl Refusal {
@@ -163,6 +167,30 @@ impl Refusal {
             }
             Refusal::NotAdmin => {
                 return Problem::forbidden("the admin API needs the admin role").to_response();
+            }
+            Refusal::SecondFactor { enrol } => {
+                let (slug, detail) = if *enrol {
+                    (
+                        "mfa-enrolment-required",
+                        "this route needs a login with a second factor, and the account has none: \
+                         enrol one (POST /api/me/mfa/totp, then /api/me/mfa/totp/confirm), then log in again",
+                    )
+                } else {
+                    (
+                        "insufficient-user-authentication",
+                        "this route needs a login with a second factor: log in again with a code \
+                         from the authenticator app",
+                    )
+                };
+                let mut res =
+                    Problem::new(actix_web::http::StatusCode::FORBIDDEN, slug, "Forbidden")
+                        .with_detail(detail)
+                        .to_response();
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(SECOND_FACTOR_CHALLENGE),
+                );
+                return res;
             }
             Refusal::MissingScope(scopes) => {
                 let scope = scopes.join(" ");
@@ -199,9 +227,10 @@ impl std::fmt::Display for Refusal {
 impl ResponseError for Refusal {
     fn status_code(&self) -> actix_web::http::StatusCode {
         match self {
-            Refusal::MissingRole(_) | Refusal::MissingScope(_) | Refusal::NotAdmin => {
-                actix_web::http::StatusCode::FORBIDDEN
-            }
+            Refusal::MissingRole(_)
+            | Refusal::MissingScope(_)
+            | Refusal::NotAdmin
+            | Refusal::SecondFactor { .. } => actix_web::http::StatusCode::FORBIDDEN,
             Refusal::LinkUnavailable => actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
             _ => actix_web::http::StatusCode::UNAUTHORIZED,
         }
@@ -267,13 +296,70 @@ fn caller_of(claims: Arc<AccessClaims>, deny: &DenyList) -> Result<Caller, Refus
     })
 }
 
-/// Whether `rule` admits `caller`.
-pub fn authorize(rule: &Rule, caller: &Caller) -> Result<(), Refusal> {
+/// The RFC 9470 step-up challenge: a login with a second factor is what
+/// the route needs (`acr_values` names the context class that has one).
+pub const SECOND_FACTOR_CHALLENGE: &str = "Bearer realm=\"gatehouse\", error=\"insufficient_user_authentication\", error_description=\"A login with a second factor is required\", acr_values=\"urn:gatehouse:acr:mfa\"";
+
+/// Whether `rule` admits `caller`: its roles and scopes, then a second
+/// factor where one is needed (see [`needs_second_factor`]).
+pub fn authorize(rule: &Rule, caller: &Caller, mfa_roles: &[String]) -> Result<(), Refusal> {
+    grants(rule, caller)?;
+    if needs_second_factor(rule, caller, mfa_roles) && !caller.claims.has_second_factor() {
+        return Err(Refusal::SecondFactor { enrol: false });
+    }
+    Ok(())
+}
+
+/// A route marked `mfa: true` needs a second factor from everyone; and a
+/// role of `mfa.required_for_roles` is exercised only with one: when every
+/// role by which the rule admits the caller is such a role, so is this
+/// request (an admin and user on a route for users and admins is admitted
+/// as a user).
+pub fn needs_second_factor(rule: &Rule, caller: &Caller, mfa_roles: &[String]) -> bool {
+    if let Rule::Grant { mfa: true, .. } = rule {
+        return true;
+    }
+    if mfa_roles.is_empty() {
+        return false;
+    }
+    let mut admitting = rule
+        .roles()
+        .iter()
+        .filter(|r| caller.has_role(r))
+        .peekable();
+    admitting.peek().is_some() && admitting.all(|r| mfa_roles.contains(r))
+}
+
+/// The refusal for a caller without a second factor: told to enrol when
+/// the account (a local one) has none to log in with. Asks the users
+/// service, on this refusal only; when it cannot tell, the plain one.
+pub async fn second_factor_refusal(gw: &Gateway, caller: &Caller) -> Refusal {
+    let Principal::User { id, .. } = caller.principal() else {
+        return Refusal::SecondFactor { enrol: false };
+    };
+    if !caller.claims.iss.is_empty() && caller.claims.iss != gw.live.load().tokens.issuer() {
+        // A provider's user: the provider's second factor applies.
+        return Refusal::SecondFactor { enrol: false };
+    }
+    let path = format!("/internal/users/{id}");
+    let enrolled =
+        match crate::users_api::users_call(gw, actix_web::http::Method::GET, &path, None).await {
+            Ok((actix_web::http::StatusCode::OK, v)) => v
+                .get("mfa_enabled")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(true),
+            _ => true,
+        };
+    Refusal::SecondFactor { enrol: !enrolled }
+}
+
+/// Roles and scopes.
+fn grants(rule: &Rule, caller: &Caller) -> Result<(), Refusal> {
     match rule {
         Rule::AnyRole(roles) if !roles.iter().any(|r| caller.has_role(r)) => {
             Err(Refusal::MissingRole(roles.clone()))
         }
-        Rule::Scoped { roles, scopes } => {
+        Rule::Grant { roles, scopes, .. } => {
             let missing: Vec<String> = scopes
                 .iter()
                 .filter(|s| !caller.has_scope(s))
@@ -374,6 +460,22 @@ async fn external(
         client_id: None,
         roles: identity.roles,
         username: identity.username,
+        // The provider's own methods (RFC 8176), so a route that needs a
+        // second factor accepts a login that had one there.
+        amr: match ext.all.get("amr") {
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        },
+        acr: ext
+            .all
+            .get("acr")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        auth_time: None,
         extra: live
             .claim_names
             .iter()
@@ -409,8 +511,11 @@ pub async fn admit_request(
         return Ok(None);
     }
     let caller = identify(gw, live, headers).await?;
-    authorize(rule, &caller)?;
-    Ok(Some(caller))
+    match authorize(rule, &caller, &gw.mfa_roles) {
+        Err(Refusal::SecondFactor { .. }) => Err(second_factor_refusal(gw, &caller).await),
+        Err(other) => Err(other),
+        Ok(()) => Ok(Some(caller)),
+    }
 }
 
 /// Phase: admission. A public rule admits anyone and looks at no token
@@ -426,7 +531,7 @@ pub fn admit(
         return Ok(None);
     }
     let caller = authenticate(tokens, deny, headers)?;
-    authorize(rule, &caller)?;
+    authorize(rule, &caller, &[])?;
     Ok(Some(caller))
 }
 
@@ -548,12 +653,16 @@ impl FromRequest for AdminBearer {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let c = from_gateway(req).await?;
-            if c.has_role(ADMIN_ROLE) {
-                Ok(AdminBearer(c))
-            } else {
-                Err(Refusal::NotAdmin.into())
+            let gw = Gateway::of(&req)?;
+            let live = gw.live.load_full();
+            let c = identify(&gw, &live, req.headers()).await?;
+            if !c.has_role(ADMIN_ROLE) {
+                return Err(Refusal::NotAdmin.into());
             }
+            if gw.mfa_roles.iter().any(|r| r == ADMIN_ROLE) && !c.claims.has_second_factor() {
+                return Err(second_factor_refusal(&gw, &c).await.into());
+            }
+            Ok(AdminBearer(c))
         })
     }
 }
@@ -586,6 +695,9 @@ mod tests {
                 client_id: None,
                 roles: roles.iter().map(|r| (*r).to_owned()).collect(),
                 username: "alice".into(),
+                amr: Vec::new(),
+                acr: None,
+                auth_time: None,
                 extra: Default::default(),
             })
             .unwrap();
@@ -721,34 +833,39 @@ mod tests {
                     client_id: None,
                     roles: roles.iter().map(|r| (*r).to_owned()).collect(),
                     username: "svc".into(),
+                    amr: Vec::new(),
+                    acr: None,
+                    auth_time: None,
                     extra: Default::default(),
                 })
                 .unwrap();
             authenticate(&k, &deny, &with_auth(&format!("Bearer {t}"))).unwrap()
         };
-        let rule = Rule::Scoped {
+        let rule = Rule::Grant {
             roles: vec![],
             scopes: vec!["a:read".into(), "a:write".into()],
+            mfa: false,
         };
-        assert!(authorize(&rule, &caller(Some("a:write a:read"), &[])).is_ok());
+        assert!(authorize(&rule, &caller(Some("a:write a:read"), &[]), &[]).is_ok());
         assert_eq!(
-            authorize(&rule, &caller(Some("a:read"), &[])),
+            authorize(&rule, &caller(Some("a:read"), &[]), &[]),
             Err(Refusal::MissingScope(vec![
                 "a:read".into(),
                 "a:write".into()
             ]))
         );
-        assert!(authorize(&rule, &caller(Some("a:read a:writer"), &[])).is_err());
-        assert!(authorize(&rule, &caller(None, &["admin"])).is_err());
-        let with_role = Rule::Scoped {
+        assert!(authorize(&rule, &caller(Some("a:read a:writer"), &[]), &[]).is_err());
+        assert!(authorize(&rule, &caller(None, &["admin"]), &[]).is_err());
+        let with_role = Rule::Grant {
             roles: vec!["admin".into()],
             scopes: vec!["a:read".into()],
+            mfa: false,
         };
         assert_eq!(
-            authorize(&with_role, &caller(Some("a:read"), &["user"])),
+            authorize(&with_role, &caller(Some("a:read"), &["user"]), &[]),
             Err(Refusal::MissingRole(vec!["admin".into()]))
         );
-        assert!(authorize(&with_role, &caller(Some("a:read"), &["admin"])).is_ok());
+        assert!(authorize(&with_role, &caller(Some("a:read"), &["admin"]), &[]).is_ok());
         let res = Refusal::MissingScope(vec!["a:read".into(), "b".into()]).to_response();
         assert_eq!(res.status().as_u16(), 403);
         assert_eq!(

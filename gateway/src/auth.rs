@@ -15,9 +15,9 @@ use common::audit::Event;
 use crate::admission::{Bearer, client_ip};
 use crate::login_limits::{self, Outcome};
 use crate::ratelimit::{self, Decision};
-use crate::sessions::{Issued, SessionError};
+use crate::sessions::{Issued, SessionError, Started};
 use crate::state::Gateway;
-use crate::tokens::AccessClaims;
+use crate::tokens::{ACR_MFA, ACR_PASSWORD, AccessClaims};
 use crate::users_api::{Identity, users_call, users_unavailable};
 
 /// `POST /api/login`.
@@ -46,9 +46,17 @@ pub struct TokenResponse {
     pub refresh_expires_in: i64,
 }
 
-/// Sign an access token for `identity` and answer with the pair.
-fn token_pair(gw: &Gateway, identity: &Identity, session: Uuid, refresh: Issued) -> HttpResponse {
+/// Sign an access token for `identity` in `session` and answer with the
+/// pair. The token says how the session's login authenticated (`amr`,
+/// `acr`) and when (`auth_time`).
+fn token_pair(
+    gw: &Gateway,
+    identity: &Identity,
+    session: &Started,
+    refresh: Issued,
+) -> HttpResponse {
     let now = crate::clock::unix_secs();
+    let second_factor = session.amr.iter().any(|m| m == "otp");
     let claims = AccessClaims {
         iss: String::new(),
         aud: String::new(),
@@ -57,11 +65,14 @@ fn token_pair(gw: &Gateway, identity: &Identity, session: Uuid, refresh: Issued)
         iat: now,
         nbf: now,
         jti: Uuid::new_v4().to_string(),
-        sid: session.to_string(),
+        sid: session.id.to_string(),
         scope: None,
         client_id: None,
         roles: identity.roles.clone(),
         username: identity.username.clone(),
+        amr: session.amr.clone(),
+        acr: Some(if second_factor { ACR_MFA } else { ACR_PASSWORD }.to_owned()),
+        auth_time: Some(session.auth_time),
         extra: Default::default(),
     };
     match gw.live.load().tokens.sign(claims) {
@@ -97,7 +108,7 @@ fn internal(e: sea_orm::DbErr) -> HttpResponse {
 #[utoipa::path(post, path = "/api/login", summary = "Log in: a token pair", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, description = "A token pair: a short-lived access JWT and a single-use refresh token", body = TokenResponse),
-        (status = 401, description = "Wrong username or password (the same answer for an unknown user)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong username or password (the same answer for an unknown user); or, type `mfa-required`, the password is right and the account has a second factor: the answer carries a `challenge` for `POST /api/login/mfa`", body = MfaRequired, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Malformed JSON or missing fields", body = Problem, content_type = "application/problem+json"),
@@ -206,6 +217,23 @@ pub async fn login(
         gw.metrics.login("error");
         return users_unavailable();
     };
+    if identity.mfa_enabled {
+        // The password was right; the second factor comes next, against a
+        // challenge bound to this account and this client.
+        let challenge = match gw.challenges.issue(identity.id, &user_key, &ip).await {
+            Ok(c) => c,
+            Err(e) => return internal(e),
+        };
+        gw.metrics.login("mfa_required");
+        gw.audit.record(
+            Event::new("login.mfa_required", "success")
+                .actor(Some(identity.id))
+                .subject(user_key)
+                .client(Some(ip))
+                .detail("the password was right; a second factor is asked for"),
+        );
+        return mfa_required(challenge, gw.challenges.ttl_secs());
+    }
     gw.metrics.login("success");
     gw.audit.record(
         Event::new("login.success", "success")
@@ -213,8 +241,247 @@ pub async fn login(
             .subject(user_key)
             .client(Some(ip)),
     );
-    match gw.sessions.start(identity.id).await {
-        Ok((session, issued)) => token_pair(&gw, &identity, session, issued),
+    match gw.sessions.start(identity.id, &["pwd"]).await {
+        Ok((session, issued)) => token_pair(&gw, &identity, &session, issued),
+        Err(e) => internal(e),
+    }
+}
+
+/// A login's 401: a problem; the one of a right password on an account
+/// with a second factor (type `mfa-required`) carries the challenge the
+/// second step (`POST /api/login/mfa`) takes.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:gatehouse:problem:mfa-required",
+    "title": "Second factor required",
+    "status": 401,
+    "detail": "the password is right; send a code from the authenticator app (or a recovery code) with this challenge to POST /api/login/mfa",
+    "challenge": "q3b2X0y6mC8...",
+    "challenge_expires_in": 300,
+    "methods": ["totp", "recovery_code"]
+}))]
+pub struct MfaRequired {
+    #[serde(flatten)]
+    pub problem: Problem,
+    /// `mfa-required` only: for `POST /api/login/mfa`, good once, for
+    /// this client, for `challenge_expires_in` seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge_expires_in: Option<i64>,
+    /// `mfa-required` only: what the second step accepts, `totp` (a code)
+    /// or `recovery_code`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+}
+
+fn mfa_required(challenge: String, expires_in: i64) -> HttpResponse {
+    let body = MfaRequired {
+        problem: Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "mfa-required",
+            "Second factor required",
+        )
+        .with_detail(
+            "the password is right; send a code from the authenticator app (or a recovery \
+             code) with this challenge to POST /api/login/mfa",
+        )
+        .identified(),
+        challenge: Some(challenge),
+        challenge_expires_in: Some(expires_in),
+        methods: vec!["totp".into(), "recovery_code".into()],
+    };
+    HttpResponse::Unauthorized()
+        .content_type(common::problem::PROBLEM_JSON)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
+/// `POST /api/login/mfa`: the challenge of the first step and one code.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaLoginRequest {
+    /// The `challenge` of the `mfa-required` answer.
+    pub challenge: String,
+    /// Six digits from the authenticator app; or
+    #[serde(default)]
+    #[schema(example = "123456")]
+    pub code: Option<String>,
+    /// one of the account's recovery codes (each works once).
+    #[serde(default)]
+    pub recovery_code: Option<String>,
+}
+
+/// `POST /api/login/mfa`: the second step of a login with a second factor.
+/// The challenge must be this client's, unused and unexpired; the code is
+/// one the account has not used before (or an unused recovery code). Wrong
+/// codes count toward the same per-user and per-address lockout as wrong
+/// passwords. Tokens say `amr: ["pwd", "otp"]`.
+#[utoipa::path(post, path = "/api/login/mfa", summary = "Log in, second step: a code for the challenge", tag = "auth", request_body = MfaLoginRequest,
+    responses(
+        (status = 200, description = "A token pair whose access token carries `amr: [\"pwd\", \"otp\"]`", body = TokenResponse),
+        (status = 401, description = "The challenge is unknown, expired, used or another client's (`invalid-challenge`: log in again), or the code is wrong or was used before (`invalid-code`), or the account was deactivated", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed JSON, or not exactly one of `code` and `recovery_code`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed checks for this account or address; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The users service is unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn login_mfa(
+    req: HttpRequest,
+    gw: web::Data<Gateway>,
+    body: web::Json<MfaLoginRequest>,
+) -> HttpResponse {
+    let body = body.into_inner();
+    if body.code.is_some() == body.recovery_code.is_some() {
+        return Problem::validation(vec![common::FieldError::new(
+            "code",
+            "required",
+            "give either a code from the authenticator app or a recovery code",
+        )])
+        .to_response();
+    }
+    let ip = client_ip(&req).map(|a| a.to_string()).unwrap_or_default();
+    if let Some(quota) = &gw.login_quota {
+        let decision = gw.limiter.check(&format!("login|ip:{ip}"), quota).await;
+        if let Decision::Deny { .. } = decision {
+            gw.metrics.rate_limited("/api/login/mfa");
+            gw.metrics.login("rate_limited");
+            return ratelimit::refused(
+                &decision,
+                quota,
+                "login",
+                "logins from one address are limited to",
+            );
+        }
+    }
+    let challenge = match gw.challenges.find(&body.challenge, &ip).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(why)) => {
+            gw.metrics.login("mfa_failure");
+            gw.audit.record(
+                Event::new("login.mfa_challenge_refused", "refused")
+                    .client(Some(ip))
+                    .detail(why.reason()),
+            );
+            return Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid-challenge",
+                "Unauthorized",
+            )
+            .with_detail(why.reason())
+            .to_response();
+        }
+        Err(e) => return internal(e),
+    };
+    let user_key = challenge.username.clone();
+    let shared = gw.redis.as_ref();
+    let locked = |what: &str| {
+        gw.metrics.login_locked(if what == "address" {
+            "address"
+        } else {
+            "username"
+        });
+        gw.audit.record(
+            Event::new("login.locked", "refused")
+                .subject(user_key.clone())
+                .client(Some(ip.clone()))
+                .detail(format!("the {what} budget is spent (second step)")),
+        );
+    };
+    let by_ip = match gw.ip_limiter.reserve(shared, &ip).await {
+        Ok(r) => r,
+        Err(secs) => {
+            locked("address");
+            return login_limits::refused(secs);
+        }
+    };
+    let by_user = match gw.user_limiter.reserve(shared, &user_key).await {
+        Ok(r) => r,
+        Err(secs) => {
+            gw.ip_limiter.settle(shared, by_ip, Outcome::Void).await;
+            locked("username");
+            return login_limits::refused(secs);
+        }
+    };
+    let with_recovery_code = body.recovery_code.is_some();
+    let payload = json!({
+        "user_id": challenge.user_id,
+        "code": body.code,
+        "recovery_code": body.recovery_code,
+    });
+    let checked = users_call(&gw, Method::POST, "/internal/mfa/verify", Some(payload)).await;
+    let outcome = match &checked {
+        Ok((StatusCode::OK, _)) => Outcome::Passed,
+        Ok((StatusCode::UNAUTHORIZED, _)) => Outcome::Failed,
+        _ => Outcome::Void,
+    };
+    gw.user_limiter.settle(shared, by_user, outcome).await;
+    gw.ip_limiter.settle(shared, by_ip, outcome).await;
+    let (status, value) = match checked {
+        Ok(r) => r,
+        Err(res) => {
+            gw.metrics.login("error");
+            return res;
+        }
+    };
+    match status {
+        StatusCode::OK => {}
+        StatusCode::UNAUTHORIZED => {
+            gw.metrics.login("mfa_failure");
+            gw.audit.record(
+                Event::new("login.mfa_failure", "failure")
+                    .actor(Some(challenge.user_id))
+                    .subject(user_key)
+                    .client(Some(ip))
+                    .detail(if with_recovery_code {
+                        "a wrong or used recovery code"
+                    } else {
+                        "a wrong or reused code"
+                    }),
+            );
+            return Problem::new(StatusCode::UNAUTHORIZED, "invalid-code", "Unauthorized")
+                .with_detail("the code is not valid, or was used before")
+                .to_response();
+        }
+        _ => {
+            gw.metrics.login("error");
+            return users_unavailable();
+        }
+    }
+    let Ok(identity) = serde_json::from_value::<Identity>(value) else {
+        gw.metrics.login("error");
+        return users_unavailable();
+    };
+    // The one request that uses the challenge (another on any replica, at
+    // the same moment, gets nothing).
+    match gw.challenges.spend(&challenge).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid-challenge",
+                "Unauthorized",
+            )
+            .with_detail(crate::mfa::Refused::Used.reason())
+            .to_response();
+        }
+        Err(e) => return internal(e),
+    }
+    gw.metrics.login("success");
+    gw.audit.record(
+        Event::new("login.success", "success")
+            .actor(Some(identity.id))
+            .subject(user_key)
+            .client(Some(ip))
+            .detail(if with_recovery_code {
+                "password and a recovery code"
+            } else {
+                "password and a code"
+            }),
+    );
+    match gw.sessions.start(identity.id, &["pwd", "otp"]).await {
+        Ok((session, issued)) => token_pair(&gw, &identity, &session, issued),
         Err(e) => internal(e),
     }
 }
@@ -310,7 +577,7 @@ pub async fn refresh(
                     .subject(user.to_string())
                     .client(ip),
             );
-            token_pair(&gw, &identity, found.family.id, issued)
+            token_pair(&gw, &identity, &Started::of(&found.family), issued)
         }
         Err(SessionError::Db(e)) => internal(e),
         Err(e) => refresh_refused(&e.to_string()),

@@ -47,6 +47,7 @@ pub struct Edge {
 /// test below, which reads them from its source.
 const OWN_EXACT: &[&str] = &[
     "/api/login",
+    "/api/login/mfa",
     "/api/refresh",
     "/api/logout",
     "/api/audit",

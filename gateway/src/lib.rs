@@ -27,6 +27,7 @@ pub mod edge;
 pub mod issuers;
 pub mod login_limits;
 pub mod metrics;
+pub mod mfa;
 pub mod oauth;
 pub mod openapi;
 pub mod ops;

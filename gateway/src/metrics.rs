@@ -221,7 +221,15 @@ impl Metrics {
             ),
             &["result"],
         )?;
-        for outcome in ["success", "failure", "locked", "rate_limited", "error"] {
+        for outcome in [
+            "success",
+            "failure",
+            "locked",
+            "rate_limited",
+            "error",
+            "mfa_required",
+            "mfa_failure",
+        ] {
             logins.with_label_values(&[outcome]);
         }
         for by in ["username", "address"] {
@@ -330,8 +338,9 @@ impl Metrics {
         s.latency.saturating_record(us);
     }
 
-    /// A password login ended so (`outcome`: success, failure, locked,
-    /// rate_limited, error).
+    /// A login ended so (`outcome`: success, failure, locked, rate_limited,
+    /// error; mfa_required: the password was right and a code is asked
+    /// for; mfa_failure: a wrong code at the second step).
     pub fn login(&self, outcome: &str) {
         self.logins.with_label_values(&[outcome]).inc();
     }

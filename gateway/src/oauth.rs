@@ -414,6 +414,9 @@ async fn issue(req: &HttpRequest, gw: &Gateway, body: &[u8]) -> Result<HttpRespo
         client_id: Some(client.client_id.clone()),
         roles: client.roles.clone(),
         username: client.client_id.clone(),
+        amr: Vec::new(),
+        acr: None,
+        auth_time: None,
         extra: Default::default(),
     };
     let access_token = gw.live.load().tokens.sign(claims).map_err(|e| {
@@ -566,11 +569,18 @@ pub async fn authorization_server(gw: web::Data<Gateway>) -> HttpResponse {
 /// signing algorithms listed are those of its published keys.
 #[utoipa::path(get, operation_id = "openid_configuration", path = "/.well-known/openid-configuration", summary = "OpenID Connect discovery document", tag = "oauth",
     responses(
-        (status = 200, description = "The RFC 8414 metadata plus `subject_types_supported` and `id_token_signing_alg_values_supported` (the algorithms of the published keys)", body = Object),
+        (status = 200, description = "The RFC 8414 metadata plus `subject_types_supported`, `id_token_signing_alg_values_supported` (the algorithms of the published keys) and `acr_values_supported`", body = Object),
     ))]
 pub async fn openid_configuration(gw: web::Data<Gateway>) -> HttpResponse {
     let mut m = metadata(&gw);
     m.insert("subject_types_supported".into(), json!(["public"]));
+    // The context classes of the gateway's own access tokens (`acr`): a
+    // password, or a password and a second factor (RFC 9470 names the
+    // latter in its step-up challenges).
+    m.insert(
+        "acr_values_supported".into(),
+        json!([crate::tokens::ACR_PASSWORD, crate::tokens::ACR_MFA]),
+    );
     m.insert(
         "id_token_signing_alg_values_supported".into(),
         json!(gw.live.load().tokens.published_algorithms()),

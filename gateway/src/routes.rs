@@ -286,7 +286,8 @@ pub enum RuleConfig {
     Keyword(Keyword),
     Roles(Vec<String>),
     /// `{scopes: [orders:write], roles: [user]}`: every scope, and one of
-    /// the roles when roles are given.
+    /// the roles when roles are given; `mfa: true` adds a second factor
+    /// (`{roles: [admin], mfa: true}`).
     Grant(GrantConfig),
 }
 
@@ -295,7 +296,11 @@ pub enum RuleConfig {
 pub struct GrantConfig {
     #[serde(default)]
     pub roles: Vec<String>,
+    #[serde(default)]
     pub scopes: Vec<String>,
+    /// The caller's login had a second factor (`amr` with `otp`).
+    #[serde(default)]
+    pub mfa: bool,
 }
 
 /// An OAuth scope token (RFC 6749 section 3.3): printable ASCII without
@@ -321,11 +326,12 @@ pub enum Rule {
     Authenticated,
     /// Any one of these roles.
     AnyRole(Vec<String>),
-    /// Every one of these scopes, and any one of the roles (none: no role
-    /// needed).
-    Scoped {
+    /// Every one of these scopes, any one of the roles (none: no role
+    /// needed), and a second factor when `mfa` is set.
+    Grant {
         roles: Vec<String>,
         scopes: Vec<String>,
+        mfa: bool,
     },
 }
 
@@ -342,8 +348,10 @@ impl Rule {
                 None => Ok(Rule::AnyRole(r.clone())),
             },
             RuleConfig::Grant(g) => {
-                if g.scopes.is_empty() {
-                    return Err("`scopes` must name at least one scope (or use a role list)".into());
+                if g.scopes.is_empty() && !g.mfa {
+                    return Err(
+                        "name at least one of `scopes`, or `mfa: true` (or use a role list)".into(),
+                    );
                 }
                 if let Some(bad) = g.scopes.iter().find(|s| !is_valid_scope(s)) {
                     return Err(format!("`{bad}` is not a valid scope"));
@@ -351,9 +359,10 @@ impl Rule {
                 if let Some(bad) = g.roles.iter().find(|x| !common::identity::is_valid_role(x)) {
                     return Err(format!("`{bad}` is not a valid role name"));
                 }
-                Ok(Rule::Scoped {
+                Ok(Rule::Grant {
                     roles: g.roles.clone(),
                     scopes: g.scopes.clone(),
+                    mfa: g.mfa,
                 })
             }
         }
@@ -362,7 +371,7 @@ impl Rule {
     /// The scopes the rule needs (none for the other rules).
     pub fn scopes(&self) -> &[String] {
         match self {
-            Rule::Scoped { scopes, .. } => scopes,
+            Rule::Grant { scopes, .. } => scopes,
             _ => &[],
         }
     }
@@ -370,7 +379,7 @@ impl Rule {
     /// The roles the rule accepts, when it names any.
     pub fn roles(&self) -> &[String] {
         match self {
-            Rule::AnyRole(roles) | Rule::Scoped { roles, .. } => roles,
+            Rule::AnyRole(roles) | Rule::Grant { roles, .. } => roles,
             _ => &[],
         }
     }
@@ -489,11 +498,18 @@ impl Route {
             Rule::Public => "public".to_owned(),
             Rule::Authenticated => "authenticated".to_owned(),
             Rule::AnyRole(roles) => format!("any of: {}", roles.join(", ")),
-            Rule::Scoped { roles, scopes } if roles.is_empty() => {
-                format!("scopes: {}", scopes.join(" "))
-            }
-            Rule::Scoped { roles, scopes } => {
-                format!("scopes: {}; any of: {}", scopes.join(" "), roles.join(", "))
+            Rule::Grant { roles, scopes, mfa } => {
+                let mut parts = Vec::new();
+                if !scopes.is_empty() {
+                    parts.push(format!("scopes: {}", scopes.join(" ")));
+                }
+                if !roles.is_empty() {
+                    parts.push(format!("any of: {}", roles.join(", ")));
+                }
+                if *mfa {
+                    parts.push("a second factor".to_owned());
+                }
+                parts.join("; ")
             }
         };
         let mut out: BTreeMap<String, String> = self
@@ -807,9 +823,10 @@ mod tests {
         };
         assert_eq!(
             rule(serde_json::json!({"scopes": ["orders:write"]})).unwrap(),
-            Rule::Scoped {
+            Rule::Grant {
                 roles: vec![],
-                scopes: vec!["orders:write".into()]
+                scopes: vec!["orders:write".into()],
+                mfa: false,
             }
         );
         assert_eq!(

@@ -33,12 +33,22 @@ pub mod entity {
             pub created_at: DateTimeUtc,
             pub expires_at: DateTimeUtc,
             pub revoked_at: Option<DateTimeUtc>,
+            /// How the session's login authenticated (RFC 8176 `amr`
+            /// values, space-separated): its access tokens say so.
+            pub amr: String,
         }
 
         #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
         pub enum Relation {}
 
         impl ActiveModelBehavior for ActiveModel {}
+
+        impl Model {
+            /// The session's `amr` values.
+            pub fn methods(&self) -> Vec<String> {
+                self.amr.split_whitespace().map(str::to_owned).collect()
+            }
+        }
     }
 
     pub mod refresh {
@@ -128,6 +138,25 @@ pub fn user_cutoff_key(user: Uuid, at: i64) -> String {
 pub struct Issued {
     pub token: String,
     pub expires_at: DateTime<Utc>,
+}
+
+/// A session as its access tokens describe it: its id (`sid`), when its
+/// login happened (`auth_time`) and how (`amr`).
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub id: Uuid,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+}
+
+impl Started {
+    pub fn of(family: &family::Model) -> Self {
+        Self {
+            id: family.id,
+            auth_time: family.created_at.timestamp(),
+            amr: family.methods(),
+        }
+    }
 }
 
 /// A stored refresh token and its family.
@@ -309,7 +338,7 @@ impl Sessions {
     }
 
     /// A login: a new family and its first refresh token.
-    pub async fn start(&self, user_id: Uuid) -> Result<(Uuid, Issued), DbErr> {
+    pub async fn start(&self, user_id: Uuid, amr: &[&str]) -> Result<(Started, Issued), DbErr> {
         let now = Utc::now();
         let fam = family::ActiveModel {
             id: Set(Uuid::new_v4()),
@@ -317,11 +346,12 @@ impl Sessions {
             created_at: Set(now),
             expires_at: Set(now + self.session_max),
             revoked_at: Set(None),
+            amr: Set(amr.join(" ")),
         }
         .insert(&self.db)
         .await?;
         let issued = self.add_token(fam.id, fam.expires_at).await?;
-        Ok((fam.id, issued))
+        Ok((Started::of(&fam), issued))
     }
 
     /// A known refresh token and its family, as stored.

@@ -51,6 +51,9 @@ pub struct Settings {
     pub proof: ProofSigning,
     pub tokens: TokenSettings,
     pub login_limits: LoginLimits,
+    /// Second factors: who must use one, the login challenge's lifetime.
+    #[serde(default)]
+    pub mfa: crate::mfa::MfaSettings,
     pub identity: IdentitySettings,
     /// Proxies in front of the gateway (CIDRs or addresses) whose
     /// `Forwarded`/`X-Forwarded-For` name the client; a list or a
@@ -243,6 +246,22 @@ impl Settings {
             service: "gateway".into(),
             message,
         };
+        if let Some(bad) = self
+            .mfa
+            .required_for_roles
+            .iter()
+            .find(|r| !common::identity::is_valid_role(r))
+        {
+            return Err(invalid(format!(
+                "mfa.required_for_roles: `{bad}` is not a valid role name"
+            )));
+        }
+        if !(1..=3600).contains(&self.mfa.challenge_ttl_secs) {
+            return Err(invalid(format!(
+                "mfa.challenge_ttl_secs: {} is out of range (1 to 3600)",
+                self.mfa.challenge_ttl_secs
+            )));
+        }
         if !(1..=common::identity::MAX_PROOF_TTL_SECS).contains(&self.proof.ttl_secs) {
             return Err(invalid(format!(
                 "proof.ttl_secs: {} is out of range (1 to {})",

@@ -120,6 +120,7 @@ pub async fn build_with_source(
     let t = &settings.tokens;
     let audit = common::audit::AuditLog::new(db.clone(), "gateway");
     let clients = crate::clients::Clients::new(db.clone());
+    let challenges = crate::mfa::Challenges::new(db.clone(), settings.mfa.challenge_ttl_secs);
     let sessions = Arc::new(
         Sessions::load(
             db,
@@ -166,6 +167,8 @@ pub async fn build_with_source(
             .collect(),
         users_upstream: settings.identity.users_upstream.clone(),
         access_ttl_secs: t.access_ttl_secs,
+        mfa_roles: settings.mfa.required_for_roles.clone(),
+        challenges,
         user_limiter: FailureLimiter::new("user", settings.login_limits.per_username),
         ip_limiter: FailureLimiter::new("ip", settings.login_limits.per_ip),
         client_limiter: FailureLimiter::new("client", settings.login_limits.per_username),
@@ -276,6 +279,7 @@ pub async fn build_with_source(
                         ))
                         .wrap(actix_web::middleware::from_fn(crate::edge::observe))
                         .service(web::resource("/api/login").post(auth::login))
+                        .service(web::resource("/api/login/mfa").post(auth::login_mfa))
                         .service(web::resource("/api/refresh").post(auth::refresh))
                         .service(web::resource("/api/logout").post(auth::logout))
                         .service(web::resource("/api/audit").get(crate::audit::list))

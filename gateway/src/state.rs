@@ -142,6 +142,10 @@ pub struct Gateway {
     /// The upstream that checks credentials and re-reads users.
     pub users_upstream: String,
     pub access_ttl_secs: i64,
+    /// Roles exercised only with a second factor (`mfa.required_for_roles`).
+    pub mfa_roles: Vec<String>,
+    /// The challenges between a login's two steps.
+    pub challenges: crate::mfa::Challenges,
     pub user_limiter: FailureLimiter,
     /// Failed client authentications per address count here too, with
     /// failed logins.

@@ -52,13 +52,42 @@ pub struct AccessClaims {
     pub client_id: Option<String>,
     pub roles: Vec<String>,
     pub username: String,
+    /// How the user authenticated (RFC 8176 `amr`: `pwd`, then `otp` after
+    /// a second factor); a trusted provider's token keeps its own. Absent
+    /// from machine clients' tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// The authentication context class (OIDC `acr`): [`ACR_PASSWORD`] or
+    /// [`ACR_MFA`] in the gateway's own tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// When the login that started the session happened (OIDC
+    /// `auth_time`, Unix seconds); refreshed tokens keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
     /// Claims of a trusted provider's token kept for forwarding (claim ->
     /// value as text); never part of a token the gateway signs.
     #[serde(skip)]
     pub extra: std::collections::BTreeMap<String, String>,
 }
 
+/// `acr` of a login by password alone.
+pub const ACR_PASSWORD: &str = "urn:gatehouse:acr:password";
+/// `acr` of a login with a second factor.
+pub const ACR_MFA: &str = "urn:gatehouse:acr:mfa";
+
+/// The RFC 8176 `amr` values that name a second factor: a one-time code,
+/// "multiple factors", a hardware key (a passkey, a security key).
+pub const SECOND_FACTOR_METHODS: [&str; 3] = ["otp", "mfa", "hwk"];
+
 impl AccessClaims {
+    /// The login behind the token used a second factor.
+    pub fn has_second_factor(&self) -> bool {
+        self.amr
+            .iter()
+            .any(|m| SECOND_FACTOR_METHODS.contains(&m.as_str()))
+    }
+
     /// A claim as the text a header would carry: one the gateway's own
     /// tokens have, or one kept from a provider's token.
     pub fn text(&self, name: &str) -> Option<String> {
@@ -624,6 +653,9 @@ mod tests {
             client_id: None,
             roles: vec!["user".into()],
             username: "alice".into(),
+            amr: Vec::new(),
+            acr: None,
+            auth_time: None,
             extra: Default::default(),
         }
     }

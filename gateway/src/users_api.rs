@@ -23,6 +23,9 @@ pub struct Identity {
     pub username: String,
     pub roles: Vec<String>,
     pub is_active: bool,
+    /// A second factor is active: a login takes a code too.
+    #[serde(default)]
+    pub mfa_enabled: bool,
 }
 
 pub fn users_unavailable() -> HttpResponse {

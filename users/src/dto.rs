@@ -32,6 +32,10 @@ pub struct UserResponse {
     /// through its provider only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linked_identity: Option<LinkedIdentity>,
+    /// A second factor (TOTP) is active: logins take a code after the
+    /// password.
+    #[serde(default)]
+    pub mfa_enabled: bool,
 }
 
 /// The external identity a linked account signs in as.
@@ -57,6 +61,7 @@ impl From<User> for UserResponse {
             linked_identity: u
                 .linked
                 .map(|(issuer, subject)| LinkedIdentity { issuer, subject }),
+            mfa_enabled: u.mfa,
         }
     }
 }
@@ -164,6 +169,10 @@ pub struct UserIdentity {
     pub username: String,
     pub roles: Vec<Role>,
     pub is_active: bool,
+    /// A second factor is active: the gateway asks for a code before it
+    /// issues tokens.
+    #[serde(default)]
+    pub mfa_enabled: bool,
 }
 
 impl From<User> for UserIdentity {
@@ -173,6 +182,7 @@ impl From<User> for UserIdentity {
             username: u.username,
             roles: u.roles,
             is_active: u.is_active,
+            mfa_enabled: u.mfa,
         }
     }
 }

@@ -22,6 +22,18 @@ pub enum Error {
     Forbidden(&'static str),
     #[error(transparent)]
     Hash(#[from] HashError),
+    /// Enrolment asked for while a second factor is active.
+    #[error("a second factor is already active for this account")]
+    MfaAlreadyEnabled,
+    /// A confirmation without an enrolment in progress.
+    #[error("no second-factor enrolment is in progress; start one first")]
+    MfaNotPending,
+    /// A second-factor operation on an account without one.
+    #[error("this account has no second factor")]
+    MfaNotEnabled,
+    /// A TOTP secret that does not open (another key, a damaged value).
+    #[error("a second-factor secret could not be sealed or opened")]
+    Sealing,
     #[error(transparent)]
     Db(DbErr),
 }
@@ -64,6 +76,10 @@ impl Error {
                 "too many password operations in progress; retry shortly",
             ),
             Error::Hash(HashError::Failed(_)) => Problem::internal(),
+            Error::MfaAlreadyEnabled => Problem::conflict("mfa-already-enabled", self.to_string()),
+            Error::MfaNotPending => Problem::conflict("mfa-not-pending", self.to_string()),
+            Error::MfaNotEnabled => Problem::conflict("mfa-not-enabled", self.to_string()),
+            Error::Sealing => Problem::internal(),
             Error::Db(e) => common::db::problem(e),
         }
     }
@@ -75,7 +91,7 @@ impl ResponseError for Error {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let Error::Db(_) | Error::Hash(HashError::Failed(_)) = self {
+        if let Error::Db(_) | Error::Hash(HashError::Failed(_)) | Error::Sealing = self {
             tracing::error!(error = %self, "internal error");
         }
         let mut res = self.problem().to_response();

@@ -14,6 +14,8 @@ pub mod domain;
 pub mod dto;
 pub mod entity;
 pub mod error;
+pub mod mfa;
+pub mod mfa_routes;
 pub mod password;
 pub mod routes;
 pub mod service;
@@ -54,6 +56,10 @@ pub async fn build_with_listener(
     .await
     .context("starting the password hasher")??;
     bootstrap::ensure_admin(&db, &hasher, &settings.admin).await?;
+    let sealer = web::Data::new(
+        mfa::SecretBox::load(&settings.mfa, &settings.data_dir)
+            .context("loading the MFA key (mfa.key_file, MFA_SECRET_KEY)")?,
+    );
 
     let audit = web::Data::new(common::audit::AuditLog::new(db.clone(), "users"));
     let db = web::Data::new(db);
@@ -69,7 +75,8 @@ pub async fn build_with_listener(
             cfg.app_data(db.clone())
                 .app_data(hasher.clone())
                 .app_data(verifier.clone())
-                .app_data(audit.clone());
+                .app_data(audit.clone())
+                .app_data(sealer.clone());
             routes::configure(cfg);
         },
     )?)

@@ -50,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .delete(delete_user),
         )
         .service(web::resource("/me").get(get_me).patch(update_me))
+        .configure(crate::mfa_routes::configure)
         .service(web::resource("/internal/credentials/verify").post(verify_credentials))
         .service(web::resource("/internal/users/{id}").get(internal_get_user))
         .service(web::resource("/internal/links").post(link_identity))
@@ -629,13 +630,20 @@ pub async fn openapi_json() -> HttpResponse {
     info(title = "gatehouse users service", version = "0.1.0",
         description = "Accounts, roles and credentials. Reached only through the gateway, which proves the caller's identity."),
     paths(list_users, create_user, get_user, update_user, delete_user, get_me, update_me,
-        verify_credentials, internal_get_user, link_identity, internal_audit, common::http::healthz, common::http::readyz, openapi_json),
+        crate::mfa_routes::status, crate::mfa_routes::enrol, crate::mfa_routes::confirm,
+        crate::mfa_routes::disable, crate::mfa_routes::new_recovery_codes, crate::mfa_routes::reset,
+        verify_credentials, internal_get_user, link_identity, crate::mfa_routes::verify,
+        internal_audit, common::http::healthz, common::http::readyz, openapi_json),
     components(schemas(Problem, FieldError, UserResponse, UserList, CreateUserRequest, UpdateUserRequest,
-        UpdateMeRequest, CredentialsRequest, UserIdentity, LinkRequest, LinkedIdentity, Role, Health, AuditRecord)),
+        UpdateMeRequest, CredentialsRequest, UserIdentity, LinkRequest, LinkedIdentity, Role, Health, AuditRecord,
+        crate::mfa_routes::EnrolRequest, crate::mfa_routes::TotpEnrolment, crate::mfa_routes::CodeRequest,
+        crate::mfa_routes::DisableRequest, crate::mfa_routes::RecoveryCodes, crate::mfa_routes::MfaStatus,
+        crate::mfa_routes::MfaVerifyRequest)),
     modifiers(&GatewayProofScheme, &TextInputErrors),
     tags(
         (name = "users", description = "Account administration (admin role)"),
         (name = "me", description = "The caller's own account"),
+        (name = "mfa", description = "The caller's second factor: TOTP (RFC 6238) and recovery codes"),
         (name = "internal", description = "Called by the gateway only; never exposed publicly"),
         (name = "health", description = "Probes and metadata"),
     )

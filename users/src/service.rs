@@ -31,6 +31,8 @@ pub struct User {
     /// The external identity (issuer, subject) the account signs in as,
     /// when it was created by a trusted identity provider's token.
     pub linked: Option<(String, String)>,
+    /// A second factor (TOTP) is active.
+    pub mfa: bool,
 }
 
 impl User {
@@ -45,6 +47,7 @@ impl User {
             created_at: m.created_at,
             updated_at: m.updated_at,
             linked: None,
+            mfa: false,
         }
     }
 
@@ -119,6 +122,7 @@ async fn load<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<User> {
     let roles = roles_of(db, &[id]).await?.remove(&id).unwrap_or_default();
     let mut user = User::from_model(m, roles);
     user.linked = links_of(db, &[id]).await?.remove(&id);
+    user.mfa = crate::mfa::state(db, id).await? == crate::mfa::State::Active;
     Ok(user)
 }
 
@@ -250,11 +254,13 @@ pub async fn list<C: ConnectionTrait>(
     let ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
     let mut roles = roles_of(db, &ids).await?;
     let mut links = links_of(db, &ids).await?;
+    let mfa = crate::mfa::active_among(db, &ids).await?;
     let users = models.into_iter().map(|m| {
         let r = roles.remove(&m.id).unwrap_or_default();
         let linked = links.remove(&m.id);
         User {
             linked,
+            mfa: mfa.contains(&m.id),
             ..User::from_model(m, r)
         }
     });
@@ -335,11 +341,11 @@ pub async fn find_for_login<C: ConnectionTrait>(
         return Ok(None);
     };
     let hash = m.password_hash.clone();
-    let roles = roles_of(db, &[m.id])
-        .await?
-        .remove(&m.id)
-        .unwrap_or_default();
-    Ok(Some((User::from_model(m, roles), hash)))
+    let id = m.id;
+    let roles = roles_of(db, &[id]).await?.remove(&id).unwrap_or_default();
+    let mut user = User::from_model(m, roles);
+    user.mfa = crate::mfa::state(db, id).await? == crate::mfa::State::Active;
+    Ok(Some((user, hash)))
 }
 
 /// The stored hash of a user's password.

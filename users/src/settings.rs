@@ -22,6 +22,7 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("ADMIN_PASSWORD", "admin.password"),
     ("ADMIN_EMAIL", "admin.email"),
     ("GATEWAY_PROOF_PUBLIC_KEY", "gateway_proof.public_key_pem"),
+    ("MFA_SECRET_KEY", "mfa.key"),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -34,6 +35,9 @@ pub struct Settings {
     pub gateway_proof: ProofSettings,
     pub admin: AdminSettings,
     pub password: PasswordSettings,
+    /// Second factors: where the key sealing TOTP secrets comes from.
+    #[serde(default)]
+    pub mfa: crate::mfa::MfaSettings,
     /// Traces (`common::traces`): no export unless an endpoint is set.
     #[serde(default)]
     pub tracing: common::traces::TracingSettings,

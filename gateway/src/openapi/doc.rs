@@ -23,7 +23,7 @@ send `Authorization: Bearer <access_token>`; a machine client gets its token fro
 security requirement and `x-required-scopes`), and the errors the gateway itself may answer \
 (problem+json, RFC 9457; the OAuth endpoints answer as RFC 6749 says)."),
     paths(
-        crate::auth::login, crate::auth::refresh, crate::auth::logout, crate::auth::jwks,
+        crate::auth::login, crate::auth::login_mfa, crate::auth::refresh, crate::auth::logout, crate::auth::jwks,
         crate::admin::reload, crate::admin::routes, crate::admin::upstreams,
         crate::admin::add_target, crate::admin::remove_target, crate::ops::stats,
         crate::audit::list,
@@ -35,6 +35,7 @@ security requirement and `x-required-scopes`), and the errors the gateway itself
     ),
     components(schemas(
         crate::auth::LoginRequest, crate::auth::RefreshRequest, crate::auth::TokenResponse,
+        crate::auth::MfaLoginRequest, crate::auth::MfaRequired,
         crate::tokens::JwkSet, crate::tokens::Jwk, crate::admin::TargetRequest, Problem, FieldError,
         common::audit::AuditPage, common::audit::AuditRecord,
         crate::oauth::ClientTokenResponse, crate::oauth::OAuthErrorBody,

@@ -149,24 +149,35 @@ fn access_note(rule: &Rule) -> String {
                 .collect::<Vec<_>>()
                 .join(" or ")
         ),
-        Rule::Scoped { roles, scopes } => {
-            let scopes = scopes
-                .iter()
-                .map(|s| format!("`{s}`"))
-                .collect::<Vec<_>>()
-                .join(" and ");
-            if roles.is_empty() {
-                format!("**Access:** bearer token with the scope {scopes}.")
-            } else {
-                format!(
-                    "**Access:** bearer token with the scope {scopes} and the role {}.",
+        Rule::Grant { roles, scopes, mfa } => {
+            let mut needs = Vec::new();
+            if !scopes.is_empty() {
+                needs.push(format!(
+                    "the scope {}",
+                    scopes
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ));
+            }
+            if !roles.is_empty() {
+                needs.push(format!(
+                    "the role {}",
                     roles
                         .iter()
                         .map(|r| format!("`{r}`"))
                         .collect::<Vec<_>>()
                         .join(" or ")
-                )
+                ));
             }
+            if *mfa {
+                needs.push(
+                    "a login with a second factor (`amr` with `otp`; else 403 `insufficient_user_authentication`)"
+                        .to_owned(),
+                );
+            }
+            format!("**Access:** bearer token with {}.", needs.join(" and "))
         }
     }
 }
@@ -175,7 +186,7 @@ fn required_roles(rule: &Rule) -> Option<Value> {
     match rule {
         Rule::Public => None,
         Rule::Authenticated => Some(json!([])),
-        Rule::AnyRole(roles) | Rule::Scoped { roles, .. } => Some(json!(roles)),
+        Rule::AnyRole(roles) | Rule::Grant { roles, .. } => Some(json!(roles)),
     }
 }
 
@@ -240,7 +251,7 @@ fn protect(
         // The service's own 401 (no gateway proof) cannot reach a caller.
         responses.remove("401");
         add_gateway_error(&mut responses, "401");
-        if matches!(rule, Rule::AnyRole(_) | Rule::Scoped { .. }) {
+        if matches!(rule, Rule::AnyRole(_) | Rule::Grant { .. }) {
             add_gateway_error(&mut responses, "403");
         }
     }

@@ -15,26 +15,6 @@ async fn audit(s: &Stack, admin: &str, query: &str, at_least: usize) -> Value {
     audit_until(s, admin, query, |items| items.len() >= at_least).await
 }
 
-/// The same, once `ready` holds for its items.
-async fn audit_until(
-    s: &Stack,
-    admin: &str,
-    query: &str,
-    ready: impl Fn(&[Value]) -> bool,
-) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..60 {
-        let r = s.get(admin, &format!("/api/audit{query}")).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        if ready(r.body["items"].as_array().map_or(&[][..], Vec::as_slice)) {
-            return r.body;
-        }
-        last = r.body;
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the records for {query} never came: {last}");
-}
-
 fn events(page: &Value) -> Vec<String> {
     page["items"]
         .as_array()

@@ -13,6 +13,7 @@ pub struct Stack {
     pub env: TestEnv,
     pub users_port: u16,
     pub echo_port: u16,
+    pub users_db: String,
     pub gateway_db: String,
     pub gw_handle: actix_web::dev::ServerHandle,
     pub overrides: Overrides,
@@ -72,7 +73,7 @@ pub async fn spawn_stack_on(
     let users_db = env.database("users").await;
     let us: users::Settings = users::Settings::loader()
         .set("data_dir", env.data_dir())
-        .set("database.url", users_db)
+        .set("database.url", users_db.clone())
         .set("workers", 1)
         .set("admin.password", ADMIN_PASSWORD)
         .extract()
@@ -108,6 +109,7 @@ pub async fn spawn_stack_on(
         env,
         users_port,
         echo_port,
+        users_db,
         gateway_db,
         gw_handle,
         overrides,
@@ -528,4 +530,27 @@ pub fn proof_covered(
         );
     }
     v.identity(&h).unwrap().1
+}
+
+/// The audit trail as `admin` sees it with `query` (`?event=...`), once
+/// `ready` holds for its items: records are written beside the requests,
+/// by the audit log's batch writer, so a test reading right after an
+/// action waits for them (up to 3 s).
+pub async fn audit_until(
+    s: &Stack,
+    admin: &str,
+    query: &str,
+    ready: impl Fn(&[Value]) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..60 {
+        let r = s.get(admin, &format!("/api/audit{query}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        if ready(r.body["items"].as_array().map_or(&[][..], Vec::as_slice)) {
+            return r.body;
+        }
+        last = r.body;
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the records for {query} never came: {last}");
 }

@@ -10,6 +10,7 @@ mod flow;
 mod helpers;
 mod issuer;
 mod logins;
+mod mfa;
 mod observability;
 mod ratelimits;
 mod sessions;

@@ -24,6 +24,9 @@ fn claims(sub: &str, iat: i64, exp: i64, roles: &[&str]) -> AccessClaims {
         client_id: None,
         roles: roles.iter().map(|r| r.to_string()).collect(),
         username: "admin".into(),
+        amr: Vec::new(),
+        acr: None,
+        auth_time: None,
         extra: Default::default(),
     }
 }

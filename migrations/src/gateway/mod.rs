@@ -1,12 +1,14 @@
 //! The gateway's schema: refresh-token families (one per login), the
 //! refresh tokens in them (stored only as hashes), and revoked access-token
-//! ids (the deny list), so sessions and revocations survive a restart; and
-//! the audit trail of what the gateway sees.
+//! ids (the deny list), so sessions and revocations survive a restart; the
+//! audit trail of what the gateway sees; machine clients; and the challenges
+//! between the two steps of a login with a second factor.
 
 use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_sessions;
 mod m20261202_000002_create_oauth_clients;
+mod m20261207_000003_create_mfa_challenges;
 
 crate::migrator!(
     "seaql_migrations_gateway",
@@ -14,5 +16,6 @@ crate::migrator!(
         m20261122_000001_create_sessions::Migration,
         crate::shared::m20261202_000001_create_audit_events::Migration,
         m20261202_000002_create_oauth_clients::Migration,
+        m20261207_000003_create_mfa_challenges::Migration,
     ]
 );

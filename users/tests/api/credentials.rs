@@ -12,7 +12,7 @@ async fn credential_check() {
     assert_eq!(ok.status, 200, "{}", ok.text);
     assert_eq!(
         ok.body,
-        json!({"id": ivy.body["id"], "username": "ivy", "roles": ["user"], "is_active": true})
+        json!({"id": ivy.body["id"], "username": "ivy", "roles": ["user"], "is_active": true, "mfa_enabled": false})
     );
 
     // One uniform answer for every failure.
