@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates the keys docker-compose mounts as secrets (./secrets, git-ignored):
-# the gateway's proof key pair (Ed25519), the access-token signing key and
-# the gateway's TLS certificate.
+# the gateway's proof key pair (Ed25519), the access-token signing key, the
+# users service's key sealing TOTP secrets, and the gateway's TLS certificate.
 # Existing files are kept: rerunning never rotates a key by accident.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,10 @@ gen() {
 }
 gen gateway-proof
 gen access-token
+# 32 random bytes (base64) sealing the TOTP secrets of second factors: losing
+# it makes every enrolled second factor unusable, so back it up with the
+# database.
+[ -f secrets/mfa.key ] || openssl rand -base64 32 > secrets/mfa.key
 # The gateway's TLS certificate: a self-signed one for GATEWAY_HOSTNAME
 # (localhost by default) until you put your own chain and key here (a public
 # CA's, or cert-manager's); the gateway reloads them when they change.

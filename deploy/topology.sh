@@ -54,6 +54,7 @@ up() {
     [ -f "$STATE/secrets/$k.key.pem" ] || openssl genpkey -algorithm ed25519 -out "$STATE/secrets/$k.key.pem"
     openssl pkey -in "$STATE/secrets/$k.key.pem" -pubout -out "$STATE/secrets/$k.pub.pem"
   done
+  [ -f "$STATE/secrets/mfa.key" ] || (umask 077; openssl rand -base64 32 > "$STATE/secrets/mfa.key")
   # The gateway's certificate, as make-secrets.sh makes it (self-signed, for 127.0.0.1).
   [ -f "$STATE/secrets/gateway-tls.crt" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
     -nodes -days 90 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
@@ -67,7 +68,7 @@ up() {
   local pub="[\"$STATE/secrets/gateway-proof.pub.pem\"]"
   start users users USERS__LISTEN=127.0.0.1:"$(port users)" DATABASE_URL="$PG_URL/${DB_PREFIX}_users" \
     USERS__DATABASE__AUTO_MIGRATE=false USERS__GATEWAY_PROOF__PUBLIC_KEY_FILES="$pub" \
-    ADMIN_PASSWORD="$ADMIN_PASSWORD"
+    USERS__MFA__KEY_FILE="$STATE/secrets/mfa.key" ADMIN_PASSWORD="$ADMIN_PASSWORD"
   start orders orders ORDERS__LISTEN=127.0.0.1:"$(port orders)" DATABASE_URL="$PG_URL/${DB_PREFIX}_orders" \
     ORDERS__DATABASE__AUTO_MIGRATE=false ORDERS__GATEWAY_PROOF__PUBLIC_KEY_FILES="$pub"
   for s in scanner1 scanner2; do

@@ -362,6 +362,8 @@ async fn the_topology_as_processes_survives_failures_and_shares_state() {
     let keys = work.path().join("secrets");
     common::keys::ensure_ed25519(&keys, "gateway-proof").unwrap();
     common::keys::ensure_ed25519(&keys, "access-token").unwrap();
+    let mfa_key = keys.join("mfa.key");
+    common::keys::write_private(&mfa_key, b"c2VhbGVkLWJ5LWEta2V5LW9mLXRoZS10ZXN0LTMyYiE=").unwrap();
     let proof_pub = format!("[\"{}\"]", keys.join("gateway-proof.pub.pem").display());
     // The gateways' certificate, a secret like the keys (here from a CA of
     // the test's own, which the client trusts, instead of self-signed).
@@ -391,7 +393,10 @@ async fn the_topology_as_processes_survives_failures_and_shares_state() {
     let mut users = service(
         "users",
         "users",
-        vec![("ADMIN_PASSWORD", ADMIN_PASSWORD.into())],
+        vec![
+            ("ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
+            ("USERS__MFA__KEY_FILE", mfa_key.display().to_string()),
+        ],
     );
     let mut orders = service("orders", "orders", vec![]);
     let mut scanner1 = service(

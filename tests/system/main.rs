@@ -9,6 +9,7 @@ mod deploy;
 mod documents;
 mod federation;
 mod input;
+mod mfa;
 mod openapi;
 mod services;
 mod support;
