@@ -125,73 +125,113 @@ pub struct TargetRequest {
     pub name: Option<String>,
 }
 
+#[derive(Clone, Copy)]
 enum Change {
     Add,
     Remove,
 }
 
-fn change_target(gw: &Gateway, name: &str, t: TargetRequest, change: Change) -> HttpResponse {
-    let config = match t.name {
-        Some(n) => TargetConfig::Named {
-            name: n,
-            url: t.url,
-        },
-        None => TargetConfig::Url(t.url),
-    };
-    let (target_name, url) = match config.resolve() {
-        Ok(r) => r,
-        Err(e) => {
-            return Problem::validation(vec![common::FieldError {
-                field: if e.starts_with("target name") {
-                    "name"
-                } else {
-                    "url"
-                }
-                .into(),
-                code: "invalid".into(),
-                message: e,
-            }])
-            .to_response();
-        }
-    };
-    let Ok(mut registry) = gw.registry.lock() else {
-        return Problem::internal().to_response();
-    };
-    let live = gw.live.load();
-    let Some(up) = live.upstreams.get(name) else {
+/// A 422 naming the field.
+fn invalid(field: &str, message: String) -> HttpResponse {
+    Problem::validation(vec![common::FieldError {
+        field: field.into(),
+        code: "invalid".into(),
+        message,
+    }])
+    .to_response()
+}
+
+/// The upstream's targets, for the answer.
+fn targets_of(name: &str, up: &crate::upstream::pool::Upstream) -> serde_json::Value {
+    json!({
+        "upstream": name,
+        "targets": up.targets().iter().map(|t| t.view()).collect::<Vec<_>>(),
+    })
+}
+
+/// Register or remove a target: checked, written to the registry in the
+/// database (nothing is stored for a refused one), applied here, and
+/// announced to the other replicas, which have applied it when this
+/// answers (with Redis; otherwise within `registry.resync_secs`).
+async fn change_target(
+    gw: &Gateway,
+    actor: String,
+    name: &str,
+    t: TargetRequest,
+    change: Change,
+) -> HttpResponse {
+    let live = gw.live.load_full();
+    let Some(up) = live.upstreams.get(name).cloned() else {
         return Problem::not_found(format!("no upstream named `{name}`")).to_response();
     };
-    let reg = registry.entry(name.to_owned()).or_default();
-    match change {
+    let stored = match change {
         Change::Add => {
-            if !up.add_target(&target_name, &url) {
+            let url = match crate::upstream::registry::check_url(&t.url, &gw.allowed_targets) {
+                Ok(u) => u,
+                Err(e) => return invalid("url", e),
+            };
+            let config = match t.name {
+                Some(n) => TargetConfig::Named { name: n, url },
+                None => TargetConfig::Url(url),
+            };
+            let (target_name, url) = match config.resolve() {
+                Ok(r) => r,
+                Err(e) => return invalid("name", e),
+            };
+            if up
+                .targets()
+                .iter()
+                .any(|x| x.url == url || x.name == target_name)
+            {
                 return Problem::conflict(
                     "target-exists",
                     format!("`{url}` or the name `{target_name}` is already a target of `{name}`"),
                 )
                 .to_response();
             }
-            reg.removed.remove(&url);
-            reg.added.insert(url.clone(), target_name);
-            tracing::info!(upstream = name, target_url = %url, "target registered");
-            HttpResponse::Created().json(json!({
-                "upstream": name,
-                "targets": up.targets().iter().map(|t| t.view()).collect::<Vec<_>>(),
-            }))
+            let configured = up.is_configured(&url);
+            gw.registrations
+                .add(name, &url, &target_name, configured, Some(actor))
+                .await
         }
         Change::Remove => {
-            if !up.remove_target(&url) {
+            let url = match crate::upstream::pool::target_url(t.url.trim()) {
+                Ok(u) => u,
+                Err(e) => return invalid("url", e),
+            };
+            let Some(target) = up.targets().into_iter().find(|x| x.url == url) else {
                 return Problem::not_found(format!("`{url}` is not a target of `{name}`"))
                     .to_response();
+            };
+            if let crate::upstream::pool::TargetSource::Discovered { discovered_from } =
+                target.source()
+            {
+                return Problem::conflict(
+                    "target-discovered",
+                    format!(
+                        "`{url}` is an address of `{discovered_from}`, which DNS discovery follows: \
+                         change the name's records"
+                    ),
+                )
+                .to_response();
             }
-            reg.added.remove(&url);
-            reg.removed.insert(url.clone());
-            tracing::info!(upstream = name, target_url = %url, "target deregistered");
-            HttpResponse::build(StatusCode::OK).json(json!({
-                "upstream": name,
-                "targets": up.targets().iter().map(|t| t.view()).collect::<Vec<_>>(),
-            }))
+            let configured = up.is_configured(&url);
+            gw.registrations
+                .remove(name, &url, &target.name, configured, Some(actor))
+                .await
         }
+    };
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "writing the service registry");
+        return common::db::problem(&e).to_response();
+    }
+    gw.sync_registry().await;
+    gw.revocations.announce_registry().await;
+    tracing::info!(upstream = name, target_url = %t.url, "service registry changed");
+    let body = targets_of(name, &up);
+    match change {
+        Change::Add => HttpResponse::Created().json(body),
+        Change::Remove => HttpResponse::Ok().json(body),
     }
 }
 
@@ -217,7 +257,7 @@ fn target_of(req: &HttpRequest, body: &[u8]) -> Result<TargetRequest, HttpRespon
         })
 }
 
-fn target_request(
+async fn target_request(
     admin: &AdminBearer,
     req: &HttpRequest,
     gw: &Gateway,
@@ -232,7 +272,8 @@ fn target_request(
     let (res, url) = match target_of(req, body) {
         Ok(t) => {
             let url = t.url.clone();
-            (change_target(gw, name, t, change), Some(url))
+            let actor = admin.0.id().to_string();
+            (change_target(gw, actor, name, t, change).await, Some(url))
         }
         Err(res) => (res, None),
     };
@@ -256,7 +297,10 @@ fn target_request(
 }
 
 /// `POST /admin/upstreams/{name}/targets` `{"url": ...}`: register a target
-/// at run time (it is health-checked like the others).
+/// at run time, in the service registry every replica shares (stored in
+/// the gateway's database, kept across restarts, routed by every replica
+/// when this answers with Redis, within `registry.resync_secs` without);
+/// it is health-checked and ejected like the others.
 #[utoipa::path(post, path = "/admin/upstreams/{name}/targets", summary = "Register a target at run time", tag = "admin",
     params(("name" = String, Path, description = "Upstream name")), request_body = TargetRequest,
     security(("bearer" = [])),
@@ -265,8 +309,9 @@ fn target_request(
         (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such upstream", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The target is already registered", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid URL or name", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The URL or the name is already a target of the upstream", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid URL (http or https, no user info, a host and an explicit port, a host `registry.allowed_targets` allows) or name; nothing is stored", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The registry's database is unavailable; nothing changed", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_target(
     admin: AdminBearer,
@@ -275,7 +320,7 @@ pub async fn add_target(
     name: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    target_request(&admin, &req, &gw, &name, &body, Change::Add)
+    target_request(&admin, &req, &gw, &name, &body, Change::Add).await
 }
 
 /// `DELETE /admin/upstreams/{name}/targets` `{"url": ...}` (or `?url=`).
@@ -287,6 +332,7 @@ pub async fn add_target(
         (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such upstream or target", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The target is an address DNS discovery found (change the name's records instead)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid URL", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn remove_target(
@@ -296,7 +342,7 @@ pub async fn remove_target(
     name: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    target_request(&admin, &req, &gw, &name, &body, Change::Remove)
+    target_request(&admin, &req, &gw, &name, &body, Change::Remove).await
 }
 
 /// `POST /admin/reload` (admin): re-read the configuration and swap in keys,

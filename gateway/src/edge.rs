@@ -59,6 +59,8 @@ const OWN_EXACT: &[&str] = &[
     "/stats",
     "/metrics",
     "/openapi.json",
+    "/redoc",
+    "/redoc/redoc.js",
     "/healthz",
     "/readyz",
 ];

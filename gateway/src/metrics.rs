@@ -37,6 +37,7 @@ pub struct Metrics {
     ws_messages: IntCounterVec,
     ws_bytes: IntCounterVec,
     ws_closed: IntCounterVec,
+    discovery: IntCounterVec,
     logins: IntCounterVec,
     login_lockouts: IntCounterVec,
     /// `token_verifications`' two series, resolved at start.
@@ -193,6 +194,14 @@ impl Metrics {
             ),
             &["route", "from"],
         )?;
+        let discovery = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_discovery_lookups_total",
+                "DNS discovery lookups, by upstream and result (found, empty: the name has no address, failed: the last addresses stay)",
+            ),
+            &["upstream", "result"],
+        )?;
+        registry.register(Box::new(discovery.clone()))?;
         let ws_closed = IntCounterVec::new(
             Opts::new(
                 "gatehouse_websocket_closed_total",
@@ -260,6 +269,7 @@ impl Metrics {
             ws_messages,
             ws_bytes,
             ws_closed,
+            discovery,
             logins,
             login_lockouts,
             token_hits,
@@ -358,6 +368,11 @@ impl Metrics {
         } else {
             self.token_checks.inc();
         }
+    }
+
+    /// A DNS discovery lookup of `upstream` ended so.
+    pub fn discovery(&self, upstream: &str, result: &str) {
+        self.discovery.with_label_values(&[upstream, result]).inc();
     }
 
     pub fn rate_limited(&self, route: &str) {

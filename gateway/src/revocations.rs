@@ -14,6 +14,12 @@
 //! - every `revocations.resync_secs`, and whenever the subscription
 //!   (re)starts, each replica re-reads the live revocations from the
 //!   database, so a message lost while Redis was away is caught up.
+//!
+//! The channel carries one more message, `"registry <nonce>"`: the service
+//! registry changed in the database; each replica re-reads it (the hook
+//! startup gives, [`Revocations::on_registry_change`]) and acknowledges the
+//! same way, so a registration is routed by every replica before the admin
+//! gets the answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -73,11 +79,19 @@ impl Acks {
     }
 }
 
+/// What a replica does when another announces a registry change.
+pub type RegistryHook =
+    Arc<dyn Fn() -> futures_util::future::LocalBoxFuture<'static, ()> + Send + Sync>;
+
 /// Announces revocations to the other replicas and follows theirs.
 pub struct Revocations {
     link: Option<Arc<RedisLink>>,
     acks: Acks,
+    registry_hook: std::sync::OnceLock<RegistryHook>,
 }
+
+/// The registry message's first word.
+const REGISTRY: &str = "registry";
 
 fn channel(link: &RedisLink) -> String {
     link.key("revoked")
@@ -92,7 +106,22 @@ impl Revocations {
         Self {
             link,
             acks: Acks::default(),
+            registry_hook: std::sync::OnceLock::new(),
         }
+    }
+
+    /// What to do on another replica's registry change (set once, at
+    /// startup).
+    pub fn on_registry_change(&self, hook: RegistryHook) {
+        let _ = self.registry_hook.set(hook);
+    }
+
+    /// Announce a registry change already written to the database, and wait
+    /// until every replica Redis delivered it to has re-read the registry
+    /// (as [`Self::announce`] waits).
+    pub async fn announce_registry(&self) -> bool {
+        let Some(link) = &self.link else { return true };
+        self.publish(link, REGISTRY).await
     }
 
     /// Announce revocations already written to the database, and wait until
@@ -103,12 +132,15 @@ impl Revocations {
         let Some(link) = &self.link else { return true };
         let mut all = true;
         for d in denied {
-            all &= self.announce_one(link, d).await;
+            all &= self
+                .publish(link, &format!("{} {}", d.key, d.expires_at))
+                .await;
         }
         all
     }
 
-    async fn announce_one(&self, link: &Arc<RedisLink>, d: &Denied) -> bool {
+    /// Publish `message` with a nonce and wait for the acknowledgements.
+    async fn publish(&self, link: &Arc<RedisLink>, message: &str) -> bool {
         let Some(mut conn) = link.conn() else {
             tracing::warn!("Redis is backing off; replicas will catch up from the database");
             return false;
@@ -116,8 +148,7 @@ impl Revocations {
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let landed = self.acks.expect(&nonce);
         let mut cmd = redis::cmd("PUBLISH");
-        cmd.arg(channel(link))
-            .arg(format!("{} {} {nonce}", d.key, d.expires_at));
+        cmd.arg(channel(link)).arg(format!("{message} {nonce}"));
         let budget = link.timeout().max(Duration::from_millis(200));
         let receivers = match link
             .call_within(budget, cmd.query_async::<usize>(&mut conn))
@@ -126,7 +157,7 @@ impl Revocations {
             Ok(n) => n,
             Err(why) => {
                 self.acks.forget(&nonce);
-                tracing::warn!(reason = %why, "could not announce a revocation; replicas will catch up from the database");
+                tracing::warn!(reason = %why, "could not announce a change; replicas will catch up from the database");
                 return false;
             }
         };
@@ -146,7 +177,7 @@ impl Revocations {
             tracing::warn!(
                 receivers,
                 acknowledged = self.acks.count(&nonce),
-                "not every replica acknowledged a revocation in time; they catch up from the database"
+                "not every replica acknowledged a change in time; they catch up from the database"
             );
         }
         self.acks.forget(&nonce);
@@ -221,6 +252,17 @@ async fn subscribe(me: Weak<Revocations>, link: Arc<RedisLink>, sessions: Weak<S
                         if let Some(r) = me.upgrade() {
                             r.acks.acknowledged(&payload);
                         }
+                        continue;
+                    }
+                    if let Some(nonce) = payload
+                        .strip_prefix(REGISTRY)
+                        .and_then(|rest| rest.strip_prefix(' '))
+                    {
+                        let hook = me.upgrade().and_then(|r| r.registry_hook.get().cloned());
+                        if let Some(hook) = hook {
+                            hook().await;
+                        }
+                        acknowledge(&link, &acks, nonce.to_owned()).await;
                         continue;
                     }
                     match apply(&s, &payload) {

@@ -74,6 +74,12 @@ pub struct Settings {
     pub openapi: crate::openapi::fetch::OpenApiSettings,
     /// How the access-token deny list reaches every replica.
     pub revocations: crate::revocations::RevocationSettings,
+    /// The service registry: its resync, the hosts registrations may name.
+    #[serde(default)]
+    pub registry: crate::upstream::registry::RegistrySettings,
+    /// DNS discovery of targets: name servers, re-resolution bounds.
+    #[serde(default)]
+    pub discovery: crate::upstream::discovery::DiscoverySettings,
     /// Upstream name -> targets (a list of base URLs, or the full form).
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
@@ -255,6 +261,11 @@ impl Settings {
             return Err(invalid(format!(
                 "mfa.required_for_roles: `{bad}` is not a valid role name"
             )));
+        }
+        crate::upstream::registry::Allowed::parse(&self.registry.allowed_targets)
+            .map_err(&invalid)?;
+        if self.registry.resync_secs == 0 {
+            return Err(invalid("registry.resync_secs must be at least 1".into()));
         }
         if !(1..=3600).contains(&self.mfa.challenge_ttl_secs) {
             return Err(invalid(format!(

@@ -3,7 +3,6 @@
 //! (each given what it uses, never the whole gateway), and mounts the
 //! gateway's own endpoints in front of the catch-all proxy.
 
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -78,6 +77,71 @@ fn cors(c: &CorsSettings) -> actix_cors::Cors {
     cors
 }
 
+/// DNS discovery: the names resolved once before serving (so a started
+/// gateway routes to what they have), then followed by the background
+/// task. The resolver is built whenever it can be (a reload may add names
+/// later); without one, only a configuration that discovers is refused.
+async fn discover(
+    settings: &Settings,
+    live: &Arc<ArcSwap<Live>>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<()> {
+    use crate::upstream::discovery::{self, Answer, Discoverer};
+    let ups = live.load().upstreams.values().cloned().collect::<Vec<_>>();
+    let used = ups.iter().any(|u| !u.lookups().is_empty());
+    let discoverer = match Discoverer::new(&settings.discovery) {
+        Ok(d) => Arc::new(d),
+        Err(e) if used => return Err(anyhow::anyhow!(e)),
+        Err(e) => {
+            tracing::info!(reason = %e, "no DNS resolver: targets cannot be discovered");
+            return Ok(());
+        }
+    };
+    for up in &ups {
+        for lookup in up.lookups() {
+            match discoverer.resolve(&lookup).await {
+                Answer::Found(found, _) => up.set_discovered(&lookup.key(), found),
+                Answer::Failed(why) => tracing::warn!(
+                    upstream = %up.name, name = %lookup.key(), reason = %why,
+                    "a name to discover did not resolve at start; retrying"
+                ),
+            }
+        }
+    }
+    let weak = Arc::downgrade(live);
+    let metrics = metrics.clone();
+    discovery::spawn(
+        discoverer,
+        move || current_upstreams(&weak),
+        Arc::new(move |upstream, result| metrics.discovery(upstream, result)),
+    );
+    Ok(())
+}
+
+/// Keep this replica's registry in step with the database: at once when
+/// another replica announces a change (the revocation channel's `registry`
+/// message), and every `every` in any case (a message lost while Redis was
+/// away). Both hold the gateway weakly and end with it.
+fn follow_registry(gw: &web::Data<Gateway>, revocations: &Arc<Revocations>, every: Duration) {
+    let weak = Arc::downgrade(&gw.clone().into_inner());
+    let on_message = weak.clone();
+    revocations.on_registry_change(Arc::new(move || {
+        let gw = on_message.clone();
+        Box::pin(async move {
+            if let Some(gw) = gw.upgrade() {
+                gw.sync_registry().await;
+            }
+        })
+    }));
+    actix_web::rt::spawn(async move {
+        loop {
+            actix_web::rt::time::sleep(every).await;
+            let Some(gw) = weak.upgrade() else { return };
+            gw.sync_registry().await;
+        }
+    });
+}
+
 /// The upstreams in the current configuration, for as long as it exists.
 fn current_upstreams(live: &Weak<ArcSwap<Live>>) -> Option<Vec<Arc<Upstream>>> {
     let live = live.upgrade()?;
@@ -121,6 +185,12 @@ pub async fn build_with_source(
     let audit = common::audit::AuditLog::new(db.clone(), "gateway");
     let clients = crate::clients::Clients::new(db.clone());
     let challenges = crate::mfa::Challenges::new(db.clone(), settings.mfa.challenge_ttl_secs);
+    let registrations = crate::upstream::registry::Registry::new(db.clone());
+    // The service registry as stored: a restart keeps what was registered.
+    let registered = registrations
+        .load()
+        .await
+        .context("loading the service registry")?;
     let sessions = Arc::new(
         Sessions::load(
             db,
@@ -139,7 +209,7 @@ pub async fn build_with_source(
     let live = Arc::new(ArcSwap::from_pointee(Live::resolve(
         &settings,
         None,
-        &BTreeMap::new(),
+        &registered,
     )?));
     let docs = Arc::new(ServiceDocs::default());
     let tls = if settings.tls.enabled() {
@@ -155,7 +225,12 @@ pub async fn build_with_source(
     let gw = web::Data::new(Gateway {
         live: live.clone(),
         tracing: tracing.clone(),
-        registry: std::sync::Mutex::new(BTreeMap::new()),
+        registry: std::sync::Mutex::new(registered),
+        registrations,
+        allowed_targets: crate::upstream::registry::Allowed::parse(
+            &settings.registry.allowed_targets,
+        )
+        .map_err(anyhow::Error::msg)?,
         sessions: sessions.clone(),
         audit,
         minter,
@@ -212,9 +287,15 @@ pub async fn build_with_source(
     reload_on_sighup(gw.clone().into_inner());
     let weak = Arc::downgrade(&live);
     crate::upstream::health::spawn(move || current_upstreams(&weak));
+    discover(&settings, &live, &gw.metrics).await?;
     revocations.spawn(
         Arc::downgrade(&sessions),
         Duration::from_secs(settings.revocations.resync_secs),
+    );
+    follow_registry(
+        &gw,
+        &revocations,
+        Duration::from_secs(settings.registry.resync_secs),
     );
     let weak = Arc::downgrade(&live);
     refresh_provider_keys(weak.clone());
@@ -345,6 +426,8 @@ pub async fn build_with_source(
                                 )
                                 .default_service(web::to(proxy::handle)),
                         )
+                        .service(web::resource("/redoc").get(openapi::handlers::redoc_page))
+                        .service(web::resource("/redoc/redoc.js").get(openapi::handlers::redoc_js))
                         .service(web::resource("/healthz").get(common::http::healthz))
                         .service(web::resource("/readyz").get(ops::readyz))
                         .default_service(web::to(proxy::handle)),

@@ -133,6 +133,10 @@ pub struct Gateway {
     /// Targets added or removed through the admin API. Held while a reload
     /// or an admin change builds and swaps, so the two never interleave.
     pub registry: Mutex<BTreeMap<String, Registrations>>,
+    /// The registrations in the database (the source of `registry`).
+    pub registrations: crate::upstream::registry::Registry,
+    /// `registry.allowed_targets`: the hosts a registration may name.
+    pub allowed_targets: crate::upstream::registry::Allowed,
     pub sessions: Arc<Sessions>,
     /// The security events this gateway sees, in its own database.
     pub audit: common::audit::AuditLog,
@@ -198,6 +202,30 @@ impl Gateway {
                 tracing::error!("the gateway state is missing from app data");
                 actix_web::Error::from(common::Problem::internal())
             })
+    }
+
+    /// Make `registry` this replica's registrations and apply them to the
+    /// live upstreams (an unchanged upstream is left alone). Held with the
+    /// registry's lock, like a reload, so the two never interleave.
+    pub fn apply_registry(&self, registry: BTreeMap<String, Registrations>) {
+        let Ok(mut mine) = self.registry.lock() else {
+            return;
+        };
+        let live = self.live.load();
+        let none = Registrations::default();
+        for (name, up) in &live.upstreams {
+            up.apply_registrations(registry.get(name).unwrap_or(&none));
+        }
+        *mine = registry;
+    }
+
+    /// Read the registrations from the database and apply them; a failed
+    /// read keeps what this replica has (and is logged).
+    pub async fn sync_registry(&self) {
+        match self.registrations.load().await {
+            Ok(registry) => self.apply_registry(registry),
+            Err(e) => tracing::warn!(error = %e, "could not re-read the service registry"),
+        }
     }
 
     /// Re-read the settings and swap in the new keys, routes and upstreams.

@@ -1,5 +1,5 @@
 //! Swagger UI in a real browser: headless Chromium driven over WebDriver
-//! (chromedriver) opens `/docs`, finds every service's operations, authorizes
+//! (chromedriver) opens `/docs` (and `/redoc`), finds every service's operations, authorizes
 //! with a token from `/api/login`, runs `GET /api/me` through "Try it out"
 //! and sees 200 with the admin's username. Debian's `chromium` and
 //! `chromium-driver` are installed by `scripts/install-test-deps` (run by
@@ -192,6 +192,42 @@ async fn swagger_ui_authorizes_and_runs_get_api_me_in_chromium() {
 
     let png = c.screenshot().await.unwrap();
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("swagger-ui-try-it-out.png");
+    std::fs::write(&path, &png).unwrap();
+    println!("screenshot: {}", path.display());
+
+    // The same document in Redoc, from the gateway's own copy of it (the
+    // page's policy lets it load nothing from elsewhere): the operations of
+    // the gateway and of every service are rendered.
+    c.goto(&format!("{}/redoc", s.gw)).await.unwrap();
+    for summary in [
+        "Log in: a token pair",
+        "Log in, second step: a code for the challenge",
+    ] {
+        c.wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::XPath(&format!(
+                "//h2[contains(normalize-space(.), '{summary}')]"
+            )))
+            .await
+            .unwrap_or_else(|e| panic!("{summary} not rendered by Redoc: {e}"));
+    }
+    let text = c
+        .find(Locator::Css("redoc"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for path in [
+        "/api/users",
+        "/api/orders",
+        "/api/scans",
+        "/api/me/mfa/totp",
+    ] {
+        assert!(text.contains(path), "{path} not in Redoc's page");
+    }
+    let png = c.screenshot().await.unwrap();
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("redoc.png");
     std::fs::write(&path, &png).unwrap();
     println!("screenshot: {}", path.display());
     c.close().await.unwrap();

@@ -576,10 +576,17 @@ fn kubernetes_manifests_are_complete_and_consistent() {
             assert_eq!(&labels[k], v, "{}", at("Service selector"));
         }
     }
-    // The scanners' Service is headless: the gateway's targets name pods.
+    // The scanners' Service is headless: the gateway discovers its pods'
+    // addresses by DNS.
     assert_eq!(find("Service", "scanner")["spec"]["clusterIP"], "None");
-    let gw_config = s(&config["data"]["gateway.yaml"]);
-    assert!(gw_config.contains("scanner-0.scanner") && gw_config.contains("scanner-1.scanner"));
+    let gw_config: serde_yaml::Value =
+        serde_yaml::from_str(&s(&config["data"]["gateway.yaml"])).unwrap();
+    let scanner = &gw_config["upstreams"]["scanner"]["targets"][0];
+    assert_eq!(scanner["discover"], "dns");
+    assert_eq!(
+        s(&scanner["url"]),
+        "http://scanner.gatehouse.svc.cluster.local:8080"
+    );
     // The gateway scales on CPU, never below 2.
     let hpa = find("HorizontalPodAutoscaler", "gateway");
     assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "gateway");

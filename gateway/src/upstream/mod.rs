@@ -8,6 +8,8 @@
 //! - [`tls`]: how `https://` targets are verified (and mTLS to them).
 
 pub mod client;
+pub mod discovery;
 pub mod health;
 pub mod pool;
+pub mod registry;
 pub mod tls;

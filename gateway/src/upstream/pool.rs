@@ -5,8 +5,8 @@
 //! that stays.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -22,18 +22,52 @@ pub enum UpstreamConfig {
 }
 
 /// A target: its base URL, or `{name, url}` (the name labels it in fanned-out
-/// answers, metrics and the admin API; default: the URL's host and port).
+/// answers, metrics and the admin API; default: the URL's host and port),
+/// or a name to discover (`{url: http://orders.internal:8080, discover:
+/// dns}` or `{srv: _http._tcp.orders.internal, discover: dns}`: a target
+/// per address, see `upstream::discovery`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum TargetConfig {
     Url(String),
-    Named { name: String, url: String },
+    Discover {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        srv: Option<String>,
+        discover: DiscoverBy,
+    },
+    Named {
+        name: String,
+        url: String,
+    },
+}
+
+/// How a target's addresses are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscoverBy {
+    Dns,
 }
 
 impl TargetConfig {
+    /// What a discovered target looks up (`None` for a fixed one).
+    pub fn lookup(&self) -> Option<Result<super::discovery::Lookup, String>> {
+        match self {
+            TargetConfig::Discover { url, srv, .. } => Some(super::discovery::Lookup::parse(
+                url.as_deref(),
+                srv.as_deref(),
+            )),
+            _ => None,
+        }
+    }
+
     /// (name, checked URL).
     pub fn resolve(&self) -> Result<(String, String), String> {
         match self {
+            TargetConfig::Discover { .. } => {
+                Err("a discovered target has no fixed URL (see `lookup`)".into())
+            }
             TargetConfig::Url(u) => {
                 let url = target_url(u)?;
                 Ok((default_name(&url), url))
@@ -181,6 +215,13 @@ impl UpstreamSpec {
         }
         let (mut urls, mut names) = (BTreeSet::new(), BTreeSet::new());
         for t in &self.targets {
+            if let Some(lookup) = t.lookup() {
+                let key = lookup.map_err(at)?.key();
+                if !urls.insert(key.clone()) {
+                    return Err(at(format!("`{key}` is discovered twice")));
+                }
+                continue;
+            }
             let (name, url) = t.resolve().map_err(at)?;
             if !urls.insert(url.clone()) {
                 return Err(at(format!("target `{url}` is listed twice")));
@@ -236,11 +277,29 @@ pub fn target_url(t: &str) -> Result<String, String> {
     Ok(t.trim_end_matches('/').to_owned())
 }
 
+/// Where a target comes from (`GET /admin/upstreams` says it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum TargetSource {
+    /// The configuration.
+    Config,
+    /// The service registry: registered through the admin API, by whom
+    /// and when.
+    Registered {
+        registered_by: Option<String>,
+        registered_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// An address a configured hostname resolved to (DNS discovery).
+    Discovered { discovered_from: String },
+}
+
 /// One target and what is known about it.
 #[derive(Debug)]
 pub struct Target {
     pub name: String,
     pub url: String,
+    /// Where it comes from (a registration may take over a configured URL).
+    source: Mutex<TargetSource>,
     /// The active check's verdict (targets start healthy).
     healthy: AtomicBool,
     ok_streak: AtomicU32,
@@ -288,6 +347,8 @@ pub struct TargetView {
     pub requests: u64,
     pub failures: u64,
     pub ejections: u64,
+    #[serde(flatten)]
+    pub source: TargetSource,
 }
 
 impl Target {
@@ -300,6 +361,7 @@ impl Target {
         Self {
             name,
             url,
+            source: Mutex::new(TargetSource::Config),
             healthy: AtomicBool::new(true),
             ok_streak: AtomicU32::new(0),
             fail_streak: AtomicU32::new(0),
@@ -354,6 +416,22 @@ impl Target {
             requests: self.requests.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             ejections: self.ejections.load(Ordering::Relaxed),
+            source: self.source(),
+        }
+    }
+
+    pub fn source(&self) -> TargetSource {
+        self.source
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or(TargetSource::Config)
+    }
+
+    fn set_source(&self, source: &TargetSource) {
+        if let Ok(mut s) = self.source.lock()
+            && *s != *source
+        {
+            *s = source.clone();
         }
     }
 
@@ -465,6 +543,14 @@ impl Drop for Lease {
 pub struct Upstream {
     pub name: String,
     pub spec: UpstreamSpec,
+    /// The configured targets, (name, url), before the registry's changes.
+    configured: Vec<(String, String)>,
+    /// What the service registry changes (see [`Upstream::refresh`]).
+    registered: Mutex<Registrations>,
+    /// The names discovered by DNS, and each one's last good addresses
+    /// (by [`super::discovery::Lookup::key`]).
+    lookups: Vec<super::discovery::Lookup>,
+    discovered: Mutex<BTreeMap<String, super::discovery::Found>>,
     targets: ArcSwap<Vec<Arc<Target>>>,
     cursor: AtomicUsize,
     /// When the next active check is due (`mono_ms`).
@@ -476,70 +562,157 @@ pub struct Upstream {
 
 impl Upstream {
     /// Build from its spec, reusing the state of targets `previous` knows.
-    /// `targets` are (name, url) pairs.
+    /// `targets` are the configured (name, url) pairs.
     pub fn new(
         name: &str,
         spec: UpstreamSpec,
         targets: &[(String, String)],
         previous: Option<&Upstream>,
     ) -> Self {
-        let old: Vec<Arc<Target>> = previous.map(|p| p.targets()).unwrap_or_default();
-        let targets = targets
-            .iter()
-            .map(|(n, u)| {
-                let kept = old.iter().find(|t| &t.url == u && &t.name == n).cloned();
-                if let Some(t) = &kept {
-                    t.bound_to(spec.max_connections);
+        Self::with_lookups(name, spec, targets, Vec::new(), previous)
+    }
+
+    /// [`Self::new`] with names to discover; a name `previous` discovered
+    /// too keeps its addresses (a reload does not empty it).
+    pub fn with_lookups(
+        name: &str,
+        spec: UpstreamSpec,
+        targets: &[(String, String)],
+        lookups: Vec<super::discovery::Lookup>,
+        previous: Option<&Upstream>,
+    ) -> Self {
+        let mut discovered = BTreeMap::new();
+        if let Some(p) = previous
+            && let Ok(before) = p.discovered.lock()
+        {
+            for l in &lookups {
+                if let Some(found) = before.get(&l.key()) {
+                    discovered.insert(l.key(), found.clone());
                 }
-                kept.unwrap_or_else(|| {
-                    Arc::new(Target::bounded(n.clone(), u.clone(), spec.max_connections))
-                })
-            })
-            .collect();
-        Self {
+            }
+        }
+        let up = Self {
             name: name.to_owned(),
             spec,
-            targets: ArcSwap::from_pointee(targets),
+            configured: targets.to_vec(),
+            registered: Mutex::new(Registrations::default()),
+            lookups,
+            discovered: Mutex::new(discovered),
+            targets: ArcSwap::from_pointee(previous.map(|p| p.targets()).unwrap_or_default()),
             cursor: AtomicUsize::new(0),
             next_probe: AtomicU64::new(0),
             tls: None,
+        };
+        up.refresh();
+        up
+    }
+
+    /// The names this upstream discovers.
+    pub fn lookups(&self) -> Vec<super::discovery::Lookup> {
+        self.lookups.clone()
+    }
+
+    /// The addresses a name has now (see `upstream::discovery`).
+    pub fn set_discovered(&self, key: &str, found: super::discovery::Found) {
+        if let Ok(mut d) = self.discovered.lock() {
+            if d.get(key) == Some(&found) {
+                return;
+            }
+            d.insert(key.to_owned(), found);
         }
+        self.refresh();
+    }
+
+    /// Whether `url` is one of the configured targets.
+    pub fn is_configured(&self, url: &str) -> bool {
+        self.configured.iter().any(|(_, u)| u == url)
+    }
+
+    /// Take the registry's changes to this upstream (targets added, and
+    /// configured ones removed) and refresh the targets.
+    pub fn apply_registrations(&self, registrations: &Registrations) {
+        if let Ok(mut r) = self.registered.lock() {
+            if *r == *registrations {
+                return;
+            }
+            *r = registrations.clone();
+        }
+        self.refresh();
+    }
+
+    /// The targets that should be in this upstream: the configured ones
+    /// but those the registry removed, then the registered ones (a URL or
+    /// name already there is not added twice).
+    fn desired(&self) -> Vec<(String, String, TargetSource)> {
+        let reg = self
+            .registered
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        let mut out: Vec<(String, String, TargetSource)> = self
+            .configured
+            .iter()
+            .filter(|(_, u)| !reg.removed.contains(u))
+            .map(|(n, u)| (n.clone(), u.clone(), TargetSource::Config))
+            .collect();
+        let discovered = self
+            .discovered
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default();
+        for (from, found) in &discovered {
+            for (n, u) in found {
+                if !reg.removed.contains(u) && !out.iter().any(|(_, url, _)| url == u) {
+                    out.push((
+                        n.clone(),
+                        u.clone(),
+                        TargetSource::Discovered {
+                            discovered_from: from.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+        for (u, r) in &reg.added {
+            if !out.iter().any(|(n, url, _)| url == u || *n == r.name) {
+                out.push((
+                    r.name.clone(),
+                    u.clone(),
+                    TargetSource::Registered {
+                        registered_by: r.by.clone(),
+                        registered_at: r.at,
+                    },
+                ));
+            }
+        }
+        out
+    }
+
+    /// Make the targets what [`Self::desired`] says. A target that stays
+    /// keeps its state (health, counters, its connection bound); one that
+    /// goes leaves the rotation, and the requests holding it finish.
+    fn refresh(&self) {
+        let desired = self.desired();
+        let max = self.spec.max_connections;
+        self.targets.rcu(|current| {
+            desired
+                .iter()
+                .map(|(n, u, source)| {
+                    let target = current
+                        .iter()
+                        .find(|t| &t.url == u && &t.name == n)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::new(Target::bounded(n.clone(), u.clone(), max)));
+                    target.bound_to(max);
+                    target.set_source(source);
+                    target
+                })
+                .collect::<Vec<_>>()
+        });
     }
 
     pub fn targets(&self) -> Vec<Arc<Target>> {
         self.targets.load().as_ref().clone()
-    }
-
-    /// Add a target at run time; false when its URL or name is taken.
-    pub fn add_target(&self, name: &str, url: &str) -> bool {
-        let mut added = false;
-        self.targets.rcu(|ts| {
-            added = !ts.iter().any(|t| t.url == url || t.name == name);
-            let mut next = ts.as_ref().clone();
-            if added {
-                next.push(Arc::new(Target::bounded(
-                    name.to_owned(),
-                    url.to_owned(),
-                    self.spec.max_connections,
-                )));
-            }
-            next
-        });
-        added
-    }
-
-    /// Remove a target at run time; false when it was not there. Requests
-    /// already sent to it finish.
-    pub fn remove_target(&self, url: &str) -> bool {
-        let mut removed = false;
-        self.targets.rcu(|ts| {
-            removed = ts.iter().any(|t| t.url == url);
-            ts.iter()
-                .filter(|t| t.url != url)
-                .cloned()
-                .collect::<Vec<_>>()
-        });
-        removed
     }
 
     /// True when a target other than `this` is in rotation.
@@ -597,13 +770,37 @@ impl Upstream {
 }
 
 /// Targets added or removed through the admin API; they outlive reloads
-/// (a reload re-applies them to the configured list) but not a restart.
-#[derive(Debug, Default, Clone, Serialize)]
+/// (a reload re-applies them to the configured list) and, kept in the
+/// gateway's database by `upstream::registry`, restarts.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct Registrations {
-    /// URL -> name.
-    pub added: BTreeMap<String, String>,
-    /// URLs.
+    /// URL -> the registration.
+    pub added: BTreeMap<String, Registered>,
+    /// URLs of configured targets taken out.
     pub removed: BTreeSet<String>,
+}
+
+/// A target registered through the admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Registered {
+    pub name: String,
+    /// The principal that registered it.
+    pub by: Option<String>,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+impl super::discovery::Discovers for Upstream {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn lookups(&self) -> Vec<super::discovery::Lookup> {
+        Upstream::lookups(self)
+    }
+
+    fn set_discovered(&self, key: &str, found: super::discovery::Found) {
+        Upstream::set_discovered(self, key, found);
+    }
 }
 
 /// Build every upstream from config, the admin changes and the previous state.
@@ -616,17 +813,12 @@ pub fn build_all(
     for (name, c) in configs {
         let mut spec = c.spec();
         spec.check(name)?;
-        let mut targets: Vec<(String, String)> = spec
-            .targets
-            .iter()
-            .map(TargetConfig::resolve)
-            .collect::<Result<_, _>>()?;
-        if let Some(reg) = registry.get(name) {
-            targets.retain(|(_, u)| !reg.removed.contains(u));
-            for (u, n) in &reg.added {
-                if !targets.iter().any(|(tn, tu)| tu == u || tn == n) {
-                    targets.push((n.clone(), u.clone()));
-                }
+        let mut lookups = Vec::new();
+        let mut targets: Vec<(String, String)> = Vec::new();
+        for t in &spec.targets {
+            match t.lookup() {
+                Some(l) => lookups.push(l.map_err(|e| format!("upstreams.{name}: {e}"))?),
+                None => targets.push(t.resolve()?),
             }
         }
         spec.targets = targets
@@ -635,6 +827,12 @@ pub fn build_all(
                 name: n.clone(),
                 url: u.clone(),
             })
+            .chain(
+                spec.targets
+                    .iter()
+                    .filter(|t| t.lookup().is_some())
+                    .cloned(),
+            )
             .collect();
         let prev = previous.and_then(|p| p.get(name)).map(Arc::as_ref);
         // The files are read once: an unchanged `tls` keeps what was built.
@@ -647,8 +845,11 @@ pub fn build_all(
                     .map_err(|e| format!("upstreams.{name}.{e}"))?,
             )),
         };
-        let mut up = Upstream::new(name, spec, &targets, prev);
+        let mut up = Upstream::with_lookups(name, spec, &targets, lookups, prev);
         up.tls = tls;
+        if let Some(reg) = registry.get(name) {
+            up.apply_registrations(reg);
+        }
         out.insert(name.clone(), Arc::new(up));
     }
     Ok(out)
@@ -754,7 +955,15 @@ mod tests {
         let reg = BTreeMap::from([(
             "u".to_owned(),
             Registrations {
-                added: [("http://c".to_owned(), "c".to_owned())].into(),
+                added: [(
+                    "http://c".to_owned(),
+                    Registered {
+                        name: "c".to_owned(),
+                        by: None,
+                        at: chrono::Utc::now(),
+                    },
+                )]
+                .into(),
                 removed: ["http://b".to_owned()].into(),
             },
         )]);

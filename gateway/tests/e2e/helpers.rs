@@ -153,7 +153,13 @@ impl Backend {
 
     /// Start (again) on a given port (0: any).
     pub async fn start_on(name: &str, port: u16) -> Backend {
-        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        Self::start_at(name, "127.0.0.1", port).await
+    }
+
+    /// On a loopback address of its own (`127.0.0.2`, ...), so several
+    /// backends can share a port, as the addresses of one name do.
+    pub async fn start_at(name: &str, ip: &str, port: u16) -> Backend {
+        let listener = TcpListener::bind((ip, port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let n = name.to_owned();
         let hits = web::Data::new(std::sync::atomic::AtomicUsize::new(0));
@@ -553,4 +559,75 @@ pub async fn audit_until(
         actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("the records for {query} never came: {last}");
+}
+
+/// A private redis-server on a free port, killed on drop.
+pub struct OwnRedis {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl OwnRedis {
+    pub fn start(port: u16) -> OwnRedis {
+        Self::start_with(port, &[])
+    }
+
+    /// TLS only, on `port`, with this certificate and key.
+    pub fn start_tls(port: u16, cert: &std::path::Path, key: &std::path::Path) -> OwnRedis {
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let port_text = port.to_string();
+        let mut r = Self::start_with(
+            0,
+            &[
+                "--tls-port",
+                &port_text,
+                "--tls-cert-file",
+                cert,
+                "--tls-key-file",
+                key,
+                "--tls-auth-clients",
+                "no",
+            ],
+        );
+        r.port = port;
+        r
+    }
+
+    pub fn start_with(port: u16, extra: &[&str]) -> OwnRedis {
+        let listening = extra
+            .iter()
+            .position(|a| *a == "--tls-port")
+            .and_then(|i| extra.get(i + 1))
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(port);
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", listening)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        OwnRedis { child, port }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

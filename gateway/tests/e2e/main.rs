@@ -5,6 +5,7 @@
 
 mod audit;
 mod clients;
+mod discovery;
 mod federation;
 mod flow;
 mod helpers;
@@ -13,6 +14,7 @@ mod logins;
 mod mfa;
 mod observability;
 mod ratelimits;
+mod registry;
 mod sessions;
 mod tls;
 mod tokens;

@@ -1,14 +1,16 @@
 //! The gateway's schema: refresh-token families (one per login), the
 //! refresh tokens in them (stored only as hashes), and revoked access-token
 //! ids (the deny list), so sessions and revocations survive a restart; the
-//! audit trail of what the gateway sees; machine clients; and the challenges
-//! between the two steps of a login with a second factor.
+//! audit trail of what the gateway sees; machine clients; the challenges
+//! between the two steps of a login with a second factor; and the service
+//! registry (targets registered at run time).
 
 use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_sessions;
 mod m20261202_000002_create_oauth_clients;
 mod m20261207_000003_create_mfa_challenges;
+mod m20261207_000004_create_upstream_registrations;
 
 crate::migrator!(
     "seaql_migrations_gateway",
@@ -17,5 +19,6 @@ crate::migrator!(
         crate::shared::m20261202_000001_create_audit_events::Migration,
         m20261202_000002_create_oauth_clients::Migration,
         m20261207_000003_create_mfa_challenges::Migration,
+        m20261207_000004_create_upstream_registrations::Migration,
     ]
 );
