@@ -103,6 +103,101 @@ fn internal(e: sea_orm::DbErr) -> HttpResponse {
     common::db::problem(&e).to_response()
 }
 
+/// The per-address rate of login attempts (`login_limits.rate`): the 429
+/// when this one is over it.
+async fn rate_limited(
+    gw: &Gateway,
+    route: &str,
+    ip: &str,
+    user_key: Option<&str>,
+) -> Option<HttpResponse> {
+    let quota = gw.login_quota.as_ref()?;
+    let decision = gw.limiter.check(&format!("login|ip:{ip}"), quota).await;
+    let Decision::Deny { .. } = decision else {
+        return None;
+    };
+    gw.metrics.rate_limited(route);
+    gw.metrics.login("rate_limited");
+    gw.audit.record(
+        Event::new("login.rate_limited", "refused")
+            .subject(user_key.unwrap_or_default().to_owned())
+            .client(Some(ip.to_owned())),
+    );
+    Some(ratelimit::refused(
+        &decision,
+        quota,
+        "login",
+        "logins from one address are limited to",
+    ))
+}
+
+/// A login attempt, reserved per address and per username before a
+/// password or a code is checked, so concurrency cannot outrun the budget
+/// (with Redis, across every replica); settled with the check's outcome.
+struct Attempt {
+    by_ip: login_limits::Reservation,
+    by_user: login_limits::Reservation,
+}
+
+impl Attempt {
+    /// Reserve, or the 429 of a spent budget (`step` says which step in
+    /// the audit record).
+    async fn reserve(
+        gw: &Gateway,
+        ip: &str,
+        user_key: &str,
+        step: &str,
+    ) -> Result<Self, HttpResponse> {
+        let shared = gw.redis.as_ref();
+        let locked = |what: &'static str, secs: u64| {
+            gw.metrics.login_locked(what);
+            gw.audit.record(
+                Event::new("login.locked", "refused")
+                    .subject(user_key.to_owned())
+                    .client(Some(ip.to_owned()))
+                    .detail(format!("the {what} budget is spent{step}")),
+            );
+            login_limits::refused(secs)
+        };
+        let by_ip = gw
+            .ip_limiter
+            .reserve(shared, ip)
+            .await
+            .map_err(|secs| locked("address", secs))?;
+        match gw.user_limiter.reserve(shared, user_key).await {
+            Ok(by_user) => Ok(Self { by_ip, by_user }),
+            Err(secs) => {
+                gw.ip_limiter.settle(shared, by_ip, Outcome::Void).await;
+                Err(locked("username", secs))
+            }
+        }
+    }
+
+    /// Have the users service check the credential (`path`, `payload`)
+    /// and settle the attempt with its verdict: 200 passed, 401 failed,
+    /// anything else (no verdict) void.
+    async fn check(
+        self,
+        gw: &Gateway,
+        path: &str,
+        payload: serde_json::Value,
+    ) -> Result<(StatusCode, serde_json::Value), HttpResponse> {
+        let checked = users_call(gw, Method::POST, path, Some(payload)).await;
+        let outcome = match &checked {
+            Ok((StatusCode::OK, _)) => Outcome::Passed,
+            Ok((StatusCode::UNAUTHORIZED, _)) => Outcome::Failed,
+            _ => Outcome::Void,
+        };
+        let shared = gw.redis.as_ref();
+        gw.user_limiter.settle(shared, self.by_user, outcome).await;
+        gw.ip_limiter.settle(shared, self.by_ip, outcome).await;
+        if checked.is_err() {
+            gw.metrics.login("error");
+        }
+        checked
+    }
+}
+
 /// `POST /api/login`: credentials checked by the users service; a token pair
 /// on success. Failures count per username and per client IP.
 #[utoipa::path(post, path = "/api/login", summary = "Log in: a token pair", tag = "auth", request_body = LoginRequest,
@@ -122,77 +217,20 @@ pub async fn login(
 ) -> HttpResponse {
     let user_key = common::identity::canonical_username(&body.username);
     let ip = client_ip(&req).map(|a| a.to_string()).unwrap_or_default();
-    if let Some(quota) = &gw.login_quota {
-        let decision = gw.limiter.check(&format!("login|ip:{ip}"), quota).await;
-        if let Decision::Deny { .. } = decision {
-            gw.metrics.rate_limited("/api/login");
-            gw.metrics.login("rate_limited");
-            gw.audit.record(
-                Event::new("login.rate_limited", "refused")
-                    .subject(user_key.clone())
-                    .client(Some(ip.clone())),
-            );
-            return ratelimit::refused(
-                &decision,
-                quota,
-                "login",
-                "logins from one address are limited to",
-            );
-        }
+    if let Some(res) = rate_limited(&gw, "/api/login", &ip, Some(&user_key)).await {
+        return res;
     }
-    // An attempt is reserved per address and per username before the
-    // password is checked, so concurrency cannot outrun the budget; with
-    // Redis, across every replica.
-    let shared = gw.redis.as_ref();
-    let locked = |what: &str| {
-        gw.metrics.login_locked(if what == "address" {
-            "address"
-        } else {
-            "username"
-        });
-        gw.audit.record(
-            Event::new("login.locked", "refused")
-                .subject(user_key.clone())
-                .client(Some(ip.clone()))
-                .detail(format!("the {what} budget is spent")),
-        );
-    };
-    let by_ip = match gw.ip_limiter.reserve(shared, &ip).await {
-        Ok(r) => r,
-        Err(secs) => {
-            locked("address");
-            return login_limits::refused(secs);
-        }
-    };
-    let by_user = match gw.user_limiter.reserve(shared, &user_key).await {
-        Ok(r) => r,
-        Err(secs) => {
-            gw.ip_limiter.settle(shared, by_ip, Outcome::Void).await;
-            locked("username");
-            return login_limits::refused(secs);
-        }
+    let attempt = match Attempt::reserve(&gw, &ip, &user_key, "").await {
+        Ok(a) => a,
+        Err(res) => return res,
     };
     let payload = json!({"username": body.username, "password": body.password.expose_secret()});
-    let checked = users_call(
-        &gw,
-        Method::POST,
-        "/internal/credentials/verify",
-        Some(payload),
-    )
-    .await;
-    let outcome = match &checked {
-        Ok((StatusCode::OK, _)) => Outcome::Passed,
-        Ok((StatusCode::UNAUTHORIZED, _)) => Outcome::Failed,
-        _ => Outcome::Void,
-    };
-    gw.user_limiter.settle(shared, by_user, outcome).await;
-    gw.ip_limiter.settle(shared, by_ip, outcome).await;
-    let (status, value) = match checked {
+    let (status, value) = match attempt
+        .check(&gw, "/internal/credentials/verify", payload)
+        .await
+    {
         Ok(r) => r,
-        Err(res) => {
-            gw.metrics.login("error");
-            return res;
-        }
+        Err(res) => return res,
     };
     match status {
         StatusCode::OK => {}
@@ -342,18 +380,8 @@ pub async fn login_mfa(
         .to_response();
     }
     let ip = client_ip(&req).map(|a| a.to_string()).unwrap_or_default();
-    if let Some(quota) = &gw.login_quota {
-        let decision = gw.limiter.check(&format!("login|ip:{ip}"), quota).await;
-        if let Decision::Deny { .. } = decision {
-            gw.metrics.rate_limited("/api/login/mfa");
-            gw.metrics.login("rate_limited");
-            return ratelimit::refused(
-                &decision,
-                quota,
-                "login",
-                "logins from one address are limited to",
-            );
-        }
+    if let Some(res) = rate_limited(&gw, "/api/login/mfa", &ip, None).await {
+        return res;
     }
     let challenge = match gw.challenges.find(&body.challenge, &ip).await {
         Ok(Ok(c)) => c,
@@ -375,34 +403,9 @@ pub async fn login_mfa(
         Err(e) => return internal(e),
     };
     let user_key = challenge.username.clone();
-    let shared = gw.redis.as_ref();
-    let locked = |what: &str| {
-        gw.metrics.login_locked(if what == "address" {
-            "address"
-        } else {
-            "username"
-        });
-        gw.audit.record(
-            Event::new("login.locked", "refused")
-                .subject(user_key.clone())
-                .client(Some(ip.clone()))
-                .detail(format!("the {what} budget is spent (second step)")),
-        );
-    };
-    let by_ip = match gw.ip_limiter.reserve(shared, &ip).await {
-        Ok(r) => r,
-        Err(secs) => {
-            locked("address");
-            return login_limits::refused(secs);
-        }
-    };
-    let by_user = match gw.user_limiter.reserve(shared, &user_key).await {
-        Ok(r) => r,
-        Err(secs) => {
-            gw.ip_limiter.settle(shared, by_ip, Outcome::Void).await;
-            locked("username");
-            return login_limits::refused(secs);
-        }
+    let attempt = match Attempt::reserve(&gw, &ip, &user_key, " (second step)").await {
+        Ok(a) => a,
+        Err(res) => return res,
     };
     let with_recovery_code = body.recovery_code.is_some();
     let payload = json!({
@@ -410,20 +413,9 @@ pub async fn login_mfa(
         "code": body.code,
         "recovery_code": body.recovery_code,
     });
-    let checked = users_call(&gw, Method::POST, "/internal/mfa/verify", Some(payload)).await;
-    let outcome = match &checked {
-        Ok((StatusCode::OK, _)) => Outcome::Passed,
-        Ok((StatusCode::UNAUTHORIZED, _)) => Outcome::Failed,
-        _ => Outcome::Void,
-    };
-    gw.user_limiter.settle(shared, by_user, outcome).await;
-    gw.ip_limiter.settle(shared, by_ip, outcome).await;
-    let (status, value) = match checked {
+    let (status, value) = match attempt.check(&gw, "/internal/mfa/verify", payload).await {
         Ok(r) => r,
-        Err(res) => {
-            gw.metrics.login("error");
-            return res;
-        }
+        Err(res) => return res,
     };
     match status {
         StatusCode::OK => {}

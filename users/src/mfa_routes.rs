@@ -324,6 +324,18 @@ pub async fn confirm(
     Ok(res)
 }
 
+/// Exactly one of a code from the app and a recovery code (else 422).
+fn one_of(code: &Option<String>, recovery_code: &Option<String>) -> Result<()> {
+    if code.is_some() == recovery_code.is_some() {
+        return Err(Error::Validation(vec![common::FieldError::new(
+            "code",
+            "required",
+            "give either a code from the app or a recovery code",
+        )]));
+    }
+    Ok(())
+}
+
 /// Check a code of the active TOTP, or one of the recovery codes.
 async fn second_factor(
     db: &DatabaseConnection,
@@ -363,13 +375,7 @@ pub async fn disable(
     body: web::Json<DisableRequest>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
-    if body.code.is_some() == body.recovery_code.is_some() {
-        return Err(Error::Validation(vec![common::FieldError::new(
-            "code",
-            "required",
-            "give either a code from the app or a recovery code",
-        )]));
-    }
+    one_of(&body.code, &body.recovery_code)?;
     if let Some(res) = locked(&req) {
         return Ok(res);
     }
@@ -505,13 +511,7 @@ pub async fn verify(
     body: web::Json<MfaVerifyRequest>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
-    if body.code.is_some() == body.recovery_code.is_some() {
-        return Err(Error::Validation(vec![common::FieldError::new(
-            "code",
-            "required",
-            "give either a code from the app or a recovery code",
-        )]));
-    }
+    one_of(&body.code, &body.recovery_code)?;
     let wrong = || Problem::unauthorized("the code is not valid").to_response();
     let user = match service::get(db.get_ref(), body.user_id).await {
         Ok(u) if u.is_active && u.mfa => u,
