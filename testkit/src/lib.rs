@@ -140,7 +140,10 @@ impl Drop for TestDb {
 /// by every service), so tests install it before building a client.
 pub fn client_builder() -> reqwest::ClientBuilder {
     common::tls::install_crypto_provider();
-    reqwest::Client::builder()
+    // A connection idle for longer is not reused: the servers close theirs
+    // after 5 s (actix's keep-alive), and a request sent on one as it closes
+    // fails with `IncompleteMessage` (seen once after a test's 4 s pause).
+    reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(2))
 }
 
 /// A reqwest client for tests (see [`client_builder`]).

@@ -184,7 +184,7 @@ async fn connections_to_a_target_are_bounded_and_requests_beyond_wait_their_turn
         )
     })
     .await;
-    let client = reqwest::Client::new();
+    let client = testkit::client();
     // Six at once on a bound of two: three waves, never three at the target.
     let started = std::time::Instant::now();
     let all =
