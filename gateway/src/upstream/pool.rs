@@ -551,6 +551,10 @@ pub struct Upstream {
     /// (by [`super::discovery::Lookup::key`]).
     lookups: Vec<super::discovery::Lookup>,
     discovered: Mutex<BTreeMap<String, super::discovery::Found>>,
+    /// Held while the targets are recomputed: the registry (a worker or the
+    /// resync task) and discovery (its task) may refresh at once, and the
+    /// later must not store what the earlier computed before its change.
+    refreshing: Mutex<()>,
     targets: ArcSwap<Vec<Arc<Target>>>,
     cursor: AtomicUsize,
     /// When the next active check is due (`mono_ms`).
@@ -598,6 +602,7 @@ impl Upstream {
             registered: Mutex::new(Registrations::default()),
             lookups,
             discovered: Mutex::new(discovered),
+            refreshing: Mutex::new(()),
             targets: ArcSwap::from_pointee(previous.map(|p| p.targets()).unwrap_or_default()),
             cursor: AtomicUsize::new(0),
             next_probe: AtomicU64::new(0),
@@ -692,6 +697,7 @@ impl Upstream {
     /// keeps its state (health, counters, its connection bound); one that
     /// goes leaves the rotation, and the requests holding it finish.
     fn refresh(&self) {
+        let _one_at_a_time = self.refreshing.lock();
         let desired = self.desired();
         let max = self.spec.max_connections;
         self.targets.rcu(|current| {
