@@ -35,7 +35,7 @@ pub fn documents() -> anyhow::Result<BTreeMap<String, Value>> {
         .iter()
         .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
         .collect();
-    let merged = gateway::openapi::offline(&settings, &shared).map_err(anyhow::Error::msg)?;
+    let merged = gateway::ops::openapi::offline(&settings, &shared).map_err(anyhow::Error::msg)?;
     let mut out: BTreeMap<String, Value> = services
         .into_iter()
         .map(|(k, v)| (format!("{k}.json"), v))

@@ -301,7 +301,7 @@ impl Listeners {
 /// A way past the App for some requests, taken inside the request context
 /// (request id, server span, log line) and before everything else: given a
 /// request, the future of its answer, or the request back for the App. The
-/// gateway sends its proxied paths this way (`gateway::edge::shortcut`):
+/// gateway sends its proxied paths this way (`gateway::traffic::edge::shortcut`):
 /// each layer it skips (error handlers, the router, a scope, middleware of
 /// the gateway's own endpoints) boxed the request's future once more.
 pub type Shortcut = std::sync::Arc<

@@ -12,12 +12,12 @@ use common::db::DatabaseSettings;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::compose::table::{ComposedConfig, ComposedTable};
-use crate::login_limits::LimitSettings;
-use crate::ratelimit::quota::RateLimitConfig;
-use crate::routes::{RouteConfig, RouteTable};
-use crate::tokens::KeyConfig;
-use crate::upstream::pool::{UpstreamConfig, build_all};
+use crate::identity::login_limits::LimitSettings;
+use crate::identity::tokens::KeyConfig;
+use crate::traffic::compose::table::{ComposedConfig, ComposedTable};
+use crate::traffic::ratelimit::quota::RateLimitConfig;
+use crate::traffic::routes::{RouteConfig, RouteTable};
+use crate::traffic::upstream::pool::{UpstreamConfig, build_all};
 
 const DEFAULTS: &str = include_str!("../../config/gateway.yaml");
 
@@ -44,7 +44,7 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// HTTPS on `listen` (off by default).
     #[serde(default)]
-    pub tls: crate::tls::TlsSettings,
+    pub tls: crate::ops::certificates::TlsSettings,
     pub data_dir: PathBuf,
     pub workers: usize,
     pub database: DatabaseSettings,
@@ -53,7 +53,7 @@ pub struct Settings {
     pub login_limits: LoginLimits,
     /// Second factors: who must use one, the login challenge's lifetime.
     #[serde(default)]
-    pub mfa: crate::mfa::MfaSettings,
+    pub mfa: crate::identity::mfa::MfaSettings,
     pub identity: IdentitySettings,
     /// Proxies in front of the gateway (CIDRs or addresses) whose
     /// `Forwarded`/`X-Forwarded-For` name the client; a list or a
@@ -71,28 +71,28 @@ pub struct Settings {
     pub cors: CorsSettings,
     pub metrics: MetricsSettings,
     /// The merged public API document.
-    pub openapi: crate::openapi::fetch::OpenApiSettings,
+    pub openapi: crate::ops::openapi::fetch::OpenApiSettings,
     /// How the access-token deny list reaches every replica.
-    pub revocations: crate::revocations::RevocationSettings,
+    pub revocations: crate::identity::revocations::RevocationSettings,
     /// The service registry: its resync, the hosts registrations may name.
     #[serde(default)]
-    pub registry: crate::upstream::registry::RegistrySettings,
+    pub registry: crate::traffic::upstream::registry::RegistrySettings,
     /// DNS discovery of targets: name servers, re-resolution bounds.
     #[serde(default)]
-    pub discovery: crate::upstream::discovery::DiscoverySettings,
+    pub discovery: crate::traffic::upstream::discovery::DiscoverySettings,
     /// Upstream name -> targets (a list of base URLs, or the full form).
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
     /// Identity providers whose access tokens are accepted besides the
     /// gateway's own (see `issuers`).
     #[serde(default)]
-    pub trusted_issuers: Vec<crate::issuers::IssuerConfig>,
+    pub trusted_issuers: Vec<crate::identity::issuers::IssuerConfig>,
     /// Routes answered by several upstream calls at once.
     pub composed: Vec<ComposedConfig>,
     pub no_route: NoRoute,
     /// Relayed WebSockets: where the token may be, limits.
     #[serde(default)]
-    pub websocket: crate::websocket::WebSocketSettings,
+    pub websocket: crate::traffic::ws_relay::WebSocketSettings,
     /// Traces (`common::traces`): W3C `traceparent` in and out always, OTLP
     /// export once an endpoint is set.
     pub tracing: common::traces::TracingSettings,
@@ -262,7 +262,7 @@ impl Settings {
                 "mfa.required_for_roles: `{bad}` is not a valid role name"
             )));
         }
-        crate::upstream::registry::Allowed::parse(&self.registry.allowed_targets)
+        crate::traffic::upstream::registry::Allowed::parse(&self.registry.allowed_targets)
             .map_err(&invalid)?;
         if self.registry.resync_secs == 0 {
             return Err(invalid("registry.resync_secs must be at least 1".into()));
@@ -309,8 +309,11 @@ impl Settings {
         build_all(&self.upstreams, &BTreeMap::new(), None).map_err(invalid)?;
         RouteTable::new(&self.routes, |u| self.upstreams.contains_key(u)).map_err(invalid)?;
         ComposedTable::new(&self.composed, |u| self.upstreams.contains_key(u)).map_err(invalid)?;
-        crate::routes::forward_claims(&self.identity.forward_claims, "identity.forward_claims")
-            .map_err(invalid)?;
+        crate::traffic::routes::forward_claims(
+            &self.identity.forward_claims,
+            "identity.forward_claims",
+        )
+        .map_err(invalid)?;
         let mut seen = std::collections::BTreeSet::new();
         for (i, c) in self.trusted_issuers.iter().enumerate() {
             c.check(&format!("trusted_issuers[{i}]")).map_err(invalid)?;

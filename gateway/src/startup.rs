@@ -14,19 +14,23 @@ use common::http::Running;
 use common::identity::{PROOF_KEY_NAME, ProofMinter};
 use secrecy::ExposeSecret;
 
-use crate::admission::TrustedProxies;
-use crate::cache::ResponseCache;
-use crate::login_limits::FailureLimiter;
-use crate::metrics::Metrics;
-use crate::openapi::fetch::{ServiceDocs, published_upstreams};
-use crate::ratelimit::{Quota, RateLimiter};
+use crate::identity::caller::TrustedProxies;
+use crate::identity::revocations::Revocations;
+use crate::identity::sessions::Sessions;
+use crate::identity::{self, Identity};
+use crate::live::{Live, SettingsSource, Shared};
+use crate::mount::Own;
+use crate::ops::certificates::CertStore;
+use crate::ops::metrics::Metrics;
+use crate::ops::openapi::fetch::{ServiceDocs, published_upstreams};
+use crate::ops::{self, Ops};
 use crate::redis_link::RedisLink;
-use crate::revocations::Revocations;
-use crate::sessions::Sessions;
 use crate::settings::{CorsSettings, Settings};
-use crate::state::{Gateway, Live, SettingsSource};
-use crate::upstream::pool::Upstream;
-use crate::{admin, auth, client_admin, oauth, openapi, ops, proxy};
+use crate::traffic::edge::Edge;
+use crate::traffic::ratelimit::RateLimiter;
+use crate::traffic::response_cache::ResponseCache;
+use crate::traffic::upstream::pool::Upstream;
+use crate::traffic::{Traffic, proxy};
 
 /// The proof signer: from `proof.private_key_pem` or `proof.private_key_file`
 /// in production, or the development key under `<data_dir>/keys` (generated
@@ -86,7 +90,7 @@ async fn discover(
     live: &Arc<ArcSwap<Live>>,
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<()> {
-    use crate::upstream::discovery::{self, Answer, Discoverer};
+    use crate::traffic::upstream::discovery::{self, Answer, Discoverer};
     let ups = live.load().upstreams.values().cloned().collect::<Vec<_>>();
     let used = ups.iter().any(|u| !u.lookups().is_empty());
     let discoverer = match Discoverer::new(&settings.discovery) {
@@ -122,8 +126,8 @@ async fn discover(
 /// another replica announces a change (the revocation channel's `registry`
 /// message), and every `every` in any case (a message lost while Redis was
 /// away). Both hold the gateway weakly and end with it.
-fn follow_registry(gw: &web::Data<Gateway>, revocations: &Arc<Revocations>, every: Duration) {
-    let weak = Arc::downgrade(&gw.clone().into_inner());
+fn follow_registry(traffic: &web::Data<Traffic>, revocations: &Arc<Revocations>, every: Duration) {
+    let weak = Arc::downgrade(&traffic.clone().into_inner());
     let on_message = weak.clone();
     revocations.on_registry_change(Arc::new(move || {
         let gw = on_message.clone();
@@ -161,151 +165,179 @@ fn published(live: &Weak<ArcSwap<Live>>) -> Option<Vec<Arc<Upstream>>> {
     )
 }
 
-/// Build with an explicit source for reloads (SIGHUP, `POST /admin/reload`).
+/// Every room's own endpoints, which the edge asks "is this ours?".
+pub const OWN: Own = Own(&[identity::ENDPOINTS, ops::ENDPOINTS]);
+
+/// Build with an explicit source for reloads (SIGHUP, `POST /admin/reload`):
+/// the shared resources, then the rooms, then their background tasks, then
+/// the server.
 pub async fn build_with_source(
     settings: Settings,
     listener: TcpListener,
     source: SettingsSource,
 ) -> anyhow::Result<Running> {
     common::tls::install_crypto_provider();
-    let minter = proof_minter(&settings).context("loading the gateway proof signing key")?;
-    let tracing = common::traces::Tracing::new(
-        "gateway",
-        &settings.tracing,
-        settings.trusted_proxies.clone(),
-    )
-    .context("tracing")?;
     let db = common::db::open(
         &settings.database,
         &settings.data_dir,
         migrations::Service::Gateway,
     )
     .await?;
-    let t = &settings.tokens;
-    let audit = common::audit::AuditLog::new(db.clone(), "gateway");
-    let clients = crate::clients::Clients::new(db.clone());
-    let challenges = crate::mfa::Challenges::new(db.clone(), settings.mfa.challenge_ttl_secs);
-    let registrations = crate::upstream::registry::Registry::new(db.clone());
+    let registrations = crate::traffic::upstream::registry::Registry::new(db.clone());
     // The service registry as stored: a restart keeps what was registered.
     let registered = registrations
         .load()
         .await
         .context("loading the service registry")?;
-    let sessions = Arc::new(
-        Sessions::load(
-            db,
-            t.refresh_ttl_secs,
-            t.session_max_secs,
-            t.access_ttl_secs + i64::try_from(t.leeway_secs).unwrap_or(0),
-        )
-        .await
-        .context("loading sessions")?,
-    );
-    let redis = RedisLink::open(&settings.redis).await;
-    let limiter = match &redis {
-        Some(link) => RateLimiter::shared(link.clone(), settings.redis.lease_ms),
-        None => RateLimiter::local(),
-    };
-    let live = Arc::new(ArcSwap::from_pointee(Live::resolve(
-        &settings,
-        None,
-        &registered,
-    )?));
-    let docs = Arc::new(ServiceDocs::default());
-    let tls = if settings.tls.enabled() {
-        Some(
-            crate::tls::CertStore::open(&settings.tls, &settings.data_dir)
-                .map_err(anyhow::Error::msg)
-                .context("the TLS certificate")?,
-        )
-    } else {
-        None
-    };
-    let revocations = Arc::new(Revocations::new(redis.clone()));
-    let gw = web::Data::new(Gateway {
-        live: live.clone(),
-        tracing: tracing.clone(),
+    let shared = open_shared(&settings, &db, &registered).await?;
+    let sessions = Arc::new(load_sessions(&settings, db.clone()).await?);
+    let identity = web::Data::new(Identity::build(&settings, &shared, db.clone(), sessions)?);
+    let traffic = web::Data::new(Traffic {
+        live: shared.live.clone(),
         registry: std::sync::Mutex::new(registered),
         registrations,
-        allowed_targets: crate::upstream::registry::Allowed::parse(
+        allowed_targets: crate::traffic::upstream::registry::Allowed::parse(
             &settings.registry.allowed_targets,
         )
         .map_err(anyhow::Error::msg)?,
-        sessions: sessions.clone(),
-        audit,
-        minter,
+        announcer: shared.revocations.clone(),
+        audit: shared.audit.clone(),
+        minter: shared.minter.clone(),
         strip_headers: settings
             .identity
             .strip_headers
             .iter()
             .map(|h| h.to_ascii_lowercase())
             .collect(),
-        users_upstream: settings.identity.users_upstream.clone(),
-        access_ttl_secs: t.access_ttl_secs,
-        mfa_roles: settings.mfa.required_for_roles.clone(),
-        challenges,
-        user_limiter: FailureLimiter::new("user", settings.login_limits.per_username),
-        ip_limiter: FailureLimiter::new("ip", settings.login_limits.per_ip),
-        client_limiter: FailureLimiter::new("client", settings.login_limits.per_username),
-        linking: moka::future::Cache::builder()
-            .max_capacity(10_000)
-            .time_to_live(Duration::from_secs(5))
-            .build(),
-        clients,
-        client_ttl_secs: t.client_ttl_secs,
-        client_deny_secs: t.client_ttl_secs + i64::try_from(t.leeway_secs).unwrap_or(0),
-        public_url: t.public_url.trim_end_matches('/').to_owned(),
-        login_quota: settings
-            .login_limits
-            .rate
-            .as_ref()
-            .map(Quota::from_config)
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("login_limits.rate: {e}"))?,
-        refresh_quota: settings
-            .login_limits
-            .refresh_rate
-            .as_ref()
-            .map(Quota::from_config)
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("login_limits.refresh_rate: {e}"))?,
-        redis: redis.clone(),
-        revocations: revocations.clone(),
-        limiter,
+        limiter: shared.limiter.clone(),
         cache: ResponseCache::new(settings.cache.max_bytes),
-        metrics: Arc::new(Metrics::new()?),
+        metrics: shared.metrics.clone(),
+    });
+    let ops = web::Data::new(Ops {
+        tracing: shared.tracing.clone(),
+        live: shared.live.clone(),
+        metrics: shared.metrics.clone(),
         // An empty value (an unset variable in compose) means no token.
         metrics_token: settings
             .metrics
             .bearer_token
             .clone()
             .filter(|t| !t.expose_secret().is_empty()),
+        audit: shared.audit.clone(),
+        redis: shared.redis.clone(),
         source,
-        docs: docs.clone(),
-        tls: tls.clone(),
+        docs: Arc::new(ServiceDocs::default()),
+        tls: open_certificate(&settings)?,
     });
-    reload_on_sighup(gw.clone().into_inner());
-    let weak = Arc::downgrade(&live);
-    crate::upstream::health::spawn(move || current_upstreams(&weak));
-    discover(&settings, &live, &gw.metrics).await?;
-    revocations.spawn(
-        Arc::downgrade(&sessions),
+    spawn_tasks(&settings, &shared, &identity, &traffic, &ops).await?;
+    serve(settings, listener, shared, identity, traffic, ops)
+}
+
+/// The database-independent resources the rooms share, and the live
+/// configuration resolved once.
+async fn open_shared(
+    settings: &Settings,
+    db: &sea_orm::DatabaseConnection,
+    registered: &std::collections::BTreeMap<String, crate::traffic::upstream::pool::Registrations>,
+) -> anyhow::Result<Shared> {
+    let minter = proof_minter(settings).context("loading the gateway proof signing key")?;
+    let tracing = common::traces::Tracing::new(
+        "gateway",
+        &settings.tracing,
+        settings.trusted_proxies.clone(),
+    )
+    .context("tracing")?;
+    let redis = RedisLink::open(&settings.redis).await;
+    let limiter = match &redis {
+        Some(link) => RateLimiter::shared(link.clone(), settings.redis.lease_ms),
+        None => RateLimiter::local(),
+    };
+    let live = Live::resolve(settings, None, registered)?;
+    Ok(Shared {
+        live: Arc::new(ArcSwap::from_pointee(live)),
+        audit: common::audit::AuditLog::new(db.clone(), "gateway"),
+        metrics: Arc::new(Metrics::new()?),
+        minter: Arc::new(minter),
+        revocations: Arc::new(Revocations::new(redis.clone())),
+        redis,
+        limiter: Arc::new(limiter),
+        tracing,
+    })
+}
+
+async fn load_sessions(
+    settings: &Settings,
+    db: sea_orm::DatabaseConnection,
+) -> anyhow::Result<Sessions> {
+    let t = &settings.tokens;
+    Sessions::load(
+        db,
+        t.refresh_ttl_secs,
+        t.session_max_secs,
+        t.access_ttl_secs + i64::try_from(t.leeway_secs).unwrap_or(0),
+    )
+    .await
+    .context("loading sessions")
+}
+
+fn open_certificate(settings: &Settings) -> anyhow::Result<Option<Arc<CertStore>>> {
+    if !settings.tls.enabled() {
+        return Ok(None);
+    }
+    let store = CertStore::open(&settings.tls, &settings.data_dir)
+        .map_err(anyhow::Error::msg)
+        .context("the TLS certificate")?;
+    Ok(Some(store))
+}
+
+/// The background tasks, each given what it uses (weakly, so each ends
+/// with the gateway): reload on SIGHUP, health checks, discovery,
+/// revocations, the registry, provider keys, the OpenAPI fetch and the
+/// certificate's files.
+async fn spawn_tasks(
+    settings: &Settings,
+    shared: &Shared,
+    identity: &web::Data<Identity>,
+    traffic: &web::Data<Traffic>,
+    ops: &web::Data<Ops>,
+) -> anyhow::Result<()> {
+    reload_on_sighup(ops.clone().into_inner(), traffic.clone().into_inner());
+    let weak = Arc::downgrade(&shared.live);
+    crate::traffic::upstream::health::spawn(move || current_upstreams(&weak));
+    discover(settings, &shared.live, &shared.metrics).await?;
+    shared.revocations.spawn(
+        Arc::downgrade(&identity.sessions),
         Duration::from_secs(settings.revocations.resync_secs),
     );
     follow_registry(
-        &gw,
-        &revocations,
+        traffic,
+        &shared.revocations,
         Duration::from_secs(settings.registry.resync_secs),
     );
-    let weak = Arc::downgrade(&live);
+    let weak = Arc::downgrade(&shared.live);
     refresh_provider_keys(weak.clone());
-    openapi::fetch::spawn(docs, settings.openapi.clone(), move || published(&weak));
-    let metrics = web::Data::from(gw.metrics.clone());
-    let trusted = web::Data::new(TrustedProxies::new(settings.trusted_proxies.clone()));
-    let swagger = web::Data::new(openapi::handlers::swagger_config());
-    let cors_settings = settings.cors.clone();
-    let edge = Arc::new(crate::edge::Edge {
-        tls: tls.is_some(),
+    crate::ops::openapi::fetch::spawn(ops.docs.clone(), settings.openapi.clone(), move || {
+        published(&weak)
+    });
+    if let Some(store) = &ops.tls {
+        watch_certificate(store.clone(), settings.tls.watch_secs);
+    }
+    Ok(())
+}
+
+/// The listeners and the app: the rooms' states as app data, their
+/// endpoints behind the edge, CORS and the metrics middleware, and the
+/// proxy for every other path.
+fn serve(
+    settings: Settings,
+    listener: TcpListener,
+    shared: Shared,
+    identity: web::Data<Identity>,
+    traffic: web::Data<Traffic>,
+    ops: web::Data<Ops>,
+) -> anyhow::Result<Running> {
+    let edge = Arc::new(Edge {
+        tls: ops.tls.is_some(),
         https_port: match settings.tls.redirect_port {
             Some(p) => p,
             None => listener.local_addr()?.port(),
@@ -316,17 +348,15 @@ pub async fn build_with_source(
             .as_ref()
             .map(|h| actix_web::http::header::HeaderValue::from_str(&h.value()))
             .transpose()?,
+        own: OWN,
     });
     let listeners = common::http::Listeners {
-        tls: match &tls {
-            Some(store) => {
-                watch_certificate(store.clone(), settings.tls.watch_secs);
-                Some(
-                    store
-                        .server_config(&settings.tls)
-                        .map_err(anyhow::Error::msg)?,
-                )
-            }
+        tls: match &ops.tls {
+            Some(store) => Some(
+                store
+                    .server_config(&settings.tls)
+                    .map_err(anyhow::Error::msg)?,
+            ),
             None => None,
         },
         plain: settings
@@ -336,15 +366,22 @@ pub async fn build_with_source(
             .transpose()?,
         main: listener,
     };
-    let shortcut = crate::edge::shortcut(edge.clone(), !cors_settings.allowed_origins.is_empty());
+    let metrics = web::Data::from(shared.metrics.clone());
+    let trusted = web::Data::new(TrustedProxies::new(settings.trusted_proxies.clone()));
+    let swagger = web::Data::new(crate::ops::openapi::handlers::swagger_config());
+    let cors_settings = settings.cors.clone();
+    let with_cors = !cors_settings.allowed_origins.is_empty();
+    let shortcut = crate::traffic::edge::shortcut(edge.clone(), with_cors);
     Ok(common::http::serve_listeners(
         listeners,
         settings.workers,
         settings.shutdown_timeout_secs,
-        tracing,
+        shared.tracing,
         Some(shortcut),
         move |cfg| {
-            cfg.app_data(gw.clone())
+            cfg.app_data(identity.clone())
+                .app_data(traffic.clone())
+                .app_data(ops.clone())
                 .app_data(metrics.clone())
                 .app_data(trusted.clone())
                 .app_data(swagger.clone())
@@ -352,84 +389,17 @@ pub async fn build_with_source(
                     web::scope("")
                         .wrap(actix_web::middleware::from_fn({
                             let edge = edge.clone();
-                            move |req, next| crate::edge::phase(edge.clone(), req, next)
+                            move |req, next| crate::traffic::edge::phase(edge.clone(), req, next)
                         }))
                         .wrap(actix_web::middleware::Condition::new(
-                            !cors_settings.allowed_origins.is_empty(),
+                            with_cors,
                             cors(&cors_settings),
                         ))
-                        .wrap(actix_web::middleware::from_fn(crate::edge::observe))
-                        .service(web::resource("/api/login").post(auth::login))
-                        .service(web::resource("/api/login/mfa").post(auth::login_mfa))
-                        .service(web::resource("/api/refresh").post(auth::refresh))
-                        .service(web::resource("/api/logout").post(auth::logout))
-                        .service(web::resource("/api/audit").get(crate::audit::list))
-                        .service(web::resource("/.well-known/jwks.json").get(auth::jwks))
-                        .service(
-                            web::resource("/.well-known/openid-configuration")
-                                .get(oauth::openid_configuration),
-                        )
-                        .service(
-                            web::resource("/.well-known/oauth-authorization-server")
-                                .get(oauth::authorization_server),
-                        )
-                        .service(web::resource("/api/oauth/token").post(oauth::token))
-                        .service(web::resource("/api/oauth/introspect").post(oauth::introspect))
-                        .service(
-                            web::scope("/api/clients")
-                                .service(
-                                    web::resource("")
-                                        .get(client_admin::list)
-                                        .post(client_admin::create),
-                                )
-                                .service(
-                                    web::resource("/{id}")
-                                        .get(client_admin::get)
-                                        .patch(client_admin::update)
-                                        .delete(client_admin::delete),
-                                )
-                                .service(
-                                    web::resource("/{id}/secrets").post(client_admin::add_secret),
-                                )
-                                .service(
-                                    web::resource("/{id}/secrets/{secret_id}")
-                                        .delete(client_admin::remove_secret),
-                                )
-                                .default_service(web::to(proxy::handle)),
-                        )
-                        // The resources with path parameters sit in scopes, so
-                        // a proxied path pays one prefix comparison for them,
-                        // not a pattern match each (what the profile showed);
-                        // anything else under the prefix is still proxied.
-                        .service(
-                            web::scope("/admin")
-                                .service(web::resource("/reload").post(admin::reload))
-                                .service(web::resource("/routes").get(admin::routes))
-                                .service(web::resource("/upstreams").get(admin::upstreams))
-                                .service(
-                                    web::resource("/upstreams/{name}/targets")
-                                        .post(admin::add_target)
-                                        .delete(admin::remove_target),
-                                )
-                                .default_service(web::to(proxy::handle)),
-                        )
-                        .service(web::resource("/stats").get(ops::stats))
-                        .service(web::resource("/metrics").get(ops::endpoint))
-                        .service(
-                            web::resource("/openapi.json").get(openapi::handlers::openapi_json),
-                        )
-                        .service(
-                            web::scope("/docs")
-                                .service(web::resource("").get(openapi::handlers::docs_redirect))
-                                .service(
-                                    web::resource("/{tail:.*}").get(openapi::handlers::docs_file),
-                                )
-                                .default_service(web::to(proxy::handle)),
-                        )
-                        .service(web::resource("/redoc").get(openapi::handlers::redoc_page))
-                        .service(web::resource("/redoc/redoc.js").get(openapi::handlers::redoc_js))
-                        .service(web::resource("/healthz").get(common::http::healthz))
-                        .service(web::resource("/readyz").get(ops::readyz))
+                        .wrap(actix_web::middleware::from_fn(|req, next| {
+                            crate::traffic::edge::observe(OWN, req, next)
+                        }))
+                        .configure(identity::configure)
+                        .configure(ops::configure)
                         .default_service(web::to(proxy::handle)),
                 );
         },
@@ -439,7 +409,7 @@ pub async fn build_with_source(
 /// Reload the certificate when its files change (cert-manager rewrites
 /// them in place), checking every `every_secs`; a bad new pair is logged
 /// and the old one keeps serving.
-fn watch_certificate(store: Arc<crate::tls::CertStore>, every_secs: u64) {
+fn watch_certificate(store: Arc<CertStore>, every_secs: u64) {
     if every_secs == 0 {
         return;
     }
@@ -477,8 +447,8 @@ fn refresh_provider_keys(live: std::sync::Weak<ArcSwap<Live>>) {
     });
 }
 
-/// SIGHUP re-reads the configuration (see [`Gateway::reload`]).
-fn reload_on_sighup(gw: std::sync::Arc<Gateway>) {
+/// SIGHUP re-reads the configuration (see [`Ops::reload`]).
+fn reload_on_sighup(ops: Arc<Ops>, traffic: Arc<Traffic>) {
     actix_web::rt::spawn(async move {
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(s) => s,
@@ -488,8 +458,8 @@ fn reload_on_sighup(gw: std::sync::Arc<Gateway>) {
             }
         };
         while hup.recv().await.is_some() {
-            let gw = gw.clone();
-            match tokio::task::spawn_blocking(move || gw.reload()).await {
+            let (ops, traffic) = (ops.clone(), traffic.clone());
+            match tokio::task::spawn_blocking(move || ops.reload(&traffic)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(reason)) => {
                     tracing::error!(%reason, "reload refused; the previous configuration keeps serving")

@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::compose::table::{ComposedConfig, ComposedTable};
-use crate::routes::{RouteConfig, RouteTable};
+use crate::identity::tokens::TokenKeys;
+use crate::live::Live;
 use crate::settings::NoRoute;
-use crate::state::Live;
-use crate::tokens::TokenKeys;
-use crate::upstream::pool::{UpstreamConfig, build_all};
+use crate::traffic::compose::table::{ComposedConfig, ComposedTable};
+use crate::traffic::routes::{RouteConfig, RouteTable};
+use crate::traffic::upstream::pool::{UpstreamConfig, build_all};
 
 /// A snapshot with these routes and composed routes, every one of them on
 /// the upstream `users` (one target that nothing listens on).
@@ -26,10 +26,10 @@ pub fn live_with(routes: Value, composed: Value) -> Live {
     let pair = common::keys::generate_ed25519().unwrap();
     Live {
         tokens: TokenKeys::new(&[], Some(&pair.private_pem), "gatehouse", "api", 5).unwrap(),
-        issuers: crate::issuers::Issuers::new(
+        issuers: crate::identity::issuers::Issuers::new(
             &[],
             None,
-            crate::upstream::client::fetch_provider_document,
+            crate::traffic::upstream::client::fetch_provider_document,
             5,
         ),
         routes: RouteTable::new(&routes, |u| upstreams.contains_key(u)).unwrap(),

@@ -1,6 +1,6 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use gateway::tokens::{AccessClaims, KeyAlg, KeyConfig, TokenKeys};
+use gateway::identity::tokens::{AccessClaims, KeyAlg, KeyConfig, TokenKeys};
 use serde_json::json;
 
 use crate::helpers::*;

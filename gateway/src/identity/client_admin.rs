@@ -1,0 +1,458 @@
+//! `/api/clients` (admins): register machine clients, change them, rotate
+//! their secrets. A secret is in the answer that creates it and nowhere
+//! else. What takes something from a client (deactivation, fewer scopes or
+//! roles, a removed secret, deletion) revokes the tokens it holds at once,
+//! on every replica, the way a logout does.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use common::audit::Event;
+use common::{FieldError, Problem};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::Identity;
+use crate::identity::admission::AdminBearer;
+use crate::identity::caller::client_ip;
+use crate::identity::clients::{Client, ClientError, ClientPatch, MAX_SECRETS};
+
+const MAX_NAME: usize = 128;
+const MAX_SCOPES: usize = 64;
+const MAX_ROLES: usize = 32;
+
+/// `POST /api/clients`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewClient {
+    #[schema(example = "billing-service")]
+    pub name: String,
+    /// Scopes it may be granted.
+    #[serde(default)]
+    #[schema(example = json!(["orders:read"]))]
+    pub scopes: Vec<String>,
+    /// Roles its tokens carry.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// `PATCH /api/clients/{id}`: what is given changes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientUpdate {
+    pub name: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub roles: Option<Vec<String>>,
+    pub active: Option<bool>,
+}
+
+/// A new client and its first secret (shown this once).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedClient {
+    #[serde(flatten)]
+    pub client: Client,
+    pub client_secret: String,
+}
+
+/// A new secret (shown this once).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedSecret {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub client_secret: String,
+}
+
+fn check(
+    name: Option<&str>,
+    scopes: Option<&[String]>,
+    roles: Option<&[String]>,
+) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let mut bad = |field: &str, code: &str, message: String| {
+        errors.push(FieldError {
+            field: field.into(),
+            code: code.into(),
+            message,
+        });
+    };
+    if let Some(n) = name {
+        if n.trim().is_empty() || n.chars().count() > MAX_NAME {
+            bad("name", "length", format!("1 to {MAX_NAME} characters"));
+        } else if n.chars().any(char::is_control) {
+            bad("name", "text", "no control characters".into());
+        }
+    }
+    if let Some(s) = scopes {
+        if s.len() > MAX_SCOPES {
+            bad("scopes", "length", format!("at most {MAX_SCOPES}"));
+        }
+        if let Some(x) = s
+            .iter()
+            .find(|x| !crate::traffic::routes::is_valid_scope(x))
+        {
+            bad(
+                "scopes",
+                "scope",
+                format!("`{x}` is not a scope (RFC 6749 scope-token characters)"),
+            );
+        }
+        if (1..s.len()).any(|i| s[..i].contains(&s[i])) {
+            bad("scopes", "unique", "each scope once".into());
+        }
+    }
+    if let Some(r) = roles {
+        if r.len() > MAX_ROLES {
+            bad("roles", "length", format!("at most {MAX_ROLES}"));
+        }
+        if let Some(x) = r.iter().find(|x| !common::identity::is_valid_role(x)) {
+            bad("roles", "role", format!("`{x}` is not a valid role name"));
+        }
+        if (1..r.len()).any(|i| r[..i].contains(&r[i])) {
+            bad("roles", "unique", "each role once".into());
+        }
+    }
+    errors
+}
+
+fn failed(e: ClientError) -> HttpResponse {
+    match e {
+        ClientError::NotFound => Problem::not_found("no such client").to_response(),
+        ClientError::TooManySecrets | ClientError::LastSecret => {
+            Problem::conflict("client-secrets", e.to_string()).to_response()
+        }
+        ClientError::Hash(why) => {
+            tracing::error!(reason = %why, "hashing a client secret failed");
+            Problem::internal().to_response()
+        }
+        ClientError::Db(e) => {
+            tracing::error!(error = %e, "client registry error");
+            common::db::problem(&e).to_response()
+        }
+    }
+}
+
+/// Deny the tokens these `sid`s name, here and on every replica, before
+/// the answer goes out.
+async fn revoke(gw: &Identity, sids: &[String]) -> Result<(), HttpResponse> {
+    if sids.is_empty() {
+        return Ok(());
+    }
+    let until = crate::clock::unix_secs() + gw.client_deny_secs;
+    let denied = gw.sessions.revoke_sids(sids, until).await.map_err(|e| {
+        tracing::error!(error = %e, "revoking a client's tokens failed");
+        common::db::problem(&e).to_response()
+    })?;
+    gw.revocations.announce(&denied).await;
+    Ok(())
+}
+
+fn audit(
+    gw: &Identity,
+    admin: &AdminBearer,
+    req: &HttpRequest,
+    event: &'static str,
+    subject: String,
+    detail: String,
+) {
+    gw.audit.record(
+        Event::new(event, "success")
+            .actor(Some(admin.0.id()))
+            .subject(subject)
+            .client(client_ip(req).map(|a| a.to_string()))
+            .detail(detail),
+    );
+}
+
+fn secret_text(s: &SecretString) -> String {
+    s.expose_secret().to_owned()
+}
+
+/// `POST /api/clients`.
+#[utoipa::path(post, operation_id = "create_client", path = "/api/clients", summary = "Register a machine client", tag = "clients", request_body = NewClient,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Registered; `client_secret` is shown this once (`Cache-Control: no-store`)", body = CreatedClient),
+        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed JSON, or invalid name, scopes or roles (all listed)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    admin: AdminBearer,
+    req: HttpRequest,
+    gw: web::Data<Identity>,
+    body: web::Json<NewClient>,
+) -> HttpResponse {
+    let errors = check(Some(&body.name), Some(&body.scopes), Some(&body.roles));
+    if !errors.is_empty() {
+        return Problem::validation(errors).to_response();
+    }
+    match gw
+        .clients
+        .create(body.name.trim(), &body.scopes, &body.roles)
+        .await
+    {
+        Ok((client, secret)) => {
+            audit(
+                &gw,
+                &admin,
+                &req,
+                "admin.client.created",
+                client.client_id.clone(),
+                format!(
+                    "scopes: {}; roles: {}",
+                    client.scopes.join(" "),
+                    client.roles.join(",")
+                ),
+            );
+            HttpResponse::Created()
+                .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+                .insert_header((
+                    actix_web::http::header::LOCATION,
+                    format!("/api/clients/{}", client.id),
+                ))
+                .json(CreatedClient {
+                    client_secret: secret_text(&secret),
+                    client,
+                })
+        }
+        Err(e) => failed(e),
+    }
+}
+
+/// `GET /api/clients`.
+#[utoipa::path(get, operation_id = "list_clients", path = "/api/clients", summary = "Every machine client", tag = "clients",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The registered clients, oldest first (never a secret)", body = Vec<Client>),
+        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(_: AdminBearer, gw: web::Data<Identity>) -> HttpResponse {
+    match gw.clients.list().await {
+        Ok(all) => HttpResponse::Ok().json(all),
+        Err(e) => failed(e.into()),
+    }
+}
+
+/// `GET /api/clients/{id}`.
+#[utoipa::path(get, operation_id = "get_client", path = "/api/clients/{id}", summary = "One machine client", tag = "clients",
+    params(("id" = Uuid, Path, description = "The client's principal id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The client (never a secret)", body = Client),
+        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such client", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(_: AdminBearer, gw: web::Data<Identity>, id: web::Path<Uuid>) -> HttpResponse {
+    match gw.clients.get(*id).await {
+        Ok(c) => HttpResponse::Ok().json(c),
+        Err(e) => failed(e),
+    }
+}
+
+/// `PATCH /api/clients/{id}`.
+#[utoipa::path(patch, operation_id = "update_client", path = "/api/clients/{id}", summary = "Change a machine client", tag = "clients",
+    params(("id" = Uuid, Path, description = "The client's principal id")), request_body = ClientUpdate,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Changed. Deactivating it, or changing its scopes or roles, revokes every token it holds, on every replica, before this answer", body = Client),
+        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such client", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed JSON, or invalid name, scopes or roles (all listed)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update(
+    admin: AdminBearer,
+    req: HttpRequest,
+    gw: web::Data<Identity>,
+    id: web::Path<Uuid>,
+    body: web::Json<ClientUpdate>,
+) -> HttpResponse {
+    let body = body.into_inner();
+    let errors = check(
+        body.name.as_deref(),
+        body.scopes.as_deref(),
+        body.roles.as_deref(),
+    );
+    if !errors.is_empty() {
+        return Problem::validation(errors).to_response();
+    }
+    let patch = ClientPatch {
+        name: body.name.map(|n| n.trim().to_owned()),
+        scopes: body.scopes,
+        roles: body.roles,
+        active: body.active,
+    };
+    match gw.clients.update(*id, patch).await {
+        Ok((client, revoked)) => {
+            if let Err(res) = revoke(&gw, &revoked).await {
+                return res;
+            }
+            audit(
+                &gw,
+                &admin,
+                &req,
+                "admin.client.updated",
+                client.client_id.clone(),
+                format!(
+                    "active: {}; scopes: {}; roles: {}; tokens revoked: {}",
+                    client.active,
+                    client.scopes.join(" "),
+                    client.roles.join(","),
+                    !revoked.is_empty()
+                ),
+            );
+            HttpResponse::Ok().json(client)
+        }
+        Err(e) => failed(e),
+    }
+}
+
+/// `DELETE /api/clients/{id}`.
+#[utoipa::path(delete, operation_id = "delete_client", path = "/api/clients/{id}", summary = "Remove a machine client", tag = "clients",
+    params(("id" = Uuid, Path, description = "The client's principal id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Removed; every token it held is revoked, on every replica"),
+        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such client", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(
+    admin: AdminBearer,
+    req: HttpRequest,
+    gw: web::Data<Identity>,
+    id: web::Path<Uuid>,
+) -> HttpResponse {
+    match gw.clients.delete(*id).await {
+        Ok(revoked) => {
+            if let Err(res) = revoke(&gw, &revoked).await {
+                return res;
+            }
+            audit(
+                &gw,
+                &admin,
+                &req,
+                "admin.client.deleted",
+                id.to_string(),
+                String::new(),
+            );
+            HttpResponse::NoContent().finish()
+        }
+        Err(e) => failed(e),
+    }
+}
+
+/// `POST /api/clients/{id}/secrets`.
+#[utoipa::path(post, operation_id = "add_client_secret", path = "/api/clients/{id}/secrets", summary = "Add a secret (for a rotation)", tag = "clients",
+    params(("id" = Uuid, Path, description = "The client's principal id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "A further secret, shown this once; both work until one is removed", body = CreatedSecret),
+        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such client", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The client already has two secrets; remove one first", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn add_secret(
+    admin: AdminBearer,
+    req: HttpRequest,
+    gw: web::Data<Identity>,
+    id: web::Path<Uuid>,
+) -> HttpResponse {
+    match gw.clients.add_secret(*id).await {
+        Ok((info, secret)) => {
+            audit(
+                &gw,
+                &admin,
+                &req,
+                "admin.client.secret_added",
+                id.to_string(),
+                format!("secret {} (at most {MAX_SECRETS})", info.id),
+            );
+            HttpResponse::Created()
+                .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+                .json(CreatedSecret {
+                    id: info.id,
+                    created_at: info.created_at,
+                    client_secret: secret_text(&secret),
+                })
+        }
+        Err(e) => failed(e),
+    }
+}
+
+/// `DELETE /api/clients/{id}/secrets/{secret_id}`.
+#[utoipa::path(delete, operation_id = "remove_client_secret", path = "/api/clients/{id}/secrets/{secret_id}", summary = "Remove a secret", tag = "clients",
+    params(("id" = Uuid, Path, description = "The client's principal id"), ("secret_id" = Uuid, Path, description = "The secret's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Removed; the tokens obtained with it are revoked, on every replica"),
+        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such client or secret", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It is the client's last secret", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn remove_secret(
+    admin: AdminBearer,
+    req: HttpRequest,
+    gw: web::Data<Identity>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> HttpResponse {
+    let (id, secret_id) = *path;
+    match gw.clients.remove_secret(id, secret_id).await {
+        Ok(sid) => {
+            if let Err(res) = revoke(&gw, &[sid]).await {
+                return res;
+            }
+            audit(
+                &gw,
+                &admin,
+                &req,
+                "admin.client.secret_removed",
+                id.to_string(),
+                format!("secret {secret_id}"),
+            );
+            HttpResponse::NoContent().finish()
+        }
+        Err(e) => failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registrations_are_checked_field_by_field() {
+        let ok = check(
+            Some("billing"),
+            Some(&["orders:read".into()]),
+            Some(&["user".into()]),
+        );
+        assert!(ok.is_empty(), "{ok:?}");
+        let errors = check(
+            Some(""),
+            Some(&["a b".into(), "x".into(), "x".into()]),
+            Some(&["no way".into()]),
+        );
+        let fields: Vec<(&str, &str)> = errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.code.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("name", "length"),
+                ("scopes", "scope"),
+                ("scopes", "unique"),
+                ("roles", "role")
+            ]
+        );
+        assert_eq!(check(Some("a\u{7}"), None, None)[0].code, "text");
+    }
+}

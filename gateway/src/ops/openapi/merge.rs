@@ -1,0 +1,1022 @@
+//! The merge: the public document as a pure function of the gateway's own
+//! document, the route table, the composed routes and the services'
+//! documents.
+//!
+//! Merge rules:
+//! - a service operation appears once per route that reaches it with a method
+//!   the route serves, at `prefix + rest` where the service path is
+//!   `rewrite + rest`; paths no route reaches (`/internal/*`, probes) never
+//!   appear, nor does anything a composed route shadows;
+//! - the services' proof scheme is replaced by the bearer scheme; each
+//!   operation says who may call it (`x-required-roles` and the description);
+//! - the gateway's own failures are added: 401 (and 403 for role rules) on
+//!   protected operations, 413 where a body is sent, 429 on rate-limited
+//!   routes, 502/503/504 everywhere;
+//! - a schema that two documents define differently is renamed
+//!   `<Service><Name>` in the later one (identical ones are shared), and an
+//!   operationId already taken gets the service's name in front.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use actix_web::http::Method;
+use serde_json::{Map, Value, json};
+
+use crate::traffic::compose::table::{Composed, ComposedTable};
+use crate::traffic::routes::{Route, RouteTable, Rule};
+
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+const SCHEMA_REF: &str = "#/components/schemas/";
+
+/// A service path the gateway never publishes, whatever the routes say.
+fn internal_only(path: &str, op: &Map<String, Value>) -> bool {
+    path == "/internal"
+        || path.starts_with("/internal/")
+        || matches!(path, "/healthz" | "/readyz" | "/openapi.json")
+        || op.get("x-internal").is_some_and(|v| v == &json!(true))
+}
+
+/// The errors the gateway adds: (status, component name, description).
+const GATEWAY_ERRORS: [(&str, &str, &str); 7] = [
+    (
+        "401",
+        "GatewayUnauthorized",
+        "No valid access token: missing, malformed, expired, revoked or signed by an unknown key (answered by the gateway, with `WWW-Authenticate: Bearer`)",
+    ),
+    (
+        "403",
+        "GatewayForbidden",
+        "The access token lacks a role this operation requires (answered by the gateway)",
+    ),
+    (
+        "413",
+        "GatewayPayloadTooLarge",
+        "The request body exceeds the route's limit (answered by the gateway)",
+    ),
+    (
+        "429",
+        "GatewayTooManyRequests",
+        "The route's rate limit is reached; retry after `Retry-After` seconds (answered by the gateway)",
+    ),
+    (
+        "502",
+        "GatewayBadGateway",
+        "The upstream service refused the connection or sent a broken answer (answered by the gateway)",
+    ),
+    (
+        "503",
+        "GatewayUnavailable",
+        "The upstream service has no healthy target (answered by the gateway)",
+    ),
+    (
+        "504",
+        "GatewayTimeout",
+        "The upstream service did not answer in time (answered by the gateway)",
+    ),
+];
+
+fn gateway_error(code: &str) -> (&'static str, &'static str) {
+    GATEWAY_ERRORS
+        .iter()
+        .find(|(c, _, _)| *c == code)
+        .map(|(_, n, d)| (*n, *d))
+        .unwrap_or(("GatewayBadGateway", "Bad gateway"))
+}
+
+fn problem_content() -> Value {
+    json!({"application/problem+json": {"schema": {"$ref": format!("{SCHEMA_REF}Problem")}}})
+}
+
+fn gateway_responses() -> Value {
+    let mut out = Map::new();
+    for (code, name, description) in GATEWAY_ERRORS {
+        let mut r = json!({"description": description, "content": problem_content()});
+        match code {
+            "401" => {
+                r["headers"] = json!({"WWW-Authenticate": {
+                    "description": "`Bearer realm=\"gatehouse\", error=\"invalid_token\"`",
+                    "schema": {"type": "string"}}});
+            }
+            "429" | "503" => {
+                r["headers"] = json!({"Retry-After": {
+                    "description": "Seconds to wait before retrying",
+                    "schema": {"type": "integer"}}});
+                if code == "429" {
+                    r["headers"]["RateLimit"] = json!({
+                        "description": "Remaining quota and reset (`limit=…, remaining=…, reset=…`)",
+                        "schema": {"type": "string"}});
+                    r["headers"]["RateLimit-Policy"] = json!({
+                        "description": "The route's policy (`<burst>;w=<window>`)",
+                        "schema": {"type": "string"}});
+                }
+            }
+            _ => {}
+        }
+        out.insert(name.to_owned(), r);
+    }
+    Value::Object(out)
+}
+
+/// A part of a composed answer that failed.
+fn part_error_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "A part that failed: its status (when there was one), a reason, and the part's own error body when it answered one.",
+        "required": ["error"],
+        "properties": {"error": {
+            "type": "object",
+            "required": ["detail"],
+            "properties": {
+                "detail": {"type": "string"},
+                "status": {"type": "integer"},
+                "body": {}
+            }
+        }}
+    })
+}
+
+fn access_note(rule: &Rule) -> String {
+    match rule {
+        Rule::Public => "**Access:** public; no token needed.".to_owned(),
+        Rule::Authenticated => "**Access:** any signed-in caller (bearer token).".to_owned(),
+        Rule::AnyRole(roles) => format!(
+            "**Access:** bearer token with the role {}.",
+            roles
+                .iter()
+                .map(|r| format!("`{r}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+        Rule::Grant { roles, scopes, mfa } => {
+            let mut needs = Vec::new();
+            if !scopes.is_empty() {
+                needs.push(format!(
+                    "the scope {}",
+                    scopes
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ));
+            }
+            if !roles.is_empty() {
+                needs.push(format!(
+                    "the role {}",
+                    roles
+                        .iter()
+                        .map(|r| format!("`{r}`"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ));
+            }
+            if *mfa {
+                needs.push(
+                    "a login with a second factor (`amr` with `otp`; else 403 `insufficient_user_authentication`)"
+                        .to_owned(),
+                );
+            }
+            format!("**Access:** bearer token with {}.", needs.join(" and "))
+        }
+    }
+}
+
+fn required_roles(rule: &Rule) -> Option<Value> {
+    match rule {
+        Rule::Public => None,
+        Rule::Authenticated => Some(json!([])),
+        Rule::AnyRole(roles) | Rule::Grant { roles, .. } => Some(json!(roles)),
+    }
+}
+
+fn append_description(op: &mut Map<String, Value>, note: &str) {
+    let text = match op.get("description").and_then(Value::as_str) {
+        Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),
+        _ => note.to_owned(),
+    };
+    op.insert("description".into(), json!(text));
+}
+
+/// Add one of the gateway's errors, or fold it into the service's own
+/// answer with the same status.
+fn add_gateway_error(responses: &mut Map<String, Value>, code: &str) {
+    let (name, description) = gateway_error(code);
+    match responses.get_mut(code) {
+        Some(Value::Object(existing)) if !existing.contains_key("$ref") => {
+            let own = existing
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            existing.insert(
+                "description".into(),
+                json!(format!("{own}; or: {description}")),
+            );
+        }
+        Some(_) => {}
+        None => {
+            responses.insert(
+                code.to_owned(),
+                json!({"$ref": format!("#/components/responses/{name}")}),
+            );
+        }
+    }
+}
+
+/// Security, roles, description and the gateway's errors for an operation
+/// that passes `rule`.
+fn protect(
+    op: &mut Map<String, Value>,
+    rule: &Rule,
+    has_body: bool,
+    rate_limited: bool,
+    proxied: bool,
+) {
+    op.remove("security");
+    let responses = op
+        .entry("responses")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let mut responses = responses;
+    if let Some(roles) = required_roles(rule) {
+        // OpenAPI's scopes of an HTTP bearer scheme: what the token must carry.
+        op.insert("security".into(), json!([{"bearer": rule.scopes()}]));
+        op.insert("x-required-roles".into(), roles);
+        if !rule.scopes().is_empty() {
+            op.insert("x-required-scopes".into(), json!(rule.scopes()));
+        }
+        // The service's own 401 (no gateway proof) cannot reach a caller.
+        responses.remove("401");
+        add_gateway_error(&mut responses, "401");
+        if matches!(rule, Rule::AnyRole(_) | Rule::Grant { .. }) {
+            add_gateway_error(&mut responses, "403");
+        }
+    }
+    if has_body {
+        add_gateway_error(&mut responses, "413");
+    }
+    if rate_limited {
+        add_gateway_error(&mut responses, "429");
+    }
+    if proxied {
+        for code in ["502", "503", "504"] {
+            add_gateway_error(&mut responses, code);
+        }
+    }
+    op.insert("responses".into(), Value::Object(responses));
+    append_description(op, &access_note(rule));
+}
+
+/// Every `$ref` to a schema, by name.
+fn schema_refs(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if k == "$ref"
+                    && let Some(name) = x.as_str().and_then(|s| s.strip_prefix(SCHEMA_REF))
+                {
+                    out.insert(name.to_owned());
+                } else {
+                    schema_refs(x, out);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| schema_refs(x, out)),
+        _ => {}
+    }
+}
+
+fn rename_refs(v: &mut Value, names: &HashMap<String, String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if k == "$ref"
+                    && let Some(new) = x
+                        .as_str()
+                        .and_then(|s| s.strip_prefix(SCHEMA_REF))
+                        .and_then(|n| names.get(n))
+                {
+                    *x = json!(format!("{SCHEMA_REF}{new}"));
+                } else {
+                    rename_refs(x, names);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| rename_refs(x, names)),
+        _ => {}
+    }
+}
+
+fn pascal(name: &str) -> String {
+    name.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The table holds its own copies of the routes: same configuration, same route.
+fn same_route(a: &Route, b: &Route) -> bool {
+    a.prefix == b.prefix
+        && a.host == b.host
+        && a.methods == b.methods
+        && a.upstream == b.upstream
+        && a.rewrite == b.rewrite
+}
+
+fn method_of(m: &str) -> Option<Method> {
+    Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok()
+}
+
+/// The document being built.
+struct Merged {
+    paths: BTreeMap<String, Map<String, Value>>,
+    schemas: Map<String, Value>,
+    op_ids: HashSet<String>,
+    tags: Vec<Value>,
+    /// Per service: its schema names as published.
+    renames: BTreeMap<String, HashMap<String, String>>,
+}
+
+impl Merged {
+    fn unique_op_id(
+        &mut self,
+        service: &str,
+        id: Option<&str>,
+        path: &str,
+        method: &str,
+    ) -> String {
+        let base = id.map(str::to_owned).unwrap_or_else(|| {
+            format!(
+                "{method}_{}",
+                path.trim_matches('/')
+                    .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+            )
+        });
+        let mut candidate = base.clone();
+        if self.op_ids.contains(&candidate) {
+            candidate = format!("{service}_{base}");
+        }
+        let mut n = 2;
+        while self.op_ids.contains(&candidate) {
+            candidate = format!("{service}_{base}_{n}");
+            n += 1;
+        }
+        self.op_ids.insert(candidate.clone());
+        candidate
+    }
+
+    fn add_tags(&mut self, op: &Map<String, Value>, doc: &Value) {
+        let Some(tags) = op.get("tags").and_then(Value::as_array) else {
+            return;
+        };
+        for t in tags.iter().filter_map(Value::as_str) {
+            if self.tags.iter().any(|x| x["name"] == t) {
+                continue;
+            }
+            let described = doc["tags"]
+                .as_array()
+                .and_then(|all| all.iter().find(|x| x["name"] == t))
+                .cloned()
+                .unwrap_or_else(|| json!({"name": t}));
+            self.tags.push(described);
+        }
+    }
+
+    /// Bring in the schemas `wanted` needs from `doc`, deciding their
+    /// published names; returns the service's rename map.
+    fn import_schemas(
+        &mut self,
+        service: &str,
+        doc: &Value,
+        wanted: BTreeSet<String>,
+    ) -> HashMap<String, String> {
+        let empty = Map::new();
+        let theirs = doc["components"]["schemas"].as_object().unwrap_or(&empty);
+        // The closure of what the operations reference.
+        let mut needed = BTreeSet::new();
+        let mut todo: Vec<String> = wanted.into_iter().collect();
+        while let Some(n) = todo.pop() {
+            if !theirs.contains_key(&n) || !needed.insert(n.clone()) {
+                continue;
+            }
+            let mut refs = BTreeSet::new();
+            schema_refs(&theirs[&n], &mut refs);
+            todo.extend(refs);
+        }
+        // Shared when identical to what is already published, and so is
+        // everything it references; renamed when the name is taken.
+        let mut shared: BTreeSet<String> = needed
+            .iter()
+            .filter(|n| self.schemas.get(*n) == theirs.get(*n))
+            .cloned()
+            .collect();
+        loop {
+            let before = shared.len();
+            let snapshot = shared.clone();
+            shared.retain(|n| {
+                let mut refs = BTreeSet::new();
+                schema_refs(&theirs[n], &mut refs);
+                refs.iter()
+                    .all(|r| snapshot.contains(r) || !self.schemas.contains_key(r))
+            });
+            if shared.len() == before {
+                break;
+            }
+        }
+        let mut names = HashMap::new();
+        for n in &needed {
+            if shared.contains(n) {
+                continue;
+            }
+            let mut name = n.clone();
+            if self.schemas.contains_key(&name) {
+                name = format!("{}{n}", pascal(service));
+                let mut i = 2;
+                while self.schemas.contains_key(&name) {
+                    name = format!("{}{n}{i}", pascal(service));
+                    i += 1;
+                }
+            }
+            // Reserve the name now so later ones in this service avoid it.
+            self.schemas.insert(name.clone(), Value::Null);
+            names.insert(n.clone(), name);
+        }
+        for (old, new) in &names {
+            let mut schema = theirs[old].clone();
+            rename_refs(&mut schema, &names);
+            self.schemas.insert(new.clone(), schema);
+        }
+        names
+    }
+}
+
+/// Build the public document from the gateway's own description, the route
+/// table and the services' documents (keyed by upstream name).
+pub fn merge(
+    own: &Value,
+    routes: &RouteTable,
+    composed: &ComposedTable,
+    services: &BTreeMap<String, Arc<Value>>,
+) -> Value {
+    let mut m = Merged {
+        paths: BTreeMap::new(),
+        schemas: own["components"]["schemas"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        op_ids: HashSet::new(),
+        tags: own["tags"].as_array().cloned().unwrap_or_default(),
+        renames: BTreeMap::new(),
+    };
+    m.schemas
+        .insert("ComposedPartError".into(), part_error_schema());
+    // The gateway's own operations.
+    if let Some(paths) = own["paths"].as_object() {
+        for (path, item) in paths {
+            let Some(item) = item.as_object() else {
+                continue;
+            };
+            let mut out = Map::new();
+            for (method, op) in item {
+                let Some(mut op) = op.as_object().cloned() else {
+                    continue;
+                };
+                if let Some(id) = op.get("operationId").and_then(Value::as_str) {
+                    m.op_ids.insert(id.to_owned());
+                }
+                let admin = op["tags"]
+                    .as_array()
+                    .is_some_and(|t| t.contains(&json!("admin")) || t.contains(&json!("clients")));
+                let client_auth = op
+                    .get("security")
+                    .and_then(Value::as_array)
+                    .is_some_and(|s| s.iter().any(|r| r.get("client_basic").is_some()));
+                if client_auth {
+                    append_description(
+                        &mut op,
+                        "**Access:** a registered machine client, by HTTP Basic \
+                         (`client_secret_basic`) or `client_id` and `client_secret` in the form \
+                         (`client_secret_post`).",
+                    );
+                } else if admin {
+                    op.insert("x-required-roles".into(), json!(["admin"]));
+                    append_description(&mut op, &access_note(&Rule::AnyRole(vec!["admin".into()])));
+                } else if op.contains_key("security") {
+                    op.insert("x-required-roles".into(), json!([]));
+                    append_description(&mut op, &access_note(&Rule::Authenticated));
+                } else {
+                    append_description(&mut op, &access_note(&Rule::Public));
+                }
+                out.insert(method.clone(), Value::Object(op));
+            }
+            m.paths.insert(path.clone(), out);
+        }
+    }
+    // Every service operation a route reaches.
+    for (service, doc) in services {
+        let Some(paths) = doc["paths"].as_object() else {
+            continue;
+        };
+        let mut picked: Vec<(String, String, Map<String, Value>)> = Vec::new();
+        for (service_path, item) in paths {
+            let Some(item) = item.as_object() else {
+                continue;
+            };
+            let shared_params = item.get("parameters").cloned();
+            for method in METHODS {
+                let Some(op) = item.get(method).and_then(Value::as_object) else {
+                    continue;
+                };
+                if internal_only(service_path, op) {
+                    continue;
+                }
+                let Some(verb) = method_of(method) else {
+                    continue;
+                };
+                for route in routes.routes().iter().filter(|r| &r.upstream == service) {
+                    let Some(public) = route.public_path(service_path) else {
+                        continue;
+                    };
+                    if composed.get(&public).is_some() {
+                        continue;
+                    }
+                    let host = route.host.as_deref().unwrap_or("");
+                    let reached = routes
+                        .find(|| host.to_owned(), &verb, &public)
+                        .is_ok_and(|r| same_route(r, route));
+                    let Some(rule) = route.rule_for(&verb).filter(|_| reached) else {
+                        continue;
+                    };
+                    let mut op = op.clone();
+                    if let Some(Value::Array(params)) = &shared_params {
+                        let list = op.entry("parameters").or_insert_with(|| json!([]));
+                        if let Some(list) = list.as_array_mut() {
+                            list.extend(params.iter().cloned());
+                        }
+                    }
+                    let has_body = op.contains_key("requestBody");
+                    protect(&mut op, rule, has_body, route.rate_limit.is_some(), true);
+                    if let Some(h) = &route.host {
+                        append_description(&mut op, &format!("Served for the host `{h}` only."));
+                    }
+                    picked.push((public, method.to_owned(), op));
+                }
+            }
+        }
+        let mut wanted = BTreeSet::new();
+        for v in picked.iter().flat_map(|(_, _, op)| op.values()) {
+            schema_refs(v, &mut wanted);
+        }
+        let names = m.import_schemas(service, doc, wanted);
+        for (public, method, mut op) in picked {
+            let id = m.unique_op_id(
+                service,
+                op.get("operationId").and_then(Value::as_str),
+                &public,
+                &method,
+            );
+            op.insert("operationId".into(), json!(id));
+            let mut v = Value::Object(op);
+            rename_refs(&mut v, &names);
+            if let Value::Object(op) = v {
+                m.add_tags(&op, doc);
+                m.paths
+                    .entry(public)
+                    .or_default()
+                    .insert(method, Value::Object(op));
+            }
+        }
+        m.renames.insert(service.clone(), names);
+    }
+    // Composed routes.
+    let mut all: Vec<&Composed> = composed.all().collect();
+    all.sort_by(|a, b| a.path.cmp(&b.path));
+    for c in all {
+        let op = composed_op(&mut m, c, services);
+        m.paths
+            .entry(c.path.clone())
+            .or_default()
+            .insert(c.method.as_str().to_ascii_lowercase(), Value::Object(op));
+    }
+    m.schemas.retain(|_, v| !v.is_null());
+    let mut components = own["components"].as_object().cloned().unwrap_or_default();
+    components.insert("schemas".into(), Value::Object(m.schemas));
+    components.insert("responses".into(), gateway_responses());
+    let mut tags = m.tags;
+    tags.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    json!({
+        "openapi": "3.1.0",
+        "info": own["info"],
+        "paths": m.paths,
+        "components": components,
+        "tags": tags,
+    })
+}
+
+/// The service operation a composed part calls, with its schemas as published.
+fn part_op(
+    m: &Merged,
+    services: &BTreeMap<String, Arc<Value>>,
+    upstream: &str,
+    path: &str,
+    method: &Method,
+) -> Option<Value> {
+    let path = path.split('?').next().unwrap_or(path);
+    let op = services
+        .get(upstream)?
+        .get("paths")?
+        .get(path)?
+        .get(method.as_str().to_ascii_lowercase())?
+        .clone();
+    let mut op = op;
+    if let Some(names) = m.renames.get(upstream) {
+        rename_refs(&mut op, names);
+    }
+    Some(op)
+}
+
+/// The success schema of an operation (200 or 201, JSON), if it has one
+/// whose schemas were published.
+fn success_schema(m: &Merged, op: &Value) -> Value {
+    let schema = ["200", "201"]
+        .iter()
+        .find_map(|c| op["responses"][c]["content"]["application/json"].get("schema"))
+        .cloned();
+    match schema {
+        Some(s) => {
+            let mut refs = BTreeSet::new();
+            schema_refs(&s, &mut refs);
+            if refs.iter().all(|r| m.schemas.contains_key(r)) {
+                s
+            } else {
+                json!({})
+            }
+        }
+        None => json!({}),
+    }
+}
+
+fn composed_op(
+    m: &mut Merged,
+    c: &Composed,
+    services: &BTreeMap<String, Arc<Value>>,
+) -> Map<String, Value> {
+    let part = |schema: Value| json!({"oneOf": [schema, {"$ref": format!("{SCHEMA_REF}ComposedPartError")}]});
+    let mut properties = Map::new();
+    properties.insert(
+        "status".into(),
+        json!({"type": "string", "enum": ["success", "partial"],
+               "description": "`success` when every part answered, `partial` when some failed"}),
+    );
+    let mut op = Map::new();
+    let mut required = vec![json!("status")];
+    let mut passthrough = Map::new();
+    let (summary, description, additional) = match &c.fan_out {
+        Some(p) => {
+            let called = part_op(m, services, &p.upstream, &p.path, &c.method);
+            // Every target refusing the input alike answers that error.
+            if let Some(rs) = called.as_ref().and_then(|o| o["responses"].as_object()) {
+                for (code, r) in rs {
+                    if code.starts_with('4') && code != "401" && code != "403" {
+                        passthrough.insert(code.clone(), r.clone());
+                    }
+                }
+            }
+            if let Some(body) = called.as_ref().and_then(|o| o.get("requestBody")) {
+                let mut body = body.clone();
+                // Only schemas that are published may be referenced.
+                let mut refs = BTreeSet::new();
+                schema_refs(&body, &mut refs);
+                if !refs.iter().all(|r| m.schemas.contains_key(r)) {
+                    body = json!({"content": {"application/json": {"schema": {}}}});
+                }
+                op.insert("requestBody".into(), body);
+            }
+            let schema = called
+                .as_ref()
+                .map(|o| success_schema(m, o))
+                .unwrap_or_else(|| json!({}));
+            (
+                format!("Call every `{}` target at once", p.upstream),
+                format!(
+                    "Sends the request to `{} {}` on every target of the `{}` upstream concurrently and answers one object keyed by target name, plus an overall `status`. A target that fails (or exceeds {} ms) becomes an error object. When every target refuses the input with the same client error, that error is the answer; when all fail otherwise, 502.",
+                    c.method,
+                    p.path,
+                    p.upstream,
+                    c.timeout.as_millis()
+                ),
+                part(schema),
+            )
+        }
+        None => {
+            for (name, p) in &c.parts {
+                let schema = part_op(m, services, &p.upstream, &p.path, &c.method)
+                    .map(|o| success_schema(m, &o))
+                    .unwrap_or_else(|| json!({}));
+                properties.insert(name.clone(), part(schema));
+                required.push(json!(name));
+            }
+            let names: Vec<&str> = c.parts.iter().map(|(n, _)| n.as_str()).collect();
+            (
+                format!("{} in one call", names.join(", ")),
+                format!(
+                    "Calls {} concurrently (each within {} ms) and answers one object keyed by part name, plus an overall `status`. A part that fails becomes an error object; when every part fails, 502.",
+                    c.parts
+                        .iter()
+                        .map(|(n, p)| format!(
+                            "`{n}` (`{} {}` on `{}`)",
+                            c.method, p.path, p.upstream
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    c.timeout.as_millis()
+                ),
+                json!(false),
+            )
+        }
+    };
+    let path_slug: String = c
+        .path
+        .trim_matches('/')
+        .replace(|ch: char| !ch.is_ascii_alphanumeric(), "_");
+    let id = m.unique_op_id(
+        "composed",
+        Some(&format!(
+            "composed_{}_{path_slug}",
+            c.method.as_str().to_ascii_lowercase()
+        )),
+        &c.path,
+        c.method.as_str(),
+    );
+    let mut responses = passthrough;
+    responses.insert(
+        "200".into(),
+        json!({"description": "One entry per part, and the overall status",
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": required,
+            "properties": properties,
+            "additionalProperties": additional,
+        }}}}),
+    );
+    responses.insert(
+        "502".into(),
+        json!({"description": "Every part failed (the reasons are in `detail`)",
+               "content": problem_content()}),
+    );
+    op.insert("tags".into(), json!(["composed"]));
+    op.insert("summary".into(), json!(summary));
+    op.insert("operationId".into(), json!(id));
+    op.insert("responses".into(), Value::Object(responses));
+    op.insert("description".into(), json!(description));
+    let has_body = op.contains_key("requestBody");
+    protect(&mut op, &c.rule, has_body, c.rate_limit.is_some(), false);
+    op
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::ops::openapi::handlers::own_document;
+
+    fn tables(routes: Value, composed: Value) -> (RouteTable, ComposedTable) {
+        let routes: Vec<crate::traffic::routes::RouteConfig> =
+            serde_json::from_value(routes).unwrap();
+        let composed: Vec<crate::traffic::compose::table::ComposedConfig> =
+            serde_json::from_value(composed).unwrap();
+        (
+            RouteTable::new(&routes, |_| true).unwrap(),
+            ComposedTable::new(&composed, |_| true).unwrap(),
+        )
+    }
+
+    fn op(id: &str, schema: &str) -> Value {
+        json!({"operationId": id, "tags": ["t"], "security": [{"gateway_proof": []}],
+               "responses": {
+                   "200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": format!("{SCHEMA_REF}{schema}")}}}},
+                   "401": {"description": "no proof"}}})
+    }
+
+    /// A service with `/items` and `/items/{id}` (GET, POST), an internal
+    /// path and a probe; `Item` is defined by `item_schema`.
+    fn service(item_schema: Value) -> Arc<Value> {
+        Arc::new(json!({
+            "openapi": "3.1.0",
+            "paths": {
+                "/items": {"get": op("list_items", "Item"), "post": {
+                    "operationId": "create_item",
+                    "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewItem"}}}},
+                    "responses": {"201": {"description": "created"}, "413": {"description": "Body over 64 KiB"}}}},
+                "/items/{id}": {"get": op("get_item", "Item")},
+                "/internal/items": {"get": op("internal_items", "Secret")},
+                "/healthz": {"get": op("healthz", "Item")},
+            },
+            "components": {"schemas": {
+                "Item": item_schema,
+                "NewItem": {"type": "object", "properties": {"name": {"type": "string"}}},
+                "Problem": {"type": "object"},
+                "Secret": {"type": "object", "properties": {"hash": {"type": "string"}}},
+            }},
+            "tags": [{"name": "t", "description": "things"}]
+        }))
+    }
+
+    fn ops(doc: &Value) -> Vec<(String, String, Value)> {
+        let mut out = Vec::new();
+        for (p, item) in doc["paths"].as_object().unwrap() {
+            for (m, o) in item.as_object().unwrap() {
+                out.push((p.clone(), m.clone(), o.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn service_operations_appear_at_their_public_paths_with_access_and_gateway_errors() {
+        let (routes, composed) = tables(
+            json!([
+                {"prefix": "/api/items", "upstream": "a", "rewrite": "/items",
+                 "access": {"GET": "authenticated", "POST": ["editor", "admin"]},
+                 "rate_limit": {"rate": "5/s", "burst": 5, "by": "user"}},
+            ]),
+            json!([]),
+        );
+        let services = BTreeMap::from([("a".to_owned(), service(json!({"type": "object"})))]);
+        let doc = merge(&own_document(), &routes, &composed, &services);
+        let list = &doc["paths"]["/api/items"]["get"];
+        assert_eq!(list["security"], json!([{"bearer": []}]));
+        assert_eq!(list["x-required-roles"], json!([]));
+        assert_eq!(
+            list["responses"]["401"]["$ref"],
+            "#/components/responses/GatewayUnauthorized"
+        );
+        assert!(
+            list["responses"].get("403").is_none(),
+            "no role rule, no gateway 403"
+        );
+        for code in ["429", "502", "503", "504"] {
+            assert!(list["responses"].get(code).is_some(), "{code}");
+        }
+        let create = &doc["paths"]["/api/items"]["post"];
+        assert_eq!(create["x-required-roles"], json!(["editor", "admin"]));
+        assert!(
+            create["description"]
+                .as_str()
+                .unwrap()
+                .contains("`editor` or `admin`")
+        );
+        assert!(create["responses"].get("403").is_some());
+        // The service's own 413 is kept and says the gateway may answer it too.
+        let d413 = create["responses"]["413"]["description"].as_str().unwrap();
+        assert!(d413.starts_with("Body over 64 KiB; or:"), "{d413}");
+        assert_eq!(
+            doc["paths"]["/api/items/{id}"]["get"]["operationId"],
+            "get_item"
+        );
+        // Never: internal paths, probes, the proof scheme, unreachable schemas.
+        let text = doc.to_string();
+        assert!(!text.contains("internal"), "{text}");
+        assert!(!text.contains("healthz"));
+        assert!(!text.contains("gateway_proof"));
+        assert!(doc["components"]["schemas"].get("Secret").is_none());
+        assert!(doc["components"]["schemas"].get("NewItem").is_some());
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+    }
+
+    #[test]
+    fn scoped_operations_name_their_scopes_in_the_security_requirement() {
+        let (routes, composed) = tables(
+            json!([{"prefix": "/api/items", "upstream": "a", "rewrite": "/items",
+                    "access": {"GET": {"scopes": ["items:read"]},
+                               "POST": {"scopes": ["items:write"], "roles": ["admin"]}}}]),
+            json!([]),
+        );
+        let services = BTreeMap::from([("a".to_owned(), service(json!({"type": "object"})))]);
+        let doc = merge(&own_document(), &routes, &composed, &services);
+        let list = &doc["paths"]["/api/items"]["get"];
+        assert_eq!(list["security"], json!([{"bearer": ["items:read"]}]));
+        assert_eq!(list["x-required-scopes"], json!(["items:read"]));
+        assert_eq!(list["x-required-roles"], json!([]));
+        assert!(
+            list["responses"].get("403").is_some(),
+            "a missing scope is 403"
+        );
+        assert!(
+            list["description"]
+                .as_str()
+                .unwrap()
+                .contains("`items:read`")
+        );
+        let create = &doc["paths"]["/api/items"]["post"];
+        assert_eq!(create["security"], json!([{"bearer": ["items:write"]}]));
+        assert_eq!(create["x-required-roles"], json!(["admin"]));
+    }
+
+    #[test]
+    fn a_route_to_the_whole_service_still_hides_internal_paths() {
+        let (routes, composed) = tables(
+            json!([{"prefix": "/a", "upstream": "a", "rewrite": "/", "access": "public"}]),
+            json!([]),
+        );
+        let services = BTreeMap::from([("a".to_owned(), service(json!({"type": "object"})))]);
+        let doc = merge(&own_document(), &routes, &composed, &services);
+        let paths: Vec<String> = ops(&doc).into_iter().map(|(p, _, _)| p).collect();
+        assert!(paths.contains(&"/a/items/{id}".to_owned()), "{paths:?}");
+        assert!(
+            paths
+                .iter()
+                .all(|p| !p.contains("internal") && !p.contains("healthz"))
+        );
+        // Public: no security, no gateway 401, the service's own 401 stays.
+        let get = &doc["paths"]["/a/items"]["get"];
+        assert!(get.get("security").is_none());
+        assert!(get.get("x-required-roles").is_none());
+        assert_eq!(get["responses"]["401"]["description"], "no proof");
+    }
+
+    #[test]
+    fn colliding_schemas_are_renamed_identical_ones_shared_and_operation_ids_unique() {
+        let (routes, composed) = tables(
+            json!([
+                {"prefix": "/api/a", "upstream": "a", "rewrite": "/items", "access": "authenticated"},
+                {"prefix": "/api/b", "upstream": "b-svc", "rewrite": "/items", "access": "authenticated"},
+            ]),
+            json!([]),
+        );
+        let services = BTreeMap::from([
+            (
+                "a".to_owned(),
+                service(json!({"type": "object", "title": "A's item"})),
+            ),
+            (
+                "b-svc".to_owned(),
+                service(json!({"type": "object", "title": "B's item"})),
+            ),
+        ]);
+        let doc = merge(&own_document(), &routes, &composed, &services);
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        assert_eq!(schemas["Item"]["title"], "A's item");
+        assert_eq!(schemas["BSvcItem"]["title"], "B's item");
+        // NewItem is the same in both: published once.
+        assert!(schemas.contains_key("NewItem") && !schemas.contains_key("BSvcNewItem"));
+        assert_eq!(
+            doc["paths"]["/api/b/{id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+                ["$ref"],
+            "#/components/schemas/BSvcItem"
+        );
+        let mut ids: Vec<String> = ops(&doc)
+            .iter()
+            .map(|(_, _, o)| o["operationId"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(ids.contains(&"b-svc_get_item".to_owned()), "{ids:?}");
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "operationIds collide: {ids:?}");
+        // Every reference resolves.
+        let mut refs = BTreeSet::new();
+        schema_refs(&doc, &mut refs);
+        assert!(refs.iter().all(|r| schemas.contains_key(r)), "{refs:?}");
+    }
+
+    #[test]
+    fn only_the_route_that_really_serves_a_path_publishes_it() {
+        let (routes, composed) = tables(
+            json!([
+                {"prefix": "/api", "upstream": "a", "rewrite": "/", "access": "public"},
+                // Longer prefix: /api/items goes to b, not a.
+                {"prefix": "/api/items", "upstream": "b", "rewrite": "/items",
+                 "methods": ["GET"], "access": ["admin"]},
+            ]),
+            json!([{"path": "/api/items/summary", "method": "GET", "access": "authenticated",
+                    "parts": {"x": {"upstream": "a", "path": "/items"}}}]),
+        );
+        let svc = service(json!({"type": "object"}));
+        let services = BTreeMap::from([("a".to_owned(), svc.clone()), ("b".to_owned(), svc)]);
+        let doc = merge(&own_document(), &routes, &composed, &services);
+        let get = &doc["paths"]["/api/items"]["get"];
+        assert_eq!(get["x-required-roles"], json!(["admin"]), "{get}");
+        // b's route serves GET only, so POST /api/items falls through to
+        // a's route (as the router does) and is public.
+        let post = &doc["paths"]["/api/items"]["post"];
+        assert!(post.get("security").is_none(), "{post}");
+        // The composed route has its own operation, with the part's schema.
+        let c = &doc["paths"]["/api/items/summary"]["get"];
+        assert_eq!(c["tags"], json!(["composed"]));
+        let props = &c["responses"]["200"]["content"]["application/json"]["schema"]["properties"];
+        assert_eq!(props["x"]["oneOf"][0]["$ref"], "#/components/schemas/Item");
+        assert_eq!(props["status"]["enum"], json!(["success", "partial"]));
+    }
+}
