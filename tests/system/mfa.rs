@@ -1,28 +1,15 @@
 //! Second factors on the whole system with the shipped route table: the
-//! README's curl walk-through, run as it is written (oathtool standing in
-//! for the authenticator app), and the shipped routes with
+//! curl walk-through of `docs/http-api.md`, run as it is written (oathtool
+//! standing in for the authenticator app), and the shipped routes with
 //! `mfa.required_for_roles: [admin]`, every answer checked against the
 //! committed OpenAPI document.
 
-use std::path::Path;
 use std::process::Command;
 
 use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::support::*;
-
-/// The fenced block after `<!-- mfa-curl -->` in the README.
-fn readme_block() -> String {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let after = readme
-        .split("<!-- mfa-curl -->")
-        .nth(1)
-        .expect("the README's second-factor walk-through");
-    let body = after.split("```sh\n").nth(1).unwrap();
-    body.split("\n```").next().unwrap().to_owned()
-}
 
 fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
@@ -47,11 +34,11 @@ async fn settle(margin: i64) {
 }
 
 #[actix_web::test]
-async fn the_readme_walk_through_works_as_written() {
+async fn the_second_factor_walk_through_works_as_written() {
     let sys = System::start().await;
     let admin = sys.admin().await;
     sys.user(&admin, "wren").await;
-    let block = readme_block();
+    let block = crate::documents::fenced_block("docs/http-api.md", "<!-- mfa-curl -->");
     settle(10).await;
     let gateway = sys.gw.clone();
     let out = actix_web::rt::task::spawn_blocking(move || {
@@ -68,7 +55,7 @@ async fn the_readme_walk_through_works_as_written() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "the README's block failed:\n{stdout}\n{}",
+        "the block in docs/http-api.md failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     // It printed the recovery codes, then the token pair of the second step.
