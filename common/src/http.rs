@@ -12,6 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::problem::{PROBLEM_JSON, Problem};
+use crate::telemetry::Shortcut;
 
 /// Largest JSON body a service accepts.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
@@ -298,25 +299,6 @@ impl Listeners {
     }
 }
 
-/// A way past the App for some requests, taken inside the request context
-/// (request id, server span, log line) and before everything else: given a
-/// request, the future of its answer, or the request back for the App. The
-/// gateway sends its proxied paths this way (`gateway::traffic::edge::shortcut`):
-/// each layer it skips (error handlers, the router, a scope, middleware of
-/// the gateway's own endpoints) boxed the request's future once more.
-pub type Shortcut = std::sync::Arc<
-    dyn Fn(
-            actix_web::dev::ServiceRequest,
-        ) -> Result<
-            futures_util::future::LocalBoxFuture<
-                'static,
-                Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error>,
-            >,
-            actix_web::dev::ServiceRequest,
-        > + Send
-        + Sync,
->;
-
 /// [`serve_with`] on several listeners (the gateway's HTTPS and redirect),
 /// with a [`Shortcut`] past the App when one is given.
 pub fn serve_listeners<F>(
@@ -324,7 +306,7 @@ pub fn serve_listeners<F>(
     workers: usize,
     shutdown_timeout_secs: u64,
     tracing: crate::traces::Tracing,
-    shortcut: Option<Shortcut>,
+    shortcut: Option<std::sync::Arc<dyn Shortcut>>,
     configure: F,
 ) -> std::io::Result<Running>
 where
@@ -347,7 +329,7 @@ fn serve_on<F>(
     shutdown_timeout_secs: u64,
     text_only: bool,
     tracing: crate::traces::Tracing,
-    shortcut: Option<Shortcut>,
+    shortcut: Option<std::sync::Arc<dyn Shortcut>>,
     configure: F,
 ) -> std::io::Result<Running>
 where

@@ -371,7 +371,10 @@ fn serve(
     let swagger = web::Data::new(crate::ops::openapi::handlers::swagger_config());
     let cors_settings = settings.cors.clone();
     let with_cors = !cors_settings.allowed_origins.is_empty();
-    let shortcut = crate::traffic::edge::shortcut(edge.clone(), with_cors);
+    let shortcut = Arc::new(crate::traffic::edge::Shortcut {
+        edge: edge.clone(),
+        cors: with_cors,
+    });
     Ok(common::http::serve_listeners(
         listeners,
         settings.workers,

@@ -11,7 +11,7 @@
 //! router still serves the own endpoints, and under `/admin/`,
 //! `/api/clients` and `/docs` it still proxies what it does not know.
 //!
-//! With CORS off (the default), [`shortcut`] takes proxied paths past the
+//! With CORS off (the default), [`Shortcut`] takes proxied paths past the
 //! whole App from the request context: the router, the scope and the
 //! middleware of the gateway's own endpoints, each of which boxed the
 //! request's future once more.
@@ -74,15 +74,32 @@ fn redirect_target(req: &ServiceRequest, port: u16) -> Option<String> {
     Some(format!("https://{name}{port}{path}"))
 }
 
-/// The way past the App for a proxied path (see [`common::http::Shortcut`]):
-/// what this phase would do with it, without the layers in between. Taken
-/// only when nothing between would act on it: CORS is off (the CORS
-/// middleware answers preflights and adds its headers in the App), the
-/// path is not one of the gateway's own, and no redirect to HTTPS is due.
-pub fn shortcut(edge: Arc<Edge>, cors: bool) -> common::http::Shortcut {
-    Arc::new(move |req: ServiceRequest| {
+/// The way past the App for a proxied path (see
+/// [`common::telemetry::Shortcut`]): what this phase would do with it,
+/// without the layers in between. Taken only when nothing between would
+/// act on it: CORS is off (the CORS middleware answers preflights and adds
+/// its headers in the App), the path is not one of the gateway's own, and
+/// no redirect to HTTPS is due.
+pub struct Shortcut {
+    pub edge: Arc<Edge>,
+    /// CORS is on: nothing goes past the App.
+    pub cors: bool,
+}
+
+impl common::telemetry::Shortcut for Shortcut {
+    fn take(
+        &self,
+        req: ServiceRequest,
+    ) -> Result<
+        futures_util::future::LocalBoxFuture<
+            'static,
+            Result<ServiceResponse<BoxBody>, actix_web::Error>,
+        >,
+        ServiceRequest,
+    > {
         let secure = req.app_config().secure();
-        if cors || (edge.tls && !secure) || edge.own.contains(req.path()) {
+        let edge = &self.edge;
+        if self.cors || (edge.tls && !secure) || edge.own.contains(req.path()) {
             return Err(req);
         }
         let hsts = edge.hsts.clone().filter(|_| secure);
@@ -94,7 +111,7 @@ pub fn shortcut(edge: Arc<Edge>, cors: bool) -> common::http::Shortcut {
             }
             Ok(res)
         }))
-    })
+    }
 }
 
 /// The middleware.

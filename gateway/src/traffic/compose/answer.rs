@@ -22,7 +22,7 @@ use crate::clock::mono_ms;
 use crate::live::Live;
 use crate::ops::metrics::Metrics;
 use crate::traffic::Traffic;
-use crate::traffic::proxy::upstream_request::gateway_headers;
+use crate::traffic::proxy::upstream_request::{Downstream, gateway_headers};
 use crate::traffic::upstream::client::{self, Body, Call, Peer, RetryPolicy, Source};
 use crate::traffic::upstream::pool::{Target, Upstream};
 
@@ -150,6 +150,7 @@ pub async fn answer(
     gw: &Traffic,
     live: &Live,
     req: &HttpRequest,
+    client: Option<std::net::IpAddr>,
     mut payload: web::Payload,
     composed: &Composed,
     who: Option<&Principal>,
@@ -200,7 +201,13 @@ pub async fn answer(
                 headers.insert(h, v.clone());
             }
         }
-        if let Err(e) = gateway_headers(req, &mut headers, &part.upstream, who, &[], &gw.minter) {
+        if let Err(e) = gateway_headers(
+            Downstream { req, client, who },
+            &mut headers,
+            &part.upstream,
+            &[],
+            &gw.minter,
+        ) {
             return e.to_response();
         }
         if let Some(t) = &fixed

@@ -73,13 +73,13 @@ pub async fn reserve(gw: &Identity, ctx: &Ctx<'_>) -> Credential {
             reservation: Some(r),
             locked: None,
             username: key,
-            client: crate::identity::caller::client_ip(ctx.req).map(|a| a.to_string()),
+            client: ctx.client.map(|a| a.to_string()),
         },
         Err(secs) => Credential {
             reservation: None,
             locked: Some(secs),
             username: key,
-            client: crate::identity::caller::client_ip(ctx.req).map(|a| a.to_string()),
+            client: ctx.client.map(|a| a.to_string()),
         },
     }
 }
@@ -151,7 +151,7 @@ pub async fn end_sessions(
                 common::audit::Event::new("sessions.ended", "success")
                     .actor(ctx.caller.as_ref().map(|c| c.id()))
                     .subject(user.to_string())
-                    .client(crate::identity::caller::client_ip(ctx.req).map(|a| a.to_string()))
+                    .client(ctx.client.map(|a| a.to_string()))
                     .detail(format!(
                         "{} session(s) ended after an account change{}",
                         denied.iter().filter(|d| d.key.starts_with("sid:")).count(),

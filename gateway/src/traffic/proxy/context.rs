@@ -1,12 +1,13 @@
 //! The per-request context every phase reads and fills in.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::{HeaderName, HeaderValue};
 
-use crate::identity::caller::Caller;
+use crate::identity::caller::{Caller, client_ip};
 use crate::live::Live;
 use crate::traffic::routes::{Route, Rule};
 use crate::traffic::upstream::pool::Target;
@@ -15,6 +16,9 @@ use crate::traffic::upstream::pool::Target;
 /// request filter has found its route; each phase adds what it decided.
 pub struct Ctx<'a> {
     pub req: &'a HttpRequest,
+    /// The client's address (behind a trusted proxy, the one it reports),
+    /// computed once for every phase that needs it.
+    pub client: Option<IpAddr>,
     /// The configuration snapshot the request was routed with: a reload
     /// mid-request changes nothing for it.
     pub live: &'a Live,
@@ -39,6 +43,7 @@ impl<'a> Ctx<'a> {
     pub fn new(req: &'a HttpRequest, live: &'a Live, route: &'a Route, rule: &'a Rule) -> Self {
         Self {
             req,
+            client: client_ip(req),
             live,
             route,
             rule,

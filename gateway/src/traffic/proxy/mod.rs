@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! request_filter   path check, route (or composed route), method
+//!   -> client_cert        the verified certificate's subject, the route's rule
 //!   -> admission          token -> caller -> the route's rule
 //!   -> rate_limit         the route's quota, by caller or address
 //!   -> websocket          an upgrade: the upstream's handshake, then frames
@@ -28,6 +29,7 @@
 
 pub mod account;
 pub mod cache;
+pub mod client_cert;
 pub mod context;
 pub mod headers;
 pub mod logging;
@@ -119,33 +121,7 @@ async fn serve(
         }
         Ok(Routed::Composed(composed)) => {
             traces::name_route(req.method().as_str(), &composed.path);
-            let admitted = traces::in_child(
-                "admission",
-                admission::admit_request(id, &live, &composed.rule, req.headers()),
-            )
-            .await;
-            let caller = match admitted {
-                Ok(c) => c,
-                Err(refusal) => return early(refusal.to_response()),
-            };
-            record_caller(caller.as_ref());
-            if let Some(limit) = &composed.rate_limit
-                && let Err(res) = Box::pin(rate_limit::check(
-                    &tr.limiter,
-                    &tr.metrics,
-                    &composed.path,
-                    limit,
-                    caller.as_ref(),
-                    &req,
-                ))
-                .await
-            {
-                return early(res);
-            }
-            let who = caller.as_ref().map(|c| c.principal());
-            return early(
-                crate::traffic::compose::answer::answer(tr, &live, &req, body, composed, who).await,
-            );
+            return early(serve_composed(tr, id, &req, &live, composed, body).await);
         }
         Err(res) => return early(res),
     };
@@ -169,6 +145,44 @@ enum Incoming {
     WebSocket(Box<websocket::Upgrade>),
 }
 
+/// A composed route, after the request filter: the same admission and rate
+/// limit as a route's, then its parts (`compose::answer`).
+async fn serve_composed(
+    tr: &Traffic,
+    id: &Identity,
+    req: &HttpRequest,
+    live: &crate::live::Live,
+    composed: &crate::traffic::compose::table::Composed,
+    body: web::Payload,
+) -> HttpResponse {
+    let admitted = traces::in_child(
+        "admission",
+        admission::admit_request(id, live, &composed.rule, req.headers()),
+    )
+    .await;
+    let caller = match admitted {
+        Ok(c) => c,
+        Err(refusal) => return refusal.to_response(),
+    };
+    record_caller(caller.as_ref());
+    let client = crate::identity::caller::client_ip(req);
+    if let Some(limit) = &composed.rate_limit
+        && let Err(res) = Box::pin(rate_limit::check(
+            &tr.limiter,
+            &tr.metrics,
+            &composed.path,
+            limit,
+            caller.as_ref(),
+            client,
+        ))
+        .await
+    {
+        return res;
+    }
+    let who = caller.as_ref().map(|c| c.principal());
+    crate::traffic::compose::answer::answer(tr, live, req, client, body, composed, who).await
+}
+
 /// The phases after the request filter, in order.
 async fn proxy(
     tr: &Traffic,
@@ -176,23 +190,7 @@ async fn proxy(
     ctx: &mut Ctx<'_>,
     body: web::Payload,
 ) -> Result<HttpResponse, HttpResponse> {
-    // The client certificate the listener verified, if any.
-    let client_cert = ctx
-        .req
-        .conn_data::<common::http::PeerCertificate>()
-        .and_then(|c| crate::ops::certificates::CertStore::subject_of(&c.0));
-    if let Some(rule) = &ctx.route.client_cert {
-        let refused = match &client_cert {
-            None => Some("this route needs a verified client certificate (mutual TLS)"),
-            Some(subject) if !rule.admits(subject) => {
-                Some("this route does not admit the client certificate's subject")
-            }
-            Some(_) => None,
-        };
-        if let Some(why) = refused {
-            return Err(common::Problem::forbidden(why).to_response());
-        }
-    }
+    let client_cert = client_cert::phase(ctx)?;
     // A WebSocket: the handshake is checked first, the token may sit where
     // a browser can put it.
     let incoming = if ctx.route.websocket && websocket::is_upgrade(ctx.req) {
@@ -322,9 +320,12 @@ fn upstream_headers(
     claims: &[(String, String)],
 ) -> Result<actix_web::http::header::HeaderMap, UpstreamError> {
     upstream_request::headers(
-        ctx.req,
+        upstream_request::Downstream {
+            req: ctx.req,
+            client: ctx.client,
+            who: ctx.caller.as_ref().map(|c| c.principal()),
+        },
         ctx.route,
-        ctx.caller.as_ref().map(|c| c.principal()),
         &tr.strip_headers,
         &ctx.live.claim_headers,
         claims,

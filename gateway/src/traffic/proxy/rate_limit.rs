@@ -3,21 +3,21 @@
 //! 429; an admitted request carries the `RateLimit*` headers to its answer.
 
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse};
+use std::net::IpAddr;
 
-use crate::identity::caller::{Caller, client_ip};
+use actix_web::HttpResponse;
+
+use crate::identity::caller::Caller;
 use crate::ops::metrics::Metrics;
 use crate::traffic::ratelimit::{self, LimitBy, Quota, RateLimiter};
 
 /// The key a request is counted under: the route, and the caller or the
 /// client address.
-pub fn key(label: &str, by: LimitBy, caller: Option<&Caller>, req: &HttpRequest) -> String {
-    match (by, caller) {
-        (LimitBy::User, Some(c)) => format!("{label}|user:{}", c.id()),
-        _ => format!(
-            "{label}|ip:{}",
-            client_ip(req).map(|a| a.to_string()).unwrap_or_default()
-        ),
+pub fn key(label: &str, by: LimitBy, caller: Option<&Caller>, client: Option<IpAddr>) -> String {
+    match (by, caller, client) {
+        (LimitBy::User, Some(c), _) => format!("{label}|user:{}", c.id()),
+        (_, _, Some(ip)) => format!("{label}|ip:{ip}"),
+        (_, _, None) => format!("{label}|ip:"),
     }
 }
 
@@ -29,9 +29,9 @@ pub async fn check(
     label: &str,
     (quota, by): &(Quota, LimitBy),
     caller: Option<&Caller>,
-    req: &HttpRequest,
+    client: Option<IpAddr>,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, HttpResponse> {
-    let decision = limiter.check(&key(label, *by, caller, req), quota).await;
+    let decision = limiter.check(&key(label, *by, caller, client), quota).await;
     if decision.is_allowed() {
         Ok(decision.headers(quota, "route"))
     } else {
@@ -60,7 +60,7 @@ pub async fn phase(
         &ctx.route.prefix,
         limit,
         ctx.caller.as_ref(),
-        ctx.req,
+        ctx.client,
     )
     .await?;
     Ok(())

@@ -84,14 +84,14 @@ pub fn call<'a>(
 /// the proof. A public route carries no identity at all, so it can never
 /// reach what needs one (internal endpoints included).
 pub fn headers(
-    req: &HttpRequest,
+    down: Downstream<'_>,
     route: &Route,
-    who: Option<&Principal>,
     strip: &[String],
     claim_headers: &[String],
     claims: &[(String, String)],
     minter: &ProofMinter,
 ) -> Result<HeaderMap, UpstreamError> {
+    let req = down.req;
     let connection_listed: Vec<&str> = req
         .headers()
         .get(header::CONNECTION)
@@ -113,8 +113,17 @@ pub fn headers(
         }
     }
     route.request_headers.apply(&mut h);
-    gateway_headers(req, &mut h, &route.upstream, who, claims, minter)?;
+    gateway_headers(down, &mut h, &route.upstream, claims, minter)?;
     Ok(h)
+}
+
+/// The request the gateway calls an upstream for: the client's request,
+/// the client's address (computed once per request) and the caller.
+#[derive(Clone, Copy)]
+pub struct Downstream<'a> {
+    pub req: &'a HttpRequest,
+    pub client: Option<std::net::IpAddr>,
+    pub who: Option<&'a Principal>,
 }
 
 /// The headers only the gateway sets, on every call it makes for a client
@@ -122,14 +131,14 @@ pub fn headers(
 /// the request id, and the identity with a proof for `audience`. The
 /// trace context is written by the client, per attempt.
 pub fn gateway_headers(
-    req: &HttpRequest,
+    down: Downstream<'_>,
     h: &mut HeaderMap,
     audience: &str,
-    who: Option<&Principal>,
     claims: &[(String, String)],
     minter: &ProofMinter,
 ) -> Result<(), UpstreamError> {
-    if let Some(peer) = crate::identity::caller::client_ip(req) {
+    let req = down.req;
+    if let Some(peer) = down.client {
         h.insert(X_FORWARDED_FOR, ip_value(peer));
     }
     h.insert(
@@ -146,7 +155,7 @@ pub fn gateway_headers(
     if let Some(id) = common::telemetry::request_id_header() {
         h.insert(X_REQUEST_ID, id);
     }
-    if let Some(who) = who {
+    if let Some(who) = down.who {
         minter
             .headers_with_claims(audience, who, claims)
             .map_err(|e| UpstreamError::internal(audience, format!("minting a proof: {e}")))?
@@ -244,7 +253,12 @@ mod tests {
             roles: vec!["user".into()],
         };
         let strip = vec!["x-internal".to_owned()];
-        let h = headers(&req, route, Some(&alice), &strip, &[], &[], &minter).unwrap();
+        let down = |who| Downstream {
+            req: &req,
+            client: crate::identity::caller::client_ip(&req),
+            who,
+        };
+        let h = headers(down(Some(&alice)), route, &strip, &[], &[], &minter).unwrap();
         for gone in [
             "authorization",
             "forwarded",
@@ -265,7 +279,7 @@ mod tests {
         assert_eq!(verifier.principal(&h).unwrap(), alice);
         // A public route: whatever identity the client claimed is gone, and
         // none is added.
-        let h = headers(&req, route, None, &strip, &[], &[], &minter).unwrap();
+        let h = headers(down(None), route, &strip, &[], &[], &minter).unwrap();
         for gone in common::identity::IDENTITY_HEADERS {
             assert!(!h.contains_key(gone), "{gone} on a public call");
         }

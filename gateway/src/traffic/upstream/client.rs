@@ -457,105 +457,186 @@ pub async fn send(
     call: Call<'_>,
     headers: &dyn Fn() -> Result<HeaderMap, UpstreamError>,
 ) -> Result<Answer, UpstreamError> {
-    let Call {
-        upstream,
-        peer,
-        method,
-        path,
-        timeout,
-        retry,
-        accounting,
-        body,
-    } = call;
-    let client = client_for(upstream);
-    let replayable = body.replayable();
-    let faults = match &body {
-        Body::Stream(s) => Some(s.fault.clone()),
-        _ => None,
-    };
-    let mut body = Some(body);
-    let metrics = match accounting {
-        Accounting::Traffic(m) => Some(m),
-        Accounting::Untracked => None,
-    };
-    let tracked = metrics.is_some();
-    let fail = |source: Source, retry_safe: bool, cause: String| UpstreamError {
-        source,
-        upstream: upstream.name.clone(),
-        retry_safe,
-        cause,
-    };
+    let mut sending = Sending::new(call);
     let mut avoid: Option<Arc<Target>> = None;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (target, mut lease) = match &peer {
-            Peer::Fixed(t) => (t.clone(), tracked.then(|| Lease::on(t.clone()))),
-            Peer::Balanced => {
-                // Another target for a retry, or the same one if it is the
-                // only one left.
-                let Some(lease) = upstream
-                    .pick(avoid.as_ref())
-                    .or_else(|| avoid.as_ref().and_then(|_| upstream.pick(None)))
-                else {
-                    return Err(fail(
-                        Source::NoTarget,
-                        false,
-                        "no target in rotation".into(),
-                    ));
-                };
-                (lease.target().clone(), tracked.then_some(lease))
-            }
+        let failure = match sending.attempt(attempt, avoid.take(), headers).await {
+            Ok(answer) => return Ok(answer),
+            Err(failure) => failure,
         };
-        let span = attempt_span(&method, upstream, &target, path, attempt);
-        // Room on the target, within the attempt's budget.
-        let mut budget = timeout;
+        if failure.again && attempt <= sending.retry.max_retries {
+            if failure.error.source != Source::Saturated {
+                tracing::info!(error = %failure.error.cause, attempt, "retrying on another target");
+            }
+            sending.count("retried");
+            avoid = failure.target;
+            continue;
+        }
+        if let Some(outcome) = failure.outcome {
+            sending.count(outcome);
+        }
+        return Err(failure.error);
+    }
+}
+
+/// How one attempt failed, for [`send`]'s loop to decide on.
+struct Failure {
+    error: UpstreamError,
+    /// The target it was on: a next attempt goes elsewhere if it can.
+    target: Option<Arc<Target>>,
+    /// The policy allows another attempt (and, for a saturated target,
+    /// there is another target to try).
+    again: bool,
+    /// The attempt metric when this failure is the call's last; `None`
+    /// when it is not counted (no target, the client's own body, the
+    /// gateway's own failure).
+    outcome: Option<&'static str>,
+}
+
+impl Failure {
+    /// A failure that ends the call at once, uncounted.
+    fn end(error: UpstreamError) -> Self {
+        Self {
+            error,
+            target: None,
+            again: false,
+            outcome: None,
+        }
+    }
+}
+
+/// A call being sent: what stays the same across its attempts.
+struct Sending<'a> {
+    upstream: &'a Upstream,
+    peer: Peer,
+    method: Method,
+    path: &'a str,
+    timeout: Duration,
+    retry: RetryPolicy,
+    /// The traffic metrics and passive health, for tracked calls.
+    metrics: Option<&'a Metrics>,
+    client: awc::Client,
+    /// `None` once a streamed body has been sent (it cannot be again).
+    body: Option<Body>,
+    replayable: bool,
+    faults: Option<Rc<Cell<Option<ClientFault>>>>,
+}
+
+impl<'a> Sending<'a> {
+    fn new(call: Call<'a>) -> Self {
+        let Call {
+            upstream,
+            peer,
+            method,
+            path,
+            timeout,
+            retry,
+            accounting,
+            body,
+        } = call;
+        Self {
+            client: client_for(upstream),
+            replayable: body.replayable(),
+            faults: match &body {
+                Body::Stream(s) => Some(s.fault.clone()),
+                _ => None,
+            },
+            body: Some(body),
+            metrics: match accounting {
+                Accounting::Traffic(m) => Some(m),
+                Accounting::Untracked => None,
+            },
+            upstream,
+            peer,
+            method,
+            path,
+            timeout,
+            retry,
+        }
+    }
+
+    fn count(&self, outcome: &'static str) {
+        if let Some(m) = self.metrics {
+            m.upstream_attempt(&self.upstream.name, outcome);
+        }
+    }
+
+    fn error(&self, source: Source, retry_safe: bool, cause: String) -> UpstreamError {
+        UpstreamError {
+            source,
+            upstream: self.upstream.name.clone(),
+            retry_safe,
+            cause,
+        }
+    }
+
+    /// The target of this attempt, with its lease for tracked calls: a
+    /// balanced call avoids the previous attempt's target, unless it is
+    /// the only one left.
+    fn target(&self, avoid: Option<&Arc<Target>>) -> Result<(Arc<Target>, Option<Lease>), Failure> {
+        let tracked = self.metrics.is_some();
+        match &self.peer {
+            Peer::Fixed(t) => Ok((t.clone(), tracked.then(|| Lease::on(t.clone())))),
+            Peer::Balanced => {
+                let lease = self
+                    .upstream
+                    .pick(avoid)
+                    .or_else(|| avoid.and_then(|_| self.upstream.pick(None)))
+                    .ok_or_else(|| {
+                        Failure::end(self.error(
+                            Source::NoTarget,
+                            false,
+                            "no target in rotation".into(),
+                        ))
+                    })?;
+                Ok((lease.target().clone(), tracked.then_some(lease)))
+            }
+        }
+    }
+
+    /// One attempt: a target, room on it within the budget, the request
+    /// with this attempt's headers, and the answer head or why not.
+    async fn attempt(
+        &mut self,
+        attempt: u32,
+        avoid: Option<Arc<Target>>,
+        headers: &dyn Fn() -> Result<HeaderMap, UpstreamError>,
+    ) -> Result<Answer, Failure> {
+        let (target, mut lease) = self.target(avoid.as_ref())?;
+        let span = attempt_span(&self.method, self.upstream, &target, self.path, attempt);
+        let mut budget = self.timeout;
         if let Some(lease) = lease.as_mut() {
-            budget = lease.admit(timeout).await.unwrap_or(Duration::ZERO);
+            budget = lease.admit(self.timeout).await.unwrap_or(Duration::ZERO);
             if budget.is_zero() {
                 span.fail(Source::Saturated.name());
                 span.end();
-                // The body is untouched: nothing was sent. Another attempt
-                // only on another target (waiting on this one again would
-                // double the wait).
-                let safe = retry.allows(Source::Saturated, true);
-                let elsewhere = matches!(peer, Peer::Balanced) && upstream.has_other_than(&target);
-                if safe && elsewhere && attempt <= retry.max_retries {
-                    if let Some(m) = metrics {
-                        m.upstream_attempt(&upstream.name, "retried");
-                    }
-                    avoid = Some(target);
-                    continue;
-                }
-                if let Some(m) = metrics {
-                    m.upstream_attempt(&upstream.name, "saturated");
-                }
-                return Err(fail(
-                    Source::Saturated,
-                    safe,
-                    format!("no room on target {} in {timeout:?}", target.url),
-                ));
+                return Err(self.saturated(target));
             }
         }
-        let mut url = String::with_capacity(target.url.len() + path.len());
+        let mut url = String::with_capacity(target.url.len() + self.path.len());
         url.push_str(&target.url);
-        url.push_str(path);
-        let mut req = client.request(method.clone(), url).timeout(budget);
-        *req.headers_mut() = headers()?;
+        url.push_str(self.path);
+        let mut req = self
+            .client
+            .request(self.method.clone(), url)
+            .timeout(budget);
+        *req.headers_mut() = headers().map_err(Failure::end)?;
         traces::inject(&span.context(), req.headers_mut());
-        let sent = match body.take() {
+        let sent = match self.body.take() {
             Some(Body::Stream(s)) => req.send_stream(s).await,
             Some(Body::Bytes(b)) => {
-                body = Some(Body::Bytes(b.clone()));
+                self.body = Some(Body::Bytes(b.clone()));
                 req.send_body(b).await
             }
             Some(Body::Empty) => {
-                body = Some(Body::Empty);
+                self.body = Some(Body::Empty);
                 req.send().await
             }
             None => req.send().await,
         };
-        let e = match sent {
+        match sent {
             Ok(response) => {
                 let status = response.status();
                 span.set(KeyValue::new(
@@ -566,41 +647,62 @@ pub async fn send(
                     span.fail(status.as_str());
                 }
                 span.end();
-                if let Some(m) = metrics {
+                if self.metrics.is_some() {
                     target.record_success();
-                    m.upstream_attempt(&upstream.name, "ok");
                 }
-                return Ok(Answer {
+                self.count("ok");
+                Ok(Answer {
                     response,
                     lease,
                     target,
                     attempts: attempt,
-                });
+                })
             }
-            Err(e) => e,
-        };
-        span.fail(source_of(&e).name());
-        span.end();
-        if let Some(fault) = faults.as_ref().and_then(|f| f.get()) {
-            return Err(fail(Source::Client(fault), false, e.to_string()));
-        }
-        let source = source_of(&e);
-        if tracked {
-            target.record_failure(&upstream.spec.passive);
-        }
-        let safe = retry.allows(source, replayable);
-        if safe && attempt <= retry.max_retries {
-            tracing::info!(error = %e, target_url = %target.url, attempt, "retrying on another target");
-            if let Some(m) = metrics {
-                m.upstream_attempt(&upstream.name, "retried");
+            Err(e) => {
+                span.fail(source_of(&e).name());
+                span.end();
+                Err(self.failed(target, &e))
             }
-            avoid = Some(target);
-            continue;
         }
-        if let Some(m) = metrics {
-            m.upstream_attempt(&upstream.name, "failed");
+    }
+
+    /// No room on the target for the whole budget. The body is untouched
+    /// (nothing was sent); another attempt only on another target (waiting
+    /// on this one again would double the wait).
+    fn saturated(&self, target: Arc<Target>) -> Failure {
+        let safe = self.retry.allows(Source::Saturated, true);
+        let elsewhere =
+            matches!(self.peer, Peer::Balanced) && self.upstream.has_other_than(&target);
+        Failure {
+            error: self.error(
+                Source::Saturated,
+                safe,
+                format!("no room on target {} in {:?}", target.url, self.timeout),
+            ),
+            target: Some(target),
+            again: safe && elsewhere,
+            outcome: Some("saturated"),
         }
-        return Err(fail(source, safe, format!("{e} (target {})", target.url)));
+    }
+
+    /// The request failed: the client's body (no retry, the upstream did
+    /// nothing wrong), or the target (passive health; another attempt as
+    /// the policy allows).
+    fn failed(&self, target: Arc<Target>, e: &SendRequestError) -> Failure {
+        if let Some(fault) = self.faults.as_ref().and_then(|f| f.get()) {
+            return Failure::end(self.error(Source::Client(fault), false, e.to_string()));
+        }
+        let source = source_of(e);
+        if self.metrics.is_some() {
+            target.record_failure(&self.upstream.spec.passive);
+        }
+        let safe = self.retry.allows(source, self.replayable);
+        Failure {
+            error: self.error(source, safe, format!("{e} (target {})", target.url)),
+            target: Some(target),
+            again: safe,
+            outcome: Some("failed"),
+        }
     }
 }
 
