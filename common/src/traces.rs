@@ -5,7 +5,7 @@
 //! Each service holds its own [`Tracing`] (its own provider, so its spans
 //! carry its own `service.name` even when several services share a process,
 //! as under `cargo run`). The request middleware
-//! ([`crate::telemetry::request_context`]) starts the service's server span,
+//! (`request_context` in the sibling `telemetry`) starts the service's server span,
 //! a child of the incoming `traceparent` when the policy trusts it, and puts
 //! it, with the tracer, in the OpenTelemetry context of everything the
 //! request runs; [`child`] and [`in_child`] open spans under it,

@@ -149,8 +149,18 @@ fn graph() -> (
     BTreeMap<String, PathBuf>,
     BTreeMap<String, BTreeSet<String>>,
 ) {
+    graph_of(&src())
+}
+
+/// The import graph of the crate whose sources are in `dir`.
+fn graph_of(
+    dir: &Path,
+) -> (
+    BTreeMap<String, PathBuf>,
+    BTreeMap<String, BTreeSet<String>>,
+) {
     let mut known = BTreeMap::new();
-    modules(&src(), "", &mut known);
+    modules(dir, "", &mut known);
     known.remove("tests_support");
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (module, path) in &known {
@@ -330,6 +340,16 @@ fn no_two_files_import_each_other_in_a_circle() {
     );
     let found = cycles(&edges);
     assert!(found.is_empty(), "import circles: {found:?}");
+}
+
+#[test]
+fn the_shared_crate_has_no_import_circle_either() {
+    let common = Path::new(env!("CARGO_MANIFEST_DIR")).join("../common/src");
+    let (known, edges) = graph_of(&common);
+    assert!(known.contains_key("telemetry") && known.contains_key("http"));
+    assert!(edges["http"].contains("telemetry"), "the scan sees imports");
+    let found = cycles(&edges);
+    assert!(found.is_empty(), "import circles in common: {found:?}");
 }
 
 #[test]
