@@ -66,7 +66,9 @@ async fn main() -> anyhow::Result<()> {
     let (orders_l, orders_at) = bind("orders", orders_settings.listen)?;
     let (s1_l, s1_at) = bind("scanner1", scanner1.listen)?;
     let (s2_l, s2_at) = bind("scanner2", scanner2.listen)?;
-    let gateway_settings = gateway::Settings::from_loader(
+    // The addresses bound here are the program's, not the file's: a reload
+    // (SIGHUP, `POST /admin/reload`) reads the same layers with them again.
+    let gateway_layers = move || {
         gateway::Settings::loader()
             .set("upstreams.users", [url(users_at)])
             .set("upstreams.orders", [url(orders_at)])
@@ -79,8 +81,9 @@ async fn main() -> anyhow::Result<()> {
                     ],
                     "balance": "least_connections",
                 }),
-            ),
-    )?;
+            )
+    };
+    let gateway_settings = gateway::Settings::from_loader(gateway_layers())?;
     // The gateway's proof key must exist before the services load its public half.
     gateway::proof_minter(&gateway_settings).context("preparing the gateway proof key")?;
 
@@ -96,9 +99,15 @@ async fn main() -> anyhow::Result<()> {
     let scanner2 = scanner::build_with_listener(scanner2, s2_l)
         .await
         .context("starting scanner2")?;
-    let gateway = gateway::build(gateway_settings)
-        .await
-        .context("starting the gateway")?;
+    let gateway_listener =
+        common::http::bind(gateway_settings.listen).context("starting the gateway")?;
+    let gateway = gateway::build_with_source(
+        gateway_settings,
+        gateway_listener,
+        Box::new(move || gateway::Settings::from_loader(gateway_layers())),
+    )
+    .await
+    .context("starting the gateway")?;
 
     tracing::info!(
         gateway = gateway.port(),

@@ -135,15 +135,26 @@ async fn two_launchers_run_side_by_side_on_ports_of_their_own() {
             .await
             .unwrap();
         let token = login["access_token"].as_str().expect("a token").to_owned();
-        // Every service behind this gateway answers, where it really listens.
-        for path in ["/api/me", "/api/orders", "/api/scans", "/api/me/overview"] {
+        // Every service behind this gateway answers, where it really listens,
+        // and still does after a reload: the launcher's addresses are not the
+        // file's (8081-8084), and a reload must keep them.
+        for round in ["started", "reloaded"] {
+            for path in ["/api/me", "/api/orders", "/api/scans", "/api/me/overview"] {
+                let r = client
+                    .get(format!("{}{path}", copy.gateway))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200, "{} {path} ({round})", copy.gateway);
+            }
             let r = client
-                .get(format!("{}{path}", copy.gateway))
+                .post(format!("{}/admin/reload", copy.gateway))
                 .bearer_auth(&token)
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(r.status(), 200, "{} {path}", copy.gateway);
+            assert_eq!(r.status(), 200, "reload: {}", r.text().await.unwrap());
         }
         let overview: Value = client
             .get(format!("{}/api/me/overview", copy.gateway))
