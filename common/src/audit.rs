@@ -89,19 +89,40 @@ impl Event {
     }
 
     pub fn subject(mut self, subject: impl Into<String>) -> Self {
-        self.subject = Some(truncate(subject.into(), 256));
+        self.subject = Some(text(subject.into(), 256));
         self
     }
 
     pub fn client(mut self, client: Option<String>) -> Self {
-        self.client = client.map(|c| truncate(c, 64));
+        self.client = client.map(|c| text(c, 64));
         self
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(truncate(detail.into(), 1024));
+        self.detail = Some(text(detail.into(), 1024));
         self
     }
+}
+
+/// A value as it is stored: control characters written out (`\u{0}`), so
+/// none reaches the database (PostgreSQL refuses NUL in text, and one such
+/// record would fail its whole batch) or a reader's terminal; then cut to
+/// `max` bytes. A decoded path parameter can hold anything.
+fn text(s: String, max: usize) -> String {
+    let s = if s.chars().any(char::is_control) {
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        s
+    };
+    truncate(s, max)
 }
 
 fn truncate(mut s: String, max: usize) -> String {
@@ -501,6 +522,21 @@ mod tests {
             extra as u64,
             "every queued record was written"
         );
+    }
+
+    #[test]
+    fn stored_values_hold_no_control_character() {
+        let e = Event::new("x", "failure")
+            .subject("upstream a\0b")
+            .client(Some("1.2.3.4\n".into()))
+            .detail("line\u{1b}[31m");
+        assert_eq!(e.subject.as_deref(), Some("upstream a\\u{0}b"));
+        assert_eq!(e.client.as_deref(), Some("1.2.3.4\\u{a}"));
+        assert_eq!(e.detail.as_deref(), Some("line\\u{1b}[31m"));
+        // Escaped first, then cut on a character boundary.
+        let long = Event::new("x", "failure").subject("é".repeat(200) + "\0");
+        assert!(long.subject.as_ref().unwrap().len() <= 256);
+        assert!(!long.subject.unwrap().contains('\0'));
     }
 
     #[test]

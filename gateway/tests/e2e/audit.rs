@@ -241,3 +241,27 @@ async fn an_unwritable_trail_fails_no_request_and_is_counted() {
     assert!(failures >= 2, "{failures} failed writes counted");
     assert_eq!(s.get(&admin, "/api/me").await.status, 200);
 }
+
+#[actix_web::test]
+async fn a_record_whose_subject_holds_nul_is_written_escaped() {
+    // The path parameter is decoded: the audited subject holds a NUL, which
+    // PostgreSQL refuses in text (the record, and its batch, were lost).
+    let s = spawn_stack().await;
+    let admin = admin_token(&s).await;
+    let r = read(
+        s.client
+            .post(s.url("/admin/upstreams/a%00b/targets"))
+            .bearer_auth(&admin)
+            .json(&json!({"url": "http://127.0.0.1:9"})),
+    )
+    .await;
+    assert!(
+        r.status == 404 || r.status == 422,
+        "{} {}",
+        r.status,
+        r.text
+    );
+    let page = audit(&s, &admin, "?event=admin.target.added", 1).await;
+    assert_eq!(page["items"][0]["subject"], "upstream a\\u{0}b", "{page}");
+    assert_eq!(page["items"][0]["result"], "failure");
+}
