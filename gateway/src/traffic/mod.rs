@@ -9,6 +9,7 @@ pub mod ratelimit;
 pub mod response_cache;
 pub mod routes;
 pub mod upstream;
+pub mod ws_frames;
 pub mod ws_relay;
 
 use std::collections::BTreeMap;

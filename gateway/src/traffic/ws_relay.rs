@@ -28,7 +28,8 @@ use tokio::time::Instant;
 use crate::identity::sessions::Sessions;
 use crate::identity::tokens::AccessClaims;
 use crate::ops::metrics::WebSocketCounters;
-use crate::traffic::upstream::client::{UpstreamSocket, WsFrame as Frame};
+use crate::traffic::upstream::client::WsFrame as Frame;
+use crate::traffic::ws_frames::{FrameLimits, GuardedSocket, is_overflow};
 
 /// How long the other side gets to answer a close before the connection is
 /// dropped.
@@ -74,6 +75,14 @@ impl Default for WebSocketSettings {
 }
 
 impl WebSocketSettings {
+    /// The limits every frame and message is held to, either way.
+    pub fn frame_limits(&self) -> FrameLimits {
+        FrameLimits {
+            max_frame: self.max_frame_bytes as u64,
+            max_message: self.max_message_bytes,
+        }
+    }
+
     pub fn check(&self) -> Result<(), String> {
         if self.max_frame_bytes == 0 || self.max_message_bytes == 0 {
             return Err("websocket: max_frame_bytes and max_message_bytes must be positive".into());
@@ -193,8 +202,8 @@ impl End {
     }
 }
 
-type UpstreamSink = futures_util::stream::SplitSink<UpstreamSocket, Message>;
-type UpstreamStream = futures_util::stream::SplitStream<UpstreamSocket>;
+type UpstreamSink = futures_util::stream::SplitSink<GuardedSocket, Message>;
+type UpstreamStream = futures_util::stream::SplitStream<GuardedSocket>;
 
 /// What both directions share: when a frame last went either way, and
 /// which side has been sent a close.
@@ -234,7 +243,7 @@ impl MessageSize {
 pub async fn relay(
     session: actix_ws::Session,
     mut client_in: actix_ws::MessageStream,
-    upstream: UpstreamSocket,
+    upstream: GuardedSocket,
     limits: Limits,
     guard: Guard,
     counters: &WebSocketCounters,
@@ -303,7 +312,7 @@ async fn client_to_upstream(
     loop {
         let msg = match client_in.recv().await {
             None => return End::ClientLost,
-            Some(Err(actix_ws::ProtocolError::Overflow)) => return End::TooBig,
+            Some(Err(e)) if is_overflow(&e) => return End::TooBig,
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "websocket client broke the protocol");
                 return End::ClientProtocol;

@@ -171,6 +171,7 @@ impl Backend {
                 .app_data(hits.clone())
                 .app_data(running.clone())
                 .route("/ws", web::get().to(ws_echo))
+                .route("/ws-huge", web::get().to(ws_huge))
                 .route(
                     "/ws/hits",
                     web::get().to(|h: web::Data<std::sync::atomic::AtomicUsize>| async move {
@@ -276,6 +277,25 @@ pub async fn ws_echo(
         }
     });
     Ok(res)
+}
+
+/// A WebSocket service that, once upgraded, declares a binary frame of
+/// 2^40 bytes and streams zeros as its payload (64 MiB at most, so the
+/// test ends): what a hostile upstream does to a gateway that buffers a
+/// frame before looking at its length.
+pub async fn ws_huge(req: HttpRequest, body: web::Payload) -> actix_web::Result<HttpResponse> {
+    let (res, _session, _stream) = actix_ws::handle(&req, body)?;
+    let mut head = vec![0x82u8, 127];
+    head.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    let chunk = web::Bytes::from(vec![0u8; 64 * 1024]);
+    let frames = futures_util::stream::iter(
+        std::iter::once(web::Bytes::from(head))
+            .chain(std::iter::repeat_n(chunk, 1024))
+            .map(Ok::<_, actix_web::Error>),
+    );
+    Ok(res
+        .set_body(actix_web::body::BodyStream::new(frames))
+        .map_into_boxed_body())
 }
 
 /// Slow requests running on a backend now, and the most at once.

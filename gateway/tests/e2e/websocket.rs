@@ -25,6 +25,7 @@ fn ws_routes() -> Value {
         {"prefix": "/public-denied", "upstream": "echo", "rewrite": "/status/403", "access": "public"},
         {"prefix": "/api/plain", "upstream": "echo", "rewrite": "/ws", "access": "authenticated",
          "websocket": false},
+        {"prefix": "/api/huge", "upstream": "echo", "rewrite": "/ws-huge", "access": "authenticated"},
     ]))
 }
 
@@ -464,6 +465,52 @@ async fn idle_oversized_and_revoked_sockets_are_closed_with_their_codes() {
         "{:?}",
         t.elapsed()
     );
+}
+
+/// A frame's declared length is held to the limit as its header arrives,
+/// in both directions: a peer declaring 2^40 bytes (or one byte over
+/// `max_frame_bytes`) and then streaming payload is closed with 1009 at
+/// once, without the gateway buffering what it sends.
+#[actix_web::test]
+async fn declared_frame_lengths_are_refused_before_the_payload() {
+    use tokio::io::AsyncWriteExt;
+    let s = spawn_stack_with(|l| {
+        l.set("routes", ws_routes())
+            .set("websocket.max_frame_bytes", 65_536)
+            .set("websocket.max_message_bytes", 131_072)
+    })
+    .await;
+    let (token, _) = s.tokens("admin", ADMIN_PASSWORD).await;
+    // The client's frames: a header only, then payload the gateway must not
+    // wait for (1 MiB sent of the 2^40 declared; of 65,537 nothing).
+    for (declared, sent) in [(1u64 << 40, 1usize << 20), (65_537, 0)] {
+        let (_, mut sock) = open(&s, "/api/live", Some(&token)).await.unwrap();
+        let mut head = vec![0x82u8, 0x80 | 127];
+        head.extend_from_slice(&declared.to_be_bytes());
+        head.extend_from_slice(&[1, 2, 3, 4]);
+        sock.io_mut().write_all(&head).await.unwrap();
+        let chunk = vec![0u8; 16 * 1024];
+        for _ in 0..sent / chunk.len() {
+            // The gateway may have closed already: a failed write is fine.
+            if sock.io_mut().write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = sock.io_mut().flush().await;
+        let (code, why) = close_code(next(&mut sock).await);
+        assert_eq!(
+            (code, why.as_str()),
+            (1009, "message too big"),
+            "{declared}"
+        );
+    }
+    // The upstream's: it declares 2^40 bytes and streams; the client is
+    // told 1009 without the gateway taking it all in first.
+    let (_, mut sock) = open(&s, "/api/huge", Some(&token)).await.unwrap();
+    let t = Instant::now();
+    let (code, _) = close_code(next(&mut sock).await);
+    assert_eq!(code, 1009);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
 
 #[actix_web::test]

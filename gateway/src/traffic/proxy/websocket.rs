@@ -29,6 +29,7 @@ use super::context::Ctx;
 use super::headers::HOP_BY_HOP;
 use crate::traffic::upstream::client::{self, WebSocketFailure};
 use crate::traffic::upstream::pool::Upstream;
+use crate::traffic::ws_frames::Guarded;
 use crate::traffic::ws_relay::{Guard, Limits, WebSocketSettings};
 
 /// The `Sec-WebSocket-Protocol` entry that says the next entry is the
@@ -74,6 +75,20 @@ impl Upgrade {
         body: web::Payload,
         settings: &WebSocketSettings,
     ) -> Result<Self, HttpResponse> {
+        // The client's frames are held to the limits as their headers
+        // arrive, before actix-ws buffers them (see `ws_frames`).
+        let mut guarded =
+            actix_web::dev::Payload::from(Box::pin(Guarded::new(body, settings.frame_limits()))
+                as std::pin::Pin<
+                    Box<
+                        dyn futures_util::Stream<
+                                Item = Result<web::Bytes, actix_web::error::PayloadError>,
+                            >,
+                    >,
+                >);
+        let body = <web::Payload as actix_web::FromRequest>::from_request(req, &mut guarded)
+            .into_inner()
+            .map_err(|e| e.error_response())?;
         let (response, session, stream) = actix_ws::handle(req, body).map_err(|e| {
             Problem::bad_request(format!("not a valid WebSocket handshake: {e}")).to_response()
         })?;
@@ -269,11 +284,14 @@ pub async fn phase(
         token,
     };
     let lease = opened.lease;
+    // The upstream's frames are held to the limits as their headers arrive
+    // (see `ws_frames`).
+    let upstream_socket = crate::traffic::ws_frames::guard(opened.socket, settings.frame_limits());
     actix_web::rt::spawn(async move {
         let reason = crate::traffic::ws_relay::relay(
             session,
             stream,
-            opened.socket,
+            upstream_socket,
             limits,
             guard,
             &counters,

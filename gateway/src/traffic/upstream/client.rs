@@ -751,8 +751,12 @@ fn attempt_span(
 }
 
 /// An open WebSocket to a target, from the gateway's side.
-pub type UpstreamSocket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+pub type UpstreamSocket = actix_codec::Framed<WsIo, WsCodec>;
 
+/// The connection under an upstream's WebSocket.
+pub use awc::BoxedSocket as WsIo;
+/// The codec of the upstream's side of a WebSocket (client mode).
+pub use awc::ws::Codec as WsCodec;
 /// A frame as the upstream sent it.
 pub use awc::ws::Frame as WsFrame;
 
