@@ -249,9 +249,11 @@ pub fn credentials(headers: &HeaderMap, form: &Form) -> Result<Credentials, OAut
     }
 }
 
-/// Authenticate a client, counting failures per client id and per address
-/// like logins (reserved before the secret is checked, so concurrency
-/// cannot outrun the budget).
+/// Authenticate a client, counting failures like logins (reserved before
+/// the secret is checked, so concurrency cannot outrun the budget): per
+/// address, and per client id *from that address*, so that whoever knows a
+/// `client_id` cannot lock the client out where it really runs; guesses
+/// are bounded by the address budget, and the secrets are 256-bit.
 async fn authenticate_client(
     req: &HttpRequest,
     gw: &Identity,
@@ -274,7 +276,8 @@ async fn authenticate_client(
         .reserve(shared, &ip)
         .await
         .map_err(|secs| locked("address", secs))?;
-    let by_client = match gw.client_limiter.reserve(shared, &creds.client_id).await {
+    let client_key = format!("{}|{ip}", creds.client_id);
+    let by_client = match gw.client_limiter.reserve(shared, &client_key).await {
         Ok(r) => r,
         Err(secs) => {
             gw.ip_limiter.settle(shared, by_ip, Outcome::Void).await;
