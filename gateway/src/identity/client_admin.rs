@@ -21,6 +21,7 @@ use crate::identity::clients::{Client, ClientError, ClientPatch, MAX_SECRETS};
 const MAX_NAME: usize = 128;
 const MAX_SCOPES: usize = 64;
 const MAX_ROLES: usize = 32;
+const MAX_AUDIENCES: usize = 8;
 
 /// `POST /api/clients`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -35,6 +36,11 @@ pub struct NewClient {
     /// Roles its tokens carry.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The audiences whose tokens it may introspect (a resource server's;
+    /// by default none: it may not introspect).
+    #[serde(default)]
+    #[schema(example = json!(["gatehouse-api"]))]
+    pub introspect: Vec<String>,
 }
 
 /// `PATCH /api/clients/{id}`: what is given changes.
@@ -44,6 +50,7 @@ pub struct ClientUpdate {
     pub name: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub roles: Option<Vec<String>>,
+    pub introspect: Option<Vec<String>>,
     pub active: Option<bool>,
 }
 
@@ -67,6 +74,7 @@ fn check(
     name: Option<&str>,
     scopes: Option<&[String]>,
     roles: Option<&[String]>,
+    introspect: Option<&[String]>,
 ) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let mut bad = |field: &str, code: &str, message: String| {
@@ -110,6 +118,24 @@ fn check(
         }
         if (1..r.len()).any(|i| r[..i].contains(&r[i])) {
             bad("roles", "unique", "each role once".into());
+        }
+    }
+    if let Some(a) = introspect {
+        if a.len() > MAX_AUDIENCES {
+            bad("introspect", "length", format!("at most {MAX_AUDIENCES}"));
+        }
+        if let Some(x) = a
+            .iter()
+            .find(|x| !crate::traffic::routes::is_valid_scope(x))
+        {
+            bad(
+                "introspect",
+                "audience",
+                format!("`{x}` is not an audience"),
+            );
+        }
+        if (1..a.len()).any(|i| a[..i].contains(&a[i])) {
+            bad("introspect", "unique", "each audience once".into());
         }
     }
     errors
@@ -184,13 +210,23 @@ pub async fn create(
     gw: web::Data<Identity>,
     body: web::Json<NewClient>,
 ) -> HttpResponse {
-    let errors = check(Some(&body.name), Some(&body.scopes), Some(&body.roles));
+    let errors = check(
+        Some(&body.name),
+        Some(&body.scopes),
+        Some(&body.roles),
+        Some(&body.introspect),
+    );
     if !errors.is_empty() {
         return Problem::validation(errors).to_response();
     }
     match gw
         .clients
-        .create(body.name.trim(), &body.scopes, &body.roles)
+        .create(
+            body.name.trim(),
+            &body.scopes,
+            &body.roles,
+            &body.introspect,
+        )
         .await
     {
         Ok((client, secret)) => {
@@ -277,6 +313,7 @@ pub async fn update(
         body.name.as_deref(),
         body.scopes.as_deref(),
         body.roles.as_deref(),
+        body.introspect.as_deref(),
     );
     if !errors.is_empty() {
         return Problem::validation(errors).to_response();
@@ -285,6 +322,7 @@ pub async fn update(
         name: body.name.map(|n| n.trim().to_owned()),
         scopes: body.scopes,
         roles: body.roles,
+        introspect: body.introspect,
         active: body.active,
     };
     match gw.clients.update(*id, patch).await {
@@ -433,12 +471,14 @@ mod tests {
             Some("billing"),
             Some(&["orders:read".into()]),
             Some(&["user".into()]),
+            Some(&["api".into()]),
         );
         assert!(ok.is_empty(), "{ok:?}");
         let errors = check(
             Some(""),
             Some(&["a b".into(), "x".into(), "x".into()]),
             Some(&["no way".into()]),
+            Some(&["a b".into()]),
         );
         let fields: Vec<(&str, &str)> = errors
             .iter()
@@ -450,9 +490,10 @@ mod tests {
                 ("name", "length"),
                 ("scopes", "scope"),
                 ("scopes", "unique"),
-                ("roles", "role")
+                ("roles", "role"),
+                ("introspect", "audience")
             ]
         );
-        assert_eq!(check(Some("a\u{7}"), None, None)[0].code, "text");
+        assert_eq!(check(Some("a\u{7}"), None, None, None)[0].code, "text");
     }
 }

@@ -35,6 +35,8 @@ pub mod entity {
             pub name: String,
             pub scopes: String,
             pub roles: String,
+            /// Audiences whose tokens it may introspect, space-separated.
+            pub introspect: String,
             pub is_active: bool,
             pub generation: i64,
             pub created_at: DateTimeUtc,
@@ -84,6 +86,9 @@ pub struct Client {
     pub scopes: Vec<String>,
     /// Roles its tokens carry.
     pub roles: Vec<String>,
+    /// The audiences whose tokens it may introspect (RFC 7662); empty: it
+    /// may not introspect at all.
+    pub introspect: Vec<String>,
     pub active: bool,
     pub secrets: Vec<SecretInfo>,
     pub created_at: DateTime<Utc>,
@@ -123,6 +128,7 @@ pub struct ClientPatch {
     pub name: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub roles: Option<Vec<String>>,
+    pub introspect: Option<Vec<String>>,
     pub active: Option<bool>,
 }
 
@@ -242,6 +248,7 @@ impl Clients {
             name: m.name,
             scopes: split(&m.scopes, ' '),
             roles: split(&m.roles, ','),
+            introspect: split(&m.introspect, ' '),
             active: m.is_active,
             secrets,
             created_at: m.created_at,
@@ -256,6 +263,7 @@ impl Clients {
         name: &str,
         scopes: &[String],
         roles: &[String],
+        introspect: &[String],
     ) -> Result<(Client, SecretString), ClientError> {
         let now = Utc::now();
         let secret = new_secret();
@@ -266,6 +274,7 @@ impl Clients {
             name: Set(name.to_owned()),
             scopes: Set(scopes.join(" ")),
             roles: Set(roles.join(",")),
+            introspect: Set(introspect.join(" ")),
             is_active: Set(true),
             generation: Set(0),
             created_at: Set(now),
@@ -332,6 +341,9 @@ impl Clients {
         }
         if let Some(r) = patch.roles {
             am.roles = Set(r.join(","));
+        }
+        if let Some(i) = patch.introspect {
+            am.introspect = Set(i.join(" "));
         }
         if let Some(a) = patch.active {
             am.is_active = Set(a);

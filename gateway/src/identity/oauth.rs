@@ -81,6 +81,11 @@ impl OAuthError {
         Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
     }
 
+    /// An authenticated client that may not do this (403).
+    pub fn unauthorized_client(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "unauthorized_client", description)
+    }
+
     pub fn invalid_scope(description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
     }
@@ -448,11 +453,12 @@ async fn issue(req: &HttpRequest, gw: &Identity, body: &[u8]) -> Result<HttpResp
 #[utoipa::path(post, operation_id = "oauth_introspect", path = "/api/oauth/introspect", summary = "Token introspection (RFC 7662) for resource servers", tag = "oauth",
     security((), ("client_basic" = [])),
     request_body(content_type = "application/x-www-form-urlencoded", content = Object,
-        description = "`token` (an access token), optional `token_type_hint`; the caller authenticates as a registered client (`client_secret_basic` or `client_secret_post`)"),
+        description = "`token` (an access token), optional `token_type_hint`; the caller authenticates as a registered client (`client_secret_basic` or `client_secret_post`) that an admin allowed to introspect (`introspect`: the audiences whose tokens it may see)"),
     responses(
-        (status = 200, description = "`{\"active\": false}` for a token that is invalid, expired or revoked (logout, a deactivated client or account); else `active: true` with its claims (`sub`, `client_id`, `username`, `scope`, `roles`, `exp`, `iat`, `nbf`, `iss`, `aud`, `jti`, `token_type`)", body = Object),
+        (status = 200, description = "`{\"active\": false}` for a token that is invalid, expired or revoked (logout, a deactivated client or account), or of an audience the client may not introspect; else `active: true` with its claims (`sub`, `client_id`, `username`, `scope`, `roles`, `exp`, `iat`, `nbf`, `iss`, `aud`, `jti`, `token_type`)", body = Object),
         (status = 400, description = "`invalid_request`: not a form, no `token`, a repeated parameter", body = OAuthErrorBody),
         (status = 401, description = "`invalid_client` (with `WWW-Authenticate: Basic`)", body = OAuthErrorBody),
+        (status = 403, description = "`unauthorized_client`: this client was not allowed to introspect", body = OAuthErrorBody),
         (status = 429, description = "Too many failed client authentications; see `Retry-After`", body = OAuthErrorBody),
         (status = 503, description = "`temporarily_unavailable`: the client registry cannot be read", body = OAuthErrorBody),
     ))]
@@ -478,7 +484,12 @@ async fn introspection(req: &HttpRequest, gw: &Identity, body: &[u8]) -> Result<
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?
         .to_owned();
-    authenticate_client(req, gw, &creds, "introspect").await?;
+    let (client, _) = authenticate_client(req, gw, &creds, "introspect").await?;
+    if client.introspect.is_empty() {
+        return Err(OAuthError::unauthorized_client(
+            "this client may not introspect tokens (an admin grants it audiences to introspect)",
+        ));
+    }
     let live = gw.live.load();
     let mut headers = HeaderMap::new();
     let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {token}")) else {
@@ -499,6 +510,10 @@ async fn introspection(req: &HttpRequest, gw: &Identity, body: &[u8]) -> Result<
         return Ok(json!({"active": false}));
     };
     let c = caller.claims();
+    // Only tokens meant for it: of another audience it learns nothing.
+    if !client.introspect.iter().any(|a| *a == c.aud) {
+        return Ok(json!({"active": false}));
+    }
     let mut out = json!({
         "active": true,
         "token_type": "Bearer",

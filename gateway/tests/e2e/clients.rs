@@ -31,14 +31,17 @@ pub struct Registered {
 }
 
 pub async fn register(s: &Stack, admin: &str, scopes: &[&str], roles: &[&str]) -> Registered {
-    let r = s
-        .send(
-            admin,
-            Method::POST,
-            "/api/clients",
-            json!({"name": "billing", "scopes": scopes, "roles": roles}),
-        )
-        .await;
+    register_with(
+        s,
+        admin,
+        json!({"name": "billing", "scopes": scopes, "roles": roles}),
+    )
+    .await
+}
+
+/// Register the client `body` describes.
+pub async fn register_with(s: &Stack, admin: &str, body: Value) -> Registered {
+    let r = s.send(admin, Method::POST, "/api/clients", body).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.headers["cache-control"], "no-store");
     Registered {
@@ -560,8 +563,29 @@ async fn introspect(s: &Stack, c: &Registered, token: &str) -> Resp {
 async fn introspection_knows_revocations_and_needs_a_client() {
     let s = spawn_stack().await;
     let admin = admin_token(&s).await;
-    let rs = register(&s, &admin, &["stock:read"], &["service"]).await;
     let (user, refresh) = s.tokens("admin", ADMIN_PASSWORD).await;
+    // A client no admin allowed to introspect learns nothing of a token.
+    let other = register(&s, &admin, &[], &[]).await;
+    let r = introspect(&s, &other, &user).await;
+    oauth_error(&r, 403, "unauthorized_client");
+    assert!(r.body.get("username").is_none(), "{}", r.text);
+    // One allowed another audience's tokens sees this one as inactive.
+    let elsewhere = register_with(
+        &s,
+        &admin,
+        json!({"name": "reports", "introspect": ["reports-api"]}),
+    )
+    .await;
+    assert_eq!(
+        introspect(&s, &elsewhere, &user).await.body,
+        json!({"active": false})
+    );
+    let rs = register_with(
+        &s,
+        &admin,
+        json!({"name": "stock", "scopes": ["stock:read"], "roles": ["service"], "introspect": ["gatehouse-api"]}),
+    )
+    .await;
     let r = introspect(&s, &rs, &user).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.headers["cache-control"], "no-store");

@@ -12,7 +12,7 @@ use reqwest::Method;
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 use serde_json::{Value, json};
 
-use crate::clients::{register, stock_routes};
+use crate::clients::{register, register_with, stock_routes};
 use crate::helpers::*;
 
 fn python() -> PathBuf {
@@ -70,8 +70,19 @@ async fn authlib_discovers_gets_verifies_and_introspects_tokens_and_sees_revocat
     })
     .await;
     let admin = admin_token(&s).await;
-    let caller = register(&s, &admin, &["stock:read", "stock:write"], &["service"]).await;
-    let resource_server = register(&s, &admin, &[], &[]).await;
+    let caller = register_with(
+        &s,
+        &admin,
+        json!({"name": "caller", "scopes": ["stock:read", "stock:write"], "roles": ["service"],
+               "introspect": ["gatehouse-api"]}),
+    )
+    .await;
+    let resource_server = register_with(
+        &s,
+        &admin,
+        json!({"name": "stock", "introspect": ["gatehouse-api"]}),
+    )
+    .await;
 
     let out = authlib(vec![
         base.clone(),

@@ -3,7 +3,8 @@
 //! ids (the deny list), so sessions and revocations survive a restart; the
 //! audit trail of what the gateway sees; machine clients; the challenges
 //! between the two steps of a login with a second factor; and the service
-//! registry (targets registered at run time).
+//! registry (targets registered at run time); which audiences' tokens a
+//! client may introspect.
 
 use sea_orm_migration::prelude::*;
 
@@ -11,6 +12,7 @@ mod m20261122_000001_create_sessions;
 mod m20261202_000002_create_oauth_clients;
 mod m20261207_000003_create_mfa_challenges;
 mod m20261207_000004_create_upstream_registrations;
+mod m20261207_000005_add_client_introspection;
 
 crate::migrator!(
     "seaql_migrations_gateway",
@@ -20,5 +22,6 @@ crate::migrator!(
         m20261202_000002_create_oauth_clients::Migration,
         m20261207_000003_create_mfa_challenges::Migration,
         m20261207_000004_create_upstream_registrations::Migration,
+        m20261207_000005_add_client_introspection::Migration,
     ]
 );
