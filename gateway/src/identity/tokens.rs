@@ -329,8 +329,7 @@ fn rsa_public(
     Ok((pem, jwk, n))
 }
 
-/// The keys to load, each with its private PEM when it is given inline:
-/// the configured ones, or the development key when none is configured.
+/// The keys to load (with an inline private PEM): the configured ones, else the dev key.
 fn key_sources(
     configs: &[KeyConfig],
     dev_key: Option<&str>,
@@ -369,13 +368,11 @@ struct LoadedKey {
     /// `None` for a key that only verifies.
     encoding: Option<EncodingKey>,
     decoding: DecodingKey,
-    /// The public half to publish (its `kid` not yet filled in); `None`
-    /// for HS256.
+    /// The public half to publish (its `kid` not yet filled in); `None` for HS256.
     jwk: Option<Jwk>,
 }
 
-/// Load key `index` of the set: read its files and build its halves as
-/// its algorithm says.
+/// Load key `index`: read its files and build its halves as its algorithm says.
 fn load_key(
     index: usize,
     c: &KeyConfig,
@@ -398,8 +395,7 @@ fn load_key(
     }
 }
 
-/// An Ed25519 key from its private PEM (which gives the public half) or
-/// its public PEM alone; its kid is derived from the public key unless set.
+/// An Ed25519 key from its private or public PEM; kid: the public key's digest unless set.
 fn load_eddsa(
     c: &KeyConfig,
     private_pem: Option<&str>,
@@ -426,8 +422,7 @@ fn load_eddsa(
     })
 }
 
-/// An RS256 key from its private PEM (PKCS#8 or PKCS#1) or its public PEM
-/// alone; its kid is derived from the modulus unless set.
+/// An RS256 key from its private or public PEM; kid: the modulus's digest unless set.
 fn load_rs256(
     c: &KeyConfig,
     private_pem: Option<&str>,
@@ -451,8 +446,7 @@ fn load_rs256(
     })
 }
 
-/// An HS256 key: an explicit kid and a secret of at least 32 bytes, read
-/// from `secret_file`.
+/// An HS256 key: an explicit kid and a `secret_file` of at least 32 bytes.
 fn load_hs256(c: &KeyConfig, index: usize) -> Result<LoadedKey, KeyConfigError> {
     let err = |reason: String| KeyConfigError { index, reason };
     let kid = c
@@ -477,8 +471,7 @@ fn load_hs256(c: &KeyConfig, index: usize) -> Result<LoadedKey, KeyConfigError> 
     })
 }
 
-/// What a token signed with `alg` must satisfy: this issuer and audience,
-/// every time claim, within the leeway.
+/// What a token signed with `alg` must meet: our issuer and audience, every time claim.
 fn validation(alg: KeyAlg, issuer: &str, audience: &str, leeway_secs: u64) -> Validation {
     let mut validation = Validation::new(alg.jwt());
     validation.set_issuer(&[issuer]);
@@ -489,8 +482,7 @@ fn validation(alg: KeyAlg, issuer: &str, audience: &str, leeway_secs: u64) -> Va
     validation
 }
 
-/// The verified-token cache (see [`TokenKeys::verified`]), bounded by the
-/// bytes its entries hold.
+/// The verified-token cache (see `TokenKeys::verified`), bounded by its entries' bytes.
 fn verified_cache()
 -> moka::sync::Cache<String, std::sync::Arc<AccessClaims>, foldhash::quality::RandomState> {
     moka::sync::Cache::builder()

@@ -151,9 +151,7 @@ fn targets_of(name: &str, up: &crate::traffic::upstream::pool::Upstream) -> serd
     })
 }
 
-/// The target to register, checked: its URL (one `registry.allowed_targets`
-/// allows) and its name, neither already a target of `up`. `Err`: the 422
-/// or the 409 to answer. Answers (name, url).
+/// The (name, URL) to register, allowed and new to `up`; `Err`: the 422 or 409 to answer.
 fn target_to_add(
     gw: &Traffic,
     name: &str,
@@ -181,9 +179,7 @@ fn target_to_add(
     Ok((target_name, url))
 }
 
-/// The target to remove: one of `up`'s, and not an address DNS discovery
-/// follows (the name's records decide those). `Err`: the 422, 404 or 409
-/// to answer.
+/// The target to remove: `up`'s, and not a DNS-discovered one; `Err`: the 422, 404 or 409.
 fn target_to_remove(
     name: &str,
     up: &Upstream,

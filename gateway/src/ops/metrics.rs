@@ -131,8 +131,7 @@ fn class_index(status: u16) -> usize {
     }
 }
 
-/// A counter family, registered. (The `/metrics` text is sorted by name,
-/// so the order of registration does not show.)
+/// A counter family, registered (`/metrics` sorts by name: registration order never shows).
 fn counter(
     registry: &Registry,
     name: &str,
@@ -156,8 +155,7 @@ fn gauge(
     Ok(family)
 }
 
-/// `gatehouse_request_duration_seconds`, registered, with buckets from
-/// 0.5 ms to 30 s.
+/// `gatehouse_request_duration_seconds`, registered, with buckets from 0.5 ms to 30 s.
 fn request_latency(registry: &Registry) -> anyhow::Result<HistogramVec> {
     let family = HistogramVec::new(
         HistogramOpts::new(
@@ -174,8 +172,7 @@ fn request_latency(registry: &Registry) -> anyhow::Result<HistogramVec> {
     Ok(family)
 }
 
-/// The WebSocket families, registered: connections open, frames, payload
-/// bytes, connections closed.
+/// The WebSocket families, registered: open connections, frames, payload bytes, closes.
 fn websocket_families(
     registry: &Registry,
 ) -> anyhow::Result<(IntGaugeVec, IntCounterVec, IntCounterVec, IntCounterVec)> {
@@ -206,8 +203,7 @@ fn websocket_families(
     Ok((open, messages, bytes, closed))
 }
 
-/// The login families, registered, each series made at once (a scrape
-/// shows 0, not nothing, before the first login).
+/// The login families, registered with every series at 0 (a scrape shows them before any login).
 fn login_families(registry: &Registry) -> anyhow::Result<(IntCounterVec, IntCounterVec)> {
     let logins = counter(
         registry,
@@ -238,8 +234,7 @@ fn login_families(registry: &Registry) -> anyhow::Result<(IntCounterVec, IntCoun
     Ok((logins, login_lockouts))
 }
 
-/// `gatehouse_token_verifications_total`, registered, as its two series
-/// (cache hits, signature checks), resolved once for the request path.
+/// `gatehouse_token_verifications_total`'s two series (cache hit, verified), resolved once.
 fn token_series(registry: &Registry) -> anyhow::Result<(IntCounter, IntCounter)> {
     let token_verifications = counter(
         registry,

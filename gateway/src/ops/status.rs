@@ -22,8 +22,7 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Whether the request carries the metrics bearer token, compared in
-/// constant time (a scraper's token must not leak through timing).
+/// Whether the request carries the metrics token (compared in constant time: no timing leak).
 fn has_metrics_token(req: &HttpRequest, token: &SecretString) -> bool {
     let sent = req
         .headers()
@@ -40,8 +39,7 @@ fn has_metrics_token(req: &HttpRequest, token: &SecretString) -> bool {
             == 0
 }
 
-/// The per-target families: in rotation, requests, failures (each family's
-/// samples together, as the text format wants).
+/// The per-target families (up, requests, failures), each family's samples together.
 fn target_samples(text: &mut String, live: &Live) {
     text.push_str("# HELP gatehouse_upstream_target_up Whether the target is in rotation (1) or not (0).\n# TYPE gatehouse_upstream_target_up gauge\n");
     let mut counters = String::from(
@@ -80,8 +78,7 @@ fn target_samples(text: &mut String, live: &Live) {
     text.push_str(&failures);
 }
 
-/// The shared state's samples: rate-limit fallbacks and Redis calls,
-/// audit write failures, the response cache's size, and whether Redis is up.
+/// The shared state's samples: rate-limit fallbacks and Redis calls, audit, cache, Redis up.
 fn shared_state_samples(text: &mut String, gw: &Ops, traffic: &Traffic) {
     sample(
         text,
@@ -122,8 +119,7 @@ fn shared_state_samples(text: &mut String, gw: &Ops, traffic: &Traffic) {
     }
 }
 
-/// The trace export's samples (spans exported, dropped, failed) and the
-/// serving certificate's expiry.
+/// The trace export's samples (spans exported, dropped, failed) and the certificate's expiry.
 fn export_and_tls_samples(text: &mut String, gw: &Ops) {
     let traces = gw.tracing.stats();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
