@@ -410,6 +410,96 @@ pub fn unverified_issuer(token: &str) -> Option<String> {
     b64_json(payload)?.get("iss")?.as_str().map(str::to_owned)
 }
 
+/// The size of an RSA modulus (`n`, base64url) in bits, leading zero bytes not counted.
+fn rsa_bits(n: &str) -> usize {
+    URL_SAFE_NO_PAD
+        .decode(n.trim_end_matches('='))
+        .map(|n| n.iter().skip_while(|b| **b == 0).count() * 8)
+        .unwrap_or(0)
+}
+
+/// The algorithms of `allowed` a key of this type may verify; `None`: it is never loaded.
+fn key_family(jwk: &Jwk, allowed: &[Algorithm], index: usize) -> Option<Vec<Algorithm>> {
+    match &jwk.algorithm {
+        AlgorithmParameters::RSA(p) => {
+            let bits = rsa_bits(&p.n);
+            if bits < 2048 {
+                tracing::warn!(index, bits, "ignoring an RSA key under 2048 bits");
+                return None;
+            }
+            Some(allowed.iter().copied().filter(|a| is_rsa(*a)).collect())
+        }
+        AlgorithmParameters::EllipticCurve(p) => match p.curve {
+            EllipticCurve::P256 => Some(vec![Algorithm::ES256]),
+            EllipticCurve::P384 => Some(vec![Algorithm::ES384]),
+            _ => None,
+        },
+        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+            Some(vec![Algorithm::EdDSA])
+        }
+        // Symmetric keys never verify anything from outside.
+        _ => None,
+    }
+}
+
+/// The supported algorithm a JWK's `alg` names, if it names one.
+fn named_algorithm(k: Option<KeyAlgorithm>) -> Option<Algorithm> {
+    k.and_then(|k| {
+        let name = match k {
+            KeyAlgorithm::RS256 => "RS256",
+            KeyAlgorithm::RS384 => "RS384",
+            KeyAlgorithm::RS512 => "RS512",
+            KeyAlgorithm::PS256 => "PS256",
+            KeyAlgorithm::PS384 => "PS384",
+            KeyAlgorithm::PS512 => "PS512",
+            KeyAlgorithm::ES256 => "ES256",
+            KeyAlgorithm::ES384 => "ES384",
+            KeyAlgorithm::EdDSA => "EdDSA",
+            _ => "",
+        };
+        SUPPORTED.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
+    })
+}
+
+/// Key `index` of a set as a usable key for `allowed`, with its kid; `None`: left out.
+fn usable_key(index: usize, v: Value, allowed: &[Algorithm]) -> Option<(String, Arc<Key>)> {
+    let jwk: Jwk = match serde_json::from_value(v) {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::debug!(index, error = %e, "skipping a JWK this gateway cannot read");
+            return None;
+        }
+    };
+    if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
+        return None;
+    }
+    let family = key_family(&jwk, allowed, index)?;
+    let named = named_algorithm(jwk.common.key_algorithm);
+    let algorithms: Vec<Algorithm> = family
+        .into_iter()
+        .filter(|a| allowed.contains(a))
+        .filter(|a| named.is_none_or(|n| n == *a))
+        .collect();
+    if algorithms.is_empty() {
+        return None;
+    }
+    let decoding = match DecodingKey::from_jwk(&jwk) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(index, error = %e, "ignoring a JWK that does not parse");
+            return None;
+        }
+    };
+    let kid = jwk.common.key_id.clone().unwrap_or_default();
+    Some((
+        kid,
+        Arc::new(Key {
+            decoding,
+            algorithms,
+        }),
+    ))
+}
+
 /// The keys of a JWK Set that may verify tokens for `allowed`, by kid.
 /// Keys that are not for signatures, symmetric, too small, of another
 /// curve or unparseable are left out (each with a warning).
@@ -419,81 +509,13 @@ fn parse_key_set(body: &[u8], allowed: &[Algorithm]) -> Result<HashMap<String, A
         keys: Vec<Value>,
     }
     let raw: RawSet = serde_json::from_slice(body).map_err(|e| format!("not a JWK Set: {e}"))?;
-    let mut out = HashMap::new();
-    for (i, v) in raw.keys.into_iter().enumerate() {
-        let jwk: Jwk = match serde_json::from_value(v) {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::debug!(index = i, error = %e, "skipping a JWK this gateway cannot read");
-                continue;
-            }
-        };
-        if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
-            continue;
-        }
-        let family: Vec<Algorithm> = match &jwk.algorithm {
-            AlgorithmParameters::RSA(p) => {
-                let bits = URL_SAFE_NO_PAD
-                    .decode(p.n.trim_end_matches('='))
-                    .map(|n| n.iter().skip_while(|b| **b == 0).count() * 8)
-                    .unwrap_or(0);
-                if bits < 2048 {
-                    tracing::warn!(index = i, bits, "ignoring an RSA key under 2048 bits");
-                    continue;
-                }
-                allowed.iter().copied().filter(|a| is_rsa(*a)).collect()
-            }
-            AlgorithmParameters::EllipticCurve(p) => match p.curve {
-                EllipticCurve::P256 => vec![Algorithm::ES256],
-                EllipticCurve::P384 => vec![Algorithm::ES384],
-                _ => continue,
-            },
-            AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
-                vec![Algorithm::EdDSA]
-            }
-            // Symmetric keys never verify anything from outside.
-            _ => continue,
-        };
-        let named = jwk.common.key_algorithm.and_then(|k| {
-            let name = match k {
-                KeyAlgorithm::RS256 => "RS256",
-                KeyAlgorithm::RS384 => "RS384",
-                KeyAlgorithm::RS512 => "RS512",
-                KeyAlgorithm::PS256 => "PS256",
-                KeyAlgorithm::PS384 => "PS384",
-                KeyAlgorithm::PS512 => "PS512",
-                KeyAlgorithm::ES256 => "ES256",
-                KeyAlgorithm::ES384 => "ES384",
-                KeyAlgorithm::EdDSA => "EdDSA",
-                _ => "",
-            };
-            SUPPORTED.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
-        });
-        let algorithms: Vec<Algorithm> = family
-            .into_iter()
-            .filter(|a| allowed.contains(a))
-            .filter(|a| named.is_none_or(|n| n == *a))
-            .collect();
-        if algorithms.is_empty() {
-            continue;
-        }
-        let decoding = match DecodingKey::from_jwk(&jwk) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(index = i, error = %e, "ignoring a JWK that does not parse");
-                continue;
-            }
-        };
-        let kid = jwk.common.key_id.clone().unwrap_or_default();
-        out.insert(
-            kid,
-            Arc::new(Key {
-                decoding,
-                algorithms,
-            }),
-        );
-    }
-    Ok(out)
+    // A later key with the same kid replaces an earlier one.
+    Ok(raw
+        .keys
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, v)| usable_key(i, v, allowed))
+        .collect())
 }
 
 /// The refresh interval `max_age` asks for, within the bounds.
