@@ -22,7 +22,7 @@ use std::sync::Arc;
 use actix_web::http::Method;
 use serde_json::{Map, Value, json};
 
-use crate::traffic::compose::table::{Composed, ComposedTable};
+use crate::traffic::compose::table::{Composed, ComposedTable, PartConfig};
 use crate::traffic::routes::{Route, RouteTable, Rule};
 
 const METHODS: [&str; 8] = [
@@ -478,134 +478,196 @@ pub fn merge(
     };
     m.schemas
         .insert("ComposedPartError".into(), part_error_schema());
-    // The gateway's own operations.
-    if let Some(paths) = own["paths"].as_object() {
-        for (path, item) in paths {
-            let Some(item) = item.as_object() else {
-                continue;
-            };
-            let mut out = Map::new();
-            for (method, op) in item {
-                let Some(mut op) = op.as_object().cloned() else {
-                    continue;
-                };
-                if let Some(id) = op.get("operationId").and_then(Value::as_str) {
-                    m.op_ids.insert(id.to_owned());
-                }
-                let admin = op["tags"]
-                    .as_array()
-                    .is_some_and(|t| t.contains(&json!("admin")) || t.contains(&json!("clients")));
-                let client_auth = op
-                    .get("security")
-                    .and_then(Value::as_array)
-                    .is_some_and(|s| s.iter().any(|r| r.get("client_basic").is_some()));
-                if client_auth {
-                    append_description(
-                        &mut op,
-                        "**Access:** a registered machine client, by HTTP Basic \
-                         (`client_secret_basic`) or `client_id` and `client_secret` in the form \
-                         (`client_secret_post`).",
-                    );
-                } else if admin {
-                    op.insert("x-required-roles".into(), json!(["admin"]));
-                    append_description(&mut op, &access_note(&Rule::AnyRole(vec!["admin".into()])));
-                } else if op.contains_key("security") {
-                    op.insert("x-required-roles".into(), json!([]));
-                    append_description(&mut op, &access_note(&Rule::Authenticated));
-                } else {
-                    append_description(&mut op, &access_note(&Rule::Public));
-                }
-                out.insert(method.clone(), Value::Object(op));
-            }
-            m.paths.insert(path.clone(), out);
-        }
-    }
+    add_own(&mut m, own);
     // Every service operation a route reaches.
     for (service, doc) in services {
         let Some(paths) = doc["paths"].as_object() else {
             continue;
         };
-        let mut picked: Vec<(String, String, Map<String, Value>)> = Vec::new();
-        for (service_path, item) in paths {
-            let Some(item) = item.as_object() else {
+        let picked = reached_operations(service, paths, routes, composed);
+        add_service(&mut m, service, doc, picked);
+    }
+    add_composed(&mut m, composed, services);
+    document(m, own)
+}
+
+/// Add the gateway's own operations, each saying who may call it.
+fn add_own(m: &mut Merged, own: &Value) {
+    let Some(paths) = own["paths"].as_object() else {
+        return;
+    };
+    for (path, item) in paths {
+        let Some(item) = item.as_object() else {
+            continue;
+        };
+        let mut out = Map::new();
+        for (method, op) in item {
+            let Some(mut op) = op.as_object().cloned() else {
                 continue;
             };
-            let shared_params = item.get("parameters").cloned();
-            for method in METHODS {
-                let Some(op) = item.get(method).and_then(Value::as_object) else {
-                    continue;
-                };
-                if internal_only(service_path, op) {
-                    continue;
-                }
-                let Some(verb) = method_of(method) else {
-                    continue;
-                };
-                for route in routes.routes().iter().filter(|r| &r.upstream == service) {
-                    let Some(public) = route.public_path(service_path) else {
-                        continue;
-                    };
-                    if composed.get(&public).is_some() {
-                        continue;
-                    }
-                    let host = route.host.as_deref().unwrap_or("");
-                    let reached = routes
-                        .find(|| host.to_owned(), &verb, &public)
-                        .is_ok_and(|r| same_route(r, route));
-                    let Some(rule) = route.rule_for(&verb).filter(|_| reached) else {
-                        continue;
-                    };
-                    let mut op = op.clone();
-                    if let Some(Value::Array(params)) = &shared_params {
-                        let list = op.entry("parameters").or_insert_with(|| json!([]));
-                        if let Some(list) = list.as_array_mut() {
-                            list.extend(params.iter().cloned());
-                        }
-                    }
-                    let has_body = op.contains_key("requestBody");
-                    protect(&mut op, rule, has_body, route.rate_limit.is_some(), true);
-                    if let Some(h) = &route.host {
-                        append_description(&mut op, &format!("Served for the host `{h}` only."));
-                    }
-                    picked.push((public, method.to_owned(), op));
-                }
+            if let Some(id) = op.get("operationId").and_then(Value::as_str) {
+                m.op_ids.insert(id.to_owned());
             }
+            own_access(&mut op);
+            out.insert(method.clone(), Value::Object(op));
         }
-        let mut wanted = BTreeSet::new();
-        for v in picked.iter().flat_map(|(_, _, op)| op.values()) {
-            schema_refs(v, &mut wanted);
-        }
-        let names = m.import_schemas(service, doc, wanted);
-        for (public, method, mut op) in picked {
-            let id = m.unique_op_id(
-                service,
-                op.get("operationId").and_then(Value::as_str),
-                &public,
-                &method,
-            );
-            op.insert("operationId".into(), json!(id));
-            let mut v = Value::Object(op);
-            rename_refs(&mut v, &names);
-            if let Value::Object(op) = v {
-                m.add_tags(&op, doc);
-                m.paths
-                    .entry(public)
-                    .or_default()
-                    .insert(method, Value::Object(op));
-            }
-        }
-        m.renames.insert(service.clone(), names);
+        m.paths.insert(path.clone(), out);
     }
-    // Composed routes.
+}
+
+/// Say who may call one of the gateway's own operations: a machine client, an admin, any caller, anyone.
+fn own_access(op: &mut Map<String, Value>) {
+    let admin = op["tags"]
+        .as_array()
+        .is_some_and(|t| t.contains(&json!("admin")) || t.contains(&json!("clients")));
+    let client_auth = op
+        .get("security")
+        .and_then(Value::as_array)
+        .is_some_and(|s| s.iter().any(|r| r.get("client_basic").is_some()));
+    if client_auth {
+        append_description(
+            op,
+            "**Access:** a registered machine client, by HTTP Basic \
+             (`client_secret_basic`) or `client_id` and `client_secret` in the form \
+             (`client_secret_post`).",
+        );
+    } else if admin {
+        op.insert("x-required-roles".into(), json!(["admin"]));
+        append_description(op, &access_note(&Rule::AnyRole(vec!["admin".into()])));
+    } else if op.contains_key("security") {
+        op.insert("x-required-roles".into(), json!([]));
+        append_description(op, &access_note(&Rule::Authenticated));
+    } else {
+        append_description(op, &access_note(&Rule::Public));
+    }
+}
+
+/// A service's operations as the routes publish them: (public path, method, operation).
+fn reached_operations(
+    service: &str,
+    paths: &Map<String, Value>,
+    routes: &RouteTable,
+    composed: &ComposedTable,
+) -> Vec<(String, String, Map<String, Value>)> {
+    let mut picked = Vec::new();
+    for (service_path, item) in paths {
+        let Some(item) = item.as_object() else {
+            continue;
+        };
+        let shared_params = item.get("parameters");
+        for method in METHODS {
+            let Some(op) = item.get(method).and_then(Value::as_object) else {
+                continue;
+            };
+            if internal_only(service_path, op) {
+                continue;
+            }
+            let Some(verb) = method_of(method) else {
+                continue;
+            };
+            for route in routes.routes().iter().filter(|r| r.upstream == service) {
+                let Some(public) = route.public_path(service_path) else {
+                    continue;
+                };
+                let Some(rule) = serving_rule(routes, composed, route, &verb, &public) else {
+                    continue;
+                };
+                let op = published_op(op, shared_params, route, rule);
+                picked.push((public, method.to_owned(), op));
+            }
+        }
+    }
+    picked
+}
+
+/// The rule `route` serves `verb public` under; `None`: a composed route or another route has it.
+fn serving_rule<'a>(
+    routes: &RouteTable,
+    composed: &ComposedTable,
+    route: &'a Route,
+    verb: &Method,
+    public: &str,
+) -> Option<&'a Rule> {
+    if composed.get(public).is_some() {
+        return None;
+    }
+    let host = route.host.as_deref().unwrap_or("");
+    let reached = routes
+        .find(|| host.to_owned(), verb, public)
+        .is_ok_and(|r| same_route(r, route));
+    route.rule_for(verb).filter(|_| reached)
+}
+
+/// A service operation as `route` publishes it: shared parameters, access, the gateway's errors.
+fn published_op(
+    op: &Map<String, Value>,
+    shared_params: Option<&Value>,
+    route: &Route,
+    rule: &Rule,
+) -> Map<String, Value> {
+    let mut op = op.clone();
+    if let Some(Value::Array(params)) = shared_params {
+        let list = op.entry("parameters").or_insert_with(|| json!([]));
+        if let Some(list) = list.as_array_mut() {
+            list.extend(params.iter().cloned());
+        }
+    }
+    let has_body = op.contains_key("requestBody");
+    protect(&mut op, rule, has_body, route.rate_limit.is_some(), true);
+    if let Some(h) = &route.host {
+        append_description(&mut op, &format!("Served for the host `{h}` only."));
+    }
+    op
+}
+
+/// Add a service's picked operations with the schemas they need, unique operationIds and tags.
+fn add_service(
+    m: &mut Merged,
+    service: &str,
+    doc: &Value,
+    picked: Vec<(String, String, Map<String, Value>)>,
+) {
+    let mut wanted = BTreeSet::new();
+    for v in picked.iter().flat_map(|(_, _, op)| op.values()) {
+        schema_refs(v, &mut wanted);
+    }
+    let names = m.import_schemas(service, doc, wanted);
+    for (public, method, mut op) in picked {
+        let id = m.unique_op_id(
+            service,
+            op.get("operationId").and_then(Value::as_str),
+            &public,
+            &method,
+        );
+        op.insert("operationId".into(), json!(id));
+        let mut v = Value::Object(op);
+        rename_refs(&mut v, &names);
+        if let Value::Object(op) = v {
+            m.add_tags(&op, doc);
+            m.paths
+                .entry(public)
+                .or_default()
+                .insert(method, Value::Object(op));
+        }
+    }
+    m.renames.insert(service.to_owned(), names);
+}
+
+/// Add the composed routes' operations, in path order.
+fn add_composed(m: &mut Merged, composed: &ComposedTable, services: &BTreeMap<String, Arc<Value>>) {
     let mut all: Vec<&Composed> = composed.all().collect();
     all.sort_by(|a, b| a.path.cmp(&b.path));
     for c in all {
-        let op = composed_op(&mut m, c, services);
+        let op = composed_op(m, c, services);
         m.paths
             .entry(c.path.clone())
             .or_default()
             .insert(c.method.as_str().to_ascii_lowercase(), Value::Object(op));
     }
+}
+
+/// The finished document: only schemas actually published, the gateway's responses, sorted tags.
+fn document(mut m: Merged, own: &Value) -> Value {
     m.schemas.retain(|_, v| !v.is_null());
     let mut components = own["components"].as_object().cloned().unwrap_or_default();
     components.insert("schemas".into(), Value::Object(m.schemas));
@@ -664,85 +726,132 @@ fn success_schema(m: &Merged, op: &Value) -> Value {
     }
 }
 
-fn composed_op(
-    m: &mut Merged,
-    c: &Composed,
-    services: &BTreeMap<String, Arc<Value>>,
-) -> Map<String, Value> {
-    let part = |schema: Value| json!({"oneOf": [schema, {"$ref": format!("{SCHEMA_REF}ComposedPartError")}]});
+/// A composed answer's entry for one part: what the part answers, or the part's error.
+fn part_entry(schema: Value) -> Value {
+    json!({"oneOf": [schema, {"$ref": format!("{SCHEMA_REF}ComposedPartError")}]})
+}
+
+/// What a composed operation answers and says, as [`composed_op`] assembles it.
+struct Shape {
+    summary: String,
+    description: String,
+    /// The answer's named properties (`status` first), and the required ones.
+    properties: Map<String, Value>,
+    required: Vec<Value>,
+    /// The answer's `additionalProperties`: a fan-out's entries are keyed by target name.
+    additional: Value,
+    /// The fanned-out operation's own 4xx, answered when every target gives it.
+    passthrough: Map<String, Value>,
+    request_body: Option<Value>,
+}
+
+/// The `status` property every composed answer has, as a start of its properties.
+fn status_property() -> Map<String, Value> {
     let mut properties = Map::new();
     properties.insert(
         "status".into(),
         json!({"type": "string", "enum": ["success", "partial"],
                "description": "`success` when every part answered, `partial` when some failed"}),
     );
-    let mut op = Map::new();
-    let mut required = vec![json!("status")];
+    properties
+}
+
+/// The shape of a fan-out: the operation `p` names, called on every target of its upstream.
+fn fan_out_shape(
+    m: &Merged,
+    c: &Composed,
+    p: &PartConfig,
+    services: &BTreeMap<String, Arc<Value>>,
+) -> Shape {
+    let called = part_op(m, services, &p.upstream, &p.path, &c.method);
     let mut passthrough = Map::new();
-    let (summary, description, additional) = match &c.fan_out {
-        Some(p) => {
-            let called = part_op(m, services, &p.upstream, &p.path, &c.method);
-            // Every target refusing the input alike answers that error.
-            if let Some(rs) = called.as_ref().and_then(|o| o["responses"].as_object()) {
-                for (code, r) in rs {
-                    if code.starts_with('4') && code != "401" && code != "403" {
-                        passthrough.insert(code.clone(), r.clone());
-                    }
-                }
+    // Every target refusing the input alike answers that error.
+    if let Some(rs) = called.as_ref().and_then(|o| o["responses"].as_object()) {
+        for (code, r) in rs {
+            if code.starts_with('4') && code != "401" && code != "403" {
+                passthrough.insert(code.clone(), r.clone());
             }
-            if let Some(body) = called.as_ref().and_then(|o| o.get("requestBody")) {
-                let mut body = body.clone();
-                // Only schemas that are published may be referenced.
-                let mut refs = BTreeSet::new();
-                schema_refs(&body, &mut refs);
-                if !refs.iter().all(|r| m.schemas.contains_key(r)) {
-                    body = json!({"content": {"application/json": {"schema": {}}}});
-                }
-                op.insert("requestBody".into(), body);
-            }
-            let schema = called
-                .as_ref()
-                .map(|o| success_schema(m, o))
-                .unwrap_or_else(|| json!({}));
-            (
-                format!("Call every `{}` target at once", p.upstream),
-                format!(
-                    "Sends the request to `{} {}` on every target of the `{}` upstream concurrently and answers one object keyed by target name, plus an overall `status`. A target that fails (or exceeds {} ms) becomes an error object. When every target refuses the input with the same client error, that error is the answer; when all fail otherwise, 502.",
-                    c.method,
-                    p.path,
-                    p.upstream,
-                    c.timeout.as_millis()
-                ),
-                part(schema),
-            )
         }
-        None => {
-            for (name, p) in &c.parts {
-                let schema = part_op(m, services, &p.upstream, &p.path, &c.method)
-                    .map(|o| success_schema(m, &o))
-                    .unwrap_or_else(|| json!({}));
-                properties.insert(name.clone(), part(schema));
-                required.push(json!(name));
+    }
+    let request_body = called
+        .as_ref()
+        .and_then(|o| o.get("requestBody"))
+        .map(|body| {
+            // Only schemas that are published may be referenced.
+            let mut refs = BTreeSet::new();
+            schema_refs(body, &mut refs);
+            if refs.iter().all(|r| m.schemas.contains_key(r)) {
+                body.clone()
+            } else {
+                json!({"content": {"application/json": {"schema": {}}}})
             }
-            let names: Vec<&str> = c.parts.iter().map(|(n, _)| n.as_str()).collect();
-            (
-                format!("{} in one call", names.join(", ")),
-                format!(
-                    "Calls {} concurrently (each within {} ms) and answers one object keyed by part name, plus an overall `status`. A part that fails becomes an error object; when every part fails, 502.",
-                    c.parts
-                        .iter()
-                        .map(|(n, p)| format!(
-                            "`{n}` (`{} {}` on `{}`)",
-                            c.method, p.path, p.upstream
-                        ))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    c.timeout.as_millis()
-                ),
-                json!(false),
-            )
-        }
+        });
+    let schema = called
+        .as_ref()
+        .map(|o| success_schema(m, o))
+        .unwrap_or_else(|| json!({}));
+    Shape {
+        summary: format!("Call every `{}` target at once", p.upstream),
+        description: format!(
+            "Sends the request to `{} {}` on every target of the `{}` upstream concurrently and answers one object keyed by target name, plus an overall `status`. A target that fails (or exceeds {} ms) becomes an error object. When every target refuses the input with the same client error, that error is the answer; when all fail otherwise, 502.",
+            c.method,
+            p.path,
+            p.upstream,
+            c.timeout.as_millis()
+        ),
+        properties: status_property(),
+        required: vec![json!("status")],
+        additional: part_entry(schema),
+        passthrough,
+        request_body,
+    }
+}
+
+/// The shape of named parts: one entry per part, each its operation's success schema.
+fn parts_shape(m: &Merged, c: &Composed, services: &BTreeMap<String, Arc<Value>>) -> Shape {
+    let mut properties = status_property();
+    let mut required = vec![json!("status")];
+    for (name, p) in &c.parts {
+        let schema = part_op(m, services, &p.upstream, &p.path, &c.method)
+            .map(|o| success_schema(m, &o))
+            .unwrap_or_else(|| json!({}));
+        properties.insert(name.clone(), part_entry(schema));
+        required.push(json!(name));
+    }
+    let names: Vec<&str> = c.parts.iter().map(|(n, _)| n.as_str()).collect();
+    Shape {
+        summary: format!("{} in one call", names.join(", ")),
+        description: format!(
+            "Calls {} concurrently (each within {} ms) and answers one object keyed by part name, plus an overall `status`. A part that fails becomes an error object; when every part fails, 502.",
+            c.parts
+                .iter()
+                .map(|(n, p)| format!("`{n}` (`{} {}` on `{}`)", c.method, p.path, p.upstream))
+                .collect::<Vec<_>>()
+                .join(", "),
+            c.timeout.as_millis()
+        ),
+        properties,
+        required,
+        additional: json!(false),
+        passthrough: Map::new(),
+        request_body: None,
+    }
+}
+
+/// A composed route's operation: its answer's shape, responses, access and the gateway's errors.
+fn composed_op(
+    m: &mut Merged,
+    c: &Composed,
+    services: &BTreeMap<String, Arc<Value>>,
+) -> Map<String, Value> {
+    let shape = match &c.fan_out {
+        Some(p) => fan_out_shape(m, c, p, services),
+        None => parts_shape(m, c, services),
     };
+    let mut op = Map::new();
+    if let Some(body) = shape.request_body {
+        op.insert("requestBody".into(), body);
+    }
     let path_slug: String = c
         .path
         .trim_matches('/')
@@ -756,15 +865,15 @@ fn composed_op(
         &c.path,
         c.method.as_str(),
     );
-    let mut responses = passthrough;
+    let mut responses = shape.passthrough;
     responses.insert(
         "200".into(),
         json!({"description": "One entry per part, and the overall status",
         "content": {"application/json": {"schema": {
             "type": "object",
-            "required": required,
-            "properties": properties,
-            "additionalProperties": additional,
+            "required": shape.required,
+            "properties": shape.properties,
+            "additionalProperties": shape.additional,
         }}}}),
     );
     responses.insert(
@@ -773,10 +882,10 @@ fn composed_op(
                "content": problem_content()}),
     );
     op.insert("tags".into(), json!(["composed"]));
-    op.insert("summary".into(), json!(summary));
+    op.insert("summary".into(), json!(shape.summary));
     op.insert("operationId".into(), json!(id));
     op.insert("responses".into(), Value::Object(responses));
-    op.insert("description".into(), json!(description));
+    op.insert("description".into(), json!(shape.description));
     let has_body = op.contains_key("requestBody");
     protect(&mut op, &c.rule, has_body, c.rate_limit.is_some(), false);
     op
