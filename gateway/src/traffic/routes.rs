@@ -540,7 +540,7 @@ pub struct RouteTable {
     /// Prefix (no trailing slash, except `/`) -> its routes, host-bound first.
     /// (foldhash: the keys come from the configuration, and a lookup is
     /// a few hashes of path prefixes on every request.)
-    by_prefix: HashMap<String, Vec<Route>, foldhash::fast::RandomState>,
+    by_prefix: ByPrefix,
     /// Every route, longest prefix first (for listing).
     ordered: Vec<Route>,
     /// Some route is bound to a host (else the request's host is not read).
@@ -563,6 +563,143 @@ pub fn host_of(host: &str) -> String {
     h.to_ascii_lowercase()
 }
 
+/// The routes sharing a prefix, by prefix (foldhash: see [`RouteTable::by_prefix`]).
+type ByPrefix = HashMap<String, Vec<Route>, foldhash::fast::RandomState>;
+
+/// A route's prefix, rewrite and upstream checked (the prefix must be a plain path).
+fn check_target(c: &RouteConfig, upstreams: &impl Fn(&str) -> bool) -> Result<(), String> {
+    if !c.prefix.starts_with('/') {
+        return Err("prefix must start with `/`".into());
+    }
+    if c.prefix.contains(['?', '#', '%', '\\']) || c.prefix.contains("//") {
+        return Err("prefix must be a plain path".into());
+    }
+    if !upstreams(&c.upstream) {
+        return Err(format!("unknown upstream `{}`", c.upstream));
+    }
+    if c.rewrite.as_deref().is_some_and(|r| !r.starts_with('/')) {
+        return Err("rewrite must start with `/`".into());
+    }
+    Ok(())
+}
+
+/// The access rules, resolved: the default (`*`, or the one rule) and the per-method ones.
+fn access_rules(access: &AccessConfig) -> Result<(Option<Rule>, Vec<(Method, Rule)>), String> {
+    match access {
+        AccessConfig::Rule(r) => Ok((Some(Rule::from_config(r)?), Vec::new())),
+        AccessConfig::PerMethod(map) => {
+            let mut default = None;
+            let mut per = Vec::new();
+            for (m, r) in map {
+                let rule = Rule::from_config(r)?;
+                if m == "*" {
+                    default = Some(rule);
+                } else {
+                    per.push((parse_method(m)?, rule));
+                }
+            }
+            Ok((default, per))
+        }
+    }
+}
+
+/// The methods a route matches (`None`: all); an empty list would match nothing.
+fn route_methods(methods: Option<&[String]>) -> Result<Option<Vec<Method>>, String> {
+    match methods {
+        None => Ok(None),
+        Some([]) => Err("an empty method list would match nothing".into()),
+        Some(ms) => ms
+            .iter()
+            .map(|m| parse_method(m))
+            .collect::<Result<_, _>>()
+            .map(Some),
+    }
+}
+
+/// A route's cache policy, resolved; both bounds must be positive.
+fn route_cache(cache: Option<&CacheConfig>) -> Result<Option<RouteCache>, String> {
+    match cache {
+        Some(cc) if cc.ttl_secs == 0 || cc.max_entry_bytes == 0 => {
+            Err("cache: ttl_secs and max_entry_bytes must be positive".into())
+        }
+        Some(cc) => Ok(Some(RouteCache {
+            ttl: Duration::from_secs(cc.ttl_secs),
+            max_entry_bytes: cc.max_entry_bytes,
+        })),
+        None => Ok(None),
+    }
+}
+
+impl Route {
+    /// Resolve one `routes[]` entry; the error does not name the entry (the table does).
+    fn from_config(c: &RouteConfig, upstreams: &impl Fn(&str) -> bool) -> Result<Self, String> {
+        check_target(c, upstreams)?;
+        let (default_rule, per_method) = access_rules(&c.access)?;
+        let methods = route_methods(c.methods.as_deref())?;
+        let rate_limit = match &c.rate_limit {
+            Some(rl) => Some((
+                Quota::from_config(rl).map_err(|e| format!("rate_limit: {e}"))?,
+                rl.by,
+            )),
+            None => None,
+        };
+        let cache = route_cache(c.cache.as_ref())?;
+        if c.max_body_bytes == Some(0) {
+            return Err("max_body_bytes must be positive".into());
+        }
+        Ok(Route {
+            prefix: normalize_prefix(&c.prefix),
+            host: c.host.as_deref().map(host_of),
+            methods,
+            upstream: c.upstream.clone(),
+            rewrite: c.rewrite.clone(),
+            default_rule,
+            per_method,
+            request_headers: HeaderEdits::from_config(&c.request_headers, "request_headers")?,
+            response_headers: HeaderEdits::from_config(&c.response_headers, "response_headers")?,
+            max_body_bytes: c.max_body_bytes,
+            rate_limit,
+            cache,
+            credential_check: c.credential_check,
+            forward_claims: forward_claims(&c.forward_claims, "forward_claims")?,
+            client_cert: ClientCertRule::from_config(&c.client_cert)?,
+            websocket: c.websocket,
+            meters: std::sync::OnceLock::new(),
+        })
+    }
+}
+
+/// The routes by prefix, host-bound ones first; `Err`: a prefix declared twice for the same methods.
+fn index_by_prefix(routes: &[Route]) -> Result<ByPrefix, String> {
+    let mut by_prefix: ByPrefix = HashMap::default();
+    for r in routes {
+        let same = by_prefix.entry(r.prefix.clone()).or_default();
+        let clash = same.iter().any(|o| {
+            o.host == r.host
+                && match (&o.methods, &r.methods) {
+                    (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
+                    _ => true,
+                }
+        });
+        if clash {
+            return Err(format!(
+                "routes: prefix `{}`{} is declared twice for the same methods",
+                r.prefix,
+                r.host
+                    .as_deref()
+                    .map(|h| format!(" (host {h})"))
+                    .unwrap_or_default()
+            ));
+        }
+        same.push(r.clone());
+    }
+    for same in by_prefix.values_mut() {
+        // Host-bound routes before host-less ones; otherwise as declared.
+        same.sort_by_key(|r| r.host.is_none());
+    }
+    Ok(by_prefix)
+}
+
 impl RouteTable {
     /// Resolve and check the configured routes against the known upstreams.
     pub fn new<'a>(
@@ -572,117 +709,9 @@ impl RouteTable {
         let mut routes = Vec::new();
         for (i, c) in configs.iter().enumerate() {
             let at = |m: String| format!("routes[{i}] ({}): {m}", c.prefix);
-            if !c.prefix.starts_with('/') {
-                return Err(at("prefix must start with `/`".into()));
-            }
-            if c.prefix.contains(['?', '#', '%', '\\']) || c.prefix.contains("//") {
-                return Err(at("prefix must be a plain path".into()));
-            }
-            if !upstreams(&c.upstream) {
-                return Err(at(format!("unknown upstream `{}`", c.upstream)));
-            }
-            if c.rewrite.as_deref().is_some_and(|r| !r.starts_with('/')) {
-                return Err(at("rewrite must start with `/`".into()));
-            }
-            let (default_rule, per_method) = match &c.access {
-                AccessConfig::Rule(r) => (Some(Rule::from_config(r).map_err(at)?), Vec::new()),
-                AccessConfig::PerMethod(map) => {
-                    let mut default = None;
-                    let mut per = Vec::new();
-                    for (m, r) in map {
-                        let rule = Rule::from_config(r).map_err(at)?;
-                        if m == "*" {
-                            default = Some(rule);
-                        } else {
-                            per.push((parse_method(m).map_err(at)?, rule));
-                        }
-                    }
-                    (default, per)
-                }
-            };
-            let methods = match &c.methods {
-                None => None,
-                Some(ms) if ms.is_empty() => {
-                    return Err(at("an empty method list would match nothing".into()));
-                }
-                Some(ms) => Some(
-                    ms.iter()
-                        .map(|m| parse_method(m))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(at)?,
-                ),
-            };
-            let rate_limit = match &c.rate_limit {
-                Some(rl) => Some((
-                    Quota::from_config(rl).map_err(|e| at(format!("rate_limit: {e}")))?,
-                    rl.by,
-                )),
-                None => None,
-            };
-            let cache = match &c.cache {
-                Some(cc) if cc.ttl_secs == 0 || cc.max_entry_bytes == 0 => {
-                    return Err(at(
-                        "cache: ttl_secs and max_entry_bytes must be positive".into()
-                    ));
-                }
-                Some(cc) => Some(RouteCache {
-                    ttl: Duration::from_secs(cc.ttl_secs),
-                    max_entry_bytes: cc.max_entry_bytes,
-                }),
-                None => None,
-            };
-            if c.max_body_bytes == Some(0) {
-                return Err(at("max_body_bytes must be positive".into()));
-            }
-            routes.push(Route {
-                prefix: normalize_prefix(&c.prefix),
-                host: c.host.as_deref().map(host_of),
-                methods,
-                upstream: c.upstream.clone(),
-                rewrite: c.rewrite.clone(),
-                default_rule,
-                per_method,
-                request_headers: HeaderEdits::from_config(&c.request_headers, "request_headers")
-                    .map_err(at)?,
-                response_headers: HeaderEdits::from_config(&c.response_headers, "response_headers")
-                    .map_err(at)?,
-                max_body_bytes: c.max_body_bytes,
-                rate_limit,
-                cache,
-                credential_check: c.credential_check,
-                forward_claims: forward_claims(&c.forward_claims, "forward_claims").map_err(at)?,
-                client_cert: ClientCertRule::from_config(&c.client_cert).map_err(at)?,
-                websocket: c.websocket,
-                meters: std::sync::OnceLock::new(),
-            });
+            routes.push(Route::from_config(c, &upstreams).map_err(at)?);
         }
-        let mut by_prefix: HashMap<String, Vec<Route>, foldhash::fast::RandomState> =
-            HashMap::default();
-        for r in &routes {
-            let same = by_prefix.entry(r.prefix.clone()).or_default();
-            let clash = same.iter().any(|o| {
-                o.host == r.host
-                    && match (&o.methods, &r.methods) {
-                        (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
-                        _ => true,
-                    }
-            });
-            if clash {
-                return Err(format!(
-                    "routes: prefix `{}`{} is declared twice for the same methods",
-                    r.prefix,
-                    r.host
-                        .as_deref()
-                        .map(|h| format!(" (host {h})"))
-                        .unwrap_or_default()
-                ));
-            }
-            same.push(r.clone());
-        }
-        for same in by_prefix.values_mut() {
-            // Host-bound routes before host-less ones; otherwise as declared.
-            same.sort_by_key(|r| r.host.is_none());
-        }
+        let by_prefix = index_by_prefix(&routes)?;
         routes.sort_by(|a, b| {
             b.prefix
                 .len()
