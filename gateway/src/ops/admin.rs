@@ -16,7 +16,8 @@ use common::audit::Event;
 use super::Ops;
 use crate::identity::admission::AdminBearer;
 use crate::traffic::Traffic;
-use crate::traffic::upstream::pool::{Target, TargetConfig, TargetView, Upstream, UpstreamSpec};
+use crate::traffic::upstream::pool::{Target, TargetView, Upstream};
+use crate::traffic::upstream::spec::{TargetConfig, UpstreamSpec};
 
 #[derive(Debug, Serialize)]
 struct RouteView {
@@ -82,7 +83,7 @@ fn by_name(by: crate::traffic::ratelimit::LimitBy) -> &'static str {
 
 #[derive(Debug, Serialize)]
 struct UpstreamView {
-    balance: crate::traffic::upstream::pool::Balance,
+    balance: crate::traffic::upstream::spec::Balance,
     healthy_targets: usize,
     targets: Vec<TargetView>,
     config: UpstreamSpec,
@@ -186,7 +187,7 @@ fn target_to_remove(
     t: &TargetRequest,
 ) -> Result<Arc<Target>, HttpResponse> {
     let url =
-        crate::traffic::upstream::pool::target_url(t.url.trim()).map_err(|e| invalid("url", e))?;
+        crate::traffic::upstream::spec::target_url(t.url.trim()).map_err(|e| invalid("url", e))?;
     let Some(target) = up.targets().into_iter().find(|x| x.url == url) else {
         return Err(
             Problem::not_found(format!("`{url}` is not a target of `{name}`")).to_response(),
