@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use actix_web::http::Method;
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::HeaderName;
 use serde::Deserialize;
 
+use crate::traffic::client_cert::{ClientCertConfig, ClientCertRule};
+use crate::traffic::header_edits::{HeaderEdits, HeaderRules};
 use crate::traffic::ratelimit::{LimitBy, Quota, RateLimitConfig};
 
 /// One `routes[]` entry.
@@ -72,96 +74,6 @@ fn yes() -> bool {
     true
 }
 
-/// `client_cert:` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(untagged)]
-pub enum ClientCertConfig {
-    #[default]
-    No,
-    Any(bool),
-    Subjects {
-        subjects: Vec<String>,
-    },
-}
-
-/// A route's client-certificate requirement, resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCertRule {
-    /// Normalised subjects ([`normalize_dn`]); empty: any verified certificate.
-    subjects: Vec<String>,
-}
-
-impl ClientCertRule {
-    fn from_config(c: &ClientCertConfig) -> Result<Option<Self>, String> {
-        match c {
-            ClientCertConfig::No | ClientCertConfig::Any(false) => Ok(None),
-            ClientCertConfig::Any(true) => Ok(Some(Self {
-                subjects: Vec::new(),
-            })),
-            ClientCertConfig::Subjects { subjects } if subjects.is_empty() => {
-                Err("client_cert.subjects: an empty list would admit no one".into())
-            }
-            ClientCertConfig::Subjects { subjects } => Ok(Some(Self {
-                subjects: subjects
-                    .iter()
-                    .map(|s| normalize_dn(s))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| format!("client_cert.subjects: {e}"))?,
-            })),
-        }
-    }
-
-    /// The admitted subjects, normalised (empty: any).
-    pub fn subjects(&self) -> &[String] {
-        &self.subjects
-    }
-
-    /// Whether a verified certificate with this subject passes.
-    pub fn admits(&self, subject: &str) -> bool {
-        self.subjects.is_empty() || normalize_dn(subject).is_ok_and(|s| self.subjects.contains(&s))
-    }
-}
-
-/// A distinguished name (RFC 4514) in one spelling: attribute types upper
-/// case, no spaces around the separators, so `cn=a, O=b` equals `CN=a,O=b`.
-/// An escaped comma (`\,`) stays part of its value.
-pub fn normalize_dn(dn: &str) -> Result<String, String> {
-    let mut parts = Vec::new();
-    let mut current = String::new();
-    let mut escaped = false;
-    for ch in dn.chars() {
-        if escaped {
-            current.push(ch);
-            escaped = false;
-        } else if ch == '\\' {
-            current.push(ch);
-            escaped = true;
-        } else if ch == ',' || ch == '+' {
-            parts.push((std::mem::take(&mut current), ch));
-        } else {
-            current.push(ch);
-        }
-    }
-    parts.push((current, ' '));
-    let mut out = String::new();
-    for (rdn, sep) in parts {
-        let (kind, value) = rdn
-            .split_once('=')
-            .ok_or_else(|| format!("`{dn}` is not a distinguished name (TYPE=value,...)"))?;
-        let (kind, value) = (kind.trim(), value.trim());
-        if kind.is_empty() || value.is_empty() {
-            return Err(format!("`{dn}` has an empty attribute"));
-        }
-        out.push_str(&kind.to_ascii_uppercase());
-        out.push('=');
-        out.push_str(value);
-        if sep != ' ' {
-            out.push(sep);
-        }
-    }
-    Ok(out)
-}
-
 /// Resolve a `forward_claims` map (claim -> header name): each header a
 /// valid lower-case name that is not one the gateway or HTTP owns.
 pub fn forward_claims(
@@ -197,65 +109,6 @@ pub fn forward_claims(
         out.push((claim.clone(), lower));
     }
     Ok(out)
-}
-
-/// Header edits: `remove` first, then `add` (which replaces).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HeaderRules {
-    #[serde(default)]
-    pub add: BTreeMap<String, String>,
-    #[serde(default)]
-    pub remove: Vec<String>,
-}
-
-/// Resolved header edits.
-#[derive(Debug, Clone, Default)]
-pub struct HeaderEdits {
-    pub add: Vec<(HeaderName, HeaderValue)>,
-    pub remove: Vec<HeaderName>,
-}
-
-impl HeaderEdits {
-    fn from_config(c: &HeaderRules, what: &str) -> Result<Self, String> {
-        let name = |n: &str| {
-            let lower = n.to_ascii_lowercase();
-            if common::identity::IDENTITY_HEADERS.contains(&lower.as_str())
-                || lower == "authorization"
-                || lower == "host"
-            {
-                return Err(format!(
-                    "{what}: `{n}` is set by the gateway itself and cannot be configured"
-                ));
-            }
-            HeaderName::from_bytes(lower.as_bytes())
-                .map_err(|_| format!("{what}: `{n}` is not a header name"))
-        };
-        let mut edits = HeaderEdits::default();
-        for n in &c.remove {
-            edits.remove.push(name(n)?);
-        }
-        for (n, v) in &c.add {
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| format!("{what}: the value of `{n}` is not a valid header value"))?;
-            edits.add.push((name(n)?, value));
-        }
-        Ok(edits)
-    }
-
-    /// Apply to a header map.
-    pub fn apply(&self, h: &mut HeaderMap) {
-        for n in &self.remove {
-            h.remove(n);
-        }
-        for (n, v) in &self.add {
-            h.insert(n.clone(), v.clone());
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.add.is_empty() && self.remove.is_empty()
-    }
 }
 
 /// `cache:` on a route.
@@ -808,34 +661,6 @@ pub fn check_path(path: &str) -> Result<(), &'static str> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn client_certificate_subjects_compare_in_one_spelling() {
-        assert_eq!(
-            normalize_dn("cn=a, O=Acme\\, Inc").unwrap(),
-            "CN=a,O=Acme\\, Inc"
-        );
-        assert_eq!(normalize_dn("CN=a+UID=7").unwrap(), "CN=a+UID=7");
-        assert!(normalize_dn("not a dn").is_err());
-        assert!(normalize_dn("CN=").is_err());
-        let t = table(
-            "routes:\n  - {prefix: /a, upstream: users, access: public, client_cert: {subjects: ['CN=billing, O=Acme']}}\n  - {prefix: /b, upstream: users, access: public, client_cert: true}\n  - {prefix: /c, upstream: users, access: public}",
-        )
-        .unwrap();
-        let rule = |i: usize| t.routes()[i].client_cert.clone();
-        let a = rule(0).unwrap();
-        assert!(a.admits("CN=billing, O=Acme"));
-        assert!(a.admits("cn=billing,o=Acme"));
-        assert!(!a.admits("CN=billing, O=Acme, OU=x"));
-        assert!(!a.admits("CN=mallory"));
-        assert!(rule(1).unwrap().admits("CN=anyone"));
-        assert!(rule(2).is_none());
-        assert!(
-            table("routes:\n  - {prefix: /a, upstream: users, access: public, client_cert: {subjects: []}}")
-                .unwrap_err()
-                .contains("client_cert")
-        );
-    }
-
     fn table(yaml: &str) -> Result<RouteTable, String> {
         use figment::providers::Format;
         let cfg: Vec<RouteConfig> = figment::Figment::from(figment::providers::Yaml::string(yaml))
@@ -1091,21 +916,5 @@ mod tests {
         ] {
             assert!(check_path(good).is_ok(), "{good}");
         }
-    }
-
-    #[test]
-    fn header_edits_refuse_identity_headers() {
-        let e = table("routes:\n  - {prefix: /a, upstream: users, access: public, request_headers: {add: {request-user-id: x}}}\n").err().unwrap_or_default();
-        assert!(e.contains("set by the gateway"), "{e}");
-        let t = table("routes:\n  - {prefix: /a, upstream: users, access: public, request_headers: {add: {x-a: '1'}, remove: [cookie]}}\n").unwrap();
-        let r = t.find(|| "h".to_owned(), &Method::GET, "/a").unwrap();
-        let mut h = HeaderMap::new();
-        h.insert(
-            HeaderName::from_static("cookie"),
-            HeaderValue::from_static("c"),
-        );
-        r.request_headers.apply(&mut h);
-        assert!(h.get("cookie").is_none());
-        assert_eq!(h.get("x-a").map(|v| v.as_bytes()), Some(&b"1"[..]));
     }
 }
