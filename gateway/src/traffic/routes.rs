@@ -436,8 +436,11 @@ fn check_target(c: &RouteConfig, upstreams: &impl Fn(&str) -> bool) -> Result<()
     Ok(())
 }
 
-/// The access rules, resolved: the default (`*`, or the one rule) and the per-method ones.
-fn access_rules(access: &AccessConfig) -> Result<(Option<Rule>, Vec<(Method, Rule)>), String> {
+/// A route's rules: the default (`*`, or the one rule) and the per-method ones.
+type AccessRules = (Option<Rule>, Vec<(Method, Rule)>);
+
+/// The access rules, resolved.
+fn access_rules(access: &AccessConfig) -> Result<AccessRules, String> {
     match access {
         AccessConfig::Rule(r) => Ok((Some(Rule::from_config(r)?), Vec::new())),
         AccessConfig::PerMethod(map) => {
