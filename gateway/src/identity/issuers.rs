@@ -24,20 +24,20 @@
 //! function (the upstream client's).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::future::LocalBoxFuture;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::issuer_keys::{Key, KeyRefresh, KeyState, SUPPORTED, parse_key_set, refresh_after};
 use crate::clock::mono_ms;
 
 /// One trusted identity provider (`trusted_issuers[]`).
@@ -106,35 +106,6 @@ impl Default for RoleMapping {
     }
 }
 
-/// Key-set caching.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyRefresh {
-    /// Refresh no sooner than this, whatever `max-age` says.
-    #[serde(default = "default_min_refresh")]
-    pub min_refresh_secs: u64,
-    /// Refresh at least this often (also when the answer has no `max-age`).
-    #[serde(default = "default_max_refresh")]
-    pub max_refresh_secs: u64,
-    /// At most one refetch for an unknown kid per this many seconds.
-    #[serde(default = "default_cooldown")]
-    pub unknown_kid_cooldown_secs: u64,
-    /// Budget of one fetch (discovery and key set each).
-    #[serde(default = "default_fetch_timeout")]
-    pub fetch_timeout_ms: u64,
-}
-
-impl Default for KeyRefresh {
-    fn default() -> Self {
-        Self {
-            min_refresh_secs: default_min_refresh(),
-            max_refresh_secs: default_max_refresh(),
-            unknown_kid_cooldown_secs: default_cooldown(),
-            fetch_timeout_ms: default_fetch_timeout(),
-        }
-    }
-}
-
 fn default_algorithms() -> Vec<String> {
     vec!["RS256".into()]
 }
@@ -153,44 +124,6 @@ fn default_scopes_claim() -> String {
 fn default_roles() -> Vec<String> {
     vec!["user".into()]
 }
-fn default_min_refresh() -> u64 {
-    60
-}
-fn default_max_refresh() -> u64 {
-    3600
-}
-fn default_cooldown() -> u64 {
-    30
-}
-fn default_fetch_timeout() -> u64 {
-    3000
-}
-
-/// The algorithms an external key may verify.
-const SUPPORTED: &[(&str, Algorithm)] = &[
-    ("RS256", Algorithm::RS256),
-    ("RS384", Algorithm::RS384),
-    ("RS512", Algorithm::RS512),
-    ("PS256", Algorithm::PS256),
-    ("PS384", Algorithm::PS384),
-    ("PS512", Algorithm::PS512),
-    ("ES256", Algorithm::ES256),
-    ("ES384", Algorithm::ES384),
-    ("EdDSA", Algorithm::EdDSA),
-];
-
-fn is_rsa(a: Algorithm) -> bool {
-    matches!(
-        a,
-        Algorithm::RS256
-            | Algorithm::RS384
-            | Algorithm::RS512
-            | Algorithm::PS256
-            | Algorithm::PS384
-            | Algorithm::PS512
-    )
-}
-
 fn http_url(field: &str, url: &str) -> Result<(), String> {
     if url.starts_with("https://") || url.starts_with("http://") {
         Ok(())
@@ -280,31 +213,6 @@ pub struct Fetched {
 
 /// `GET url` within `timeout`, at most 1 MiB; an error says what failed.
 pub type Fetch = fn(String, Duration) -> LocalBoxFuture<'static, Result<Fetched, String>>;
-
-/// A usable key: how to verify, and with which algorithms.
-struct Key {
-    decoding: DecodingKey,
-    algorithms: Vec<Algorithm>,
-}
-
-#[derive(Default)]
-struct KeyState {
-    keys: RwLock<Arc<HashMap<String, Arc<Key>>>>,
-    /// Bumped by every completed fetch, successful or not: a waiter that
-    /// sees it move knows someone fetched while it waited.
-    generation: AtomicU64,
-    /// The discovered `jwks_uri`.
-    jwks_uri: RwLock<Option<String>>,
-    /// Held while fetching: one fetch at a time per issuer, across workers.
-    fetching: tokio::sync::Mutex<()>,
-    /// When the last fetch started (monotonic ms, 0: never).
-    last_attempt_ms: AtomicU64,
-    /// When the set should be refreshed (monotonic ms).
-    refresh_at_ms: AtomicU64,
-    /// Why the last fetch failed, when it did.
-    last_error: RwLock<Option<String>>,
-    fetches: AtomicU64,
-}
 
 /// Why an external token is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -408,99 +316,6 @@ pub fn unverified_issuer(token: &str) -> Option<String> {
     let mut parts = token.split('.');
     let (_, payload) = (parts.next()?, parts.next()?);
     b64_json(payload)?.get("iss")?.as_str().map(str::to_owned)
-}
-
-/// The keys of a JWK Set that may verify tokens for `allowed`, by kid.
-/// Keys that are not for signatures, symmetric, too small, of another
-/// curve or unparseable are left out (each with a warning).
-fn parse_key_set(body: &[u8], allowed: &[Algorithm]) -> Result<HashMap<String, Arc<Key>>, String> {
-    #[derive(Deserialize)]
-    struct RawSet {
-        keys: Vec<Value>,
-    }
-    let raw: RawSet = serde_json::from_slice(body).map_err(|e| format!("not a JWK Set: {e}"))?;
-    let mut out = HashMap::new();
-    for (i, v) in raw.keys.into_iter().enumerate() {
-        let jwk: Jwk = match serde_json::from_value(v) {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::debug!(index = i, error = %e, "skipping a JWK this gateway cannot read");
-                continue;
-            }
-        };
-        if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
-            continue;
-        }
-        let family: Vec<Algorithm> = match &jwk.algorithm {
-            AlgorithmParameters::RSA(p) => {
-                let bits = URL_SAFE_NO_PAD
-                    .decode(p.n.trim_end_matches('='))
-                    .map(|n| n.iter().skip_while(|b| **b == 0).count() * 8)
-                    .unwrap_or(0);
-                if bits < 2048 {
-                    tracing::warn!(index = i, bits, "ignoring an RSA key under 2048 bits");
-                    continue;
-                }
-                allowed.iter().copied().filter(|a| is_rsa(*a)).collect()
-            }
-            AlgorithmParameters::EllipticCurve(p) => match p.curve {
-                EllipticCurve::P256 => vec![Algorithm::ES256],
-                EllipticCurve::P384 => vec![Algorithm::ES384],
-                _ => continue,
-            },
-            AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
-                vec![Algorithm::EdDSA]
-            }
-            // Symmetric keys never verify anything from outside.
-            _ => continue,
-        };
-        let named = jwk.common.key_algorithm.and_then(|k| {
-            let name = match k {
-                KeyAlgorithm::RS256 => "RS256",
-                KeyAlgorithm::RS384 => "RS384",
-                KeyAlgorithm::RS512 => "RS512",
-                KeyAlgorithm::PS256 => "PS256",
-                KeyAlgorithm::PS384 => "PS384",
-                KeyAlgorithm::PS512 => "PS512",
-                KeyAlgorithm::ES256 => "ES256",
-                KeyAlgorithm::ES384 => "ES384",
-                KeyAlgorithm::EdDSA => "EdDSA",
-                _ => "",
-            };
-            SUPPORTED.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
-        });
-        let algorithms: Vec<Algorithm> = family
-            .into_iter()
-            .filter(|a| allowed.contains(a))
-            .filter(|a| named.is_none_or(|n| n == *a))
-            .collect();
-        if algorithms.is_empty() {
-            continue;
-        }
-        let decoding = match DecodingKey::from_jwk(&jwk) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(index = i, error = %e, "ignoring a JWK that does not parse");
-                continue;
-            }
-        };
-        let kid = jwk.common.key_id.clone().unwrap_or_default();
-        out.insert(
-            kid,
-            Arc::new(Key {
-                decoding,
-                algorithms,
-            }),
-        );
-    }
-    Ok(out)
-}
-
-/// The refresh interval `max_age` asks for, within the bounds.
-fn refresh_after(max_age: Option<u64>, k: &KeyRefresh) -> u64 {
-    max_age
-        .unwrap_or(k.max_refresh_secs)
-        .clamp(k.min_refresh_secs, k.max_refresh_secs)
 }
 
 impl Issuer {
@@ -922,40 +737,6 @@ mod tests {
         let mut no_sub = claims.as_object().unwrap().clone();
         no_sub.remove("sub");
         assert!(issuer.map_claims("t", no_sub).is_err());
-    }
-
-    #[test]
-    fn key_sets_keep_only_usable_signing_keys() {
-        let big_n = URL_SAFE_NO_PAD.encode([0xC5u8; 256]);
-        let small_n = URL_SAFE_NO_PAD.encode([0xC5u8; 128]);
-        let set = json!({"keys": [
-            {"kty": "RSA", "kid": "good", "n": big_n, "e": "AQAB"},
-            {"kty": "RSA", "kid": "small", "n": small_n, "e": "AQAB"},
-            {"kty": "RSA", "kid": "enc", "use": "enc", "n": big_n, "e": "AQAB"},
-            {"kty": "RSA", "kid": "ps", "alg": "PS256", "n": big_n, "e": "AQAB"},
-            {"kty": "oct", "kid": "secret", "k": "c2VjcmV0"},
-            {"kty": "weird", "kid": "x"},
-        ]});
-        let keys = parse_key_set(
-            &serde_json::to_vec(&set).unwrap(),
-            &[Algorithm::RS256, Algorithm::ES256],
-        )
-        .unwrap();
-        let mut kids: Vec<&str> = keys.keys().map(String::as_str).collect();
-        kids.sort_unstable();
-        // `ps` names PS256, which this issuer does not accept.
-        assert_eq!(kids, vec!["good"]);
-        assert_eq!(keys["good"].algorithms, vec![Algorithm::RS256]);
-        assert!(parse_key_set(b"[]", &[Algorithm::RS256]).is_err());
-    }
-
-    #[test]
-    fn refresh_honours_max_age_within_bounds() {
-        let k = KeyRefresh::default();
-        assert_eq!(refresh_after(Some(5), &k), 60);
-        assert_eq!(refresh_after(Some(600), &k), 600);
-        assert_eq!(refresh_after(Some(999_999), &k), 3600);
-        assert_eq!(refresh_after(None, &k), 3600);
     }
 
     #[test]

@@ -16,7 +16,8 @@ use super::Identity;
 use crate::identity::admission::Bearer;
 use crate::identity::caller::client_ip;
 use crate::identity::login_limits::{self, Outcome};
-use crate::identity::sessions::{Issued, SessionError, Started};
+use crate::identity::mfa::Challenge;
+use crate::identity::sessions::{Found, Issued, SessionError, Started};
 use crate::identity::tokens::{ACR_MFA, ACR_PASSWORD, AccessClaims};
 use crate::identity::users_api::{Account, users_call, users_unavailable};
 use crate::traffic::ratelimit::{self, Decision};
@@ -351,6 +352,79 @@ pub struct MfaLoginRequest {
     pub recovery_code: Option<String>,
 }
 
+/// The 422 of a second step with both or neither of `code` and `recovery_code`.
+fn one_code_required() -> HttpResponse {
+    Problem::validation(vec![common::FieldError::new(
+        "code",
+        "required",
+        "give either a code from the authenticator app or a recovery code",
+    )])
+    .to_response()
+}
+
+/// The 401 of a challenge that admits no second step (`detail`: why; log in again).
+fn invalid_challenge(detail: &str) -> HttpResponse {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid-challenge",
+        "Unauthorized",
+    )
+    .with_detail(detail)
+    .to_response()
+}
+
+/// The challenge `token` names, if `ip` may take its second step now; `Err`: the 401 or 500.
+async fn open_challenge(gw: &Identity, token: &str, ip: &str) -> Result<Challenge, HttpResponse> {
+    match gw.challenges.find(token, ip).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(why)) => {
+            gw.metrics.login("mfa_failure");
+            gw.audit.record(
+                Event::new("login.mfa_challenge_refused", "refused")
+                    .client(Some(ip.to_owned()))
+                    .detail(why.reason()),
+            );
+            Err(invalid_challenge(why.reason()))
+        }
+        Err(e) => Err(internal(e)),
+    }
+}
+
+/// The 401 of a wrong or used code, counted and audited with the kind of code it was.
+fn code_refused(
+    gw: &Identity,
+    challenge: &Challenge,
+    ip: &str,
+    with_recovery_code: bool,
+) -> HttpResponse {
+    gw.metrics.login("mfa_failure");
+    gw.audit.record(
+        Event::new("login.mfa_failure", "failure")
+            .actor(Some(challenge.user_id))
+            .subject(challenge.username.clone())
+            .client(Some(ip.to_owned()))
+            .detail(if with_recovery_code {
+                "a wrong or used recovery code"
+            } else {
+                "a wrong or reused code"
+            }),
+    );
+    Problem::new(StatusCode::UNAUTHORIZED, "invalid-code", "Unauthorized")
+        .with_detail("the code is not valid, or was used before")
+        .to_response()
+}
+
+/// Use the challenge, once across replicas (a second use at the same moment gets the 401).
+async fn spend_challenge(gw: &Identity, challenge: &Challenge) -> Result<(), HttpResponse> {
+    match gw.challenges.spend(challenge).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(invalid_challenge(
+            crate::identity::mfa::Refused::Used.reason(),
+        )),
+        Err(e) => Err(internal(e)),
+    }
+}
+
 /// `POST /api/login/mfa`: the second step of a login with a second factor.
 /// The challenge must be this client's, unused and unexpired; the code is
 /// one the account has not used before (or an unused recovery code). Wrong
@@ -373,35 +447,15 @@ pub async fn login_mfa(
 ) -> HttpResponse {
     let body = body.into_inner();
     if body.code.is_some() == body.recovery_code.is_some() {
-        return Problem::validation(vec![common::FieldError::new(
-            "code",
-            "required",
-            "give either a code from the authenticator app or a recovery code",
-        )])
-        .to_response();
+        return one_code_required();
     }
     let ip = client_ip(&req).map(|a| a.to_string()).unwrap_or_default();
     if let Some(res) = rate_limited(&gw, "/api/login/mfa", &ip, None).await {
         return res;
     }
-    let challenge = match gw.challenges.find(&body.challenge, &ip).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(why)) => {
-            gw.metrics.login("mfa_failure");
-            gw.audit.record(
-                Event::new("login.mfa_challenge_refused", "refused")
-                    .client(Some(ip))
-                    .detail(why.reason()),
-            );
-            return Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid-challenge",
-                "Unauthorized",
-            )
-            .with_detail(why.reason())
-            .to_response();
-        }
-        Err(e) => return internal(e),
+    let challenge = match open_challenge(&gw, &body.challenge, &ip).await {
+        Ok(c) => c,
+        Err(res) => return res,
     };
     let user_key = challenge.username.clone();
     let attempt = match Attempt::reserve(&gw, &ip, &user_key, " (second step)").await {
@@ -421,21 +475,7 @@ pub async fn login_mfa(
     match status {
         StatusCode::OK => {}
         StatusCode::UNAUTHORIZED => {
-            gw.metrics.login("mfa_failure");
-            gw.audit.record(
-                Event::new("login.mfa_failure", "failure")
-                    .actor(Some(challenge.user_id))
-                    .subject(user_key)
-                    .client(Some(ip))
-                    .detail(if with_recovery_code {
-                        "a wrong or used recovery code"
-                    } else {
-                        "a wrong or reused code"
-                    }),
-            );
-            return Problem::new(StatusCode::UNAUTHORIZED, "invalid-code", "Unauthorized")
-                .with_detail("the code is not valid, or was used before")
-                .to_response();
+            return code_refused(&gw, &challenge, &ip, with_recovery_code);
         }
         _ => {
             gw.metrics.login("error");
@@ -446,20 +486,8 @@ pub async fn login_mfa(
         gw.metrics.login("error");
         return users_unavailable();
     };
-    // The one request that uses the challenge (another on any replica, at
-    // the same moment, gets nothing).
-    match gw.challenges.spend(&challenge).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid-challenge",
-                "Unauthorized",
-            )
-            .with_detail(crate::identity::mfa::Refused::Used.reason())
-            .to_response();
-        }
-        Err(e) => return internal(e),
+    if let Err(res) = spend_challenge(&gw, &challenge).await {
+        return res;
     }
     gw.metrics.login("success");
     gw.audit.record(
@@ -481,6 +509,61 @@ pub async fn login_mfa(
 
 fn refresh_refused(detail: &str) -> HttpResponse {
     Problem::unauthorized(detail).to_response()
+}
+
+/// The refresh's account, re-read so changes apply now; `None`: gone or inactive, `Err`: 503.
+async fn active_account(gw: &Identity, user: Uuid) -> Result<Option<Account>, HttpResponse> {
+    let path = format!("/internal/users/{user}");
+    let (status, value) = users_call(gw, Method::GET, &path, None).await?;
+    match status {
+        StatusCode::OK => match serde_json::from_value::<Account>(value) {
+            Ok(i) if i.is_active => Ok(Some(i)),
+            Ok(_) => Ok(None),
+            Err(_) => Err(users_unavailable()),
+        },
+        StatusCode::NOT_FOUND => Ok(None),
+        _ => Err(users_unavailable()),
+    }
+}
+
+/// End an inactive account's session (`family`) on every replica; answers the 401.
+async fn end_inactive(gw: &Identity, family: Uuid, user: Uuid, ip: Option<String>) -> HttpResponse {
+    match gw.sessions.revoke_family(family).await {
+        Ok(d) => gw.revocations.announce(&[d]).await,
+        Err(e) => return internal(e),
+    };
+    gw.audit.record(
+        Event::new("refresh.refused", "refused")
+            .subject(user.to_string())
+            .client(ip)
+            .detail("the account is no longer active; its session ends"),
+    );
+    refresh_refused("the account is no longer active")
+}
+
+/// Spend the refresh token; one spent before revokes its whole session. `Err`: the 401 or 500.
+async fn spend_refresh(
+    gw: &Identity,
+    found: &Found,
+    user: Uuid,
+    ip: Option<String>,
+) -> Result<(), HttpResponse> {
+    match gw.sessions.spend(found).await {
+        Ok(()) => Ok(()),
+        Err(SessionError::Db(e)) => Err(internal(e)),
+        Err(SessionError::Reused(d)) => {
+            // Every access token of the session stops working too.
+            gw.revocations.announce(std::slice::from_ref(&d)).await;
+            gw.audit.record(
+                Event::new("refresh.reuse", "refused")
+                    .subject(user.to_string())
+                    .client(ip)
+                    .detail("a spent refresh token was presented again; its session is revoked"),
+            );
+            Err(refresh_refused(&SessionError::Reused(d).to_string()))
+        }
+        Err(e) => Err(refresh_refused(&e.to_string())),
+    }
 }
 
 /// `POST /api/refresh`: rotate. The user is re-read first, so deactivation
@@ -519,48 +602,15 @@ pub async fn refresh(
     };
     let ip = client_ip(&req).map(|a| a.to_string());
     let user = found.family.user_id;
-    let path = format!("/internal/users/{user}");
-    let (status, value) = match users_call(&gw, Method::GET, &path, None).await {
-        Ok(r) => r,
+    let identity = match active_account(&gw, user).await {
+        Ok(i) => i,
         Err(res) => return res,
     };
-    let identity = match status {
-        StatusCode::OK => match serde_json::from_value::<Account>(value) {
-            Ok(i) if i.is_active => Some(i),
-            Ok(_) => None,
-            Err(_) => return users_unavailable(),
-        },
-        StatusCode::NOT_FOUND => None,
-        _ => return users_unavailable(),
-    };
     let Some(identity) = identity else {
-        match gw.sessions.revoke_family(found.family.id).await {
-            Ok(d) => gw.revocations.announce(&[d]).await,
-            Err(e) => return internal(e),
-        };
-        gw.audit.record(
-            Event::new("refresh.refused", "refused")
-                .subject(user.to_string())
-                .client(ip)
-                .detail("the account is no longer active; its session ends"),
-        );
-        return refresh_refused("the account is no longer active");
+        return end_inactive(&gw, found.family.id, user, ip).await;
     };
-    match gw.sessions.spend(&found).await {
-        Ok(()) => {}
-        Err(SessionError::Db(e)) => return internal(e),
-        Err(SessionError::Reused(d)) => {
-            // Every access token of the session stops working too.
-            gw.revocations.announce(std::slice::from_ref(&d)).await;
-            gw.audit.record(
-                Event::new("refresh.reuse", "refused")
-                    .subject(user.to_string())
-                    .client(ip)
-                    .detail("a spent refresh token was presented again; its session is revoked"),
-            );
-            return refresh_refused(&SessionError::Reused(d).to_string());
-        }
-        Err(e) => return refresh_refused(&e.to_string()),
+    if let Err(res) = spend_refresh(&gw, &found, user, ip.clone()).await {
+        return res;
     }
     match gw.sessions.continue_family(found.family.id).await {
         Ok(issued) => {

@@ -7,6 +7,7 @@ pub mod admission;
 pub mod caller;
 pub mod client_admin;
 pub mod clients;
+pub mod issuer_keys;
 pub mod issuers;
 pub mod login;
 pub mod login_limits;

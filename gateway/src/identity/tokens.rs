@@ -329,6 +329,172 @@ fn rsa_public(
     Ok((pem, jwk, n))
 }
 
+/// The keys to load (with an inline private PEM): the configured ones, else the dev key.
+fn key_sources(
+    configs: &[KeyConfig],
+    dev_key: Option<&str>,
+) -> Result<Vec<(KeyConfig, Option<String>)>, KeyConfigError> {
+    if !configs.is_empty() {
+        return Ok(configs.iter().cloned().map(|c| (c, None)).collect());
+    }
+    let dev = dev_key.ok_or(KeyConfigError {
+        index: 0,
+        reason: "no key configured".into(),
+    })?;
+    Ok(vec![(
+        KeyConfig {
+            alg: KeyAlg::EdDSA,
+            kid: None,
+            private_key_file: None,
+            public_key_file: None,
+            secret_file: None,
+            active: true,
+        },
+        Some(dev.to_owned()),
+    )])
+}
+
+/// A PEM file's text (`index` names the key in the error).
+fn read_pem(path: &Path, index: usize) -> Result<String, KeyConfigError> {
+    String::from_utf8(read(path, index)?).map_err(|_| KeyConfigError {
+        index,
+        reason: "not UTF-8 PEM".into(),
+    })
+}
+
+/// One key's halves, loaded, before it joins the set.
+struct LoadedKey {
+    kid: String,
+    /// `None` for a key that only verifies.
+    encoding: Option<EncodingKey>,
+    decoding: DecodingKey,
+    /// The public half to publish (its `kid` not yet filled in); `None` for HS256.
+    jwk: Option<Jwk>,
+}
+
+/// Load key `index`: read its files and build its halves as its algorithm says.
+fn load_key(
+    index: usize,
+    c: &KeyConfig,
+    inline_private: Option<&str>,
+) -> Result<LoadedKey, KeyConfigError> {
+    let err = |reason: String| KeyConfigError { index, reason };
+    let private_pem = match (inline_private, &c.private_key_file) {
+        (Some(p), _) => Some(p.to_owned()),
+        (None, Some(f)) => Some(read_pem(f, index)?),
+        (None, None) => None,
+    };
+    let public_pem = match &c.public_key_file {
+        Some(f) => Some(read_pem(f, index)?),
+        None => None,
+    };
+    match c.alg {
+        KeyAlg::EdDSA => load_eddsa(c, private_pem.as_deref(), public_pem.as_deref()).map_err(err),
+        KeyAlg::RS256 => load_rs256(c, private_pem.as_deref(), public_pem.as_deref()).map_err(err),
+        KeyAlg::HS256 => load_hs256(c, index),
+    }
+}
+
+/// An Ed25519 key from its private or public PEM; kid: the public key's digest unless set.
+fn load_eddsa(
+    c: &KeyConfig,
+    private_pem: Option<&str>,
+    public_pem: Option<&str>,
+) -> Result<LoadedKey, String> {
+    let public = match (private_pem, public_pem) {
+        (Some(p), _) => common::keys::public_pem_from_private(p, "access token key")
+            .map_err(|e| e.to_string())?,
+        (None, Some(p)) => p.to_owned(),
+        (None, None) => return Err("needs private_key_file or public_key_file".into()),
+    };
+    let raw =
+        common::keys::public_key_bytes(&public, "access token key").map_err(|e| e.to_string())?;
+    let encoding = private_pem
+        .map(|p| EncodingKey::from_ed_pem(p.as_bytes()))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let decoding = DecodingKey::from_ed_pem(public.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(LoadedKey {
+        kid: c.kid.clone().unwrap_or_else(|| kid_of(&raw)),
+        encoding,
+        decoding,
+        jwk: Some(Jwk::okp(&raw)),
+    })
+}
+
+/// An RS256 key from its private or public PEM; kid: the modulus's digest unless set.
+fn load_rs256(
+    c: &KeyConfig,
+    private_pem: Option<&str>,
+    public_pem: Option<&str>,
+) -> Result<LoadedKey, String> {
+    let (public, jwk, n) = match (private_pem, public_pem) {
+        (Some(p), _) => rsa_public(p, true),
+        (None, Some(p)) => rsa_public(p, false),
+        (None, None) => return Err("needs private_key_file or public_key_file".into()),
+    }?;
+    let encoding = private_pem
+        .map(|p| EncodingKey::from_rsa_pem(p.as_bytes()))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let decoding = DecodingKey::from_rsa_pem(public.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(LoadedKey {
+        kid: c.kid.clone().unwrap_or_else(|| kid_of(&n)),
+        encoding,
+        decoding,
+        jwk: Some(jwk),
+    })
+}
+
+/// An HS256 key: an explicit kid and a `secret_file` of at least 32 bytes.
+fn load_hs256(c: &KeyConfig, index: usize) -> Result<LoadedKey, KeyConfigError> {
+    let err = |reason: String| KeyConfigError { index, reason };
+    let kid = c
+        .kid
+        .clone()
+        .ok_or_else(|| err("HS256 keys need an explicit kid".into()))?;
+    let file = c
+        .secret_file
+        .as_ref()
+        .ok_or_else(|| err("HS256 needs secret_file".into()))?;
+    let secret = read(file, index)?;
+    let secret = secret.trim_ascii();
+    if secret.len() < 32 {
+        return Err(err("an HS256 secret must be at least 32 bytes".into()));
+    }
+    // Never published: a shared secret has no public half.
+    Ok(LoadedKey {
+        kid,
+        encoding: Some(EncodingKey::from_secret(secret)),
+        decoding: DecodingKey::from_secret(secret),
+        jwk: None,
+    })
+}
+
+/// What a token signed with `alg` must meet: our issuer and audience, every time claim.
+fn validation(alg: KeyAlg, issuer: &str, audience: &str, leeway_secs: u64) -> Validation {
+    let mut validation = Validation::new(alg.jwt());
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+    validation.validate_nbf = true;
+    validation.leeway = leeway_secs;
+    validation
+}
+
+/// The verified-token cache (see `TokenKeys::verified`), bounded by its entries' bytes.
+fn verified_cache()
+-> moka::sync::Cache<String, std::sync::Arc<AccessClaims>, foldhash::quality::RandomState> {
+    moka::sync::Cache::builder()
+        .weigher(|token: &String, claims: &std::sync::Arc<AccessClaims>| {
+            let roles: usize = claims.roles.iter().map(String::len).sum();
+            u32::try_from(token.len() * 2 + roles + 256).unwrap_or(u32::MAX)
+        })
+        .max_capacity(VERIFIED_CACHE_BYTES)
+        .time_to_live(VERIFIED_CACHE_TTL)
+        .build_with_hasher(foldhash::quality::RandomState::default())
+}
+
 impl TokenKeys {
     /// Build from configuration. `dev_key` (a generated Ed25519 PKCS#8 PEM) is
     /// used when no key is configured.
@@ -341,122 +507,14 @@ impl TokenKeys {
     ) -> Result<Self, KeyConfigError> {
         let mut keys = HashMap::new();
         let mut active = None;
-        let dev;
-        let configs: Vec<(KeyConfig, Option<String>)> = if configs.is_empty() {
-            dev = dev_key.ok_or(KeyConfigError {
-                index: 0,
-                reason: "no key configured".into(),
-            })?;
-            vec![(
-                KeyConfig {
-                    alg: KeyAlg::EdDSA,
-                    kid: None,
-                    private_key_file: None,
-                    public_key_file: None,
-                    secret_file: None,
-                    active: true,
-                },
-                Some(dev.to_owned()),
-            )]
-        } else {
-            configs.iter().cloned().map(|c| (c, None)).collect()
-        };
-        for (index, (c, inline_private)) in configs.iter().enumerate() {
+        for (index, (c, inline_private)) in key_sources(configs, dev_key)?.iter().enumerate() {
             let err = |reason: String| KeyConfigError { index, reason };
-            let private_pem = match (inline_private, &c.private_key_file) {
-                (Some(p), _) => Some(p.clone()),
-                (None, Some(f)) => Some(
-                    String::from_utf8(read(f, index)?).map_err(|_| err("not UTF-8 PEM".into()))?,
-                ),
-                (None, None) => None,
-            };
-            let public_pem = match &c.public_key_file {
-                Some(f) => Some(
-                    String::from_utf8(read(f, index)?).map_err(|_| err("not UTF-8 PEM".into()))?,
-                ),
-                None => None,
-            };
-            let (kid, encoding, decoding, jwk) = match c.alg {
-                KeyAlg::EdDSA => {
-                    let public = match (&private_pem, &public_pem) {
-                        (Some(p), _) => {
-                            common::keys::public_pem_from_private(p, "access token key")
-                                .map_err(|e| err(e.to_string()))?
-                        }
-                        (None, Some(p)) => p.clone(),
-                        (None, None) => {
-                            return Err(err("needs private_key_file or public_key_file".into()));
-                        }
-                    };
-                    let raw = common::keys::public_key_bytes(&public, "access token key")
-                        .map_err(|e| err(e.to_string()))?;
-                    let encoding = private_pem
-                        .as_deref()
-                        .map(|p| EncodingKey::from_ed_pem(p.as_bytes()))
-                        .transpose()
-                        .map_err(|e| err(e.to_string()))?;
-                    let decoding = DecodingKey::from_ed_pem(public.as_bytes())
-                        .map_err(|e| err(e.to_string()))?;
-                    let jwk = Jwk::okp(&raw);
-                    (
-                        c.kid.clone().unwrap_or_else(|| kid_of(&raw)),
-                        encoding,
-                        decoding,
-                        Some(jwk),
-                    )
-                }
-                KeyAlg::RS256 => {
-                    let (public, jwk, n) = match (&private_pem, &public_pem) {
-                        (Some(p), _) => rsa_public(p, true),
-                        (None, Some(p)) => rsa_public(p, false),
-                        (None, None) => {
-                            return Err(err("needs private_key_file or public_key_file".into()));
-                        }
-                    }
-                    .map_err(err)?;
-                    let encoding = private_pem
-                        .as_deref()
-                        .map(|p| EncodingKey::from_rsa_pem(p.as_bytes()))
-                        .transpose()
-                        .map_err(|e| err(e.to_string()))?;
-                    let decoding = DecodingKey::from_rsa_pem(public.as_bytes())
-                        .map_err(|e| err(e.to_string()))?;
-                    (
-                        c.kid.clone().unwrap_or_else(|| kid_of(&n)),
-                        encoding,
-                        decoding,
-                        Some(jwk),
-                    )
-                }
-                KeyAlg::HS256 => {
-                    let kid = c
-                        .kid
-                        .clone()
-                        .ok_or_else(|| err("HS256 keys need an explicit kid".into()))?;
-                    let file = c
-                        .secret_file
-                        .as_ref()
-                        .ok_or_else(|| err("HS256 needs secret_file".into()))?;
-                    let secret = read(file, index)?;
-                    let secret = secret.trim_ascii();
-                    if secret.len() < 32 {
-                        return Err(err("an HS256 secret must be at least 32 bytes".into()));
-                    }
-                    // Never published: a shared secret has no public half.
-                    (
-                        kid,
-                        Some(EncodingKey::from_secret(secret)),
-                        DecodingKey::from_secret(secret),
-                        None,
-                    )
-                }
-            };
-            let mut validation = Validation::new(c.alg.jwt());
-            validation.set_issuer(&[issuer]);
-            validation.set_audience(&[audience]);
-            validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-            validation.validate_nbf = true;
-            validation.leeway = leeway_secs;
+            let LoadedKey {
+                kid,
+                encoding,
+                decoding,
+                jwk,
+            } = load_key(index, c, inline_private.as_deref())?;
             if c.active {
                 if active.is_some() {
                     return Err(err("more than one key is marked active".into()));
@@ -479,7 +537,7 @@ impl TokenKeys {
                     alg: c.alg,
                     encoding,
                     decoding,
-                    validation,
+                    validation: validation(c.alg, issuer, audience, leeway_secs),
                     jwk,
                 },
             );
@@ -494,14 +552,7 @@ impl TokenKeys {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             leeway_secs: i64::try_from(leeway_secs).unwrap_or(i64::MAX),
-            verified: moka::sync::Cache::builder()
-                .weigher(|token: &String, claims: &std::sync::Arc<AccessClaims>| {
-                    let roles: usize = claims.roles.iter().map(String::len).sum();
-                    u32::try_from(token.len() * 2 + roles + 256).unwrap_or(u32::MAX)
-                })
-                .max_capacity(VERIFIED_CACHE_BYTES)
-                .time_to_live(VERIFIED_CACHE_TTL)
-                .build_with_hasher(foldhash::quality::RandomState::default()),
+            verified: verified_cache(),
         })
     }
 

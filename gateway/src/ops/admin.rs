@@ -3,6 +3,7 @@
 //! run-time target registration.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -15,7 +16,8 @@ use common::audit::Event;
 use super::Ops;
 use crate::identity::admission::AdminBearer;
 use crate::traffic::Traffic;
-use crate::traffic::upstream::pool::{TargetConfig, TargetView, UpstreamSpec};
+use crate::traffic::upstream::pool::{Target, TargetView, Upstream};
+use crate::traffic::upstream::spec::{TargetConfig, UpstreamSpec};
 
 #[derive(Debug, Serialize)]
 struct RouteView {
@@ -81,7 +83,7 @@ fn by_name(by: crate::traffic::ratelimit::LimitBy) -> &'static str {
 
 #[derive(Debug, Serialize)]
 struct UpstreamView {
-    balance: crate::traffic::upstream::pool::Balance,
+    balance: crate::traffic::upstream::spec::Balance,
     healthy_targets: usize,
     targets: Vec<TargetView>,
     config: UpstreamSpec,
@@ -150,6 +152,62 @@ fn targets_of(name: &str, up: &crate::traffic::upstream::pool::Upstream) -> serd
     })
 }
 
+/// The (name, URL) to register, allowed and new to `up`; `Err`: the 422 or 409 to answer.
+fn target_to_add(
+    gw: &Traffic,
+    name: &str,
+    up: &Upstream,
+    t: &TargetRequest,
+) -> Result<(String, String), HttpResponse> {
+    let url = crate::traffic::upstream::registry::check_url(&t.url, &gw.allowed_targets)
+        .map_err(|e| invalid("url", e))?;
+    let config = match t.name.clone() {
+        Some(n) => TargetConfig::Named { name: n, url },
+        None => TargetConfig::Url(url),
+    };
+    let (target_name, url) = config.resolve().map_err(|e| invalid("name", e))?;
+    if up
+        .targets()
+        .iter()
+        .any(|x| x.url == url || x.name == target_name)
+    {
+        return Err(Problem::conflict(
+            "target-exists",
+            format!("`{url}` or the name `{target_name}` is already a target of `{name}`"),
+        )
+        .to_response());
+    }
+    Ok((target_name, url))
+}
+
+/// The target to remove: `up`'s, and not a DNS-discovered one; `Err`: the 422, 404 or 409.
+fn target_to_remove(
+    name: &str,
+    up: &Upstream,
+    t: &TargetRequest,
+) -> Result<Arc<Target>, HttpResponse> {
+    let url =
+        crate::traffic::upstream::spec::target_url(t.url.trim()).map_err(|e| invalid("url", e))?;
+    let Some(target) = up.targets().into_iter().find(|x| x.url == url) else {
+        return Err(
+            Problem::not_found(format!("`{url}` is not a target of `{name}`")).to_response(),
+        );
+    };
+    if let crate::traffic::upstream::pool::TargetSource::Discovered { discovered_from } =
+        target.source()
+    {
+        return Err(Problem::conflict(
+            "target-discovered",
+            format!(
+                "`{url}` is an address of `{discovered_from}`, which DNS discovery follows: \
+                 change the name's records"
+            ),
+        )
+        .to_response());
+    }
+    Ok(target)
+}
+
 /// Register or remove a target: checked, written to the registry in the
 /// database (nothing is stored for a refused one), applied here, and
 /// announced to the other replicas, which have applied it when this
@@ -167,59 +225,23 @@ async fn change_target(
     };
     let stored = match change {
         Change::Add => {
-            let url =
-                match crate::traffic::upstream::registry::check_url(&t.url, &gw.allowed_targets) {
-                    Ok(u) => u,
-                    Err(e) => return invalid("url", e),
-                };
-            let config = match t.name {
-                Some(n) => TargetConfig::Named { name: n, url },
-                None => TargetConfig::Url(url),
-            };
-            let (target_name, url) = match config.resolve() {
+            let (target_name, url) = match target_to_add(gw, name, &up, &t) {
                 Ok(r) => r,
-                Err(e) => return invalid("name", e),
+                Err(res) => return res,
             };
-            if up
-                .targets()
-                .iter()
-                .any(|x| x.url == url || x.name == target_name)
-            {
-                return Problem::conflict(
-                    "target-exists",
-                    format!("`{url}` or the name `{target_name}` is already a target of `{name}`"),
-                )
-                .to_response();
-            }
             let configured = up.is_configured(&url);
             gw.registrations
                 .add(name, &url, &target_name, configured, Some(actor))
                 .await
         }
         Change::Remove => {
-            let url = match crate::traffic::upstream::pool::target_url(t.url.trim()) {
-                Ok(u) => u,
-                Err(e) => return invalid("url", e),
+            let target = match target_to_remove(name, &up, &t) {
+                Ok(target) => target,
+                Err(res) => return res,
             };
-            let Some(target) = up.targets().into_iter().find(|x| x.url == url) else {
-                return Problem::not_found(format!("`{url}` is not a target of `{name}`"))
-                    .to_response();
-            };
-            if let crate::traffic::upstream::pool::TargetSource::Discovered { discovered_from } =
-                target.source()
-            {
-                return Problem::conflict(
-                    "target-discovered",
-                    format!(
-                        "`{url}` is an address of `{discovered_from}`, which DNS discovery follows: \
-                         change the name's records"
-                    ),
-                )
-                .to_response();
-            }
-            let configured = up.is_configured(&url);
+            let configured = up.is_configured(&target.url);
             gw.registrations
-                .remove(name, &url, &target.name, configured, Some(actor))
+                .remove(name, &target.url, &target.name, configured, Some(actor))
                 .await
         }
     };

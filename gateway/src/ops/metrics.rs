@@ -131,133 +131,160 @@ fn class_index(status: u16) -> usize {
     }
 }
 
+/// A counter family, registered (`/metrics` sorts by name: registration order never shows).
+fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> anyhow::Result<IntCounterVec> {
+    let family = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(family.clone()))?;
+    Ok(family)
+}
+
+/// A gauge family, registered.
+fn gauge(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> anyhow::Result<IntGaugeVec> {
+    let family = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(family.clone()))?;
+    Ok(family)
+}
+
+/// `gatehouse_request_duration_seconds`, registered, with buckets from 0.5 ms to 30 s.
+fn request_latency(registry: &Registry) -> anyhow::Result<HistogramVec> {
+    let family = HistogramVec::new(
+        HistogramOpts::new(
+            "gatehouse_request_duration_seconds",
+            "Time to the response head, by route and method",
+        )
+        .buckets(vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0,
+        ]),
+        &["route", "method"],
+    )?;
+    registry.register(Box::new(family.clone()))?;
+    Ok(family)
+}
+
+/// The WebSocket families, registered: open connections, frames, payload bytes, closes.
+fn websocket_families(
+    registry: &Registry,
+) -> anyhow::Result<(IntGaugeVec, IntCounterVec, IntCounterVec, IntCounterVec)> {
+    let open = gauge(
+        registry,
+        "gatehouse_websocket_connections",
+        "WebSocket connections open now, by route",
+        &["route"],
+    )?;
+    let messages = counter(
+        registry,
+        "gatehouse_websocket_frames_total",
+        "WebSocket frames relayed, by route and the side that sent them (client, upstream)",
+        &["route", "from"],
+    )?;
+    let bytes = counter(
+        registry,
+        "gatehouse_websocket_payload_bytes_total",
+        "WebSocket payload bytes relayed, by route and the side that sent them",
+        &["route", "from"],
+    )?;
+    let closed = counter(
+        registry,
+        "gatehouse_websocket_closed_total",
+        "WebSocket connections ended, by route and reason",
+        &["route", "reason"],
+    )?;
+    Ok((open, messages, bytes, closed))
+}
+
+/// The login families, registered with every series at 0 (a scrape shows them before any login).
+fn login_families(registry: &Registry) -> anyhow::Result<(IntCounterVec, IntCounterVec)> {
+    let logins = counter(
+        registry,
+        "gatehouse_logins_total",
+        "Password logins by outcome (success, failure, locked, rate_limited, error)",
+        &["outcome"],
+    )?;
+    let login_lockouts = counter(
+        registry,
+        "gatehouse_login_lockouts_total",
+        "Logins refused unchecked because a failure budget is spent, by whose (username, address)",
+        &["by"],
+    )?;
+    for outcome in [
+        "success",
+        "failure",
+        "locked",
+        "rate_limited",
+        "error",
+        "mfa_required",
+        "mfa_failure",
+    ] {
+        logins.with_label_values(&[outcome]);
+    }
+    for by in ["username", "address"] {
+        login_lockouts.with_label_values(&[by]);
+    }
+    Ok((logins, login_lockouts))
+}
+
+/// `gatehouse_token_verifications_total`'s two series (cache hit, verified), resolved once.
+fn token_series(registry: &Registry) -> anyhow::Result<(IntCounter, IntCounter)> {
+    let token_verifications = counter(
+        registry,
+        "gatehouse_token_verifications_total",
+        "Bearer tokens presented to routes, by how they were checked (cache_hit: the verified-token cache; verified: signature checked)",
+        &["result"],
+    )?;
+    Ok((
+        token_verifications.with_label_values(&["cache_hit"]),
+        token_verifications.with_label_values(&["verified"]),
+    ))
+}
+
 impl Metrics {
     pub fn new() -> anyhow::Result<Self> {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_requests_total",
-                "Requests answered, by route, method and status class",
-            ),
+        let requests = counter(
+            &registry,
+            "gatehouse_requests_total",
+            "Requests answered, by route, method and status class",
             &["route", "method", "status"],
         )?;
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "gatehouse_request_duration_seconds",
-                "Time to the response head, by route and method",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0, 30.0,
-            ]),
-            &["route", "method"],
-        )?;
-        let rate_limited = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_rate_limited_total",
-                "Requests refused by a rate limit (429)",
-            ),
+        let latency = request_latency(&registry)?;
+        let rate_limited = counter(
+            &registry,
+            "gatehouse_rate_limited_total",
+            "Requests refused by a rate limit (429)",
             &["route"],
         )?;
-        let cache = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_cache_total",
-                "Response cache lookups by result (hit, miss, bypass)",
-            ),
+        let cache = counter(
+            &registry,
+            "gatehouse_cache_total",
+            "Response cache lookups by result (hit, miss, bypass)",
             &["route", "result"],
         )?;
-        let upstream_attempts = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_upstream_attempts_total",
-                "Attempts to reach an upstream, by outcome (ok, failed, retried)",
-            ),
+        let upstream_attempts = counter(
+            &registry,
+            "gatehouse_upstream_attempts_total",
+            "Attempts to reach an upstream, by outcome (ok, failed, retried)",
             &["upstream", "outcome"],
         )?;
-        let ws_open = IntGaugeVec::new(
-            Opts::new(
-                "gatehouse_websocket_connections",
-                "WebSocket connections open now, by route",
-            ),
-            &["route"],
-        )?;
-        let ws_messages = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_websocket_frames_total",
-                "WebSocket frames relayed, by route and the side that sent them (client, upstream)",
-            ),
-            &["route", "from"],
-        )?;
-        let ws_bytes = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_websocket_payload_bytes_total",
-                "WebSocket payload bytes relayed, by route and the side that sent them",
-            ),
-            &["route", "from"],
-        )?;
-        let discovery = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_discovery_lookups_total",
-                "DNS discovery lookups, by upstream and result (found, empty: the name has no address, failed: the last addresses stay)",
-            ),
+        let discovery = counter(
+            &registry,
+            "gatehouse_discovery_lookups_total",
+            "DNS discovery lookups, by upstream and result (found, empty: the name has no address, failed: the last addresses stay)",
             &["upstream", "result"],
         )?;
-        registry.register(Box::new(discovery.clone()))?;
-        let ws_closed = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_websocket_closed_total",
-                "WebSocket connections ended, by route and reason",
-            ),
-            &["route", "reason"],
-        )?;
-        let logins = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_logins_total",
-                "Password logins by outcome (success, failure, locked, rate_limited, error)",
-            ),
-            &["outcome"],
-        )?;
-        let login_lockouts = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_login_lockouts_total",
-                "Logins refused unchecked because a failure budget is spent, by whose (username, address)",
-            ),
-            &["by"],
-        )?;
-        let token_verifications = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_token_verifications_total",
-                "Bearer tokens presented to routes, by how they were checked (cache_hit: the verified-token cache; verified: signature checked)",
-            ),
-            &["result"],
-        )?;
-        for outcome in [
-            "success",
-            "failure",
-            "locked",
-            "rate_limited",
-            "error",
-            "mfa_required",
-            "mfa_failure",
-        ] {
-            logins.with_label_values(&[outcome]);
-        }
-        for by in ["username", "address"] {
-            login_lockouts.with_label_values(&[by]);
-        }
-        let token_hits = token_verifications.with_label_values(&["cache_hit"]);
-        let token_checks = token_verifications.with_label_values(&["verified"]);
-        registry.register(Box::new(logins.clone()))?;
-        registry.register(Box::new(login_lockouts.clone()))?;
-        registry.register(Box::new(token_verifications.clone()))?;
-        registry.register(Box::new(ws_open.clone()))?;
-        registry.register(Box::new(ws_messages.clone()))?;
-        registry.register(Box::new(ws_bytes.clone()))?;
-        registry.register(Box::new(ws_closed.clone()))?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(latency.clone()))?;
-        registry.register(Box::new(rate_limited.clone()))?;
-        registry.register(Box::new(cache.clone()))?;
-        registry.register(Box::new(upstream_attempts.clone()))?;
+        let (ws_open, ws_messages, ws_bytes, ws_closed) = websocket_families(&registry)?;
+        let (logins, login_lockouts) = login_families(&registry)?;
+        let (token_hits, token_checks) = token_series(&registry)?;
         Ok(Self {
             registry,
             requests,

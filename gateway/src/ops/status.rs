@@ -7,11 +7,12 @@ use std::fmt::Write as _;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use common::Problem;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use super::Ops;
 use crate::identity::admission::AdminBearer;
+use crate::live::Live;
 use crate::ops::metrics::RouteStatsView;
 use crate::traffic::Traffic;
 
@@ -21,39 +22,25 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// `GET /metrics`: Prometheus text format. Needs the configured bearer
-/// token when `metrics.bearer_token` is set.
-pub async fn endpoint(
-    req: HttpRequest,
-    gw: web::Data<Ops>,
-    traffic: web::Data<Traffic>,
-) -> HttpResponse {
-    if let Some(token) = &gw.metrics_token {
-        let sent = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        let expected = token.expose_secret().as_bytes();
-        let same = sent.len() == expected.len()
-            && sent
-                .bytes()
-                .zip(expected)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if !same {
-            return Problem::unauthorized("the metrics token is missing or wrong").to_response();
-        }
-    }
-    let mut text = match gw.metrics.encode() {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %e, "encoding metrics failed");
-            return Problem::internal().to_response();
-        }
-    };
-    let live = gw.live.load();
+/// Whether the request carries the metrics token (compared in constant time: no timing leak).
+fn has_metrics_token(req: &HttpRequest, token: &SecretString) -> bool {
+    let sent = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = token.expose_secret().as_bytes();
+    sent.len() == expected.len()
+        && sent
+            .bytes()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// The per-target families (up, requests, failures), each family's samples together.
+fn target_samples(text: &mut String, live: &Live) {
     text.push_str("# HELP gatehouse_upstream_target_up Whether the target is in rotation (1) or not (0).\n# TYPE gatehouse_upstream_target_up gauge\n");
     let mut counters = String::from(
         "# HELP gatehouse_upstream_target_requests_total Requests sent to the target.\n# TYPE gatehouse_upstream_target_requests_total counter\n",
@@ -89,29 +76,33 @@ pub async fn endpoint(
     }
     text.push_str(&counters);
     text.push_str(&failures);
+}
+
+/// The shared state's samples: rate-limit fallbacks and Redis calls, audit, cache, Redis up.
+fn shared_state_samples(text: &mut String, gw: &Ops, traffic: &Traffic) {
     sample(
-        &mut text,
+        text,
         "gatehouse_rate_limit_fallbacks_total",
         "counter",
         "Rate-limit checks answered locally because Redis failed.",
         traffic.limiter.fallbacks(),
     );
     sample(
-        &mut text,
+        text,
         "gatehouse_rate_limit_redis_calls_total",
         "counter",
         "Calls made to Redis for rate limits (a lease of cells counts once).",
         traffic.limiter.redis_calls(),
     );
     sample(
-        &mut text,
+        text,
         "gatehouse_audit_write_failures_total",
         "counter",
         "Audit records that could not be written (the requests they describe answered anyway).",
         gw.audit.failures(),
     );
     sample(
-        &mut text,
+        text,
         "gatehouse_cache_bytes",
         "gauge",
         "Bytes held by the response cache.",
@@ -119,31 +110,35 @@ pub async fn endpoint(
     );
     if let Some(redis) = &gw.redis {
         sample(
-            &mut text,
+            text,
             "gatehouse_redis_up",
             "gauge",
             "Whether shared state goes to Redis now (1) or this replica keeps it alone (0).",
             u64::from(redis.is_up()),
         );
     }
+}
+
+/// The trace export's samples (spans exported, dropped, failed) and the certificate's expiry.
+fn export_and_tls_samples(text: &mut String, gw: &Ops) {
     let traces = gw.tracing.stats();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     sample(
-        &mut text,
+        text,
         "gatehouse_trace_spans_exported_total",
         "counter",
         "Finished spans the OTLP collector accepted.",
         load(&traces.exported),
     );
     sample(
-        &mut text,
+        text,
         "gatehouse_trace_spans_dropped_total",
         "counter",
         "Finished spans dropped because the export queue was full (a slow or absent collector).",
         load(&traces.dropped),
     );
     sample(
-        &mut text,
+        text,
         "gatehouse_trace_spans_failed_total",
         "counter",
         "Finished spans whose export the collector refused or that timed out.",
@@ -151,13 +146,37 @@ pub async fn endpoint(
     );
     if let Some(tls) = &gw.tls {
         sample(
-            &mut text,
+            text,
             "gatehouse_tls_certificate_expiry_timestamp_seconds",
             "gauge",
             "When the serving TLS certificate expires (Unix seconds).",
             u64::try_from(tls.expires_at()).unwrap_or(0),
         );
     }
+}
+
+/// `GET /metrics`: Prometheus text format. Needs the configured bearer
+/// token when `metrics.bearer_token` is set.
+pub async fn endpoint(
+    req: HttpRequest,
+    gw: web::Data<Ops>,
+    traffic: web::Data<Traffic>,
+) -> HttpResponse {
+    if let Some(token) = &gw.metrics_token
+        && !has_metrics_token(&req, token)
+    {
+        return Problem::unauthorized("the metrics token is missing or wrong").to_response();
+    }
+    let mut text = match gw.metrics.encode() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "encoding metrics failed");
+            return Problem::internal().to_response();
+        }
+    };
+    target_samples(&mut text, &gw.live.load());
+    shared_state_samples(&mut text, &gw, &traffic);
+    export_and_tls_samples(&mut text, &gw);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)

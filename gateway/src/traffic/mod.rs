@@ -2,8 +2,10 @@
 //! phases, the upstreams and the one client that reaches them, rate
 //! limits, the response cache, composed routes and the WebSocket relay.
 
+pub mod client_cert;
 pub mod compose;
 pub mod edge;
+pub mod header_edits;
 pub mod proxy;
 pub mod ratelimit;
 pub mod response_cache;

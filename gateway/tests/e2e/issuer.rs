@@ -12,7 +12,7 @@ use reqwest::Method;
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 use serde_json::{Value, json};
 
-use crate::clients::{register, register_with, stock_routes};
+use crate::clients::{register_with, stock_routes};
 use crate::helpers::*;
 
 fn python() -> PathBuf {

@@ -22,101 +22,22 @@ use std::sync::Arc;
 use actix_web::http::Method;
 use serde_json::{Map, Value, json};
 
-use crate::traffic::compose::table::{Composed, ComposedTable};
+use super::protection::{
+    append_description, gateway_responses, own_access, problem_content, protect,
+};
+use super::schema_names::{SCHEMA_REF, pascal, rename_refs, schema_refs};
+use crate::traffic::compose::table::{Composed, ComposedTable, PartConfig};
 use crate::traffic::routes::{Route, RouteTable, Rule};
 
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
-const SCHEMA_REF: &str = "#/components/schemas/";
-
 /// A service path the gateway never publishes, whatever the routes say.
 fn internal_only(path: &str, op: &Map<String, Value>) -> bool {
     path == "/internal"
         || path.starts_with("/internal/")
         || matches!(path, "/healthz" | "/readyz" | "/openapi.json")
         || op.get("x-internal").is_some_and(|v| v == &json!(true))
-}
-
-/// The errors the gateway adds: (status, component name, description).
-const GATEWAY_ERRORS: [(&str, &str, &str); 7] = [
-    (
-        "401",
-        "GatewayUnauthorized",
-        "No valid access token: missing, malformed, expired, revoked or signed by an unknown key (answered by the gateway, with `WWW-Authenticate: Bearer`)",
-    ),
-    (
-        "403",
-        "GatewayForbidden",
-        "The access token lacks a role this operation requires (answered by the gateway)",
-    ),
-    (
-        "413",
-        "GatewayPayloadTooLarge",
-        "The request body exceeds the route's limit (answered by the gateway)",
-    ),
-    (
-        "429",
-        "GatewayTooManyRequests",
-        "The route's rate limit is reached; retry after `Retry-After` seconds (answered by the gateway)",
-    ),
-    (
-        "502",
-        "GatewayBadGateway",
-        "The upstream service refused the connection or sent a broken answer (answered by the gateway)",
-    ),
-    (
-        "503",
-        "GatewayUnavailable",
-        "The upstream service has no healthy target (answered by the gateway)",
-    ),
-    (
-        "504",
-        "GatewayTimeout",
-        "The upstream service did not answer in time (answered by the gateway)",
-    ),
-];
-
-fn gateway_error(code: &str) -> (&'static str, &'static str) {
-    GATEWAY_ERRORS
-        .iter()
-        .find(|(c, _, _)| *c == code)
-        .map(|(_, n, d)| (*n, *d))
-        .unwrap_or(("GatewayBadGateway", "Bad gateway"))
-}
-
-fn problem_content() -> Value {
-    json!({"application/problem+json": {"schema": {"$ref": format!("{SCHEMA_REF}Problem")}}})
-}
-
-fn gateway_responses() -> Value {
-    let mut out = Map::new();
-    for (code, name, description) in GATEWAY_ERRORS {
-        let mut r = json!({"description": description, "content": problem_content()});
-        match code {
-            "401" => {
-                r["headers"] = json!({"WWW-Authenticate": {
-                    "description": "`Bearer realm=\"gatehouse\", error=\"invalid_token\"`",
-                    "schema": {"type": "string"}}});
-            }
-            "429" | "503" => {
-                r["headers"] = json!({"Retry-After": {
-                    "description": "Seconds to wait before retrying",
-                    "schema": {"type": "integer"}}});
-                if code == "429" {
-                    r["headers"]["RateLimit"] = json!({
-                        "description": "Remaining quota and reset (`limit=…, remaining=…, reset=…`)",
-                        "schema": {"type": "string"}});
-                    r["headers"]["RateLimit-Policy"] = json!({
-                        "description": "The route's policy (`<burst>;w=<window>`)",
-                        "schema": {"type": "string"}});
-                }
-            }
-            _ => {}
-        }
-        out.insert(name.to_owned(), r);
-    }
-    Value::Object(out)
 }
 
 /// A part of a composed answer that failed.
@@ -135,191 +56,6 @@ fn part_error_schema() -> Value {
             }
         }}
     })
-}
-
-fn access_note(rule: &Rule) -> String {
-    match rule {
-        Rule::Public => "**Access:** public; no token needed.".to_owned(),
-        Rule::Authenticated => "**Access:** any signed-in caller (bearer token).".to_owned(),
-        Rule::AnyRole(roles) => format!(
-            "**Access:** bearer token with the role {}.",
-            roles
-                .iter()
-                .map(|r| format!("`{r}`"))
-                .collect::<Vec<_>>()
-                .join(" or ")
-        ),
-        Rule::Grant { roles, scopes, mfa } => {
-            let mut needs = Vec::new();
-            if !scopes.is_empty() {
-                needs.push(format!(
-                    "the scope {}",
-                    scopes
-                        .iter()
-                        .map(|s| format!("`{s}`"))
-                        .collect::<Vec<_>>()
-                        .join(" and ")
-                ));
-            }
-            if !roles.is_empty() {
-                needs.push(format!(
-                    "the role {}",
-                    roles
-                        .iter()
-                        .map(|r| format!("`{r}`"))
-                        .collect::<Vec<_>>()
-                        .join(" or ")
-                ));
-            }
-            if *mfa {
-                needs.push(
-                    "a login with a second factor (`amr` with `otp`; else 403 `insufficient_user_authentication`)"
-                        .to_owned(),
-                );
-            }
-            format!("**Access:** bearer token with {}.", needs.join(" and "))
-        }
-    }
-}
-
-fn required_roles(rule: &Rule) -> Option<Value> {
-    match rule {
-        Rule::Public => None,
-        Rule::Authenticated => Some(json!([])),
-        Rule::AnyRole(roles) | Rule::Grant { roles, .. } => Some(json!(roles)),
-    }
-}
-
-fn append_description(op: &mut Map<String, Value>, note: &str) {
-    let text = match op.get("description").and_then(Value::as_str) {
-        Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),
-        _ => note.to_owned(),
-    };
-    op.insert("description".into(), json!(text));
-}
-
-/// Add one of the gateway's errors, or fold it into the service's own
-/// answer with the same status.
-fn add_gateway_error(responses: &mut Map<String, Value>, code: &str) {
-    let (name, description) = gateway_error(code);
-    match responses.get_mut(code) {
-        Some(Value::Object(existing)) if !existing.contains_key("$ref") => {
-            let own = existing
-                .get("description")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            existing.insert(
-                "description".into(),
-                json!(format!("{own}; or: {description}")),
-            );
-        }
-        Some(_) => {}
-        None => {
-            responses.insert(
-                code.to_owned(),
-                json!({"$ref": format!("#/components/responses/{name}")}),
-            );
-        }
-    }
-}
-
-/// Security, roles, description and the gateway's errors for an operation
-/// that passes `rule`.
-fn protect(
-    op: &mut Map<String, Value>,
-    rule: &Rule,
-    has_body: bool,
-    rate_limited: bool,
-    proxied: bool,
-) {
-    op.remove("security");
-    let responses = op
-        .entry("responses")
-        .or_insert_with(|| json!({}))
-        .as_object_mut()
-        .map(std::mem::take)
-        .unwrap_or_default();
-    let mut responses = responses;
-    if let Some(roles) = required_roles(rule) {
-        // OpenAPI's scopes of an HTTP bearer scheme: what the token must carry.
-        op.insert("security".into(), json!([{"bearer": rule.scopes()}]));
-        op.insert("x-required-roles".into(), roles);
-        if !rule.scopes().is_empty() {
-            op.insert("x-required-scopes".into(), json!(rule.scopes()));
-        }
-        // The service's own 401 (no gateway proof) cannot reach a caller.
-        responses.remove("401");
-        add_gateway_error(&mut responses, "401");
-        if matches!(rule, Rule::AnyRole(_) | Rule::Grant { .. }) {
-            add_gateway_error(&mut responses, "403");
-        }
-    }
-    if has_body {
-        add_gateway_error(&mut responses, "413");
-    }
-    if rate_limited {
-        add_gateway_error(&mut responses, "429");
-    }
-    if proxied {
-        for code in ["502", "503", "504"] {
-            add_gateway_error(&mut responses, code);
-        }
-    }
-    op.insert("responses".into(), Value::Object(responses));
-    append_description(op, &access_note(rule));
-}
-
-/// Every `$ref` to a schema, by name.
-fn schema_refs(v: &Value, out: &mut BTreeSet<String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m {
-                if k == "$ref"
-                    && let Some(name) = x.as_str().and_then(|s| s.strip_prefix(SCHEMA_REF))
-                {
-                    out.insert(name.to_owned());
-                } else {
-                    schema_refs(x, out);
-                }
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|x| schema_refs(x, out)),
-        _ => {}
-    }
-}
-
-fn rename_refs(v: &mut Value, names: &HashMap<String, String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m.iter_mut() {
-                if k == "$ref"
-                    && let Some(new) = x
-                        .as_str()
-                        .and_then(|s| s.strip_prefix(SCHEMA_REF))
-                        .and_then(|n| names.get(n))
-                {
-                    *x = json!(format!("{SCHEMA_REF}{new}"));
-                } else {
-                    rename_refs(x, names);
-                }
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(|x| rename_refs(x, names)),
-        _ => {}
-    }
-}
-
-fn pascal(name: &str) -> String {
-    name.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
 }
 
 /// The table holds its own copies of the routes: same configuration, same route.
@@ -478,134 +214,169 @@ pub fn merge(
     };
     m.schemas
         .insert("ComposedPartError".into(), part_error_schema());
-    // The gateway's own operations.
-    if let Some(paths) = own["paths"].as_object() {
-        for (path, item) in paths {
-            let Some(item) = item.as_object() else {
-                continue;
-            };
-            let mut out = Map::new();
-            for (method, op) in item {
-                let Some(mut op) = op.as_object().cloned() else {
-                    continue;
-                };
-                if let Some(id) = op.get("operationId").and_then(Value::as_str) {
-                    m.op_ids.insert(id.to_owned());
-                }
-                let admin = op["tags"]
-                    .as_array()
-                    .is_some_and(|t| t.contains(&json!("admin")) || t.contains(&json!("clients")));
-                let client_auth = op
-                    .get("security")
-                    .and_then(Value::as_array)
-                    .is_some_and(|s| s.iter().any(|r| r.get("client_basic").is_some()));
-                if client_auth {
-                    append_description(
-                        &mut op,
-                        "**Access:** a registered machine client, by HTTP Basic \
-                         (`client_secret_basic`) or `client_id` and `client_secret` in the form \
-                         (`client_secret_post`).",
-                    );
-                } else if admin {
-                    op.insert("x-required-roles".into(), json!(["admin"]));
-                    append_description(&mut op, &access_note(&Rule::AnyRole(vec!["admin".into()])));
-                } else if op.contains_key("security") {
-                    op.insert("x-required-roles".into(), json!([]));
-                    append_description(&mut op, &access_note(&Rule::Authenticated));
-                } else {
-                    append_description(&mut op, &access_note(&Rule::Public));
-                }
-                out.insert(method.clone(), Value::Object(op));
-            }
-            m.paths.insert(path.clone(), out);
-        }
-    }
+    add_own(&mut m, own);
     // Every service operation a route reaches.
     for (service, doc) in services {
         let Some(paths) = doc["paths"].as_object() else {
             continue;
         };
-        let mut picked: Vec<(String, String, Map<String, Value>)> = Vec::new();
-        for (service_path, item) in paths {
-            let Some(item) = item.as_object() else {
+        let picked = reached_operations(service, paths, routes, composed);
+        add_service(&mut m, service, doc, picked);
+    }
+    add_composed(&mut m, composed, services);
+    document(m, own)
+}
+
+/// Add the gateway's own operations, each saying who may call it.
+fn add_own(m: &mut Merged, own: &Value) {
+    let Some(paths) = own["paths"].as_object() else {
+        return;
+    };
+    for (path, item) in paths {
+        let Some(item) = item.as_object() else {
+            continue;
+        };
+        let mut out = Map::new();
+        for (method, op) in item {
+            let Some(mut op) = op.as_object().cloned() else {
                 continue;
             };
-            let shared_params = item.get("parameters").cloned();
-            for method in METHODS {
-                let Some(op) = item.get(method).and_then(Value::as_object) else {
-                    continue;
-                };
-                if internal_only(service_path, op) {
-                    continue;
-                }
-                let Some(verb) = method_of(method) else {
-                    continue;
-                };
-                for route in routes.routes().iter().filter(|r| &r.upstream == service) {
-                    let Some(public) = route.public_path(service_path) else {
-                        continue;
-                    };
-                    if composed.get(&public).is_some() {
-                        continue;
-                    }
-                    let host = route.host.as_deref().unwrap_or("");
-                    let reached = routes
-                        .find(|| host.to_owned(), &verb, &public)
-                        .is_ok_and(|r| same_route(r, route));
-                    let Some(rule) = route.rule_for(&verb).filter(|_| reached) else {
-                        continue;
-                    };
-                    let mut op = op.clone();
-                    if let Some(Value::Array(params)) = &shared_params {
-                        let list = op.entry("parameters").or_insert_with(|| json!([]));
-                        if let Some(list) = list.as_array_mut() {
-                            list.extend(params.iter().cloned());
-                        }
-                    }
-                    let has_body = op.contains_key("requestBody");
-                    protect(&mut op, rule, has_body, route.rate_limit.is_some(), true);
-                    if let Some(h) = &route.host {
-                        append_description(&mut op, &format!("Served for the host `{h}` only."));
-                    }
-                    picked.push((public, method.to_owned(), op));
-                }
+            if let Some(id) = op.get("operationId").and_then(Value::as_str) {
+                m.op_ids.insert(id.to_owned());
             }
+            own_access(&mut op);
+            out.insert(method.clone(), Value::Object(op));
         }
-        let mut wanted = BTreeSet::new();
-        for v in picked.iter().flat_map(|(_, _, op)| op.values()) {
-            schema_refs(v, &mut wanted);
-        }
-        let names = m.import_schemas(service, doc, wanted);
-        for (public, method, mut op) in picked {
-            let id = m.unique_op_id(
-                service,
-                op.get("operationId").and_then(Value::as_str),
-                &public,
-                &method,
-            );
-            op.insert("operationId".into(), json!(id));
-            let mut v = Value::Object(op);
-            rename_refs(&mut v, &names);
-            if let Value::Object(op) = v {
-                m.add_tags(&op, doc);
-                m.paths
-                    .entry(public)
-                    .or_default()
-                    .insert(method, Value::Object(op));
-            }
-        }
-        m.renames.insert(service.clone(), names);
+        m.paths.insert(path.clone(), out);
     }
-    // Composed routes.
+}
+
+/// A service's operations as the routes publish them: (public path, method, operation).
+fn reached_operations(
+    service: &str,
+    paths: &Map<String, Value>,
+    routes: &RouteTable,
+    composed: &ComposedTable,
+) -> Vec<(String, String, Map<String, Value>)> {
+    let mut picked = Vec::new();
+    for (service_path, item) in paths {
+        let Some(item) = item.as_object() else {
+            continue;
+        };
+        let shared_params = item.get("parameters");
+        for method in METHODS {
+            let Some(op) = item.get(method).and_then(Value::as_object) else {
+                continue;
+            };
+            if internal_only(service_path, op) {
+                continue;
+            }
+            let Some(verb) = method_of(method) else {
+                continue;
+            };
+            for route in routes.routes().iter().filter(|r| r.upstream == service) {
+                let Some(public) = route.public_path(service_path) else {
+                    continue;
+                };
+                let Some(rule) = serving_rule(routes, composed, route, &verb, &public) else {
+                    continue;
+                };
+                let op = published_op(op, shared_params, route, rule);
+                picked.push((public, method.to_owned(), op));
+            }
+        }
+    }
+    picked
+}
+
+/// The rule `route` serves `verb public` under; `None`: a composed route or another route has it.
+fn serving_rule<'a>(
+    routes: &RouteTable,
+    composed: &ComposedTable,
+    route: &'a Route,
+    verb: &Method,
+    public: &str,
+) -> Option<&'a Rule> {
+    if composed.get(public).is_some() {
+        return None;
+    }
+    let host = route.host.as_deref().unwrap_or("");
+    let reached = routes
+        .find(|| host.to_owned(), verb, public)
+        .is_ok_and(|r| same_route(r, route));
+    route.rule_for(verb).filter(|_| reached)
+}
+
+/// A service operation as `route` publishes it: shared parameters, access, the gateway's errors.
+fn published_op(
+    op: &Map<String, Value>,
+    shared_params: Option<&Value>,
+    route: &Route,
+    rule: &Rule,
+) -> Map<String, Value> {
+    let mut op = op.clone();
+    if let Some(Value::Array(params)) = shared_params {
+        let list = op.entry("parameters").or_insert_with(|| json!([]));
+        if let Some(list) = list.as_array_mut() {
+            list.extend(params.iter().cloned());
+        }
+    }
+    let has_body = op.contains_key("requestBody");
+    protect(&mut op, rule, has_body, route.rate_limit.is_some(), true);
+    if let Some(h) = &route.host {
+        append_description(&mut op, &format!("Served for the host `{h}` only."));
+    }
+    op
+}
+
+/// Add a service's picked operations with the schemas they need, unique operationIds and tags.
+fn add_service(
+    m: &mut Merged,
+    service: &str,
+    doc: &Value,
+    picked: Vec<(String, String, Map<String, Value>)>,
+) {
+    let mut wanted = BTreeSet::new();
+    for v in picked.iter().flat_map(|(_, _, op)| op.values()) {
+        schema_refs(v, &mut wanted);
+    }
+    let names = m.import_schemas(service, doc, wanted);
+    for (public, method, mut op) in picked {
+        let id = m.unique_op_id(
+            service,
+            op.get("operationId").and_then(Value::as_str),
+            &public,
+            &method,
+        );
+        op.insert("operationId".into(), json!(id));
+        let mut v = Value::Object(op);
+        rename_refs(&mut v, &names);
+        if let Value::Object(op) = v {
+            m.add_tags(&op, doc);
+            m.paths
+                .entry(public)
+                .or_default()
+                .insert(method, Value::Object(op));
+        }
+    }
+    m.renames.insert(service.to_owned(), names);
+}
+
+/// Add the composed routes' operations, in path order.
+fn add_composed(m: &mut Merged, composed: &ComposedTable, services: &BTreeMap<String, Arc<Value>>) {
     let mut all: Vec<&Composed> = composed.all().collect();
     all.sort_by(|a, b| a.path.cmp(&b.path));
     for c in all {
-        let op = composed_op(&mut m, c, services);
+        let op = composed_op(m, c, services);
         m.paths
             .entry(c.path.clone())
             .or_default()
             .insert(c.method.as_str().to_ascii_lowercase(), Value::Object(op));
     }
+}
+
+/// The finished document: only schemas actually published, the gateway's responses, sorted tags.
+fn document(mut m: Merged, own: &Value) -> Value {
     m.schemas.retain(|_, v| !v.is_null());
     let mut components = own["components"].as_object().cloned().unwrap_or_default();
     components.insert("schemas".into(), Value::Object(m.schemas));
@@ -664,85 +435,132 @@ fn success_schema(m: &Merged, op: &Value) -> Value {
     }
 }
 
-fn composed_op(
-    m: &mut Merged,
-    c: &Composed,
-    services: &BTreeMap<String, Arc<Value>>,
-) -> Map<String, Value> {
-    let part = |schema: Value| json!({"oneOf": [schema, {"$ref": format!("{SCHEMA_REF}ComposedPartError")}]});
+/// A composed answer's entry for one part: what the part answers, or the part's error.
+fn part_entry(schema: Value) -> Value {
+    json!({"oneOf": [schema, {"$ref": format!("{SCHEMA_REF}ComposedPartError")}]})
+}
+
+/// What a composed operation answers and says, as [`composed_op`] assembles it.
+struct Shape {
+    summary: String,
+    description: String,
+    /// The answer's named properties (`status` first), and the required ones.
+    properties: Map<String, Value>,
+    required: Vec<Value>,
+    /// The answer's `additionalProperties`: a fan-out's entries are keyed by target name.
+    additional: Value,
+    /// The fanned-out operation's own 4xx, answered when every target gives it.
+    passthrough: Map<String, Value>,
+    request_body: Option<Value>,
+}
+
+/// The `status` property every composed answer has, as a start of its properties.
+fn status_property() -> Map<String, Value> {
     let mut properties = Map::new();
     properties.insert(
         "status".into(),
         json!({"type": "string", "enum": ["success", "partial"],
                "description": "`success` when every part answered, `partial` when some failed"}),
     );
-    let mut op = Map::new();
-    let mut required = vec![json!("status")];
+    properties
+}
+
+/// The shape of a fan-out: the operation `p` names, called on every target of its upstream.
+fn fan_out_shape(
+    m: &Merged,
+    c: &Composed,
+    p: &PartConfig,
+    services: &BTreeMap<String, Arc<Value>>,
+) -> Shape {
+    let called = part_op(m, services, &p.upstream, &p.path, &c.method);
     let mut passthrough = Map::new();
-    let (summary, description, additional) = match &c.fan_out {
-        Some(p) => {
-            let called = part_op(m, services, &p.upstream, &p.path, &c.method);
-            // Every target refusing the input alike answers that error.
-            if let Some(rs) = called.as_ref().and_then(|o| o["responses"].as_object()) {
-                for (code, r) in rs {
-                    if code.starts_with('4') && code != "401" && code != "403" {
-                        passthrough.insert(code.clone(), r.clone());
-                    }
-                }
+    // Every target refusing the input alike answers that error.
+    if let Some(rs) = called.as_ref().and_then(|o| o["responses"].as_object()) {
+        for (code, r) in rs {
+            if code.starts_with('4') && code != "401" && code != "403" {
+                passthrough.insert(code.clone(), r.clone());
             }
-            if let Some(body) = called.as_ref().and_then(|o| o.get("requestBody")) {
-                let mut body = body.clone();
-                // Only schemas that are published may be referenced.
-                let mut refs = BTreeSet::new();
-                schema_refs(&body, &mut refs);
-                if !refs.iter().all(|r| m.schemas.contains_key(r)) {
-                    body = json!({"content": {"application/json": {"schema": {}}}});
-                }
-                op.insert("requestBody".into(), body);
-            }
-            let schema = called
-                .as_ref()
-                .map(|o| success_schema(m, o))
-                .unwrap_or_else(|| json!({}));
-            (
-                format!("Call every `{}` target at once", p.upstream),
-                format!(
-                    "Sends the request to `{} {}` on every target of the `{}` upstream concurrently and answers one object keyed by target name, plus an overall `status`. A target that fails (or exceeds {} ms) becomes an error object. When every target refuses the input with the same client error, that error is the answer; when all fail otherwise, 502.",
-                    c.method,
-                    p.path,
-                    p.upstream,
-                    c.timeout.as_millis()
-                ),
-                part(schema),
-            )
         }
-        None => {
-            for (name, p) in &c.parts {
-                let schema = part_op(m, services, &p.upstream, &p.path, &c.method)
-                    .map(|o| success_schema(m, &o))
-                    .unwrap_or_else(|| json!({}));
-                properties.insert(name.clone(), part(schema));
-                required.push(json!(name));
+    }
+    let request_body = called
+        .as_ref()
+        .and_then(|o| o.get("requestBody"))
+        .map(|body| {
+            // Only schemas that are published may be referenced.
+            let mut refs = BTreeSet::new();
+            schema_refs(body, &mut refs);
+            if refs.iter().all(|r| m.schemas.contains_key(r)) {
+                body.clone()
+            } else {
+                json!({"content": {"application/json": {"schema": {}}}})
             }
-            let names: Vec<&str> = c.parts.iter().map(|(n, _)| n.as_str()).collect();
-            (
-                format!("{} in one call", names.join(", ")),
-                format!(
-                    "Calls {} concurrently (each within {} ms) and answers one object keyed by part name, plus an overall `status`. A part that fails becomes an error object; when every part fails, 502.",
-                    c.parts
-                        .iter()
-                        .map(|(n, p)| format!(
-                            "`{n}` (`{} {}` on `{}`)",
-                            c.method, p.path, p.upstream
-                        ))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    c.timeout.as_millis()
-                ),
-                json!(false),
-            )
-        }
+        });
+    let schema = called
+        .as_ref()
+        .map(|o| success_schema(m, o))
+        .unwrap_or_else(|| json!({}));
+    Shape {
+        summary: format!("Call every `{}` target at once", p.upstream),
+        description: format!(
+            "Sends the request to `{} {}` on every target of the `{}` upstream concurrently and answers one object keyed by target name, plus an overall `status`. A target that fails (or exceeds {} ms) becomes an error object. When every target refuses the input with the same client error, that error is the answer; when all fail otherwise, 502.",
+            c.method,
+            p.path,
+            p.upstream,
+            c.timeout.as_millis()
+        ),
+        properties: status_property(),
+        required: vec![json!("status")],
+        additional: part_entry(schema),
+        passthrough,
+        request_body,
+    }
+}
+
+/// The shape of named parts: one entry per part, each its operation's success schema.
+fn parts_shape(m: &Merged, c: &Composed, services: &BTreeMap<String, Arc<Value>>) -> Shape {
+    let mut properties = status_property();
+    let mut required = vec![json!("status")];
+    for (name, p) in &c.parts {
+        let schema = part_op(m, services, &p.upstream, &p.path, &c.method)
+            .map(|o| success_schema(m, &o))
+            .unwrap_or_else(|| json!({}));
+        properties.insert(name.clone(), part_entry(schema));
+        required.push(json!(name));
+    }
+    let names: Vec<&str> = c.parts.iter().map(|(n, _)| n.as_str()).collect();
+    Shape {
+        summary: format!("{} in one call", names.join(", ")),
+        description: format!(
+            "Calls {} concurrently (each within {} ms) and answers one object keyed by part name, plus an overall `status`. A part that fails becomes an error object; when every part fails, 502.",
+            c.parts
+                .iter()
+                .map(|(n, p)| format!("`{n}` (`{} {}` on `{}`)", c.method, p.path, p.upstream))
+                .collect::<Vec<_>>()
+                .join(", "),
+            c.timeout.as_millis()
+        ),
+        properties,
+        required,
+        additional: json!(false),
+        passthrough: Map::new(),
+        request_body: None,
+    }
+}
+
+/// A composed route's operation: its answer's shape, responses, access and the gateway's errors.
+fn composed_op(
+    m: &mut Merged,
+    c: &Composed,
+    services: &BTreeMap<String, Arc<Value>>,
+) -> Map<String, Value> {
+    let shape = match &c.fan_out {
+        Some(p) => fan_out_shape(m, c, p, services),
+        None => parts_shape(m, c, services),
     };
+    let mut op = Map::new();
+    if let Some(body) = shape.request_body {
+        op.insert("requestBody".into(), body);
+    }
     let path_slug: String = c
         .path
         .trim_matches('/')
@@ -756,15 +574,15 @@ fn composed_op(
         &c.path,
         c.method.as_str(),
     );
-    let mut responses = passthrough;
+    let mut responses = shape.passthrough;
     responses.insert(
         "200".into(),
         json!({"description": "One entry per part, and the overall status",
         "content": {"application/json": {"schema": {
             "type": "object",
-            "required": required,
-            "properties": properties,
-            "additionalProperties": additional,
+            "required": shape.required,
+            "properties": shape.properties,
+            "additionalProperties": shape.additional,
         }}}}),
     );
     responses.insert(
@@ -773,10 +591,10 @@ fn composed_op(
                "content": problem_content()}),
     );
     op.insert("tags".into(), json!(["composed"]));
-    op.insert("summary".into(), json!(summary));
+    op.insert("summary".into(), json!(shape.summary));
     op.insert("operationId".into(), json!(id));
     op.insert("responses".into(), Value::Object(responses));
-    op.insert("description".into(), json!(description));
+    op.insert("description".into(), json!(shape.description));
     let has_body = op.contains_key("requestBody");
     protect(&mut op, &c.rule, has_body, c.rate_limit.is_some(), false);
     op

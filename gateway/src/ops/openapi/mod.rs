@@ -14,5 +14,7 @@
 pub mod fetch;
 pub mod handlers;
 pub mod merge;
+pub mod protection;
+pub mod schema_names;
 
 pub use handlers::offline;

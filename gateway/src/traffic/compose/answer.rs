@@ -144,34 +144,32 @@ async fn call(
     }
 }
 
-/// Answer a composed route for an admitted caller (`who`: `None` on a
-/// public one).
-pub async fn answer(
-    gw: &Traffic,
-    live: &Live,
-    req: &HttpRequest,
-    client: Option<std::net::IpAddr>,
-    mut payload: web::Payload,
-    composed: &Composed,
-    who: Option<&Principal>,
-) -> HttpResponse {
-    // The body goes to every part, so it is read whole (within the limit).
-    let limit = live.max_body_bytes;
+/// The request body, read whole (it goes to every part); `Err`: the 413 or 400.
+async fn read_body(payload: &mut web::Payload, limit: u64) -> Result<Bytes, HttpResponse> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         match chunk {
             Ok(c) if (body.len() + c.len()) as u64 <= limit => body.extend_from_slice(&c),
             Ok(_) => {
-                return Problem::payload_too_large(format!(
+                return Err(Problem::payload_too_large(format!(
                     "the request body exceeds {limit} bytes"
                 ))
-                .to_response();
+                .to_response());
             }
-            Err(_) => return Problem::bad_request("the request body was cut short").to_response(),
+            Err(_) => {
+                return Err(Problem::bad_request("the request body was cut short").to_response());
+            }
         }
     }
-    let body = body.freeze();
-    let plan: Vec<(String, &PartConfig, Option<Arc<Target>>)> = match &composed.fan_out {
+    Ok(body.freeze())
+}
+
+/// The parts to call: (name, part, target) per target of a fan-out, else the named parts.
+fn plan<'a>(
+    live: &Live,
+    composed: &'a Composed,
+) -> Vec<(String, &'a PartConfig, Option<Arc<Target>>)> {
+    match &composed.fan_out {
         Some(p) => match live.upstreams.get(&p.upstream) {
             Some(up) => up
                 .targets()
@@ -185,31 +183,54 @@ pub async fn answer(
             .iter()
             .map(|(n, p)| (n.clone(), p, None))
             .collect(),
+    }
+}
+
+/// A part's request headers: the client's content negotiation, and the identity with its proof.
+fn part_headers(
+    gw: &Traffic,
+    down: Downstream<'_>,
+    part: &PartConfig,
+) -> Result<HeaderMap, HttpResponse> {
+    let mut headers = HeaderMap::new();
+    for h in [
+        header::CONTENT_TYPE,
+        header::ACCEPT,
+        header::ACCEPT_LANGUAGE,
+    ] {
+        if let Some(v) = down.req.headers().get(&h) {
+            headers.insert(h, v.clone());
+        }
+    }
+    gateway_headers(down, &mut headers, &part.upstream, &[], &gw.minter)
+        .map_err(|e| e.to_response())?;
+    Ok(headers)
+}
+
+/// Answer a composed route for an admitted caller (`who`: `None` on a
+/// public one).
+pub async fn answer(
+    gw: &Traffic,
+    live: &Live,
+    req: &HttpRequest,
+    client: Option<std::net::IpAddr>,
+    mut payload: web::Payload,
+    composed: &Composed,
+    who: Option<&Principal>,
+) -> HttpResponse {
+    let body = match read_body(&mut payload, live.max_body_bytes).await {
+        Ok(b) => b,
+        Err(res) => return res,
     };
     let mut calls = Vec::new();
-    for (name, part, fixed) in plan {
+    for (name, part, fixed) in plan(live, composed) {
         let Some(upstream) = live.upstreams.get(&part.upstream) else {
             continue;
         };
-        let mut headers = HeaderMap::new();
-        for h in [
-            header::CONTENT_TYPE,
-            header::ACCEPT,
-            header::ACCEPT_LANGUAGE,
-        ] {
-            if let Some(v) = req.headers().get(&h) {
-                headers.insert(h, v.clone());
-            }
-        }
-        if let Err(e) = gateway_headers(
-            Downstream { req, client, who },
-            &mut headers,
-            &part.upstream,
-            &[],
-            &gw.minter,
-        ) {
-            return e.to_response();
-        }
+        let headers = match part_headers(gw, Downstream { req, client, who }, part) {
+            Ok(h) => h,
+            Err(res) => return res,
+        };
         if let Some(t) = &fixed
             && !t.available(mono_ms())
         {

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use super::context::Ctx;
 use super::headers::HOP_BY_HOP;
+use crate::identity::tokens::AccessClaims;
 use crate::traffic::upstream::client::{self, WebSocketFailure};
 use crate::traffic::upstream::pool::Upstream;
 use crate::traffic::ws_frames::Guarded;
@@ -189,6 +190,72 @@ fn refused_upgrade(status: StatusCode) -> HttpResponse {
     .to_response()
 }
 
+/// The protocol to answer: the upstream's choice among the client's, else `bearer` if it sent one.
+fn chosen_protocol(
+    upstream: &HeaderMap,
+    protocols: &[String],
+    token_protocol: bool,
+) -> Option<String> {
+    // `bearer` for a browser that sent its token as a protocol: a browser
+    // fails a handshake whose answer names none it offered.
+    upstream
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|p| protocols.iter().any(|o| o == p))
+        .map(str::to_owned)
+        .or_else(|| token_protocol.then(|| TOKEN_PROTOCOL.to_owned()))
+}
+
+/// The client's `101` headers: the upstream's (but what the gateway owns), route edits, limits.
+fn answer_headers(
+    ctx: &Ctx<'_>,
+    h: &mut HeaderMap,
+    upstream: &HeaderMap,
+    protocols: &[String],
+    token_protocol: bool,
+) {
+    for (name, value) in upstream {
+        let n = name.as_str();
+        if !HOP_BY_HOP.contains(&n)
+            && !HANDSHAKE_HEADERS.contains(&n)
+            && !common::identity::GATEWAY_ONLY_RESPONSE_HEADERS.contains(&n)
+        {
+            h.append(name.clone(), value.clone());
+        }
+    }
+    ctx.route.response_headers.apply(h);
+    for (name, value) in &ctx.limit_headers {
+        h.insert(name.clone(), value.clone());
+    }
+    let chosen = chosen_protocol(upstream, protocols, token_protocol);
+    if let Some(p) = chosen.and_then(|p| HeaderValue::from_str(&p).ok()) {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
+    }
+}
+
+/// The connection's limits: its life ends with the caller's token unless `outlive_token`.
+fn connection_limits(settings: &WebSocketSettings, token: Option<&AccessClaims>) -> Limits {
+    let now = crate::clock::unix_secs();
+    let mut life = Duration::from_secs(settings.max_lifetime_secs);
+    let mut ends_with_token = false;
+    if let Some(t) = token
+        && !settings.outlive_token
+    {
+        let left = Duration::from_secs(u64::try_from(t.exp - now).unwrap_or(0));
+        if left < life {
+            life = left;
+            ends_with_token = true;
+        }
+    }
+    Limits {
+        max_message: settings.max_message_bytes,
+        idle: Duration::from_secs(settings.idle_timeout_secs),
+        deadline: Instant::now() + life,
+        ends_with_token,
+    }
+}
+
 /// Phase: WebSocket. Connect to the upstream with `headers`, answer the
 /// client's handshake, and start relaying. The caller's token (when the
 /// route needs one) bounds the connection's life.
@@ -230,54 +297,15 @@ pub async fn phase(
         token_protocol,
         ..
     } = upgrade;
-    let h = response.headers_mut();
-    for (name, value) in opened.head.headers() {
-        let n = name.as_str();
-        if !HOP_BY_HOP.contains(&n)
-            && !HANDSHAKE_HEADERS.contains(&n)
-            && !common::identity::GATEWAY_ONLY_RESPONSE_HEADERS.contains(&n)
-        {
-            h.append(name.clone(), value.clone());
-        }
-    }
-    ctx.route.response_headers.apply(h);
-    for (name, value) in &ctx.limit_headers {
-        h.insert(name.clone(), value.clone());
-    }
-    // The protocol the upstream chose, if the client offered it; else, for
-    // a browser that sent its token as a protocol, the `bearer` entry (a
-    // browser fails a handshake whose answer names none it offered).
-    let chosen = opened
-        .head
-        .headers()
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|p| protocols.iter().any(|o| o == p))
-        .map(str::to_owned)
-        .or_else(|| token_protocol.then(|| TOKEN_PROTOCOL.to_owned()));
-    if let Some(p) = chosen.and_then(|p| HeaderValue::from_str(&p).ok()) {
-        h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
-    }
+    answer_headers(
+        ctx,
+        response.headers_mut(),
+        opened.head.headers(),
+        &protocols,
+        token_protocol,
+    );
     let token = ctx.caller.as_ref().map(|c| Arc::new(c.claims().clone()));
-    let now = crate::clock::unix_secs();
-    let mut life = Duration::from_secs(settings.max_lifetime_secs);
-    let mut ends_with_token = false;
-    if let Some(t) = &token
-        && !settings.outlive_token
-    {
-        let left = Duration::from_secs(u64::try_from(t.exp - now).unwrap_or(0));
-        if left < life {
-            life = left;
-            ends_with_token = true;
-        }
-    }
-    let limits = Limits {
-        max_message: settings.max_message_bytes,
-        idle: Duration::from_secs(settings.idle_timeout_secs),
-        deadline: Instant::now() + life,
-        ends_with_token,
-    };
+    let limits = connection_limits(settings, token.as_deref());
     let counters = tr.metrics.websocket(&ctx.route.prefix);
     let guard = Guard {
         sessions: id.sessions.clone(),

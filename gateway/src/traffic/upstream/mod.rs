@@ -12,4 +12,5 @@ pub mod discovery;
 pub mod health;
 pub mod pool;
 pub mod registry;
+pub mod spec;
 pub mod tls;

@@ -150,7 +150,7 @@ pub fn check_url(raw: &str, allowed: &Allowed) -> Result<String, String> {
             "`{raw}`: the host `{host}` is not among registry.allowed_targets"
         ));
     }
-    super::pool::target_url(raw.trim())
+    super::spec::target_url(raw.trim())
 }
 
 pub mod entity {
