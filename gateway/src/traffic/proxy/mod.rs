@@ -191,8 +191,37 @@ async fn proxy(
     body: web::Payload,
 ) -> Result<HttpResponse, HttpResponse> {
     let client_cert = client_cert::phase(ctx)?;
-    // A WebSocket: the handshake is checked first, the token may sit where
-    // a browser can put it.
+    let incoming = admitted(tr, id, ctx, body).await?;
+    let body = match incoming {
+        Incoming::WebSocket(upgrade) => {
+            let claims = forwarded_claims(ctx, client_cert);
+            let upstream = upstream_peer(ctx).map_err(|e| e.to_response())?;
+            let headers = upstream_headers(tr, ctx, &claims).map_err(|e| e.to_response())?;
+            return Box::pin(websocket::phase(ctx, *upgrade, upstream, headers)).await;
+        }
+        Incoming::Http(body) => body,
+    };
+    let cached = ctx.route.cache.is_some();
+    if let Some(hit) = cache_lookup(tr, ctx, cached) {
+        return Ok(hit);
+    }
+    let answer = forward(tr, id, ctx, body, client_cert).await?;
+    Ok(respond(tr, ctx, answer, cached).await)
+}
+
+/// Admission and the rate limit, after the WebSocket handshake's check (a
+/// browser's token may sit in its protocols or query). The phases a route
+/// has run with their spans; the others cost nothing. What a route may not
+/// have (a limit, an account to keep, a cache, a WebSocket) is boxed where
+/// it runs: an awaited future is stored inline in its caller's, which actix
+/// copies whole when it boxes the request's future, so a kilobyte here is
+/// a kilobyte copied on every request.
+async fn admitted(
+    tr: &Traffic,
+    id: &Identity,
+    ctx: &mut Ctx<'_>,
+    body: web::Payload,
+) -> Result<Incoming, HttpResponse> {
     let incoming = if ctx.route.websocket && websocket::is_upgrade(ctx.req) {
         Incoming::WebSocket(Box::new(websocket::Upgrade::of(
             ctx.req,
@@ -214,12 +243,6 @@ async fn proxy(
     .await
     .map_err(|r| r.to_response())?;
     record_caller(ctx.caller.as_ref());
-    // The phases a route has, each with its span; the others cost nothing.
-    // What a route may not have (a limit, an account to keep, a cache, a
-    // WebSocket) is boxed where it runs: an awaited future is stored inline
-    // in this one, which actix copies whole when it boxes the request's
-    // future, so a kilobyte here is a kilobyte copied on every request.
-    let cached = ctx.route.cache.is_some();
     if ctx.route.rate_limit.is_some() {
         Box::pin(traces::in_child(
             "rate_limit",
@@ -227,15 +250,11 @@ async fn proxy(
         ))
         .await?;
     }
-    let body = match incoming {
-        Incoming::WebSocket(upgrade) => {
-            let claims = forwarded_claims(ctx, client_cert);
-            let upstream = upstream_peer(ctx).map_err(|e| e.to_response())?;
-            let headers = upstream_headers(tr, ctx, &claims).map_err(|e| e.to_response())?;
-            return Box::pin(websocket::phase(ctx, *upgrade, upstream, headers)).await;
-        }
-        Incoming::Http(body) => body,
-    };
+    Ok(incoming)
+}
+
+/// Phase: cache lookup, with its span on a route that caches.
+fn cache_lookup(tr: &Traffic, ctx: &mut Ctx<'_>, cached: bool) -> Option<HttpResponse> {
     let lookup = cached.then(|| traces::child("cache lookup", SpanKind::Internal, Vec::new));
     let hit = cache::lookup(&tr.cache, &tr.metrics, ctx);
     if let Some(span) = lookup {
@@ -243,9 +262,18 @@ async fn proxy(
         span.set(KeyValue::new("gatehouse.cache.result", result));
         span.end();
     }
-    if let Some(hit) = hit {
-        return Ok(hit);
-    }
+    hit
+}
+
+/// From the upstream's choice to its answer head: the request, the
+/// account phases around a credential check, the call with its retries.
+async fn forward(
+    tr: &Traffic,
+    id: &Identity,
+    ctx: &mut Ctx<'_>,
+    body: web::Payload,
+    client_cert: Option<String>,
+) -> Result<client::Answer, HttpResponse> {
     let upstream = upstream_peer(ctx).map_err(|e| e.to_response())?;
     let path = ctx
         .route
@@ -279,6 +307,17 @@ async fn proxy(
     ctx.target = Some(answer.target.clone());
     ctx.attempts = answer.attempts;
     ctx.upstream_done = Some(Instant::now());
+    Ok(answer)
+}
+
+/// The response filter on the answer's head, then its body streamed (or
+/// kept, on a route that caches).
+async fn respond(
+    tr: &Traffic,
+    ctx: &Ctx<'_>,
+    answer: client::Answer,
+    cached: bool,
+) -> HttpResponse {
     let span = traces::child("response", SpanKind::Internal, Vec::new);
     let head = response_filter::head(ctx, answer.response.status(), answer.response.headers());
     let length = headers::content_length(answer.response.headers());
@@ -296,7 +335,7 @@ async fn proxy(
         response_filter::stream(answer, head, length)
     };
     span.end();
-    Ok(res)
+    res
 }
 
 /// The caller on the request's span: `user.id` (as the tracing policy

@@ -76,65 +76,20 @@ impl Upgrade {
         body: web::Payload,
         settings: &WebSocketSettings,
     ) -> Result<Self, HttpResponse> {
-        // The client's frames are held to the limits as their headers
-        // arrive, before actix-ws buffers them (see `ws_frames`).
-        let mut guarded =
-            actix_web::dev::Payload::from(Box::pin(Guarded::new(body, settings.frame_limits()))
-                as std::pin::Pin<
-                    Box<
-                        dyn futures_util::Stream<
-                                Item = Result<web::Bytes, actix_web::error::PayloadError>,
-                            >,
-                    >,
-                >);
-        let body = <web::Payload as actix_web::FromRequest>::from_request(req, &mut guarded)
-            .into_inner()
-            .map_err(|e| e.error_response())?;
+        let body = guarded(req, body, settings)?;
         let (response, session, stream) = actix_ws::handle(req, body).map_err(|e| {
             Problem::bad_request(format!("not a valid WebSocket handshake: {e}")).to_response()
         })?;
         let stream = stream.max_frame_size(settings.max_frame_bytes);
-        let mut offered: Vec<String> = req
-            .headers()
-            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|p| p.trim().to_owned())
-            .filter(|p| !p.is_empty())
-            .collect();
+        let mut offered = offered_protocols(req);
         let mut tokens: Vec<String> = Vec::new();
-        let mut token_protocol = false;
-        if settings.token_in_protocol
-            && let Some(i) = offered
-                .iter()
-                .position(|p| p.eq_ignore_ascii_case(TOKEN_PROTOCOL))
-        {
-            if i + 1 >= offered.len() {
-                return Err(Problem::bad_request(
-                    "the `bearer` protocol entry must be followed by the access token",
-                )
-                .to_response());
-            }
-            tokens.push(offered.remove(i + 1));
-            offered.remove(i);
-            token_protocol = true;
-        }
-        let mut query = req.query_string().to_owned();
-        if settings.token_in_query {
-            let mut kept = form_urlencoded::Serializer::new(String::new());
-            let mut removed = false;
-            for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
-                if k == "access_token" {
-                    tokens.push(v.into_owned());
-                    removed = true;
-                } else {
-                    kept.append_pair(&k, &v);
-                }
-            }
-            if removed {
-                query = kept.finish();
-            }
-        }
+        let token_protocol = settings.token_in_protocol
+            && take_protocol_token(&mut offered, &mut tokens).map_err(|e| e.to_response())?;
+        let query = if settings.token_in_query {
+            take_query_token(req.query_string(), &mut tokens)
+        } else {
+            req.query_string().to_owned()
+        };
         let bearer = crate::identity::caller::bearer_token(req.headers()).is_some();
         if tokens.len() + usize::from(bearer) > 1 {
             return Err(Problem::bad_request(
@@ -163,6 +118,77 @@ impl Upgrade {
             query,
             admission_headers,
         })
+    }
+}
+
+/// The client's body with its frames held to the limits as their headers
+/// arrive, before actix-ws buffers them (see `ws_frames`).
+fn guarded(
+    req: &HttpRequest,
+    body: web::Payload,
+    settings: &WebSocketSettings,
+) -> Result<web::Payload, HttpResponse> {
+    type Frames = std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>>,
+    >;
+    let mut payload = actix_web::dev::Payload::from(Box::pin(Guarded::new(
+        body,
+        settings.frame_limits(),
+    )) as Frames);
+    <web::Payload as actix_web::FromRequest>::from_request(req, &mut payload)
+        .into_inner()
+        .map_err(|e| e.error_response())
+}
+
+/// The protocols the client's handshake offers, in its order.
+fn offered_protocols(req: &HttpRequest) -> Vec<String> {
+    req.headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// The token a browser sent as the protocol pair `bearer, <token>`, taken
+/// out of the offer; whether there was one.
+fn take_protocol_token(
+    offered: &mut Vec<String>,
+    tokens: &mut Vec<String>,
+) -> Result<bool, Problem> {
+    let Some(i) = offered
+        .iter()
+        .position(|p| p.eq_ignore_ascii_case(TOKEN_PROTOCOL))
+    else {
+        return Ok(false);
+    };
+    if i + 1 >= offered.len() {
+        return Err(Problem::bad_request(
+            "the `bearer` protocol entry must be followed by the access token",
+        ));
+    }
+    tokens.push(offered.remove(i + 1));
+    offered.remove(i);
+    Ok(true)
+}
+
+/// The query without its `access_token`, which goes to `tokens`.
+fn take_query_token(query: &str, tokens: &mut Vec<String>) -> String {
+    let mut kept = form_urlencoded::Serializer::new(String::new());
+    let mut removed = false;
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k == "access_token" {
+            tokens.push(v.into_owned());
+            removed = true;
+        } else {
+            kept.append_pair(&k, &v);
+        }
+    }
+    if removed {
+        kept.finish()
+    } else {
+        query.to_owned()
     }
 }
 

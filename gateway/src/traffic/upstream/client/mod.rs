@@ -20,205 +20,26 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::HttpResponse;
 use actix_web::error::PayloadError;
-use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::Method;
+use actix_web::http::header::HeaderMap;
 use actix_web::web::{self, Bytes};
 use awc::error::SendRequestError;
-use common::Problem;
 use common::traces::{self, KeyValue, SpanKind};
 use futures_util::Stream;
 
 use super::pool::{Lease, Target, Upstream};
 use crate::ops::metrics::Metrics;
 
-/// Where a failed call went wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// The client's own request body: over the limit, or cut short. The
-    /// upstream did nothing wrong.
-    Client(ClientFault),
-    /// No target of the upstream is in rotation; nothing was sent.
-    NoTarget,
-    /// The target had no room (`max_connections` requests in flight) for
-    /// the whole budget; nothing was sent.
-    Saturated,
-    /// The connection could not be opened (refused, connect timeout, name
-    /// not resolved): the request never left.
-    Connect,
-    /// No answer head within the call's budget; the request may have
-    /// reached the upstream and be running there.
-    Timeout,
-    /// The connection broke or the answer was not HTTP; the request may
-    /// have reached the upstream.
-    BrokenAnswer,
-    /// The gateway's own failure (a proof could not be minted).
-    Internal,
-}
+mod failure;
+mod provider;
+mod socket;
 
-impl Source {
-    /// The `error.type` of an attempt that ended so.
-    pub fn name(self) -> &'static str {
-        match self {
-            Source::Client(_) => "client_body",
-            Source::NoTarget => "no_target",
-            Source::Saturated => "saturated",
-            Source::Connect => "connect",
-            Source::Timeout => "timeout",
-            Source::BrokenAnswer => "broken_answer",
-            Source::Internal => "internal",
-        }
-    }
-}
-
-/// What was wrong with the client's body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientFault {
-    /// More than this many bytes.
-    TooLarge(u64),
-    /// The client stopped sending before the body was complete.
-    BodyBroken,
-}
-
-/// Why a call gave no answer.
-#[derive(Debug, Clone)]
-pub struct UpstreamError {
-    pub source: Source,
-    /// The upstream's name.
-    pub upstream: String,
-    /// Whether the policy would have allowed one more attempt (there was
-    /// none left): the request is known not to have run, or running it
-    /// again is harmless.
-    pub retry_safe: bool,
-    /// For the log; never sent to clients.
-    pub cause: String,
-}
-
-impl std::fmt::Display for UpstreamError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {:?}: {}", self.upstream, self.source, self.cause)
-    }
-}
-
-impl UpstreamError {
-    pub fn internal(upstream: &str, cause: impl Into<String>) -> Self {
-        Self {
-            source: Source::Internal,
-            upstream: upstream.to_owned(),
-            retry_safe: false,
-            cause: cause.into(),
-        }
-    }
-
-    /// The answer's body broke off after its head arrived.
-    pub fn broken_answer(upstream: &str, cause: impl Into<String>) -> Self {
-        Self {
-            source: Source::BrokenAnswer,
-            upstream: upstream.to_owned(),
-            retry_safe: false,
-            cause: cause.into(),
-        }
-    }
-
-    /// The status a client gets for this failure of a proxied call.
-    pub fn status(&self) -> StatusCode {
-        match self.source {
-            Source::Client(ClientFault::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
-            Source::Client(ClientFault::BodyBroken) => StatusCode::BAD_REQUEST,
-            Source::NoTarget | Source::Saturated => StatusCode::SERVICE_UNAVAILABLE,
-            Source::Connect | Source::BrokenAnswer => StatusCode::BAD_GATEWAY,
-            Source::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Source::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// A sentence for the client (no addresses, no causes).
-    pub fn detail(&self) -> String {
-        match self.source {
-            Source::Client(ClientFault::TooLarge(limit)) => {
-                format!("the request body exceeds {limit} bytes")
-            }
-            Source::Client(ClientFault::BodyBroken) => "the request body was cut short".into(),
-            Source::NoTarget => format!("upstream `{}` has no healthy target", self.upstream),
-            Source::Saturated => format!(
-                "upstream `{}` is at its connection limit; retry shortly",
-                self.upstream
-            ),
-            Source::Connect | Source::BrokenAnswer => {
-                "the upstream could not be reached or sent a broken response".into()
-            }
-            Source::Timeout => "the upstream did not answer in time".into(),
-            Source::Internal => "internal error".into(),
-        }
-    }
-
-    /// The problem+json answer for a proxied request that got no answer:
-    /// 413/400 for the client's body, 503 (with `Retry-After`) when no
-    /// target is in rotation, 502 for a failed connection or a broken
-    /// answer, 504 for a timeout, an opaque 500 for our own failure.
-    pub fn to_response(&self) -> HttpResponse {
-        match self.source {
-            Source::Client(ClientFault::TooLarge(_)) => {
-                return Problem::payload_too_large(self.detail()).to_response();
-            }
-            Source::Client(ClientFault::BodyBroken) => {
-                return Problem::bad_request(self.detail()).to_response();
-            }
-            Source::Internal => {
-                tracing::error!(error = %self, "calling an upstream failed");
-                return Problem::internal().to_response();
-            }
-            Source::Connect | Source::BrokenAnswer | Source::Timeout | Source::Saturated => {
-                tracing::warn!(error = %self, "upstream request failed");
-            }
-            Source::NoTarget => {}
-        }
-        let (slug, title) = match self.source {
-            Source::NoTarget => ("no-healthy-upstream", "Service unavailable"),
-            Source::Saturated => ("upstream-saturated", "Service unavailable"),
-            Source::Timeout => ("upstream-timeout", "Gateway timeout"),
-            _ => ("bad-gateway", "Bad gateway"),
-        };
-        let mut res = Problem::new(self.status(), slug, title)
-            .with_detail(self.detail())
-            .to_response();
-        match self.source {
-            Source::NoTarget => {
-                res.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            }
-            Source::Saturated => {
-                res.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            _ => {}
-        }
-        res
-    }
-
-    /// The answer when a call the gateway makes on its own behalf (the
-    /// credential check, the user re-read) fails: the service it depends on
-    /// is unavailable, 503 with `Retry-After`, whatever the cause.
-    pub fn dependency_unavailable(&self) -> HttpResponse {
-        if self.source == Source::Internal {
-            return self.to_response();
-        }
-        tracing::warn!(error = %self, "a service the gateway depends on is unavailable");
-        unavailable(&self.upstream)
-    }
-}
-
-/// 503 with `Retry-After` for a service the gateway's own endpoints need.
-pub fn unavailable(service: &str) -> HttpResponse {
-    let mut res = Problem::service_unavailable(format!(
-        "the {service} service is unavailable; retry shortly"
-    ))
-    .to_response();
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    res
-}
+pub use failure::{ClientFault, Source, UpstreamError, unavailable};
+pub use provider::fetch_provider_document;
+pub use socket::{
+    UpstreamSocket, WebSocketFailure, WebSocketOpened, WsCodec, WsFrame, WsIo, open_websocket,
+};
 
 /// When a failed attempt may be sent again, on another target if there is
 /// one. Whatever the policy, a request is sent again only if its body can be
@@ -750,122 +571,6 @@ fn attempt_span(
     })
 }
 
-/// An open WebSocket to a target, from the gateway's side.
-pub type UpstreamSocket = actix_codec::Framed<WsIo, WsCodec>;
-
-/// The connection under an upstream's WebSocket.
-pub use awc::BoxedSocket as WsIo;
-/// The codec of the upstream's side of a WebSocket (client mode).
-pub use awc::ws::Codec as WsCodec;
-/// A frame as the upstream sent it.
-pub use awc::ws::Frame as WsFrame;
-
-/// A WebSocket the gateway opened to a target: the head of its `101`, the
-/// socket, and the lease that counts the connection on the target for as
-/// long as it is held.
-pub struct WebSocketOpened {
-    pub head: awc::ClientResponse,
-    pub socket: UpstreamSocket,
-    pub lease: Lease,
-}
-
-/// Why no WebSocket was opened.
-pub enum WebSocketFailure {
-    /// The target answered the handshake with this 4xx: it does not take
-    /// this client (an answer, not a failure of the target).
-    Refused(StatusCode),
-    /// Nothing usable came back (see [`UpstreamError`]).
-    Failed(UpstreamError),
-}
-
-/// Open a WebSocket to a target of `upstream` at `path` (path and query),
-/// with `headers` (without the client's `Sec-WebSocket-*`) and the
-/// client's `protocols`; frames up to `max_frame` bytes. The handshake has
-/// the upstream's timeout. Like [`send`] for a request that never left: a
-/// refused connection is tried on another target as the upstream's retries
-/// allow; a time-out or a broken handshake is not retried (the target may
-/// have acted on the request). Passive health and the attempt metrics are
-/// kept as for traffic.
-pub async fn open_websocket(
-    upstream: &Upstream,
-    path: &str,
-    headers: &HeaderMap,
-    protocols: &[String],
-    max_frame: usize,
-    metrics: &Metrics,
-) -> Result<WebSocketOpened, WebSocketFailure> {
-    use awc::error::WsClientError;
-    let fail = |source: Source, cause: String| {
-        WebSocketFailure::Failed(UpstreamError {
-            source,
-            upstream: upstream.name.clone(),
-            retry_safe: false,
-            cause,
-        })
-    };
-    let client = websocket_client_for(upstream)
-        .map_err(|e| fail(Source::Internal, format!("TLS for WebSocket: {e}")))?;
-    let budget = Duration::from_secs(upstream.spec.timeout_secs);
-    let mut avoid: Option<Arc<Target>> = None;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let Some(lease) = upstream
-            .pick(avoid.as_ref())
-            .or_else(|| avoid.as_ref().and_then(|_| upstream.pick(None)))
-        else {
-            return Err(fail(Source::NoTarget, "no target in rotation".into()));
-        };
-        let target = lease.target().clone();
-        let mut req = client
-            .ws(format!("{}{path}", target.url))
-            .max_frame_size(max_frame);
-        for (name, value) in headers {
-            req = req.header(name.clone(), value.clone());
-        }
-        // The request's span (a handshake is no attempt span of its own).
-        let mut trace = HeaderMap::new();
-        traces::inject_current(&mut trace);
-        for (name, value) in trace {
-            req = req.header(name, value);
-        }
-        if !protocols.is_empty() {
-            req = req.protocols(protocols);
-        }
-        let e = match tokio::time::timeout(budget, req.connect()).await {
-            Ok(Ok((head, socket))) => {
-                target.record_success();
-                metrics.upstream_attempt(&upstream.name, "ok");
-                return Ok(WebSocketOpened {
-                    head,
-                    socket,
-                    lease,
-                });
-            }
-            Ok(Err(e)) => e,
-            Err(_) => WsClientError::SendRequest(SendRequestError::Timeout),
-        };
-        let source = match &e {
-            WsClientError::InvalidResponseStatus(s) if s.is_client_error() => {
-                target.record_success();
-                metrics.upstream_attempt(&upstream.name, "ok");
-                return Err(WebSocketFailure::Refused(*s));
-            }
-            WsClientError::SendRequest(e) => source_of(e),
-            _ => Source::BrokenAnswer,
-        };
-        target.record_failure(&upstream.spec.passive);
-        if source == Source::Connect && attempt <= upstream.spec.retries {
-            tracing::info!(error = %e, target_url = %target.url, attempt, "retrying a WebSocket on another target");
-            metrics.upstream_attempt(&upstream.name, "retried");
-            avoid = Some(target);
-            continue;
-        }
-        metrics.upstream_attempt(&upstream.name, "failed");
-        return Err(fail(source, format!("{e} (target {})", target.url)));
-    }
-}
-
 /// The client's request body on its way upstream, cut off past the limit;
 /// what went wrong is kept for [`send`] to tell the client's fault from the
 /// upstream's.
@@ -909,101 +614,10 @@ impl Stream for Limited {
     }
 }
 
-thread_local! {
-    /// The client for identity providers' documents, on this thread.
-    static PROVIDER_CLIENT: awc::Client = awc::Client::builder()
-        .disable_redirects()
-        .connector(awc::Connector::new().timeout(Duration::from_secs(5)))
-        .finish();
-}
-
-/// Largest discovery document or key set read.
-const PROVIDER_DOCUMENT_LIMIT: usize = 1024 * 1024;
-
-/// The `max-age` of a `Cache-Control` header (RFC 9111 section 5.2.2.1);
-/// `no-store`/`no-cache` count as 0.
-fn max_age(headers: &awc::http::header::HeaderMap) -> Option<u64> {
-    let mut out = None;
-    for v in headers.get_all(header::CACHE_CONTROL) {
-        for d in v.to_str().ok()?.split(',') {
-            let d = d.trim();
-            if d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("no-cache") {
-                return Some(0);
-            }
-            if let Some((k, n)) = d.split_once('=')
-                && k.trim().eq_ignore_ascii_case("max-age")
-            {
-                out = n.trim().trim_matches('"').parse().ok();
-            }
-        }
-    }
-    out
-}
-
-/// `GET url` for an identity provider (discovery document, key set):
-/// no redirects followed, the whole answer within `timeout`, at most 1 MiB.
-/// The [`crate::identity::issuers::Fetch`] the gateway hands its issuers.
-pub fn fetch_provider_document(
-    url: String,
-    timeout: Duration,
-) -> futures_util::future::LocalBoxFuture<'static, Result<crate::identity::issuers::Fetched, String>>
-{
-    Box::pin(async move {
-        let client = PROVIDER_CLIENT.with(Clone::clone);
-        let work = async {
-            let mut res = client
-                .get(&url)
-                .timeout(timeout)
-                .insert_header((header::ACCEPT, "application/json"))
-                .send()
-                .await
-                .map_err(|e| format!("{url}: {e}"))?;
-            if !res.status().is_success() {
-                return Err(format!("{url}: status {}", res.status()));
-            }
-            let max_age = max_age(res.headers());
-            let body = res
-                .body()
-                .limit(PROVIDER_DOCUMENT_LIMIT)
-                .await
-                .map_err(|e| format!("{url}: {e}"))?;
-            Ok(crate::identity::issuers::Fetched {
-                body: body.to_vec(),
-                max_age,
-            })
-        };
-        actix_web::rt::time::timeout(timeout, work)
-            .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "{url}: no answer within {} ms",
-                    timeout.as_millis()
-                ))
-            })
-    })
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn max_age_is_read_off_cache_control() {
-        let h = |v: &[&str]| {
-            let mut m = awc::http::header::HeaderMap::new();
-            for x in v {
-                m.append(header::CACHE_CONTROL, HeaderValue::from_str(x).unwrap());
-            }
-            m
-        };
-        assert_eq!(max_age(&h(&["public, max-age=300"])), Some(300));
-        assert_eq!(max_age(&h(&["public", "Max-Age=\"60\""])), Some(60));
-        assert_eq!(max_age(&h(&["max-age=300, no-cache"])), Some(0));
-        assert_eq!(max_age(&h(&["no-store"])), Some(0));
-        assert_eq!(max_age(&h(&["private"])), None);
-        assert_eq!(max_age(&h(&[])), None);
-    }
 
     #[test]
     fn retries_follow_what_may_have_reached_the_upstream() {
@@ -1034,49 +648,5 @@ mod tests {
         assert_eq!(RetryPolicy::never().max_retries, 0);
         assert!(RetryPolicy::for_method(&Method::DELETE, 0).idempotent);
         assert!(!RetryPolicy::for_method(&Method::PATCH, 0).idempotent);
-    }
-
-    #[test]
-    fn errors_map_to_their_status_once() {
-        let e = |source| UpstreamError {
-            source,
-            upstream: "users".into(),
-            retry_safe: false,
-            cause: "SECRET-CAUSE".into(),
-        };
-        let cases = [
-            (Source::Client(ClientFault::TooLarge(10)), 413),
-            (Source::Client(ClientFault::BodyBroken), 400),
-            (Source::NoTarget, 503),
-            (Source::Connect, 502),
-            (Source::BrokenAnswer, 502),
-            (Source::Timeout, 504),
-            (Source::Internal, 500),
-        ];
-        for (source, status) in cases {
-            let err = e(source);
-            assert_eq!(err.status().as_u16(), status, "{source:?}");
-            let res = err.to_response();
-            assert_eq!(res.status().as_u16(), status, "{source:?}");
-            assert_eq!(
-                res.headers().contains_key(header::RETRY_AFTER),
-                source == Source::NoTarget,
-                "{source:?}"
-            );
-            assert!(
-                !err.detail().contains("SECRET"),
-                "no cause reaches the client"
-            );
-        }
-        let dep = e(Source::Connect).dependency_unavailable();
-        assert_eq!(dep.status().as_u16(), 503);
-        assert_eq!(dep.headers().get(header::RETRY_AFTER).unwrap(), "1");
-        assert_eq!(
-            e(Source::Internal)
-                .dependency_unavailable()
-                .status()
-                .as_u16(),
-            500
-        );
     }
 }
