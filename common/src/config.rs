@@ -30,6 +30,24 @@ pub enum ConfigError {
     },
     #[error("invalid configuration for {service}: {message}")]
     Invalid { service: String, message: String },
+    /// One key's value is wrong (or contradicts another's).
+    #[error("invalid configuration for {service}: {key}: {message}")]
+    Key {
+        service: String,
+        key: String,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// `key` of `service`'s settings is wrong: `message` says why.
+    pub fn key(service: &str, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Key {
+            service: service.to_owned(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
 }
 
 /// Builds one service's settings from the layers described in the module docs.

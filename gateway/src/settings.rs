@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::identity::login_limits::LimitSettings;
 use crate::identity::tokens::KeyConfig;
 use crate::traffic::compose::table::{ComposedConfig, ComposedTable};
+use crate::traffic::ratelimit::Quota;
 use crate::traffic::ratelimit::quota::RateLimitConfig;
 use crate::traffic::routes::{RouteConfig, RouteTable};
 use crate::traffic::upstream::pool::{UpstreamConfig, build_all};
@@ -247,47 +248,83 @@ impl Settings {
             .check()
     }
 
+    /// Every check across fields, in one place, before anything starts:
+    /// each problem names its key. The route table, the composed routes
+    /// and the upstreams are built here only to be checked; each gateway
+    /// builds its own when a configuration goes live (`live::Live`), since
+    /// they carry its meters and its targets' health.
     fn check(self) -> Result<Self, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
-            service: "gateway".into(),
-            message,
-        };
+        self.check_identity()?;
+        self.check_tokens()?;
+        self.check_intervals()?;
+        self.check_tables()?;
+        self.check_edge()?;
+        Ok(self)
+    }
+
+    /// Who may do what: second factors, the credential checker, the
+    /// trusted providers, the registry's hosts, the login quotas.
+    fn check_identity(&self) -> Result<(), ConfigError> {
         if let Some(bad) = self
             .mfa
             .required_for_roles
             .iter()
             .find(|r| !common::identity::is_valid_role(r))
         {
-            return Err(invalid(format!(
-                "mfa.required_for_roles: `{bad}` is not a valid role name"
-            )));
-        }
-        crate::traffic::upstream::registry::Allowed::parse(&self.registry.allowed_targets)
-            .map_err(&invalid)?;
-        if self.registry.resync_secs == 0 {
-            return Err(invalid("registry.resync_secs must be at least 1".into()));
+            return Err(invalid(
+                "mfa.required_for_roles",
+                format!("`{bad}` is not a valid role name"),
+            ));
         }
         if !(1..=3600).contains(&self.mfa.challenge_ttl_secs) {
-            return Err(invalid(format!(
-                "mfa.challenge_ttl_secs: {} is out of range (1 to 3600)",
-                self.mfa.challenge_ttl_secs
-            )));
-        }
-        if !(1..=common::identity::MAX_PROOF_TTL_SECS).contains(&self.proof.ttl_secs) {
-            return Err(invalid(format!(
-                "proof.ttl_secs: {} is out of range (1 to {})",
-                self.proof.ttl_secs,
-                common::identity::MAX_PROOF_TTL_SECS
-            )));
-        }
-        self.tls.check().map_err(invalid)?;
-        self.websocket.check().map_err(invalid)?;
-        if self.revocations.resync_secs == 0 {
-            return Err(invalid("revocations.resync_secs must be positive".into()));
-        }
-        if self.openapi.refresh_secs == 0 || self.openapi.fetch_timeout_ms == 0 {
             return Err(invalid(
-                "openapi: refresh_secs and fetch_timeout_ms must be positive".into(),
+                "mfa.challenge_ttl_secs",
+                format!(
+                    "{} is out of range (1 to 3600)",
+                    self.mfa.challenge_ttl_secs
+                ),
+            ));
+        }
+        if !self.upstreams.contains_key(&self.identity.users_upstream) {
+            return Err(invalid(
+                "identity.users_upstream",
+                format!("unknown upstream `{}`", self.identity.users_upstream),
+            ));
+        }
+        crate::traffic::upstream::registry::Allowed::parse(&self.registry.allowed_targets)
+            .map_err(|e| invalid("registry.allowed_targets", e))?;
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, c) in self.trusted_issuers.iter().enumerate() {
+            let key = format!("trusted_issuers[{i}]");
+            c.check(&key).map_err(untitled)?;
+            if c.issuer == self.tokens.issuer || !seen.insert(c.issuer.as_str()) {
+                return Err(invalid(
+                    format!("{key}.issuer"),
+                    format!("`{}` is the gateway's own issuer or listed twice", c.issuer),
+                ));
+            }
+        }
+        for (key, quota) in [
+            ("login_limits.rate", &self.login_limits.rate),
+            ("login_limits.refresh_rate", &self.login_limits.refresh_rate),
+        ] {
+            if let Some(q) = quota {
+                Quota::from_config(q).map_err(|e| invalid(key, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Token and proof lifetimes.
+    fn check_tokens(&self) -> Result<(), ConfigError> {
+        if !(1..=common::identity::MAX_PROOF_TTL_SECS).contains(&self.proof.ttl_secs) {
+            return Err(invalid(
+                "proof.ttl_secs",
+                format!(
+                    "{} is out of range (1 to {})",
+                    self.proof.ttl_secs,
+                    common::identity::MAX_PROOF_TTL_SECS
+                ),
             ));
         }
         let t = &self.tokens;
@@ -296,40 +333,58 @@ impl Settings {
             || t.session_max_secs < t.refresh_ttl_secs
         {
             return Err(invalid(
-                "tokens: access_ttl_secs and refresh_ttl_secs must be positive and session_max_secs at least refresh_ttl_secs"
-                    .into(),
+                "tokens",
+                "access_ttl_secs and refresh_ttl_secs must be positive and session_max_secs at least refresh_ttl_secs",
             ));
         }
-        if !self.upstreams.contains_key(&self.identity.users_upstream) {
-            return Err(invalid(format!(
-                "identity.users_upstream: unknown upstream `{}`",
-                self.identity.users_upstream
-            )));
+        Ok(())
+    }
+
+    /// What runs on a timer must run.
+    fn check_intervals(&self) -> Result<(), ConfigError> {
+        if self.registry.resync_secs == 0 {
+            return Err(invalid("registry.resync_secs", "must be at least 1"));
         }
-        build_all(&self.upstreams, &BTreeMap::new(), None).map_err(invalid)?;
-        RouteTable::new(&self.routes, |u| self.upstreams.contains_key(u)).map_err(invalid)?;
-        ComposedTable::new(&self.composed, |u| self.upstreams.contains_key(u)).map_err(invalid)?;
+        if self.revocations.resync_secs == 0 {
+            return Err(invalid("revocations.resync_secs", "must be positive"));
+        }
+        if self.openapi.refresh_secs == 0 || self.openapi.fetch_timeout_ms == 0 {
+            return Err(invalid(
+                "openapi",
+                "refresh_secs and fetch_timeout_ms must be positive",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The upstreams, the routes and composed routes on them, the claims
+    /// they forward, and what a request finds when no route matches.
+    fn check_tables(&self) -> Result<(), ConfigError> {
+        build_all(&self.upstreams, &BTreeMap::new(), None).map_err(untitled)?;
+        let known = |u: &str| self.upstreams.contains_key(u);
+        RouteTable::new(&self.routes, known).map_err(untitled)?;
+        ComposedTable::new(&self.composed, known).map_err(untitled)?;
         crate::traffic::routes::forward_claims(
             &self.identity.forward_claims,
             "identity.forward_claims",
         )
-        .map_err(invalid)?;
-        let mut seen = std::collections::BTreeSet::new();
-        for (i, c) in self.trusted_issuers.iter().enumerate() {
-            c.check(&format!("trusted_issuers[{i}]")).map_err(invalid)?;
-            if c.issuer == t.issuer || !seen.insert(c.issuer.as_str()) {
-                return Err(invalid(format!(
-                    "trusted_issuers[{i}].issuer: `{}` is the gateway's own issuer or listed twice",
-                    c.issuer
-                )));
-            }
-        }
+        .map_err(untitled)?;
         if !(400..=599).contains(&self.no_route.status) {
-            return Err(invalid(format!(
-                "no_route.status: {} is not an error status",
-                self.no_route.status
-            )));
+            return Err(invalid(
+                "no_route.status",
+                format!("{} is not an error status", self.no_route.status),
+            ));
         }
+        if self.max_body_bytes == 0 {
+            return Err(invalid("max_body_bytes", "must be positive"));
+        }
+        Ok(())
+    }
+
+    /// The listener, browsers, metrics and Redis.
+    fn check_edge(&self) -> Result<(), ConfigError> {
+        self.tls.check().map_err(untitled)?;
+        self.websocket.check().map_err(untitled)?;
         if self.metrics.require_token
             && self
                 .metrics
@@ -338,33 +393,100 @@ impl Settings {
                 .is_none_or(|t| secrecy::ExposeSecret::expose_secret(t).trim().is_empty())
         {
             return Err(invalid(
-                "metrics.require_token is set but metrics.bearer_token (GATEWAY_METRICS_TOKEN) is empty"
-                    .into(),
+                "metrics.require_token",
+                "it is set but metrics.bearer_token (GATEWAY_METRICS_TOKEN) is empty",
             ));
-        }
-        if self.max_body_bytes == 0 {
-            return Err(invalid("max_body_bytes must be positive".into()));
         }
         let c = &self.cors;
         if c.allow_credentials && c.allowed_origins.iter().any(|o| o == "*") {
             return Err(invalid(
-                "cors: allow_credentials cannot be combined with the `*` origin".into(),
+                "cors",
+                "allow_credentials cannot be combined with the `*` origin",
             ));
         }
-        for o in &c.allowed_origins {
-            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
-                return Err(invalid(format!(
-                    "cors.allowed_origins: `{o}` is not `*` or an http(s) origin"
-                )));
-            }
+        if let Some(o) = c
+            .allowed_origins
+            .iter()
+            .find(|o| *o != "*" && !(o.starts_with("http://") || o.starts_with("https://")))
+        {
+            return Err(invalid(
+                "cors.allowed_origins",
+                format!("`{o}` is not `*` or an http(s) origin"),
+            ));
         }
         if let Some(url) = &self.redis.url
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
             return Err(invalid(
-                "redis.url must start with redis:// or rediss://".into(),
+                "redis.url",
+                "must start with redis:// or rediss://",
             ));
         }
-        Ok(self)
+        Ok(())
+    }
+}
+
+/// `key` of the gateway's settings is wrong.
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::key("gateway", key, message)
+}
+
+/// A check of a section that names its own keys in its message
+/// (`routes[2] (/api/x): ...`, `websocket: ...`): the key is split off
+/// the front.
+fn untitled(message: String) -> ConfigError {
+    let key_like = |k: &str| {
+        k.split(' ').next().is_some_and(|w| {
+            !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._[]-".contains(c))
+        })
+    };
+    match message.split_once(": ") {
+        Some((key, rest)) if key_like(key) => invalid(key, rest),
+        _ => ConfigError::Invalid {
+            service: "gateway".into(),
+            message,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(loader: Loader) -> Option<String> {
+        match Settings::from_loader(loader) {
+            Err(ConfigError::Key { key, .. }) => Some(key),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_with_its_key() {
+        assert!(Settings::from_loader(Settings::loader()).is_ok());
+        for (key, value) in [
+            ("mfa.challenge_ttl_secs", serde_json::json!(0)),
+            ("proof.ttl_secs", serde_json::json!(0)),
+            ("registry.resync_secs", serde_json::json!(0)),
+            ("no_route.status", serde_json::json!(200)),
+            ("login_limits.rate", serde_json::json!({"rate": "0/s"})),
+            (
+                "registry.allowed_targets",
+                serde_json::json!(["not a host"]),
+            ),
+            ("redis.url", serde_json::json!("http://x")),
+        ] {
+            assert_eq!(
+                key_of(Settings::loader().set(key, value)).as_deref(),
+                Some(key),
+                "{key}"
+            );
+        }
+        // A section that names its keys in its message: split off.
+        let routes =
+            serde_json::json!([{"prefix": "/a", "upstream": "nowhere", "access": "public"}]);
+        let key = key_of(Settings::loader().set("routes", routes)).unwrap_or_default();
+        assert!(key.starts_with("routes"), "{key}");
     }
 }
