@@ -358,18 +358,16 @@ pub(crate) fn fenced_block(path: &str, marker: &str) -> String {
     body.split("\n```").next().unwrap().to_owned()
 }
 
-/// The README's first walk-through, run as it is written against the whole
-/// system with the shipped routes.
-#[actix_web::test]
-async fn the_readme_first_walk_through_works_as_written() {
-    let sys = System::start().await;
-    let block = fenced_block("README.md", "<!-- first-steps -->");
-    let gateway = sys.gw.clone();
+/// Run the walk-through after `marker` in `path` as it is written (bash,
+/// `-euo pipefail`) with `env`, off the reactor; what it printed, once it
+/// succeeded.
+pub(crate) async fn run_walk_through(path: &str, marker: &str, env: Vec<(&str, String)>) -> String {
+    let block = fenced_block(path, marker);
+    let env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     let out = actix_web::rt::task::spawn_blocking(move || {
         Command::new("bash")
             .args(["-euo", "pipefail", "-c", &block])
-            .env("GATEWAY", gateway)
-            .env("PASSWORD", ADMIN_PASSWORD)
+            .envs(env)
             .output()
             .unwrap()
     })
@@ -378,9 +376,26 @@ async fn the_readme_first_walk_through_works_as_written() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "the README's block failed:\n{stdout}\n{}",
+        "the block in {path} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+/// The README's first walk-through, run as it is written against the whole
+/// system with the shipped routes.
+#[actix_web::test]
+async fn the_readme_first_walk_through_works_as_written() {
+    let sys = System::start().await;
+    let stdout = run_walk_through(
+        "README.md",
+        "<!-- first-steps -->",
+        vec![
+            ("GATEWAY", sys.gw.clone()),
+            ("PASSWORD", ADMIN_PASSWORD.into()),
+        ],
+    )
+    .await;
     // It printed the account, the new order, the list, then the 401's status.
     let mut answers = stdout.lines().filter(|l| l.starts_with('{'));
     let me: Value = serde_json::from_str(answers.next().unwrap()).unwrap();

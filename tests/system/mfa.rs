@@ -38,26 +38,17 @@ async fn the_second_factor_walk_through_works_as_written() {
     let sys = System::start().await;
     let admin = sys.admin().await;
     sys.user(&admin, "wren").await;
-    let block = crate::documents::fenced_block("docs/http-api.md", "<!-- mfa-curl -->");
     settle(10).await;
-    let gateway = sys.gw.clone();
-    let out = actix_web::rt::task::spawn_blocking(move || {
-        Command::new("bash")
-            .args(["-euo", "pipefail", "-c", &block])
-            .env("GATEWAY", gateway)
-            .env("USERNAME", "wren")
-            .env("PASSWORD", "wren-password-0123")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "the block in docs/http-api.md failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = crate::documents::run_walk_through(
+        "docs/http-api.md",
+        "<!-- mfa-curl -->",
+        vec![
+            ("GATEWAY", sys.gw.clone()),
+            ("USERNAME", "wren".into()),
+            ("PASSWORD", "wren-password-0123".into()),
+        ],
+    )
+    .await;
     // It printed the recovery codes, then the token pair of the second step.
     let mut lines = stdout.lines().filter(|l| l.starts_with('{'));
     let codes: Value = serde_json::from_str(lines.next().unwrap()).unwrap();

@@ -91,51 +91,40 @@ fn check(
             bad("name", "text", "no control characters".into());
         }
     }
-    if let Some(s) = scopes {
-        if s.len() > MAX_SCOPES {
-            bad("scopes", "length", format!("at most {MAX_SCOPES}"));
+    let is_scope = |x: &String| crate::traffic::routes::is_valid_scope(x);
+    let is_role = |x: &String| common::identity::is_valid_role(x);
+    let lists = [
+        (
+            "scopes",
+            scopes,
+            MAX_SCOPES,
+            &is_scope as &dyn Fn(&String) -> bool,
+            "scope",
+        ),
+        ("roles", roles, MAX_ROLES, &is_role, "role"),
+        (
+            "introspect",
+            introspect,
+            MAX_AUDIENCES,
+            &is_scope,
+            "audience",
+        ),
+    ];
+    for (field, list, max, valid, what) in lists {
+        let Some(list) = list else { continue };
+        if list.len() > max {
+            bad(field, "length", format!("at most {max}"));
         }
-        if let Some(x) = s
-            .iter()
-            .find(|x| !crate::traffic::routes::is_valid_scope(x))
-        {
-            bad(
-                "scopes",
-                "scope",
-                format!("`{x}` is not a scope (RFC 6749 scope-token characters)"),
-            );
+        if let Some(x) = list.iter().find(|x| !valid(x)) {
+            let why = match what {
+                "scope" => format!("`{x}` is not a scope (RFC 6749 scope-token characters)"),
+                "role" => format!("`{x}` is not a valid role name"),
+                _ => format!("`{x}` is not an {what}"),
+            };
+            bad(field, what, why);
         }
-        if (1..s.len()).any(|i| s[..i].contains(&s[i])) {
-            bad("scopes", "unique", "each scope once".into());
-        }
-    }
-    if let Some(r) = roles {
-        if r.len() > MAX_ROLES {
-            bad("roles", "length", format!("at most {MAX_ROLES}"));
-        }
-        if let Some(x) = r.iter().find(|x| !common::identity::is_valid_role(x)) {
-            bad("roles", "role", format!("`{x}` is not a valid role name"));
-        }
-        if (1..r.len()).any(|i| r[..i].contains(&r[i])) {
-            bad("roles", "unique", "each role once".into());
-        }
-    }
-    if let Some(a) = introspect {
-        if a.len() > MAX_AUDIENCES {
-            bad("introspect", "length", format!("at most {MAX_AUDIENCES}"));
-        }
-        if let Some(x) = a
-            .iter()
-            .find(|x| !crate::traffic::routes::is_valid_scope(x))
-        {
-            bad(
-                "introspect",
-                "audience",
-                format!("`{x}` is not an audience"),
-            );
-        }
-        if (1..a.len()).any(|i| a[..i].contains(&a[i])) {
-            bad("introspect", "unique", "each audience once".into());
+        if (1..list.len()).any(|i| list[..i].contains(&list[i])) {
+            bad(field, "unique", format!("each {what} once"));
         }
     }
     errors
