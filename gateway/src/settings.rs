@@ -478,7 +478,8 @@ mod tests {
             ("redis.url", serde_json::json!("http://x")),
         ] {
             assert_eq!(
-                key_of(Settings::loader().set(key, value)).as_deref(),
+                // Pinned: the machine's REDIS_URL or DATABASE_URL must not win.
+                key_of(Settings::loader().pin(key, value)).as_deref(),
                 Some(key),
                 "{key}"
             );
@@ -486,7 +487,7 @@ mod tests {
         // A section that names its keys in its message: split off.
         let routes =
             serde_json::json!([{"prefix": "/a", "upstream": "nowhere", "access": "public"}]);
-        let key = key_of(Settings::loader().set("routes", routes)).unwrap_or_default();
+        let key = key_of(Settings::loader().pin("routes", routes)).unwrap_or_default();
         assert!(key.starts_with("routes"), "{key}");
     }
 }
