@@ -85,6 +85,17 @@ upstreams:
       - {name: scanner1, url: "http://127.0.0.1:$(port scanner1)"}
       - {name: scanner2, url: "http://127.0.0.1:$(port scanner2)"}
     balance: least_connections
+# Production: the admin role is exercised only with a second factor.
+mfa:
+  required_for_roles: [admin]
+# Registrations (POST /admin/upstreams/{name}/targets) name only the
+# upstreams' own hosts and these; never the users service, which
+# receives passwords. A stolen admin token cannot aim a share of the
+# traffic anywhere else.
+registry:
+  allowed_targets: []
+tokens:
+  issuer: https://127.0.0.1:$(port gateway1)
 YAML
   for g in gateway1 gateway2; do
     start "$g" gateway GATEWAY_CONFIG_FILE="$STATE/gateway.yaml" GATEWAY_LISTEN=127.0.0.1:"$(port "$g")" \

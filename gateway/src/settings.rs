@@ -291,7 +291,7 @@ impl Settings {
                 format!("unknown upstream `{}`", self.identity.users_upstream),
             ));
         }
-        crate::traffic::upstream::registry::Allowed::parse(&self.registry.allowed_targets)
+        crate::traffic::upstream::registry::Allowed::parse(&self.registry.allowed_targets, None)
             .map_err(|e| invalid("registry.allowed_targets", e))?;
         let mut seen = std::collections::BTreeSet::new();
         for (i, c) in self.trusted_issuers.iter().enumerate() {

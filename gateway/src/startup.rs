@@ -198,6 +198,8 @@ pub async fn build_with_source(
         registrations,
         allowed_targets: crate::traffic::upstream::registry::Allowed::parse(
             &settings.registry.allowed_targets,
+            (!settings.registry.allow_credential_upstream)
+                .then_some(settings.identity.users_upstream.as_str()),
         )
         .map_err(anyhow::Error::msg)?,
         announcer: shared.revocations.clone(),

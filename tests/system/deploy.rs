@@ -352,6 +352,30 @@ fn docker_compose_describes_the_topology_and_every_variable_is_read() {
 }
 
 /// Every document of every manifest in deploy/k8s.
+/// What a production configuration sets (#30): the admin role only with a
+/// second factor, and the registry's hosts written out.
+fn shipped_for_production(gateway_yaml: &Yaml, what: &str) {
+    let roles = &gateway_yaml["mfa"]["required_for_roles"];
+    assert!(
+        roles
+            .as_sequence()
+            .is_some_and(|r| r.iter().any(|x| x == "admin")),
+        "{what}: mfa.required_for_roles has no admin"
+    );
+    assert!(
+        gateway_yaml["registry"]["allowed_targets"].is_sequence(),
+        "{what}: registry.allowed_targets is not set"
+    );
+}
+
+#[test]
+fn the_compose_gateway_is_configured_for_production() {
+    shipped_for_production(&yaml(&read("deploy/compose/gateway.yaml")), "compose");
+    let compose = yaml(&read("docker-compose.yml"));
+    let env = &compose["services"]["gateway1"]["environment"];
+    assert_eq!(env["GATEWAY__TOKENS__ISSUER"], env["GATEWAY_PUBLIC_URL"]);
+}
+
 fn manifests() -> Vec<(String, Yaml)> {
     let mut out = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(root().join("deploy/k8s"))
@@ -581,6 +605,12 @@ fn kubernetes_manifests_are_complete_and_consistent() {
     assert_eq!(find("Service", "scanner")["spec"]["clusterIP"], "None");
     let gw_config: serde_yaml::Value =
         serde_yaml::from_str(&s(&config["data"]["gateway.yaml"])).unwrap();
+    shipped_for_production(&gw_config, "the k8s ConfigMap");
+    assert!(s(&gw_config["tokens"]["issuer"]).starts_with("https://"));
+    assert_eq!(
+        gw_config["tokens"]["issuer"],
+        gw_config["tokens"]["public_url"]
+    );
     let scanner = &gw_config["upstreams"]["scanner"]["targets"][0];
     assert_eq!(scanner["discover"], "dns");
     assert_eq!(

@@ -159,8 +159,21 @@ fn target_to_add(
     up: &Upstream,
     t: &TargetRequest,
 ) -> Result<(String, String), HttpResponse> {
-    let url = crate::traffic::upstream::registry::check_url(&t.url, &gw.allowed_targets)
-        .map_err(|e| invalid("url", e))?;
+    if !gw.allowed_targets.takes(name) {
+        return Err(Problem::forbidden(format!(
+            "`{name}` checks credentials: its targets receive users' passwords, so it takes no registration (registry.allow_credential_upstream)"
+        ))
+        .to_response());
+    }
+    let url = crate::traffic::upstream::registry::check_url(
+        &t.url,
+        &gw.allowed_targets,
+        &up.configured_hosts(),
+    )
+    .map_err(|e| invalid("url", e))?;
+    if t.name.as_ref().is_some_and(|n| n.len() > 128) {
+        return Err(invalid("name", "at most 128 bytes".into()));
+    }
     let config = match t.name.clone() {
         Some(n) => TargetConfig::Named { name: n, url },
         None => TargetConfig::Url(url),
@@ -229,6 +242,21 @@ async fn change_target(
                 Ok(r) => r,
                 Err(res) => return res,
             };
+            // A registration is no proof the target answers: where active
+            // checks run, it must pass one before it is stored (and then
+            // takes traffic on every replica at once).
+            let candidate = Arc::new(Target::new(target_name.clone(), url.clone()));
+            if up.spec.health_check.enabled
+                && !crate::traffic::upstream::health::probe(&up, candidate).await
+            {
+                return invalid(
+                    "url",
+                    format!(
+                        "`{url}` did not pass the upstream's health check (GET {}); nothing is stored",
+                        up.spec.health_check.path
+                    ),
+                );
+            }
             let configured = up.is_configured(&url);
             gw.registrations
                 .add(name, &url, &target_name, configured, Some(actor))
@@ -334,7 +362,8 @@ async fn target_request(
         (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such upstream", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The URL or the name is already a target of the upstream", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid URL (http or https, no user info, a host and an explicit port, a host `registry.allowed_targets` allows) or name; nothing is stored", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The upstream checks credentials and takes no registration (`registry.allow_credential_upstream`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid URL (http or https, at most 512 bytes, no user info, a host as written and an explicit port, a host of the upstream's own configuration or one `registry.allowed_targets` allows), a target that fails the upstream's health check, or an invalid name; nothing is stored", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The registry's database is unavailable; nothing changed", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_target(

@@ -213,6 +213,12 @@ async fn a_bad_registration_is_a_422_and_stores_nothing() {
         "http://192.0.2.1:8080",
         "http://evil.example:80",
         "nonsense",
+        // A host the URL parser would read as another, the port 0, a URL
+        // longer than the registry stores.
+        "http://169.254.169.254\u{3002}svc.internal:80",
+        "http://169.254.169.254%2esvc.internal:80",
+        "http://127.0.0.1:0",
+        &format!("http://127.0.0.1:8080/{}", "a".repeat(10_000)),
     ] {
         let r = register(&s, &s.gw, &admin, bad).await;
         assert_eq!(
@@ -223,13 +229,29 @@ async fn a_bad_registration_is_a_422_and_stores_nothing() {
         );
     }
     assert_eq!(rows(&s).await, 0);
-    // Allowed: an address of the CIDR, a name of the suffix.
-    assert_eq!(
-        register(&s, &s.gw, &admin, "http://orders.internal:8080")
-            .await
-            .status,
-        201
+    // Allowed, but not answering its health check: nothing is stored.
+    let r = register(&s, &s.gw, &admin, "http://orders.internal:8080").await;
+    assert!(
+        r.problem(422)["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|d| d.contains("health check")),
+        "{}",
+        r.text
     );
+    assert_eq!(rows(&s).await, 0);
+    // The upstream that checks credentials takes no registration.
+    let users = read(
+        s.client
+            .post(s.url("/admin/upstreams/users/targets"))
+            .bearer_auth(&admin)
+            .json(&json!({"url": a.url()})),
+    )
+    .await;
+    users.problem(403);
+    assert_eq!(rows(&s).await, 0);
+    // Allowed and answering: stored.
+    let b = Backend::start("b").await;
+    assert_eq!(register(&s, &s.gw, &admin, &b.url()).await.status, 201);
     assert_eq!(rows(&s).await, 1);
     // Audited, with the admin as actor.
     audit_until(&s, &admin, "?event=admin.target.added", |items| {

@@ -10,7 +10,7 @@ use actix_web::http::Method;
 use actix_web::http::header::HeaderMap;
 
 use super::client::{self, Accounting, Body, Call, Peer, RetryPolicy};
-use super::pool::Upstream;
+use super::pool::{Target, Upstream};
 use crate::clock::mono_ms;
 
 /// Probe the upstreams `current` returns whose check is due, for as long as
@@ -38,26 +38,34 @@ pub fn spawn(current: impl Fn() -> Option<Vec<Arc<Upstream>>> + 'static) {
 async fn probe_round(up: &Upstream) {
     let hc = &up.spec.health_check;
     let probes = up.targets().into_iter().map(|t| async move {
-        let call = Call {
-            upstream: up,
-            peer: Peer::Fixed(t.clone()),
-            method: Method::GET,
-            path: &hc.path,
-            timeout: Duration::from_millis(hc.timeout_ms),
-            retry: RetryPolicy::never(),
-            accounting: Accounting::Untracked,
-            body: Body::Empty,
-        };
-        let ok = match client::send(call, &|| Ok(HeaderMap::new())).await {
-            Ok(mut answer) => {
-                // Drain a little so the connection can be reused.
-                let _ = answer.response.body().limit(64 * 1024).await;
-                let status = answer.response.status();
-                status.is_success() || status.is_redirection()
-            }
-            Err(_) => false,
-        };
+        let ok = probe(up, t.clone()).await;
         t.record_probe(ok, hc);
     });
     futures_util::future::join_all(probes).await;
+}
+
+/// One active check of `t`, as `up`'s health check says: whether it
+/// answered 2xx or 3xx in time. A registration runs it once before it is
+/// stored, so a target takes traffic only after a check has passed.
+pub async fn probe(up: &Upstream, t: Arc<Target>) -> bool {
+    let hc = &up.spec.health_check;
+    let call = Call {
+        upstream: up,
+        peer: Peer::Fixed(t),
+        method: Method::GET,
+        path: &hc.path,
+        timeout: Duration::from_millis(hc.timeout_ms),
+        retry: RetryPolicy::never(),
+        accounting: Accounting::Untracked,
+        body: Body::Empty,
+    };
+    match client::send(call, &|| Ok(HeaderMap::new())).await {
+        Ok(mut answer) => {
+            // Drain a little so the connection can be reused.
+            let _ = answer.response.body().limit(64 * 1024).await;
+            let status = answer.response.status();
+            status.is_success() || status.is_redirection()
+        }
+        Err(_) => false,
+    }
 }

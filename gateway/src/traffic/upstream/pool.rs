@@ -390,6 +390,21 @@ impl Upstream {
         self.configured.iter().any(|(_, u)| u == url)
     }
 
+    /// The hosts this upstream's configuration names (its targets' and
+    /// the names it discovers): what a registration may name without
+    /// `registry.allowed_targets`.
+    pub fn configured_hosts(&self) -> Vec<String> {
+        let host = |u: &str| url::Url::parse(u).ok()?.host_str().map(str::to_owned);
+        self.configured
+            .iter()
+            .filter_map(|(_, u)| host(u))
+            .chain(self.lookups.iter().filter_map(|l| match l {
+                super::discovery::Lookup::Host { host, .. } => Some(host.clone()),
+                super::discovery::Lookup::Srv { .. } => None,
+            }))
+            .collect()
+    }
+
     /// Take the registry's changes to this upstream (targets added, and
     /// configured ones removed) and refresh the targets.
     pub fn apply_registrations(&self, registrations: &Registrations) {

@@ -8,9 +8,14 @@
 //! channel's `registry` message, acknowledged like a revocation), and in
 //! any case within `registry.resync_secs`, when each replica reads the
 //! table again; a registration is also checked before it is stored: an
-//! http(s) URL with a host and an explicit port, no user info, and, when
-//! `registry.allowed_targets` is set, a host it allows, so that an admin
-//! token alone cannot point an upstream at any host.
+//! http(s) URL of at most 512 bytes with a host as written (no host that
+//! IDNA mapping or percent-decoding would turn into another), an explicit
+//! port other than 0, no user info, and a host it may name: one the
+//! upstream's configured targets already name, or one
+//! `registry.allowed_targets` lists (`*`: any). So an admin token alone
+//! cannot point an upstream at any host; and the upstream that checks
+//! credentials (it receives passwords) takes no registration at all unless
+//! `registry.allow_credential_upstream` says so.
 
 use std::collections::BTreeMap;
 
@@ -28,11 +33,17 @@ pub struct RegistrySettings {
     /// How often each replica re-reads the registrations.
     #[serde(default = "default_resync")]
     pub resync_secs: u64,
-    /// Hosts a registration may name (empty: any): CIDRs (`10.0.0.0/8`)
-    /// for addresses, host names (`orders.internal`) and `*.` suffixes
-    /// (`*.svc.cluster.local`) for names.
+    /// Hosts a registration may name besides those the upstream's own
+    /// configured targets name (empty: only those): CIDRs (`10.0.0.0/8`)
+    /// for addresses, host names (`orders.internal`), `*.` suffixes
+    /// (`*.svc.cluster.local`) for names, and `*` for any host.
     #[serde(default)]
     pub allowed_targets: Vec<String>,
+    /// Let registrations add targets to the upstream that checks
+    /// credentials (`identity.users_upstream`): off, since such a target
+    /// receives users' passwords.
+    #[serde(default)]
+    pub allow_credential_upstream: bool,
 }
 
 fn default_resync() -> u64 {
@@ -44,24 +55,38 @@ impl Default for RegistrySettings {
         Self {
             resync_secs: default_resync(),
             allowed_targets: Vec::new(),
+            allow_credential_upstream: false,
         }
     }
 }
 
-/// `registry.allowed_targets`, parsed.
+/// `registry.allowed_targets`, parsed, and the upstream no registration
+/// may touch.
 #[derive(Debug, Clone, Default)]
 pub struct Allowed {
     nets: Vec<IpNet>,
     hosts: Vec<String>,
     suffixes: Vec<String>,
+    /// `*`: any host.
+    any: bool,
+    /// The upstream that checks credentials, unless registrations may add
+    /// to it.
+    protected: Option<String>,
 }
 
 impl Allowed {
-    pub fn parse(entries: &[String]) -> Result<Self, String> {
-        let mut a = Allowed::default();
+    /// The hosts `entries` allow; `protected`: the upstream that takes no
+    /// registration.
+    pub fn parse(entries: &[String], protected: Option<&str>) -> Result<Self, String> {
+        let mut a = Allowed {
+            protected: protected.map(str::to_owned),
+            ..Allowed::default()
+        };
         for e in entries {
             let e = e.trim().to_ascii_lowercase();
-            if let Ok(net) = e.parse::<IpNet>() {
+            if e == "*" {
+                a.any = true;
+            } else if let Ok(net) = e.parse::<IpNet>() {
                 a.nets.push(net);
             } else if let Ok(ip) = e.parse::<std::net::IpAddr>() {
                 a.nets.push(IpNet::from(ip));
@@ -83,18 +108,21 @@ impl Allowed {
         Ok(a)
     }
 
-    fn is_open(&self) -> bool {
-        self.nets.is_empty() && self.hosts.is_empty() && self.suffixes.is_empty()
+    /// Whether `upstream` takes registrations at all.
+    pub fn takes(&self, upstream: &str) -> bool {
+        self.protected.as_deref() != Some(upstream)
     }
 
-    /// Whether a registration may name `host` (an address is matched by the
-    /// CIDRs, a name by the names and suffixes: no lookup is made, so what
-    /// a name resolves to later cannot change the answer).
-    pub fn admits(&self, host: &str) -> bool {
-        if self.is_open() {
+    /// Whether a registration may name `host`: one of `configured` (the
+    /// hosts the upstream's configured targets name), or one the list
+    /// allows (an address is matched by the CIDRs, a name by the names and
+    /// suffixes: no lookup is made, so what a name resolves to later cannot
+    /// change the answer).
+    pub fn admits(&self, host: &str, configured: &[String]) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if self.any || configured.iter().any(|c| c.eq_ignore_ascii_case(host)) {
             return true;
         }
-        let host = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = host.parse::<std::net::IpAddr>() {
             return self.nets.iter().any(|n| n.contains(&ip));
         }
@@ -115,10 +143,17 @@ fn is_host_name(s: &str) -> bool {
         })
 }
 
-/// A registration's URL, checked: `http` or `https`, no user info, a host
-/// and an explicit port, nothing after the path; allowed by `allowed`.
-/// The URL as stored (no trailing slash).
-pub fn check_url(raw: &str, allowed: &Allowed) -> Result<String, String> {
+/// The longest URL a registration may store (its column's width).
+pub const MAX_URL: usize = 512;
+
+/// A registration's URL, checked: at most [`MAX_URL`] bytes, `http` or
+/// `https`, no user info, a host as written and an explicit port other
+/// than 0, nothing after the path; a host `allowed` admits besides those of
+/// `configured`. The URL as stored (no trailing slash): what was checked.
+pub fn check_url(raw: &str, allowed: &Allowed, configured: &[String]) -> Result<String, String> {
+    if raw.len() > MAX_URL {
+        return Err(format!("a target URL has at most {MAX_URL} bytes"));
+    }
     let url = url::Url::parse(raw.trim()).map_err(|e| format!("`{raw}` is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("`{raw}`: the scheme must be http or https"));
@@ -140,14 +175,25 @@ pub fn check_url(raw: &str, allowed: &Allowed) -> Result<String, String> {
         .rsplit_once(':')
         .filter(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         .filter(|(h, _)| !h.ends_with(']') || authority.starts_with('['));
-    if port.is_none() || authority.ends_with(']') {
+    let Some((written, port)) = port.filter(|_| !authority.ends_with(']')) else {
         return Err(format!(
             "`{raw}`: the port is missing (say `:80`, `:443`, ...)"
         ));
+    };
+    if port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(format!("`{raw}`: the port must be 1 to 65535"));
     }
-    if !allowed.admits(host) {
+    // The host the URL parser understood must be the one written: IDNA
+    // mapping (`。` for `.`) or percent-decoding would check one host and
+    // store (and connect to) another.
+    if !written.eq_ignore_ascii_case(host) {
         return Err(format!(
-            "`{raw}`: the host `{host}` is not among registry.allowed_targets"
+            "`{raw}`: write the host as `{host}` (ASCII, no encoded characters)"
+        ));
+    }
+    if !allowed.admits(host, configured) {
+        return Err(format!(
+            "`{raw}`: the host `{host}` is not one of this upstream's own hosts nor among registry.allowed_targets"
         ));
     }
     super::spec::target_url(raw.trim())
@@ -284,13 +330,13 @@ mod tests {
 
     #[test]
     fn registrations_name_an_http_target_with_a_port_and_an_allowed_host() {
-        let open = Allowed::default();
+        let any = Allowed::parse(&["*".into()], None).unwrap();
         assert_eq!(
-            check_url("http://10.0.0.7:8080/", &open).unwrap(),
+            check_url("http://10.0.0.7:8080/", &any, &[]).unwrap(),
             "http://10.0.0.7:8080"
         );
-        assert!(check_url("https://orders.internal:443", &open).is_ok());
-        assert!(check_url("http://[::1]:8080", &open).is_ok());
+        assert!(check_url("https://orders.internal:443", &any, &[]).is_ok());
+        assert!(check_url("http://[::1]:8080", &any, &[]).is_ok());
         for bad in [
             "ftp://x:21",
             "http://user:pw@x:80",
@@ -300,21 +346,56 @@ mod tests {
             "http://:80",
             "http://x:80/?q=1",
             "not a url",
+            // Port 0, and hosts the parser would read as another one.
+            "http://x:0",
+            "http://x:65536",
+            "http://169.254.169.254\u{3002}svc.cluster.local:80",
+            "http://169.254.169.254%2esvc.cluster.local:80",
+            "http://0x7f.1:80",
         ] {
-            assert!(check_url(bad, &open).is_err(), "{bad}");
+            assert!(check_url(bad, &any, &[]).is_err(), "{bad}");
         }
-        let allowed = Allowed::parse(&[
-            "10.0.0.0/8".into(),
-            "orders.internal".into(),
-            "*.svc.cluster.local".into(),
-        ])
+        let long = format!("http://x:80/{}", "a".repeat(MAX_URL));
+        assert!(check_url(&long, &any, &[]).unwrap_err().contains("512"));
+        let allowed = Allowed::parse(
+            &[
+                "10.0.0.0/8".into(),
+                "orders.internal".into(),
+                "*.svc.cluster.local".into(),
+            ],
+            None,
+        )
         .unwrap();
-        assert!(check_url("http://10.1.2.3:80", &allowed).is_ok());
-        assert!(check_url("http://orders.internal:80", &allowed).is_ok());
-        assert!(check_url("http://users.gatehouse.svc.cluster.local:8080", &allowed).is_ok());
-        assert!(check_url("http://192.0.2.1:80", &allowed).is_err());
-        assert!(check_url("http://evil.example:80", &allowed).is_err());
-        assert!(check_url("http://svc.cluster.local.evil:80", &allowed).is_err());
-        assert!(Allowed::parse(&["not a host!".into()]).is_err());
+        assert!(check_url("http://10.1.2.3:80", &allowed, &[]).is_ok());
+        assert!(check_url("http://orders.internal:80", &allowed, &[]).is_ok());
+        assert!(
+            check_url(
+                "http://users.gatehouse.svc.cluster.local:8080",
+                &allowed,
+                &[]
+            )
+            .is_ok()
+        );
+        assert!(check_url("http://192.0.2.1:80", &allowed, &[]).is_err());
+        assert!(check_url("http://evil.example:80", &allowed, &[]).is_err());
+        assert!(check_url("http://svc.cluster.local.evil:80", &allowed, &[]).is_err());
+        assert!(Allowed::parse(&["not a host!".into()], None).is_err());
+    }
+
+    #[test]
+    fn by_default_only_the_upstreams_own_hosts_and_never_the_credential_checker() {
+        let none = Allowed::parse(&[], Some("users")).unwrap();
+        let own = ["scanner1.internal".to_owned(), "10.0.0.5".to_owned()];
+        assert!(check_url("http://scanner1.internal:9000", &none, &own).is_ok());
+        assert!(check_url("http://10.0.0.5:81", &none, &own).is_ok());
+        for elsewhere in [
+            "http://169.254.169.254:80",
+            "http://127.0.0.1:6379",
+            "http://attacker.example:80",
+        ] {
+            assert!(check_url(elsewhere, &none, &own).is_err(), "{elsewhere}");
+        }
+        assert!(!none.takes("users") && none.takes("scanner"));
+        assert!(Allowed::parse(&[], None).unwrap().takes("users"));
     }
 }
