@@ -68,7 +68,7 @@ pub async fn routes(_: AdminBearer, gw: web::Data<Traffic>) -> HttpResponse {
                 .map(|(q, by)| format!("{} by {}", q.describe(), by_name(*by))),
             cache_ttl_secs: r.cache.as_ref().map(|c| c.ttl.as_secs()),
             websocket: r.websocket,
-            client_cert_subjects: r.client_cert.as_ref().map(|c| c.subjects().to_vec()),
+            client_cert_subjects: r.client_cert.as_ref().map(|c| c.subjects()),
         })
         .collect();
     HttpResponse::Ok().json(json!({ "routes": routes }))

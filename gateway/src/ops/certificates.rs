@@ -303,10 +303,29 @@ impl CertStore {
         Ok(builder.with_cert_resolver(self.clone()))
     }
 
-    /// The subject (RFC 4514 text) of a verified client certificate.
-    pub fn subject_of(der: &[u8]) -> Option<String> {
+    /// The subject of a verified client certificate, as attribute pairs
+    /// (a value that is no string is kept as RFC 4514's `#` and its hex).
+    pub fn subject_of(der: &[u8]) -> Option<crate::traffic::cert_subjects::Dn> {
         let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-        Some(cert.subject().to_string())
+        let rdns = cert
+            .subject()
+            .iter()
+            .map(|rdn| {
+                rdn.iter()
+                    .map(|ava| {
+                        let value = match ava.as_str() {
+                            Ok(s) => s.to_owned(),
+                            Err(_) => ava.as_slice().iter().fold("#".to_owned(), |mut h, b| {
+                                h.push_str(&format!("{b:02x}"));
+                                h
+                            }),
+                        };
+                        (ava.attr_type().to_id_string(), value)
+                    })
+                    .collect()
+            })
+            .collect();
+        Some(crate::traffic::cert_subjects::Dn::from_certificate(rdns))
     }
 }
 

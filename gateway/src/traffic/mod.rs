@@ -2,7 +2,7 @@
 //! phases, the upstreams and the one client that reaches them, rate
 //! limits, the response cache, composed routes and the WebSocket relay.
 
-pub mod client_cert;
+pub mod cert_subjects;
 pub mod compose;
 pub mod edge;
 pub mod header_edits;

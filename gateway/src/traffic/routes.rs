@@ -9,7 +9,7 @@ use actix_web::http::Method;
 use actix_web::http::header::HeaderName;
 use serde::Deserialize;
 
-use crate::traffic::client_cert::{ClientCertConfig, ClientCertRule};
+use crate::traffic::cert_subjects::{ClientCertConfig, ClientCertRule};
 use crate::traffic::header_edits::{HeaderEdits, HeaderRules};
 use crate::traffic::ratelimit::{LimitBy, Quota, RateLimitConfig};
 

@@ -10,19 +10,23 @@ use common::Problem;
 use super::context::Ctx;
 use crate::ops::certificates::CertStore;
 
-/// The verified certificate's subject, admitted by the route's rule.
+/// The verified certificate's subject (RFC 4514 text, for the upstream),
+/// admitted by the route's rule: compared as attribute pairs, not as text.
 pub fn phase(ctx: &Ctx<'_>) -> Result<Option<String>, HttpResponse> {
     let subject = ctx
         .req
         .conn_data::<common::http::PeerCertificate>()
         .and_then(|c| CertStore::subject_of(&c.0));
-    let Some(rule) = &ctx.route.client_cert else {
-        return Ok(subject);
+    let refused = match (&ctx.route.client_cert, &subject) {
+        (None, _) => None,
+        (Some(_), None) => Some("this route needs a verified client certificate (mutual TLS)"),
+        (Some(rule), Some(s)) if !rule.admits(s) => {
+            Some("this route does not admit the client certificate's subject")
+        }
+        (Some(_), Some(_)) => None,
     };
-    let refused = match &subject {
-        None => "this route needs a verified client certificate (mutual TLS)",
-        Some(s) if !rule.admits(s) => "this route does not admit the client certificate's subject",
-        Some(_) => return Ok(subject),
-    };
-    Err(Problem::forbidden(refused).to_response())
+    match refused {
+        Some(why) => Err(Problem::forbidden(why).to_response()),
+        None => Ok(subject.map(|s| s.to_string())),
+    }
 }
