@@ -72,13 +72,14 @@ async fn security_events_are_recorded_and_read_back_by_admins() {
             .status,
         204
     );
-    // An admin API change.
+    // An admin API change (a target that answers its health check).
+    let extra = Backend::start("extra").await;
     let r = s
         .send(
             &admin,
             Method::POST,
             "/admin/upstreams/echo/targets",
-            json!({"url": "http://127.0.0.1:9"}),
+            json!({"url": extra.url()}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
