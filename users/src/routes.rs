@@ -501,17 +501,19 @@ pub async fn verify_credentials(
     body: web::Json<CredentialsRequest>,
 ) -> Result<web::Json<UserIdentity>> {
     let body = body.into_inner();
+    // An invalid name cannot exist, and the caller knows the rules: no lookup.
     let found = match Username::parse("username", &body.username) {
         Ok(u) => service::find_for_login(db.get_ref(), u.as_str()).await?,
         Err(_) => None,
     };
-    let (user, hash) = match found {
-        Some((u, h)) => (Some(u), Some(h)),
-        None => (None, None),
-    };
+    let hash = found.as_ref().map(|c| c.password_hash.clone());
+    // An unknown name verifies the dummy hash: the same work as a wrong
+    // password, and nothing read before or after it on either path.
     let valid = hasher.verify(body.password, hash).await?;
-    match user {
-        Some(u) if valid && u.is_active => Ok(web::Json(u.into())),
+    match found {
+        Some(c) if valid && c.is_active => {
+            Ok(web::Json(service::get(db.get_ref(), c.id).await?.into()))
+        }
         _ => Err(Error::InvalidCredentials),
     }
 }
