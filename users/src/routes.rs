@@ -209,6 +209,7 @@ pub async fn get_user(
         (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Username or e-mail taken, or the last active admin would be lost", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields (all listed)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_user(
@@ -360,6 +361,7 @@ pub async fn get_me(caller: Caller, db: Db) -> Result<web::Json<UserResponse>> {
         (status = 200, description = "The changed account", body = UserResponse),
         (status = 401, description = "No valid gateway proof", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The current password is wrong (it counts toward the login lockout)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many wrong passwords for this account (see `Retry-After`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The account no longer exists", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "E-mail taken", body = Problem, content_type = "application/problem+json"),
@@ -491,6 +493,7 @@ pub async fn metrics(audit: Audit) -> HttpResponse {
         (status = 200, description = "Valid credentials of an active user", body = UserIdentity),
         (status = 401, description = "Invalid credentials, or no valid gateway proof", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The proof is a user's, not the gateway's", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Too many password checks in progress", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -547,6 +550,7 @@ pub async fn internal_get_user(
         (status = 200, description = "The linked account's identity and state", body = UserIdentity),
         (status = 401, description = "No valid gateway proof", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The proof is a user's, not the gateway's", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An empty issuer or subject, or a role that does not exist", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn link_identity(
