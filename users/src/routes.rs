@@ -136,7 +136,7 @@ pub async fn list_users(
         (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Username or e-mail taken", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (all listed)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (all listed); a username starting with `fed.` is `reserved` for linked accounts", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_user(
     _admin: Admin,
@@ -146,7 +146,7 @@ pub async fn create_user(
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
     let mut f = Fields::default();
-    let username = f.take(Username::parse("username", &body.username));
+    let username = f.take(Username::parse_local("username", &body.username));
     let email = f.take(Email::parse("email", &body.email));
     let full_name = body
         .full_name
@@ -210,7 +210,7 @@ pub async fn get_user(
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Username or e-mail taken, or the last active admin would be lost", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (all listed)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (all listed); a new username across the `fed.` prefix of linked accounts is `reserved`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_user(
     admin: Admin,
@@ -542,8 +542,11 @@ pub async fn internal_get_user(
 
 /// Link an external identity to its local account (gateway only, for a
 /// token of a trusted identity provider): the account is created on first
-/// use, with no password, and its roles are set to the mapped ones on every
-/// call unless it is deactivated. The answer says whether it is active.
+/// use, with no password and a username in the linked accounts' namespace
+/// (`fed.` and the preferred one, made valid and unique: `fed.alice`, or
+/// `fed.alice-2` when that is taken), and its roles are set to the mapped
+/// ones on every call unless it is deactivated. The answer says whether it
+/// is active.
 #[utoipa::path(post, path = "/internal/links", tag = "internal", request_body = LinkRequest,
     security(("gateway_proof" = [])),
     responses(
@@ -609,16 +612,30 @@ pub async fn link_identity(
             ),
         ),
         service::Linked::Existing {
-            roles_before: Some(before),
-        } => event(
-            "user.roles_changed",
-            format!(
-                "roles: [{}] -> [{}] (from the identity provider)",
-                join(before),
-                join(&user.roles)
-            ),
-        ),
-        service::Linked::Existing { roles_before: None } => {}
+            roles_before,
+            renamed_from,
+        } => {
+            if let Some(before) = roles_before {
+                event(
+                    "user.roles_changed",
+                    format!(
+                        "roles: [{}] -> [{}] (from the identity provider)",
+                        join(before),
+                        join(&user.roles)
+                    ),
+                );
+            }
+            if let Some(before) = renamed_from {
+                event(
+                    "user.renamed",
+                    format!(
+                        "username: `{before}` -> `{}` (linked accounts' names carry the `{}` prefix)",
+                        user.username,
+                        crate::domain::LINKED_PREFIX
+                    ),
+                );
+            }
+        }
     }
     Ok(web::Json(user.into()))
 }

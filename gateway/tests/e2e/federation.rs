@@ -86,10 +86,21 @@ async fn a_provider_user_is_a_linked_account_with_mapped_roles_and_can_be_deacti
     // Not an admin: the provider did not say so.
     s.get(&alice, "/api/users").await.problem(403);
 
-    // A local account holds bob's username already: his linked account
-    // gets another, and the local one stays as it was.
+    // Linked accounts' names are theirs only: no local account takes one.
     let admin = admin_token(&s).await;
-    s.create_user(&admin, "fed.bob", &["user"]).await;
+    let r = s
+        .send(
+            &admin,
+            Method::POST,
+            "/api/users",
+            json!({"username": "fed.bob", "email": "bob@example.com", "password": "bob-password-1"}),
+        )
+        .await;
+    r.problem(422);
+    assert_eq!(
+        r.body["errors"],
+        json!([{"field": "username", "code": "reserved", "message": r.body["errors"][0]["message"]}])
+    );
     // bob's realm role maps to admin: he administers, and sees alice as a
     // linked account (issuer and subject), with no password.
     let bob = p.token("bob", &[]).await;
@@ -103,11 +114,9 @@ async fn a_provider_user_is_a_linked_account_with_mapped_roles_and_can_be_deacti
         a["linked_identity"],
         json!({"issuer": p.issuer, "subject": "alice"})
     );
-    let b = items.iter().find(|u| u["username"] == "fed.bob-2").unwrap();
+    let b = items.iter().find(|u| u["username"] == "fed.bob").unwrap();
     assert_eq!(b["roles"], json!(["admin", "user"]));
     assert_eq!(b["linked_identity"]["subject"], "bob");
-    let local = items.iter().find(|u| u["username"] == "fed.bob").unwrap();
-    assert!(local.get("linked_identity").is_none(), "{local}");
     // No password: the linked account cannot log in locally.
     let r = s.login("fed.alice", "anything-at-all").await;
     assert_eq!(r.status, 401, "{}", r.text);
@@ -203,6 +212,32 @@ impl OwnIssuer {
         h.kid = Some(Self::KID.into());
         jsonwebtoken::encode(&h, &all, &self.key).unwrap()
     }
+}
+
+/// A provider's user never takes a name a local account could want: its
+/// account is `fed.` and the name it asks for (#30: it got the bare name,
+/// and the admin could then not create `support`).
+#[actix_web::test]
+async fn linked_accounts_never_take_local_names() {
+    let own = OwnIssuer::start().await;
+    let issuers = own.trusted();
+    let s = spawn_stack_with(move |l| l.set("trusted_issuers", issuers.clone())).await;
+    let admin = admin_token(&s).await;
+    let me = |sub: Value, name: &str| {
+        let t = own.token(json!({"sub": sub, "preferred_username": name}));
+        let s = &s;
+        async move { s.get(&t, "/api/me").await }
+    };
+    for name in ["support", "root", "admin-2"] {
+        let r = me(json!(format!("u-{name}")), name).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["username"], format!("fed.{name}"));
+        s.create_user(&admin, name, &["user"]).await;
+    }
+    // A namesake from the same provider: a suffix.
+    let r = me(json!("u-other"), "Support").await;
+    assert_eq!(r.body["username"], "fed.support-2", "{}", r.text);
+    own.handle.stop(false).await;
 }
 
 /// `sub` is a string (RFC 7519, OpenID Connect): a provider's token whose
