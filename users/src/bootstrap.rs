@@ -21,7 +21,7 @@ pub async fn ensure_admin(
     if !service::is_empty(db).await.context("counting users")? {
         return Ok(());
     }
-    let username = Username::parse("admin.username", &admin.username)
+    let username = Username::parse_local("admin.username", &admin.username)
         .map_err(|e| anyhow::anyhow!("admin.username (ADMIN_USERNAME): {}", e.message))?;
     let email = Email::parse("admin.email", &admin.email)
         .map_err(|e| anyhow::anyhow!("admin.email (ADMIN_EMAIL): {}", e.message))?;

@@ -39,9 +39,41 @@ impl Username {
         Ok(Self(s))
     }
 
+    /// A name a local account may have: a username not in the linked
+    /// accounts' namespace ([`LINKED_PREFIX`]).
+    pub fn parse_local(field: &str, raw: &str) -> Result<Self, FieldError> {
+        let name = Self::parse(field, raw)?;
+        if name.is_linked() {
+            return Err(reserved(field));
+        }
+        Ok(name)
+    }
+
+    /// In the namespace of accounts linked to an identity provider.
+    pub fn is_linked(&self) -> bool {
+        self.0.starts_with(LINKED_PREFIX)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The prefix of every linked account's username (an account created for
+/// a trusted identity provider's user), which no local account's may have:
+/// the two kinds never compete for a name, so a provider's user cannot
+/// take one an admin would give a local account.
+pub const LINKED_PREFIX: &str = "fed.";
+
+/// The problem of a name on the wrong side of [`LINKED_PREFIX`].
+pub fn reserved(field: &str) -> FieldError {
+    FieldError::new(
+        field,
+        "reserved",
+        format!(
+            "names starting with `{LINKED_PREFIX}` are those of accounts linked to an identity provider, and only theirs"
+        ),
+    )
 }
 
 /// A syntactically valid e-mail address of at most 254 characters, stored
@@ -225,6 +257,17 @@ mod tests {
             Username::parse("x", "a!").err().map(|e| e.field),
             Some("x".into())
         );
+        // The linked accounts' namespace, in any case or form.
+        for linked in ["fed.alice", "Fed.Alice", "ｆｅｄ.alice"] {
+            assert!(Username::parse("u", linked).is_ok_and(|u| u.is_linked()));
+            assert_eq!(
+                Username::parse_local("u", linked).err().map(|e| e.code),
+                Some("reserved".into())
+            );
+        }
+        for local in ["alice", "fed", "fedora", "fed-x", "a.fed.b"] {
+            assert!(Username::parse_local("u", local).is_ok(), "{local}");
+        }
     }
 
     #[test]

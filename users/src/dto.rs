@@ -99,7 +99,9 @@ pub struct ListQuery {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"username": "alice", "email": "alice@example.com", "password": "correct horse battery", "roles": ["user"]}))]
 pub struct CreateUserRequest {
-    /// 3-32 characters of `a-z 0-9 _ . -` (lower-cased).
+    /// 3-32 characters of `a-z 0-9 _ . -` (lower-cased), not starting with
+    /// `fed.` (the names of accounts linked to an identity provider: 422
+    /// `reserved`).
     pub username: String,
     pub email: String,
     #[serde(default)]
@@ -120,6 +122,8 @@ pub struct CreateUserRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
+    /// As for a new account; a linked account's stays within `fed.`, a
+    /// local one's outside it (422 `reserved`).
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
@@ -204,7 +208,8 @@ pub struct LinkRequest {
     pub issuer: String,
     /// The subject at the provider.
     pub subject: String,
-    /// The preferred username (made valid and unique for a new account).
+    /// The preferred username: a new account's is `fed.` and this, made
+    /// valid and unique (`fed.alice`, `fed.alice-2`).
     pub username: String,
     /// An e-mail address, used for a new account when it is free.
     #[serde(default)]

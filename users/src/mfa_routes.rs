@@ -223,6 +223,7 @@ pub async fn status(caller: Caller, db: Db) -> Result<web::Json<MfaStatus>> {
         (status = 403, description = "The current password is wrong (it counts toward the login lockout), or the account has no password here", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The account no longer exists", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A second factor is already active", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed checks for this account (see `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn enrol(
@@ -282,6 +283,7 @@ pub async fn enrol(
         (status = 403, description = "The code is wrong or was used already (it counts toward the login lockout)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The account no longer exists", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "No enrolment in progress, or the TOTP is active already", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed checks for this account (see `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn confirm(
@@ -362,6 +364,7 @@ async fn second_factor(
         (status = 403, description = "The password or the code is wrong (it counts toward the login lockout)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The account no longer exists", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "No second factor is active", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not exactly one of `code` and `recovery_code`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed checks for this account (see `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -421,6 +424,7 @@ pub async fn disable(
         (status = 403, description = "The code is wrong or was used already (it counts toward the login lockout)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The account no longer exists", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "No second factor is active", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed checks for this account (see `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn new_recovery_codes(
@@ -500,6 +504,7 @@ pub async fn reset(
         (status = 200, description = "The code is right: the user's identity", body = UserIdentity),
         (status = 401, description = "Wrong, reused or expired code; no second factor; inactive account; or no valid gateway proof", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The proof is a user's, not the gateway's", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not exactly one of `code` and `recovery_code`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn verify(

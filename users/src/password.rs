@@ -202,6 +202,16 @@ impl PasswordHasher {
         common::traces::in_child("argon2 hash", self.run(move || hash_blocking(&password))).await
     }
 
+    /// The hash a verification runs against, and whether it is the
+    /// account's own: the dummy (made like every stored hash, by
+    /// [`hash_blocking`] with the same parameters) when there is none.
+    fn to_verify(&self, hash: Option<String>) -> (String, bool) {
+        match hash.filter(|h| !h.is_empty()) {
+            Some(h) => (h, true),
+            None => (self.dummy_hash.to_string(), false),
+        }
+    }
+
     /// Check a password. With no hash (unknown user) or an empty one (an
     /// account linked to an identity provider, which has no password) the
     /// dummy hash is checked instead and the answer is `false`: the same
@@ -211,9 +221,7 @@ impl PasswordHasher {
         password: SecretString,
         hash: Option<String>,
     ) -> Result<bool, HashError> {
-        let hash = hash.filter(|h| !h.is_empty());
-        let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
+        let (hash, known) = self.to_verify(hash);
         // The span covers the wait for a hashing slot too: that is where a
         // login under load spends its time.
         let ok = common::traces::in_child(
@@ -276,5 +284,47 @@ mod tests {
         );
         // Unknown user: never true, even for the dummy's own password shape.
         assert!(!h.verify(pw, None).await.unwrap_or(true));
+    }
+
+    /// The fields of a PHC string that decide what a verification costs.
+    fn cost(phc: &str) -> (String, Option<u32>, String, usize, usize) {
+        let p = argon2::PasswordHash::new(phc).unwrap_or_else(|e| panic!("{phc}: {e}"));
+        (
+            p.algorithm.to_string(),
+            p.version,
+            p.params.to_string(),
+            p.salt.map_or(0, |s| s.as_ref().len()),
+            p.hash.map_or(0, |h| h.len()),
+        )
+    }
+
+    /// An unknown user (no hash) and a linked account (an empty one) are
+    /// verified against the dummy, an argon2id hash with the parameters,
+    /// salt and output lengths of the hashes passwords are stored as: the
+    /// same work as a wrong password.
+    #[actix_web::test]
+    async fn the_dummy_costs_what_a_stored_hash_costs() {
+        let h =
+            PasswordHasher::new(1, Duration::from_secs(5), false).unwrap_or_else(|e| panic!("{e}"));
+        let stored = h
+            .hash(SecretString::from("correct horse battery".to_owned()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for missing in [None, Some(String::new())] {
+            let (dummy, known) = h.to_verify(missing);
+            assert!(!known);
+            assert_eq!(cost(&dummy), cost(&stored), "{dummy} vs {stored}");
+            assert_eq!(
+                cost(&dummy),
+                (
+                    "argon2id".to_owned(),
+                    Some(19),
+                    "m=19456,t=2,p=1".to_owned(),
+                    16,
+                    32
+                )
+            );
+        }
+        assert_eq!(h.to_verify(Some(stored.clone())), (stored, true));
     }
 }

@@ -136,7 +136,7 @@ pub async fn list_users(
         (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Username or e-mail taken", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (all listed)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (all listed); a username starting with `fed.` is `reserved` for linked accounts", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_user(
     _admin: Admin,
@@ -146,7 +146,7 @@ pub async fn create_user(
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
     let mut f = Fields::default();
-    let username = f.take(Username::parse("username", &body.username));
+    let username = f.take(Username::parse_local("username", &body.username));
     let email = f.take(Email::parse("email", &body.email));
     let full_name = body
         .full_name
@@ -209,7 +209,8 @@ pub async fn get_user(
         (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Username or e-mail taken, or the last active admin would be lost", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (all listed)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (all listed); a new username across the `fed.` prefix of linked accounts is `reserved`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_user(
     admin: Admin,
@@ -360,6 +361,7 @@ pub async fn get_me(caller: Caller, db: Db) -> Result<web::Json<UserResponse>> {
         (status = 200, description = "The changed account", body = UserResponse),
         (status = 401, description = "No valid gateway proof", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The current password is wrong (it counts toward the login lockout)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many wrong passwords for this account (see `Retry-After`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The account no longer exists", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "E-mail taken", body = Problem, content_type = "application/problem+json"),
@@ -491,6 +493,7 @@ pub async fn metrics(audit: Audit) -> HttpResponse {
         (status = 200, description = "Valid credentials of an active user", body = UserIdentity),
         (status = 401, description = "Invalid credentials, or no valid gateway proof", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The proof is a user's, not the gateway's", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Too many password checks in progress", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -501,17 +504,19 @@ pub async fn verify_credentials(
     body: web::Json<CredentialsRequest>,
 ) -> Result<web::Json<UserIdentity>> {
     let body = body.into_inner();
+    // An invalid name cannot exist, and the caller knows the rules: no lookup.
     let found = match Username::parse("username", &body.username) {
         Ok(u) => service::find_for_login(db.get_ref(), u.as_str()).await?,
         Err(_) => None,
     };
-    let (user, hash) = match found {
-        Some((u, h)) => (Some(u), Some(h)),
-        None => (None, None),
-    };
+    let hash = found.as_ref().map(|c| c.password_hash.clone());
+    // An unknown name verifies the dummy hash: the same work as a wrong
+    // password, and nothing read before or after it on either path.
     let valid = hasher.verify(body.password, hash).await?;
-    match user {
-        Some(u) if valid && u.is_active => Ok(web::Json(u.into())),
+    match found {
+        Some(c) if valid && c.is_active => {
+            Ok(web::Json(service::get(db.get_ref(), c.id).await?.into()))
+        }
         _ => Err(Error::InvalidCredentials),
     }
 }
@@ -537,14 +542,18 @@ pub async fn internal_get_user(
 
 /// Link an external identity to its local account (gateway only, for a
 /// token of a trusted identity provider): the account is created on first
-/// use, with no password, and its roles are set to the mapped ones on every
-/// call unless it is deactivated. The answer says whether it is active.
+/// use, with no password and a username in the linked accounts' namespace
+/// (`fed.` and the preferred one, made valid and unique: `fed.alice`, or
+/// `fed.alice-2` when that is taken), and its roles are set to the mapped
+/// ones on every call unless it is deactivated. The answer says whether it
+/// is active.
 #[utoipa::path(post, path = "/internal/links", tag = "internal", request_body = LinkRequest,
     security(("gateway_proof" = [])),
     responses(
         (status = 200, description = "The linked account's identity and state", body = UserIdentity),
         (status = 401, description = "No valid gateway proof", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The proof is a user's, not the gateway's", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An empty issuer or subject, or a role that does not exist", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn link_identity(
@@ -603,16 +612,30 @@ pub async fn link_identity(
             ),
         ),
         service::Linked::Existing {
-            roles_before: Some(before),
-        } => event(
-            "user.roles_changed",
-            format!(
-                "roles: [{}] -> [{}] (from the identity provider)",
-                join(before),
-                join(&user.roles)
-            ),
-        ),
-        service::Linked::Existing { roles_before: None } => {}
+            roles_before,
+            renamed_from,
+        } => {
+            if let Some(before) = roles_before {
+                event(
+                    "user.roles_changed",
+                    format!(
+                        "roles: [{}] -> [{}] (from the identity provider)",
+                        join(before),
+                        join(&user.roles)
+                    ),
+                );
+            }
+            if let Some(before) = renamed_from {
+                event(
+                    "user.renamed",
+                    format!(
+                        "username: `{before}` -> `{}` (linked accounts' names carry the `{}` prefix)",
+                        user.username,
+                        crate::domain::LINKED_PREFIX
+                    ),
+                );
+            }
+        }
     }
     Ok(web::Json(user.into()))
 }

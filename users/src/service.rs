@@ -13,7 +13,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::domain::{Email, FullName, Role, Username};
+use crate::domain::{Email, FullName, LINKED_PREFIX, Role, Username, reserved};
 use crate::entity::{external_identity, user, user_role};
 use crate::error::{Error, Result};
 
@@ -168,10 +168,14 @@ async fn insert_roles<C: ConnectionTrait>(db: &C, id: Uuid, roles: &[Role]) -> R
     Ok(())
 }
 
-/// Create an account and its roles atomically. A taken username or e-mail
-/// is a 409, and nothing is written.
+/// Create a local account and its roles atomically. A taken username or
+/// e-mail is a 409, a linked account's name (`fed.`) a 422, and nothing is
+/// written.
 #[tracing::instrument(skip_all, fields(username = new.username.as_str()))]
 pub async fn create<C: TransactionTrait>(db: &C, new: NewUser) -> Result<User> {
+    if new.username.is_linked() {
+        return Err(Error::Validation(vec![reserved("username")]));
+    }
     let now = Utc::now();
     let id = Uuid::new_v4();
     let txn = write_txn(db).await?;
@@ -267,12 +271,20 @@ pub async fn list<C: ConnectionTrait>(
     Ok((users.collect(), total))
 }
 
-/// Apply a change. Refuses (409) to leave the system without an active admin.
+/// Apply a change. Refuses (409) to leave the system without an active
+/// admin, and (422) a new username on the other side of the linked
+/// accounts' prefix: a local account stays out of `fed.`, a linked one in.
 #[tracing::instrument(skip_all, fields(user_id = %id))]
 pub async fn update<C: TransactionTrait>(db: &C, id: Uuid, patch: UserPatch) -> Result<User> {
     let txn = write_txn(db).await?;
     lock_admins(&txn).await?;
     let before = load(&txn, id).await?;
+    if let Some(u) = &patch.username
+        && u.as_str() != before.username
+        && u.is_linked() != before.linked.is_some()
+    {
+        return Err(Error::Validation(vec![reserved("username")]));
+    }
     let mut am = user::ActiveModel {
         id: Set(id),
         ..Default::default()
@@ -328,24 +340,34 @@ pub async fn delete<C: TransactionTrait>(db: &C, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// What the credential check needs: the user and its hash, by username.
+/// What the credential check reads before it checks the password: one
+/// row, by username.
+#[derive(Debug, Clone)]
+pub struct LoginCandidate {
+    pub id: Uuid,
+    /// The PHC string; empty for an account linked to an identity provider.
+    pub password_hash: String,
+    pub is_active: bool,
+}
+
+/// The account a login names, read with one statement whether it exists or
+/// not. Nothing more is read before the password is checked (roles and
+/// second factor come after, for a right password only): a known name
+/// that took more queries answered a wrong password measurably later than
+/// an unknown name (issue 30).
 pub async fn find_for_login<C: ConnectionTrait>(
     db: &C,
     username: &str,
-) -> Result<Option<(User, String)>> {
-    let Some(m) = user::Entity::find()
+) -> Result<Option<LoginCandidate>> {
+    Ok(user::Entity::find()
         .filter(user::Column::Username.eq(username))
         .one(db)
         .await?
-    else {
-        return Ok(None);
-    };
-    let hash = m.password_hash.clone();
-    let id = m.id;
-    let roles = roles_of(db, &[id]).await?.remove(&id).unwrap_or_default();
-    let mut user = User::from_model(m, roles);
-    user.mfa = crate::mfa::state(db, id).await? == crate::mfa::State::Active;
-    Ok(Some((user, hash)))
+        .map(|m| LoginCandidate {
+            id: m.id,
+            password_hash: m.password_hash,
+            is_active: m.is_active,
+        }))
 }
 
 /// The stored hash of a user's password.
@@ -381,8 +403,13 @@ pub struct ExternalIdentity {
 pub enum Linked {
     /// Created now, on first use.
     Created,
-    /// Known already; `roles_before` when the provider changed its roles.
-    Existing { roles_before: Option<Vec<Role>> },
+    /// Known already; `roles_before` when the provider changed its roles,
+    /// `renamed_from` when the account had a name from before linked names
+    /// were prefixed (it has its prefixed one now).
+    Existing {
+        roles_before: Option<Vec<Role>>,
+        renamed_from: Option<String>,
+    },
 }
 
 /// The issuer and subject an account is linked to, by user id.
@@ -402,11 +429,15 @@ pub async fn links_of<C: ConnectionTrait>(
         .collect())
 }
 
-/// A username a new linked account can have: the provider's, reduced to
-/// what a username may hold (a-z, 0-9, `_`, `.`, `-`; 3 to 32 characters).
+/// The username a new linked account is given, before it is made unique:
+/// [`LINKED_PREFIX`] and the provider's, reduced to what a username may
+/// hold (a-z, 0-9, `_`, `.`, `-`), so short that a suffix (`-2`, or six
+/// random characters) keeps it within 32. A name that has the prefix
+/// already keeps it once (`Fed.Alice` is `fed.alice`).
 fn username_base(hint: &str) -> String {
     let canonical = common::identity::canonical_username(hint);
-    let mut s: String = canonical
+    let bare = canonical.strip_prefix(LINKED_PREFIX).unwrap_or(&canonical);
+    let s: String = bare
         .chars()
         .map(|c| {
             if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-') {
@@ -415,13 +446,14 @@ fn username_base(hint: &str) -> String {
                 '-'
             }
         })
-        .take(25)
         .collect();
-    s = s.trim_matches('-').to_owned();
-    if s.chars().count() < 3 {
-        s = format!("user-{s}").trim_end_matches('-').to_owned();
-    }
-    s
+    let s: String = s
+        .trim_matches(|c| c == '-' || c == '.')
+        .chars()
+        .take(32 - LINKED_PREFIX.len() - 7)
+        .collect();
+    let s = s.trim_end_matches(['-', '.']);
+    format!("{LINKED_PREFIX}{}", if s.is_empty() { "user" } else { s })
 }
 
 async fn free_username<C: ConnectionTrait>(db: &C, base: &str) -> Result<String> {
@@ -487,21 +519,45 @@ async fn link_once<C: TransactionTrait>(
         .await?;
     if let Some(k) = known {
         let before = load(&txn, k.user_id).await?;
-        if before.roles == roles || !before.is_active {
+        let change_roles = before.roles != roles && before.is_active;
+        // Linked before linked names were prefixed: the name goes back to
+        // the local namespace now.
+        let rename = !before.username.starts_with(LINKED_PREFIX);
+        if !change_roles && !rename {
             txn.rollback().await?;
-            return Ok((before, Linked::Existing { roles_before: None }));
+            return Ok((
+                before,
+                Linked::Existing {
+                    roles_before: None,
+                    renamed_from: None,
+                },
+            ));
         }
-        user_role::Entity::delete_many()
-            .filter(user_role::Column::UserId.eq(k.user_id))
-            .exec(&txn)
+        if change_roles {
+            user_role::Entity::delete_many()
+                .filter(user_role::Column::UserId.eq(k.user_id))
+                .exec(&txn)
+                .await?;
+            insert_roles(&txn, k.user_id, roles).await?;
+        }
+        if rename {
+            let name = free_username(&txn, &username_base(&before.username)).await?;
+            user::ActiveModel {
+                id: Set(k.user_id),
+                username: Set(name),
+                updated_at: Set(Utc::now()),
+                ..Default::default()
+            }
+            .update(&txn)
             .await?;
-        insert_roles(&txn, k.user_id, roles).await?;
+        }
         let after = load(&txn, k.user_id).await?;
         txn.commit().await?;
         return Ok((
             after,
             Linked::Existing {
-                roles_before: Some(before.roles),
+                roles_before: change_roles.then_some(before.roles),
+                renamed_from: rename.then_some(before.username),
             },
         ));
     }

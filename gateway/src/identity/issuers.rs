@@ -468,6 +468,13 @@ impl Issuer {
         claims: Map<String, Value>,
     ) -> Result<ExternalClaims, ExternalError> {
         let c = &self.config;
+        // `sub` is a string (RFC 7519 section 4.1.2, OpenID Connect Core
+        // section 2): a token holding anything else there is not one, whatever
+        // claim the subject is read from. A number is not read as its digits
+        // (`1` and `"1"` would be one account).
+        if claims.get("sub").is_some_and(|v| !v.is_string()) {
+            return Err(ExternalError::Claim("sub".into()));
+        }
         for r in &c.required_claims {
             if claim_at(&claims, r).is_none_or(Value::is_null) {
                 return Err(ExternalError::Claim(r.clone()));
@@ -737,6 +744,26 @@ mod tests {
         let mut no_sub = claims.as_object().unwrap().clone();
         no_sub.remove("sub");
         assert!(issuer.map_claims("t", no_sub).is_err());
+        // `sub` is a string: a number, or anything else, makes the token
+        // invalid; the same digits as a string are a subject.
+        for sub in [
+            json!(12345),
+            json!(1.5),
+            json!(true),
+            json!(["u-1"]),
+            Value::Null,
+        ] {
+            let mut odd = claims.as_object().unwrap().clone();
+            odd.insert("sub".into(), sub.clone());
+            assert_eq!(
+                issuer.map_claims("t", odd).unwrap_err(),
+                ExternalError::Claim("sub".into()),
+                "{sub}"
+            );
+        }
+        let mut digits = claims.as_object().unwrap().clone();
+        digits.insert("sub".into(), json!("12345"));
+        assert_eq!(issuer.map_claims("t", digits).unwrap().subject, "12345");
     }
 
     #[test]

@@ -86,10 +86,21 @@ async fn a_provider_user_is_a_linked_account_with_mapped_roles_and_can_be_deacti
     // Not an admin: the provider did not say so.
     s.get(&alice, "/api/users").await.problem(403);
 
-    // A local account holds bob's username already: his linked account
-    // gets another, and the local one stays as it was.
+    // Linked accounts' names are theirs only: no local account takes one.
     let admin = admin_token(&s).await;
-    s.create_user(&admin, "fed.bob", &["user"]).await;
+    let r = s
+        .send(
+            &admin,
+            Method::POST,
+            "/api/users",
+            json!({"username": "fed.bob", "email": "bob@example.com", "password": "bob-password-1"}),
+        )
+        .await;
+    r.problem(422);
+    assert_eq!(
+        r.body["errors"],
+        json!([{"field": "username", "code": "reserved", "message": r.body["errors"][0]["message"]}])
+    );
     // bob's realm role maps to admin: he administers, and sees alice as a
     // linked account (issuer and subject), with no password.
     let bob = p.token("bob", &[]).await;
@@ -103,11 +114,9 @@ async fn a_provider_user_is_a_linked_account_with_mapped_roles_and_can_be_deacti
         a["linked_identity"],
         json!({"issuer": p.issuer, "subject": "alice"})
     );
-    let b = items.iter().find(|u| u["username"] == "fed.bob-2").unwrap();
+    let b = items.iter().find(|u| u["username"] == "fed.bob").unwrap();
     assert_eq!(b["roles"], json!(["admin", "user"]));
     assert_eq!(b["linked_identity"]["subject"], "bob");
-    let local = items.iter().find(|u| u["username"] == "fed.bob").unwrap();
-    assert!(local.get("linked_identity").is_none(), "{local}");
     // No password: the linked account cannot log in locally.
     let r = s.login("fed.alice", "anything-at-all").await;
     assert_eq!(r.status, 401, "{}", r.text);
@@ -141,6 +150,129 @@ async fn a_provider_user_is_a_linked_account_with_mapped_roles_and_can_be_deacti
     actix_web::rt::time::sleep(std::time::Duration::from_millis(1100)).await;
     let newest = p.token("alice", &[]).await;
     assert_eq!(s.get(&newest, "/api/echo").await.status, 200);
+}
+
+/// A trusted issuer of the test's own: its key set served here, so a test
+/// signs tokens with any claims (oidc-provider decides its own).
+struct OwnIssuer {
+    issuer: String,
+    jwks_uri: String,
+    key: jsonwebtoken::EncodingKey,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl OwnIssuer {
+    const KID: &'static str = "own-1";
+
+    async fn start() -> OwnIssuer {
+        use rsa::traits::PublicKeyParts;
+        let key = rsa::RsaPrivateKey::new(&mut rand08::rngs::OsRng, 2048).unwrap();
+        let b64 = |n: &rsa::BigUint| URL_SAFE_NO_PAD.encode(n.to_bytes_be());
+        let jwks = json!({"keys": [{"kty": "RSA", "kid": Self::KID, "alg": "RS256", "use": "sig",
+            "n": b64(key.n()), "e": b64(key.e())}]});
+        let server = actix_web::HttpServer::new(move || {
+            let jwks = jwks.clone();
+            actix_web::App::new().route(
+                "/jwks",
+                actix_web::web::get().to(move || {
+                    let jwks = jwks.clone();
+                    async move { actix_web::HttpResponse::Ok().json(jwks) }
+                }),
+            )
+        })
+        .workers(1)
+        .listen(TcpListener::bind("127.0.0.1:0").unwrap())
+        .unwrap();
+        let port = server.addrs()[0].port();
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap();
+        OwnIssuer {
+            issuer: "https://own-idp.test".into(),
+            jwks_uri: format!("http://127.0.0.1:{port}/jwks"),
+            key: jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+            handle,
+        }
+    }
+
+    fn trusted(&self) -> Value {
+        json!([{"issuer": self.issuer, "jwks_uri": self.jwks_uri, "audiences": ["gatehouse"],
+            "algorithms": ["RS256"]}])
+    }
+
+    /// A token with these claims besides `iss`, `aud`, `exp` and `iat`.
+    fn token(&self, claims: Value) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let mut all = json!({"iss": self.issuer, "aud": "gatehouse", "exp": now + 300, "iat": now});
+        all.as_object_mut()
+            .unwrap()
+            .extend(claims.as_object().unwrap().clone());
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        h.kid = Some(Self::KID.into());
+        jsonwebtoken::encode(&h, &all, &self.key).unwrap()
+    }
+}
+
+/// A provider's user never takes a name a local account could want: its
+/// account is `fed.` and the name it asks for (#30: it got the bare name,
+/// and the admin could then not create `support`).
+#[actix_web::test]
+async fn linked_accounts_never_take_local_names() {
+    let own = OwnIssuer::start().await;
+    let issuers = own.trusted();
+    let s = spawn_stack_with(move |l| l.set("trusted_issuers", issuers.clone())).await;
+    let admin = admin_token(&s).await;
+    let me = |sub: Value, name: &str| {
+        let t = own.token(json!({"sub": sub, "preferred_username": name}));
+        let s = &s;
+        async move { s.get(&t, "/api/me").await }
+    };
+    for name in ["support", "root", "admin-2"] {
+        let r = me(json!(format!("u-{name}")), name).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["username"], format!("fed.{name}"));
+        s.create_user(&admin, name, &["user"]).await;
+    }
+    // A namesake from the same provider: a suffix.
+    let r = me(json!("u-other"), "Support").await;
+    assert_eq!(r.body["username"], "fed.support-2", "{}", r.text);
+    own.handle.stop(false).await;
+}
+
+/// `sub` is a string (RFC 7519, OpenID Connect): a provider's token whose
+/// `sub` is a number (#30: read as its digits) or anything else is invalid,
+/// and makes no account.
+#[actix_web::test]
+async fn a_provider_token_whose_sub_is_not_a_string_is_invalid() {
+    let own = OwnIssuer::start().await;
+    let issuers = own.trusted();
+    let s = spawn_stack_with(move |l| l.set("trusted_issuers", issuers.clone())).await;
+    let admin = admin_token(&s).await;
+    let before = s.get(&admin, "/api/users?username=fed").await.body["total"].clone();
+    let numeric = own.token(json!({"sub": 12345, "preferred_username": "numeric"}));
+    let r = s.get(&numeric, "/api/echo").await;
+    r.invalid_token();
+    assert_eq!(
+        s.get(&admin, "/api/users?username=fed").await.body["total"],
+        before
+    );
+    // So is any other non-string `sub`; the same digits as a string are fine.
+    for sub in [
+        json!(1.5),
+        json!(true),
+        json!(["a"]),
+        json!({"id": "a"}),
+        Value::Null,
+    ] {
+        let t = own.token(json!({"sub": sub, "preferred_username": "odd"}));
+        s.get(&t, "/api/echo").await.invalid_token();
+    }
+    let digits = own.token(json!({"sub": "12345", "preferred_username": "numeric"}));
+    let r = s.get(&digits, "/api/me").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["linked_identity"]["subject"], "12345");
+    own.handle.stop(false).await;
 }
 
 #[actix_web::test]

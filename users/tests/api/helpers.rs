@@ -15,6 +15,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub minter: Arc<ProofMinter>,
     pub admin: Principal,
+    /// The service's database, for tests that open a connection of their own.
+    pub db_url: String,
     #[allow(dead_code)] // keeps the temp dir and databases alive
     pub env: TestEnv,
 }
@@ -42,7 +44,7 @@ pub async fn spawn_app_with(
     let url = env.database("users").await;
     let loader = users::Settings::loader()
         .set("data_dir", env.data_dir())
-        .set("database.url", url)
+        .set("database.url", url.clone())
         .set("workers", 1)
         .set("admin.password", ADMIN_PASSWORD);
     let settings: users::Settings = f(loader).extract().expect("settings");
@@ -61,6 +63,7 @@ pub async fn spawn_app_with(
         client,
         minter: env.minter.clone(),
         admin: Principal::Gateway,
+        db_url: url,
         env,
     };
     let me = t.verify("admin", ADMIN_PASSWORD).await;

@@ -7,6 +7,7 @@ mod admin_crud;
 mod credentials;
 mod helpers;
 mod last_admin;
+mod links;
 mod me;
 mod platform;
 mod proof;
