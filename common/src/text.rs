@@ -118,8 +118,10 @@ fn refuse(field: &str, message: String) -> Problem {
     Problem::validation(vec![FieldError::new(field, "text", message)])
 }
 
-fn is_json(req: &ServiceRequest) -> bool {
-    req.headers()
+/// Whether a request says its body is JSON (`application/json` or a
+/// `+json` type), what every JSON operation requires.
+pub fn is_json(headers: &header::HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
@@ -142,7 +144,7 @@ pub async fn refuse_non_text(
         let res = refuse("query", why).to_response();
         return Ok(req.into_response(res).map_into_right_body());
     }
-    if is_json(&req) {
+    if is_json(req.headers()) {
         let mut payload = req.take_payload();
         let mut body = BytesMut::new();
         let mut rest = None;

@@ -57,7 +57,7 @@ fn token_pair(
     session: &Started,
     refresh: Issued,
 ) -> HttpResponse {
-    let now = crate::clock::unix_secs();
+    let (jti, now) = crate::identity::sessions::new_token_id();
     let second_factor = session.amr.iter().any(|m| m == "otp");
     let claims = AccessClaims {
         iss: String::new(),
@@ -66,7 +66,7 @@ fn token_pair(
         exp: now + gw.access_ttl_secs,
         iat: now,
         nbf: now,
-        jti: Uuid::new_v4().to_string(),
+        jti,
         sid: session.id.to_string(),
         scope: None,
         client_id: None,

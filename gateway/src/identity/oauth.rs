@@ -408,7 +408,7 @@ async fn issue(req: &HttpRequest, gw: &Identity, body: &[u8]) -> Result<HttpResp
             return Err(e);
         }
     };
-    let now = crate::clock::unix_secs();
+    let (jti, now) = crate::identity::sessions::new_token_id();
     let scope = scopes.join(" ");
     let claims = AccessClaims {
         iss: String::new(),
@@ -417,7 +417,7 @@ async fn issue(req: &HttpRequest, gw: &Identity, body: &[u8]) -> Result<HttpResp
         exp: now + gw.client_ttl_secs,
         iat: now,
         nbf: now,
-        jti: uuid::Uuid::new_v4().to_string(),
+        jti,
         sid: client.token_sid(secret_id),
         scope: (!scope.is_empty()).then(|| scope.clone()),
         client_id: Some(client.client_id.clone()),

@@ -124,14 +124,67 @@ pub fn session_key(sid: &str) -> String {
 
 const SESSION_PREFIX: &str = "sid:";
 
-/// Deny-list keys `usr:<user id>@<unix seconds>`: every token of that user
-/// issued at or before that second is refused, whatever its session (the
-/// tokens of an account linked to an identity provider have none).
+/// Deny-list keys `usr:<user id>@<unix seconds>.<milliseconds>`: every
+/// token of that user issued at or before that millisecond is refused,
+/// whatever its session (the tokens of an account linked to an identity
+/// provider have none). A key without the fraction (written before
+/// cutoffs had milliseconds) covers its whole second.
 const USER_PREFIX: &str = "usr:";
 
-/// The deny-list key that cuts off every token of `user` issued up to `at`.
-pub fn user_cutoff_key(user: Uuid, at: i64) -> String {
-    format!("{USER_PREFIX}{user}@{at}")
+/// The deny-list key that cuts off every token of `user` issued up to
+/// `at_ms` (Unix milliseconds).
+pub fn user_cutoff_key(user: Uuid, at_ms: i64) -> String {
+    let (secs, ms) = (at_ms.div_euclid(1000), at_ms.rem_euclid(1000));
+    format!("{USER_PREFIX}{user}@{secs}.{ms:03}")
+}
+
+/// The cutoff of a `usr:` key's time part, in Unix milliseconds.
+fn cutoff_ms(at: &str) -> Option<i64> {
+    let (secs, frac) = match at.split_once('.') {
+        Some((s, f)) if f.len() == 3 && f.bytes().all(|b| b.is_ascii_digit()) => (s, Some(f)),
+        Some(_) => return None,
+        None => (at, None),
+    };
+    let whole = secs.parse::<i64>().ok()?.checked_mul(1000)?;
+    match frac {
+        Some(f) => whole.checked_add(f.parse::<i64>().ok()?),
+        None => whole.checked_add(999),
+    }
+}
+
+/// A new access-token id and its `iat`: a UUIDv7 (RFC 9562), whose
+/// timestamp is the moment of issue to the millisecond, and that moment's
+/// second. Revocation cutoffs compare at that precision (see
+/// [`issued_ms`]), so a token issued just after an account change in the
+/// same second is not taken for one issued before it.
+pub fn new_token_id() -> (String, i64) {
+    let id = Uuid::now_v7();
+    let secs = id
+        .get_timestamp()
+        .and_then(|t| i64::try_from(t.to_unix().0).ok())
+        .unwrap_or_else(crate::clock::unix_secs);
+    (id.to_string(), secs)
+}
+
+/// When a token was issued, in Unix milliseconds, as precisely as it
+/// says: the timestamp of a UUIDv7 `jti` that falls within its `iat`
+/// second (the gateway's own tokens, see [`new_token_id`]), else the first
+/// millisecond of `iat` (the earliest it may have been issued), so a
+/// cutoff anywhere in that second covers it.
+pub fn issued_ms(jti: &str, iat: i64) -> i64 {
+    let whole = iat.saturating_mul(1000);
+    let latest = whole.saturating_add(999);
+    Uuid::parse_str(jti)
+        .ok()
+        .filter(|id| id.get_version_num() == 7)
+        .and_then(|id| id.get_timestamp())
+        .and_then(|t| {
+            let (secs, nanos) = t.to_unix();
+            let secs = i64::try_from(secs).ok()?;
+            Some(secs.saturating_mul(1000) + i64::from(nanos / 1_000_000))
+        })
+        .filter(|ms| (whole..=latest).contains(ms))
+        .unwrap_or(whole)
 }
 
 /// A freshly issued refresh token (the only time its clear text exists).
@@ -186,7 +239,8 @@ pub struct DenyList(RwLock<Denials>);
 struct Denials {
     tokens: HashMap<String, i64>,
     sessions: HashMap<String, i64>,
-    /// User id -> (latest cutoff, when the entry may be forgotten).
+    /// User id -> (latest cutoff in Unix milliseconds, when the entry may
+    /// be forgotten).
     users: HashMap<String, (i64, i64)>,
 }
 
@@ -197,7 +251,7 @@ impl Denials {
             let Some((user, at)) = rest.split_once('@') else {
                 return false;
             };
-            let Ok(at) = at.parse::<i64>() else {
+            let Some(at) = cutoff_ms(at) else {
                 return false;
             };
             let entry = self.users.entry(user.to_owned()).or_insert((i64::MIN, 0));
@@ -235,24 +289,19 @@ impl DenyList {
     }
 
     /// Whether a token is denied: its id, its session, or its user's tokens
-    /// issued until `iat` (one look under the lock, for the hot path).
+    /// issued until a cutoff (one look under the lock, for the hot path;
+    /// the issue time is read to the millisecond only when the user has a
+    /// cutoff, see [`issued_ms`]).
     pub fn refuses(&self, jti: &str, sid: &str, user: &str, iat: i64) -> bool {
         self.0
             .read()
             .map(|m| {
                 m.tokens.contains_key(jti)
                     || (!sid.is_empty() && m.sessions.contains_key(sid))
-                    || m.users.get(user).is_some_and(|(at, _)| iat <= *at)
+                    || m.users
+                        .get(user)
+                        .is_some_and(|(at, _)| issued_ms(jti, iat) <= *at)
             })
-            .unwrap_or(true)
-    }
-
-    /// Whether `user`'s tokens issued at `iat` are cut off (an account
-    /// change ended them all).
-    pub fn is_user_cut_off(&self, user: &str, iat: i64) -> bool {
-        self.0
-            .read()
-            .map(|m| m.users.get(user).is_some_and(|(at, _)| iat <= *at))
             .unwrap_or(true)
     }
 
@@ -448,7 +497,7 @@ impl Sessions {
             // At least as long as a verified token stays cached.
             let expires = (now + self.token_life.max(Duration::seconds(120))).timestamp();
             out.push(
-                self.deny(user_cutoff_key(user_id, now.timestamp()), expires)
+                self.deny(user_cutoff_key(user_id, now.timestamp_millis()), expires)
                     .await?,
             );
         }
@@ -514,5 +563,59 @@ impl Sessions {
     /// The in-memory deny list every request checks.
     pub fn deny_list(&self) -> &DenyList {
         &self.deny
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cutoff_covers_what_was_issued_up_to_its_millisecond() {
+        let user = Uuid::new_v4();
+        let deny = DenyList::default();
+        deny.insert(&user_cutoff_key(user, 1_700_000_000_300), i64::MAX);
+        let u = user.to_string();
+        let id = |ms: u64| {
+            let ts = uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                ms / 1000,
+                (ms % 1000) as u32 * 1_000_000,
+            );
+            Uuid::new_v7(ts).to_string()
+        };
+        // Issued in the same second, before and after the cutoff.
+        assert!(deny.refuses(&id(1_700_000_000_299), "", &u, 1_700_000_000));
+        assert!(deny.refuses(&id(1_700_000_000_300), "", &u, 1_700_000_000));
+        assert!(!deny.refuses(&id(1_700_000_000_301), "", &u, 1_700_000_000));
+        // A jti that is not a UUIDv7, or whose time is outside its iat
+        // second, counts as the first millisecond of iat: cut off with it.
+        assert!(deny.refuses(&Uuid::new_v4().to_string(), "", &u, 1_700_000_000));
+        assert!(deny.refuses(&id(1_700_000_001_500), "", &u, 1_700_000_000));
+        assert!(!deny.refuses(&Uuid::new_v4().to_string(), "", &u, 1_700_000_001));
+        // Other users are not touched.
+        assert!(!deny.refuses(&id(1), "", &Uuid::new_v4().to_string(), 0));
+    }
+
+    #[test]
+    fn cutoff_keys_of_whole_seconds_still_cover_their_second() {
+        assert_eq!(cutoff_ms("1700000000"), Some(1_700_000_000_999));
+        assert_eq!(cutoff_ms("1700000000.042"), Some(1_700_000_000_042));
+        for bad in ["", "x", "1.2", "1.0000", "1.-12", "9223372036854775807"] {
+            assert_eq!(cutoff_ms(bad), None, "{bad}");
+        }
+        let user = Uuid::new_v4();
+        let key = user_cutoff_key(user, 1_700_000_000_007);
+        assert_eq!(key, format!("usr:{user}@1700000000.007"));
+    }
+
+    #[test]
+    fn new_token_ids_carry_their_issue_time() {
+        let before = Utc::now().timestamp_millis();
+        let (jti, iat) = new_token_id();
+        let after = Utc::now().timestamp_millis();
+        let ms = issued_ms(&jti, iat);
+        assert!((before..=after).contains(&ms), "{before} {ms} {after}");
+        assert_eq!(ms.div_euclid(1000), iat);
     }
 }

@@ -292,6 +292,11 @@ async fn change_target(
 /// nothing from a bad body.
 fn target_of(req: &HttpRequest, body: &[u8]) -> Result<TargetRequest, HttpResponse> {
     if !body.iter().all(u8::is_ascii_whitespace) {
+        if !common::text::is_json(req.headers()) {
+            return Err(
+                Problem::unsupported_media_type("the body must be application/json").to_response(),
+            );
+        }
         return serde_json::from_slice::<TargetRequest>(body).map_err(|e| {
             Problem::malformed_body(format!("expected {{\"url\": \"http://host:port\"}}: {e}"))
                 .to_response()
@@ -363,6 +368,7 @@ async fn target_request(
         (status = 404, description = "No such upstream", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The URL or the name is already a target of the upstream", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The upstream checks credentials and takes no registration (`registry.allow_credential_upstream`)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body that is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid URL (http or https, at most 512 bytes, no user info, a host as written and an explicit port, a host of the upstream's own configuration or one `registry.allowed_targets` allows), a target that fails the upstream's health check, or an invalid name; nothing is stored", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The registry's database is unavailable; nothing changed", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -386,6 +392,7 @@ pub async fn add_target(
         (status = 403, description = "The caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such upstream or target", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The target is an address DNS discovery found (change the name's records instead)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body that is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid URL", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn remove_target(

@@ -126,6 +126,58 @@ async fn login_errors() {
         .problem(415);
 }
 
+/// Every operation of the merged document that takes a JSON body answers
+/// 415 to a body sent as text, and documents it (#30: the registry's
+/// `POST`/`DELETE /admin/upstreams/{name}/targets` read any body as JSON).
+#[actix_web::test]
+async fn every_operation_with_a_json_body_answers_and_documents_415() {
+    let s = spawn_stack().await;
+    let admin = admin_token(&s).await;
+    let doc = read(s.client.get(s.url("/openapi.json"))).await;
+    assert_eq!(doc.status, 200);
+    let mut checked = Vec::new();
+    let mut wrong = Vec::new();
+    for (path, item) in doc.body["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op["requestBody"]["content"]
+                .get("application/json")
+                .is_none()
+            {
+                continue;
+            }
+            let name = format!("{} {path}", method.to_uppercase());
+            if op["responses"].get("415").is_none() {
+                wrong.push(format!("{name}: 415 not documented"));
+            }
+            let url = path
+                .replace("{name}", "users")
+                .replace("{id}", &uuid::Uuid::new_v4().to_string())
+                .replace("{client_id}", "no-such-client");
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = read(
+                s.client
+                    .request(method, s.url(&url))
+                    .bearer_auth(&admin)
+                    .header("content-type", "text/plain")
+                    .body("{\"url\": \"http://127.0.0.1:1\"}"),
+            )
+            .await;
+            if r.status != 415 {
+                wrong.push(format!("{name}: {} {}", r.status, r.text));
+            }
+            checked.push(name);
+        }
+    }
+    assert!(checked.len() >= 10, "{checked:?}");
+    for op in [
+        "POST /admin/upstreams/{name}/targets",
+        "DELETE /admin/upstreams/{name}/targets",
+    ] {
+        assert!(checked.iter().any(|c| c == op), "{op} checked: {checked:?}");
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
 #[actix_web::test]
 async fn repeated_failures_are_slowed_down() {
     let s = spawn_stack().await;

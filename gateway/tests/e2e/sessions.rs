@@ -97,6 +97,61 @@ async fn account_changes_end_its_sessions_at_once() {
     assert_eq!(s.get(&token, "/api/me").await.status, 200);
 }
 
+/// A cutoff is to the millisecond: a role taken away and a login in the
+/// same second give a token that works (it was refused as revoked while
+/// its refresh token worked, when cutoffs were whole seconds).
+#[actix_web::test]
+async fn a_login_just_after_an_account_change_is_not_cut_off() {
+    let s = spawn_stack().await;
+    let admin = admin_token(&s).await;
+    let unix_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    };
+    let mut same_second = 0;
+    for round in 0..6 {
+        let name = format!("quick{round}");
+        let id = s.create_user(&admin, &name, &["user", "admin"]).await;
+        let (old, _) = s.tokens(&name, &format!("{name}-password-1")).await;
+        // Start just after a second begins, so both steps fit in it.
+        let wait = 1000 - (unix_ms() % 1000) as u64 + 20;
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        let started = unix_ms() / 1000;
+        let r = s
+            .send(
+                &admin,
+                Method::PATCH,
+                &format!("/api/users/{id}"),
+                json!({"roles": ["user"]}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let (new, refresh) = s.tokens(&name, &format!("{name}-password-1")).await;
+        let ended = unix_ms() / 1000;
+        s.get(&old, "/api/me").await.invalid_token();
+        let me = s.get(&new, "/api/me").await;
+        assert_eq!(
+            me.status, 200,
+            "a token issued after the change: {}",
+            me.text
+        );
+        assert_eq!(me.body["roles"], json!(["user"]));
+        assert_eq!(s.refresh(&refresh).await.status, 200);
+        if started == ended {
+            same_second += 1;
+        }
+        if same_second >= 2 {
+            break;
+        }
+    }
+    assert!(
+        same_second >= 2,
+        "the change and the login never fell in one second"
+    );
+}
+
 #[actix_web::test]
 async fn a_new_password_ends_every_other_session_of_the_account() {
     let s = spawn_stack().await;
