@@ -223,7 +223,7 @@ nginx_worker() { pgrep -P "$(cat "$W/nginx.pid")" | head -1; }
 
 declare -A R
 record() { R[$1]="${R[$1]:-} $2"; }
-SCENARIOS=(direct nginx floor gw_public gw_auth gw_limit_mem gw_limit_redis gw_1000 login storm_route
+SCENARIOS=(direct nginx floor gw_public gw_auth gw_limit_mem gw_limit_redis gw_1000 login code_flow storm_route
   nginx_tls gw_tls_auth nginx_handshake gw_handshake trace_off trace_on)
 echo "warming up" >&2
 measure "$CONNS" "http://127.0.0.1:$GW/auth/x" -H "$AUTH" >/dev/null
@@ -253,6 +253,9 @@ for round in $(seq 1 "$ROUNDS"); do
     record open_auth "$(measure "$CONNS" "http://127.0.0.1:$GWR/auth/x" -H "$AUTH")"
   fi
   record login "$(measure 1 "http://127.0.0.1:$GW1K/api/login" -s "$W/login.lua")"
+  # The code flow: authorize with a browser session, then the exchange
+  # (what an application does at each sign-in), one after another.
+  record code_flow "$($LOAD "$T/code_flow" "http://127.0.0.1:$GW1K" bench-admin-password-0123 "$((DURATION * 100))" 2>>"$W/code_flow.txt")"
   # A login storm on the same gateway while the proxied route is measured.
   $LOAD wrk -t1 -c8 -d"$((DURATION + 2))s" -s "$W/login.lua" "http://127.0.0.1:$GW/api/login" >"$W/storm.txt" 2>&1 &
   storm=$!
@@ -308,6 +311,7 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
   row "5a | 4 + rate limit in memory" gw_limit_mem "$rss_gw"
   row "5b | 4 + rate limit in Redis" gw_limit_redis "$rss_gwr"
   row "6 | POST /api/login (1 conn)" login "$rss_gw1k"
+  row "6b | authorization code exchange, PKCE + ID token (1 conn, sequential)" code_flow "$rss_gw1k"
   row "7 | 4 during a login storm (8 conns)" storm_route "$rss_gw"
   row "8 | 4 with 1,000 routes" gw_1000 "$rss_gw1k"
   set -- $c1000
@@ -327,7 +331,7 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
     row "4c | 4 on the baseline build ($BASELINE)" base_auth "$(rss_mib "$PID_19007")"
   fi
   echo
-  echo "Raw argon2id verify (m=19 MiB, t=2, p=1), median of 21, on the servers' core: $ARGON ms with its memory reused (as the users service does), $ARGON_FRESH ms allocated afresh. Last storm (row 7): $STORM (login_limits.rate 10/s, burst 20, per address). Row 15: $TRACES."
+  echo "Raw argon2id verify (m=19 MiB, t=2, p=1), median of 21, on the servers' core: $ARGON ms with its memory reused (as the users service does), $ARGON_FRESH ms allocated afresh. Last storm (row 7): $STORM (login_limits.rate 10/s, burst 20, per address). Row 15: $TRACES. Row 6b, the step before each exchange: $(tail -1 "$W/code_flow.txt")."
   echo
   awk -v a4="$(med gw_auth 1)" -v n="$(med nginx 1)" -v p4="$(med gw_auth 3)" -v pn="$(med nginx 3)" \
       -v lm="$(med gw_limit_mem 1)" -v lr="$(med gw_limit_redis 1)" -v lg="$(med login 2)" -v ar="$ARGON" \

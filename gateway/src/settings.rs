@@ -55,6 +55,9 @@ pub struct Settings {
     /// Second factors: who must use one, the login challenge's lifetime.
     #[serde(default)]
     pub mfa: crate::identity::mfa::MfaSettings,
+    /// The hosted login page, browser sessions and the code flow.
+    #[serde(default)]
+    pub login: crate::identity::browser::LoginSettings,
     pub identity: IdentitySettings,
     /// Proxies in front of the gateway (CIDRs or addresses) whose
     /// `Forwarded`/`X-Forwarded-For` name the client; a list or a
@@ -347,6 +350,19 @@ impl Settings {
         }
         if self.revocations.resync_secs == 0 {
             return Err(invalid("revocations.resync_secs", "must be positive"));
+        }
+        let session = &self.login.session;
+        if session.idle_secs == 0 || session.absolute_secs < session.idle_secs {
+            return Err(invalid(
+                "login.session",
+                "idle_secs must be positive and at most absolute_secs",
+            ));
+        }
+        if !(1..=600).contains(&self.login.code_ttl_secs) {
+            return Err(invalid("login.code_ttl_secs", "must be 1 to 600"));
+        }
+        if self.login.product_name.trim().is_empty() || self.login.product_name.len() > 64 {
+            return Err(invalid("login.product_name", "1 to 64 bytes"));
         }
         if self.openapi.refresh_secs == 0 || self.openapi.fetch_timeout_ms == 0 {
             return Err(invalid(

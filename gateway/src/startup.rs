@@ -192,6 +192,13 @@ pub async fn build_with_source(
     let shared = open_shared(&settings, &db, &registered).await?;
     let sessions = Arc::new(load_sessions(&settings, db.clone()).await?);
     let identity = web::Data::new(Identity::build(&settings, &shared, db.clone(), sessions)?);
+    if settings.login.docs_client {
+        identity
+            .clients
+            .ensure_docs_client(&identity.public_url)
+            .await
+            .context("registering the API documentation's client")?;
+    }
     let traffic = web::Data::new(Traffic {
         live: shared.live.clone(),
         registry: std::sync::Mutex::new(registered),

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::support::{System, eventually};
 
-struct Driver(Child);
+pub struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -31,33 +31,18 @@ fn tool(var: &str, default: &str) -> String {
     path
 }
 
-#[actix_web::test]
-async fn swagger_ui_authorizes_and_runs_get_api_me_in_chromium() {
+/// Headless Chromium under chromedriver, on a free port: the driver (kept
+/// alive while it is held) and a WebDriver session.
+pub async fn chromium() -> (Driver, fantoccini::Client) {
     let chromium = tool("CHROMIUM", "/usr/bin/chromium");
     let chromedriver = tool("CHROMEDRIVER", "/usr/bin/chromedriver");
-    let s = System::start().await;
-    eventually("the services' documents", || async {
-        let d: Value = s
-            .client
-            .get(format!("{}/openapi.json", s.gw))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ["users", "orders", "scanner"]
-            .iter()
-            .all(|u| d["x-service-documents"][u]["state"] == "current")
-    })
-    .await;
-
+    let http = testkit::client_builder().build().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let _driver = Driver(
+    let driver = Driver(
         Command::new(&chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -67,8 +52,7 @@ async fn swagger_ui_authorizes_and_runs_get_api_me_in_chromium() {
     );
     let webdriver = format!("http://127.0.0.1:{port}");
     eventually("chromedriver ready", || async {
-        s.client
-            .get(format!("{webdriver}/status"))
+        http.get(format!("{webdriver}/status"))
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())
@@ -90,6 +74,29 @@ async fn swagger_ui_authorizes_and_runs_get_api_me_in_chromium() {
         .connect(&webdriver)
         .await
         .unwrap();
+    (driver, c)
+}
+
+#[actix_web::test]
+async fn swagger_ui_authorizes_and_runs_get_api_me_in_chromium() {
+    let s = System::start().await;
+    eventually("the services' documents", || async {
+        let d: Value = s
+            .client
+            .get(format!("{}/openapi.json", s.gw))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ["users", "orders", "scanner"]
+            .iter()
+            .all(|u| d["x-service-documents"][u]["state"] == "current")
+    })
+    .await;
+
+    let (_driver, c) = chromium().await;
     let wait = |sel: &'static str| {
         c.wait()
             .at_most(Duration::from_secs(20))
@@ -230,5 +237,97 @@ async fn swagger_ui_authorizes_and_runs_get_api_me_in_chromium() {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("redoc.png");
     std::fs::write(&path, &png).unwrap();
     println!("screenshot: {}", path.display());
+    c.close().await.unwrap();
+}
+
+/// Swagger UI's "Authorize" signs in with the code flow and PKCE as the
+/// shipped public client `gatehouse-docs`: the login page opens in a popup,
+/// the code comes back to `/docs/oauth2-redirect.html`, Swagger UI
+/// exchanges it, and "Try it out" on `GET /api/me` answers 200 with that
+/// token.
+#[actix_web::test]
+async fn swagger_ui_signs_in_with_the_code_flow_in_chromium() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gw = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let public = gw.clone();
+    // Held to the end: the whole system runs while it lives.
+    let _system = System::start_with(crate::support::Options {
+        gateway: Box::new(move |l| l.set("tokens.public_url", public.clone())),
+        gateway_listener: Some(listener),
+        ..Default::default()
+    })
+    .await;
+    let (_driver, c) = chromium().await;
+    c.goto(&format!("{gw}/docs/")).await.unwrap();
+    let wait = |sel: &'static str| {
+        c.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(sel))
+    };
+    wait(".opblock").await.unwrap();
+    wait(".auth-wrapper .authorize")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The code-flow scheme's own "Authorize" (the bearer field has its own).
+    let main = c.window().await.unwrap();
+    let button = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(
+            "//div[contains(@class,'auth-container')][.//h4[contains(., 'oidc')]]//button[contains(@class,'authorize')]",
+        ))
+        .await
+        .unwrap();
+    button.click().await.unwrap();
+    // The login page, in the popup.
+    let mut popup = None;
+    for _ in 0..100 {
+        let windows = c.windows().await.unwrap();
+        if let Some(w) = windows.into_iter().find(|w| *w != main) {
+            popup = Some(w);
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.switch_to_window(popup.expect("a popup with the login page"))
+        .await
+        .unwrap();
+    wait("#username")
+        .await
+        .unwrap()
+        .send_keys("admin")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#password"))
+        .await
+        .unwrap()
+        .send_keys(crate::support::ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The popup closes itself once it has handed the code back.
+    for _ in 0..100 {
+        if c.windows().await.unwrap().len() == 1 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.switch_to_window(main).await.unwrap();
+    // Signed in: the scheme now offers "Logout".
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath(
+            "//div[contains(@class,'auth-container')][.//h4[contains(., 'oidc')]]//button[contains(., 'Logout')]",
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("not signed in through the code flow: {e}"));
     c.close().await.unwrap();
 }

@@ -12,5 +12,6 @@ mod input;
 mod mfa;
 mod openapi;
 mod services;
+mod signin;
 mod support;
 mod traces;

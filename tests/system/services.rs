@@ -6,7 +6,7 @@
 use std::net::TcpListener;
 
 use actix_web::{HttpResponse, web};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::System;
 
@@ -257,10 +257,19 @@ async fn composed_routes_answer_with_one_part_down() {
     assert_eq!(b["scanner1"]["instance"], "scanner1");
     assert!(b["scanner2"]["error"]["detail"].is_string(), "{b}");
 
-    // Orders down: the overview still has the profile and scans.
+    // Orders down: the overview still has the profile and scans. (The
+    // stopped server's workers may finish a request already on a kept-alive
+    // connection, seen once on a loaded machine: ask until it is gone.)
     s.orders.stop(false).await;
-    let o = s.call("GET", "/api/me/overview", Some(&alice), None).await;
-    let o = o.ok(200).clone();
+    let mut o = Value::Null;
+    for _ in 0..50 {
+        let r = s.call("GET", "/api/me/overview", Some(&alice), None).await;
+        o = r.ok(200).clone();
+        if o["status"] == "partial" {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert_eq!(o["status"], "partial", "{o}");
     assert_eq!(o["profile"]["username"], "alice");
     assert!(o["orders"]["error"]["detail"].is_string(), "{o}");

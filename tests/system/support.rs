@@ -37,6 +37,9 @@ pub struct Options {
     pub gateway: Box<dyn Fn(Loader) -> Loader>,
     /// Applied to the settings of users, orders and both scanners.
     pub services: Box<dyn Fn(Loader) -> Loader>,
+    /// Where the gateway listens (for settings that name its own URL, such
+    /// as the issuer); a new port by default.
+    pub gateway_listener: Option<TcpListener>,
 }
 
 impl Default for Options {
@@ -45,6 +48,7 @@ impl Default for Options {
             scanner_allowed: vec!["127.0.0.1/32".into()],
             gateway: Box::new(|l| l),
             services: Box::new(|l| l),
+            gateway_listener: None,
         }
     }
 }
@@ -114,9 +118,10 @@ impl System {
             .set("openapi.refresh_secs", 1)
             .pin("redis.url", Value::Null);
         let settings = gateway::Settings::from_loader((opts.gateway)(loader)).unwrap();
-        let gateway = gateway::build_with_listener(settings, listener())
-            .await
-            .unwrap();
+        let gateway =
+            gateway::build_with_listener(settings, opts.gateway_listener.unwrap_or_else(listener))
+                .await
+                .unwrap();
         let gw = url(gateway.port());
 
         let spawn = |r: common::http::Running| {

@@ -177,6 +177,12 @@ pub struct UserIdentity {
     /// issues tokens.
     #[serde(default)]
     pub mfa_enabled: bool,
+    /// The e-mail address and full name, for the OpenID Connect claims the
+    /// gateway issues (`email`, `name`) when the user allows them.
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub full_name: Option<String>,
 }
 
 impl From<User> for UserIdentity {
@@ -187,6 +193,8 @@ impl From<User> for UserIdentity {
             roles: u.roles,
             is_active: u.is_active,
             mfa_enabled: u.mfa,
+            email: (!u.email.is_empty()).then_some(u.email),
+            full_name: u.full_name,
         }
     }
 }

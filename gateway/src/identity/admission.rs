@@ -127,6 +127,7 @@ async fn external(
         sid: String::new(),
         scope: ext.scope,
         client_id: None,
+        azp: None,
         roles: identity.roles,
         username: identity.username,
         // The provider's own methods (RFC 8176), so a route that needs a

@@ -482,6 +482,7 @@ mod tests {
                 amr: Vec::new(),
                 acr: None,
                 auth_time: None,
+                azp: None,
                 extra: Default::default(),
             })
             .unwrap();
@@ -620,6 +621,7 @@ mod tests {
                     amr: Vec::new(),
                     acr: None,
                     auth_time: None,
+                    azp: None,
                     extra: Default::default(),
                 })
                 .unwrap();

@@ -41,6 +41,22 @@ pub struct NewClient {
     #[serde(default)]
     #[schema(example = json!(["gatehouse-api"]))]
     pub introspect: Vec<String>,
+    /// An application people sign in to (the authorization code flow):
+    /// where it may be sent back, each exact, https or http on loopback.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// By default the code flow and refresh when it has redirect URIs,
+    /// client credentials otherwise.
+    #[serde(default)]
+    pub grant_types: Option<Vec<String>>,
+    /// No secret: a single-page or native app, PKCE only.
+    #[serde(default)]
+    pub public: bool,
+    /// The team's own: no consent screen.
+    #[serde(default)]
+    pub first_party: bool,
 }
 
 /// `PATCH /api/clients/{id}`: what is given changes.
@@ -51,15 +67,21 @@ pub struct ClientUpdate {
     pub scopes: Option<Vec<String>>,
     pub roles: Option<Vec<String>>,
     pub introspect: Option<Vec<String>>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    pub grant_types: Option<Vec<String>>,
+    pub first_party: Option<bool>,
     pub active: Option<bool>,
 }
 
-/// A new client and its first secret (shown this once).
+/// A new client and its first secret (shown this once; none for a public
+/// client).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreatedClient {
     #[serde(flatten)]
     pub client: Client,
-    pub client_secret: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
 }
 
 /// A new secret (shown this once).
@@ -205,19 +227,28 @@ pub async fn create(
         Some(&body.roles),
         Some(&body.introspect),
     );
+    let app = crate::identity::apps::AppFields {
+        grant_types: body.grant_types.clone().unwrap_or_else(|| {
+            crate::identity::apps::AppFields::default_grants(&body.redirect_uris, body.public)
+        }),
+        redirect_uris: body.redirect_uris.clone(),
+        post_logout_redirect_uris: body.post_logout_redirect_uris.clone(),
+        public: body.public,
+        first_party: body.first_party,
+    };
+    let mut errors = errors;
+    errors.extend(crate::identity::apps::check(&app));
     if !errors.is_empty() {
         return Problem::validation(errors).to_response();
     }
-    match gw
-        .clients
-        .create(
-            body.name.trim(),
-            &body.scopes,
-            &body.roles,
-            &body.introspect,
-        )
-        .await
-    {
+    let reg = crate::identity::clients::Registration {
+        name: body.name.trim(),
+        scopes: &body.scopes,
+        roles: &body.roles,
+        introspect: &body.introspect,
+        app,
+    };
+    match gw.clients.create(&reg, None).await {
         Ok((client, secret)) => {
             audit(
                 &gw,
@@ -238,7 +269,7 @@ pub async fn create(
                     format!("/api/clients/{}", client.id),
                 ))
                 .json(CreatedClient {
-                    client_secret: secret_text(&secret),
+                    client_secret: secret.as_ref().map(secret_text),
                     client,
                 })
         }
@@ -304,14 +335,42 @@ pub async fn update(
         body.roles.as_deref(),
         body.introspect.as_deref(),
     );
-    if !errors.is_empty() {
-        return Problem::validation(errors).to_response();
-    }
+    let changes_app = body.redirect_uris.is_some()
+        || body.post_logout_redirect_uris.is_some()
+        || body.grant_types.is_some()
+        || body.first_party.is_some();
+    let app = if changes_app {
+        let before = match gw.clients.get(*id).await {
+            Ok(c) => c.app,
+            Err(e) => return failed(e),
+        };
+        let app = crate::identity::apps::AppFields {
+            redirect_uris: body.redirect_uris.unwrap_or(before.redirect_uris),
+            post_logout_redirect_uris: body
+                .post_logout_redirect_uris
+                .unwrap_or(before.post_logout_redirect_uris),
+            grant_types: body.grant_types.unwrap_or(before.grant_types),
+            public: before.public,
+            first_party: body.first_party.unwrap_or(before.first_party),
+        };
+        let mut errors = errors;
+        errors.extend(crate::identity::apps::check(&app));
+        if !errors.is_empty() {
+            return Problem::validation(errors).to_response();
+        }
+        Some(app)
+    } else {
+        if !errors.is_empty() {
+            return Problem::validation(errors).to_response();
+        }
+        None
+    };
     let patch = ClientPatch {
         name: body.name.map(|n| n.trim().to_owned()),
         scopes: body.scopes,
         roles: body.roles,
         introspect: body.introspect,
+        app,
         active: body.active,
     };
     match gw.clients.update(*id, patch).await {

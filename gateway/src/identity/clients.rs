@@ -37,6 +37,11 @@ pub mod entity {
             pub roles: String,
             /// Audiences whose tokens it may introspect, space-separated.
             pub introspect: String,
+            pub redirect_uris: String,
+            pub post_logout_redirect_uris: String,
+            pub grant_types: String,
+            pub public: bool,
+            pub first_party: bool,
             pub is_active: bool,
             pub generation: i64,
             pub created_at: DateTimeUtc,
@@ -71,6 +76,18 @@ pub mod entity {
 
 use entity::{client, secret};
 
+pub use crate::identity::apps::AppFields;
+
+/// What a new registration says.
+#[derive(Debug, Clone)]
+pub struct Registration<'a> {
+    pub name: &'a str,
+    pub scopes: &'a [String],
+    pub roles: &'a [String],
+    pub introspect: &'a [String],
+    pub app: AppFields,
+}
+
 /// At most this many secrets per client (the current and the next).
 pub const MAX_SECRETS: usize = 2;
 
@@ -89,6 +106,9 @@ pub struct Client {
     /// The audiences whose tokens it may introspect (RFC 7662); empty: it
     /// may not introspect at all.
     pub introspect: Vec<String>,
+    /// What makes it an application people sign in to.
+    #[serde(flatten)]
+    pub app: AppFields,
     pub active: bool,
     pub secrets: Vec<SecretInfo>,
     pub created_at: DateTime<Utc>,
@@ -129,6 +149,8 @@ pub struct ClientPatch {
     pub scopes: Option<Vec<String>>,
     pub roles: Option<Vec<String>>,
     pub introspect: Option<Vec<String>>,
+    /// The application fields, whole (checked by the caller).
+    pub app: Option<AppFields>,
     pub active: Option<bool>,
 }
 
@@ -249,6 +271,13 @@ impl Clients {
             scopes: split(&m.scopes, ' '),
             roles: split(&m.roles, ','),
             introspect: split(&m.introspect, ' '),
+            app: AppFields {
+                redirect_uris: split(&m.redirect_uris, ' '),
+                post_logout_redirect_uris: split(&m.post_logout_redirect_uris, ' '),
+                grant_types: split(&m.grant_types, ' '),
+                public: m.public,
+                first_party: m.first_party,
+            },
             active: m.is_active,
             secrets,
             created_at: m.created_at,
@@ -257,24 +286,34 @@ impl Clients {
         })
     }
 
-    /// Register a client; its first secret, shown this once.
+    /// Register a client; its first secret, shown this once (none for a
+    /// public client). `client_id`: a fixed one (a client the
+    /// configuration ships), else a new random one.
     pub async fn create(
         &self,
-        name: &str,
-        scopes: &[String],
-        roles: &[String],
-        introspect: &[String],
-    ) -> Result<(Client, SecretString), ClientError> {
+        reg: &Registration<'_>,
+        client_id: Option<&str>,
+    ) -> Result<(Client, Option<SecretString>), ClientError> {
         let now = Utc::now();
-        let secret = new_secret();
-        let hash = self.hash(&secret).await?;
+        let secret = if reg.app.public {
+            None
+        } else {
+            let secret = new_secret();
+            let hash = self.hash(&secret).await?;
+            Some((secret, hash))
+        };
         let m = client::ActiveModel {
             id: Set(Uuid::new_v4()),
-            client_id: Set(new_client_id()),
-            name: Set(name.to_owned()),
-            scopes: Set(scopes.join(" ")),
-            roles: Set(roles.join(",")),
-            introspect: Set(introspect.join(" ")),
+            client_id: Set(client_id.map_or_else(new_client_id, str::to_owned)),
+            name: Set(reg.name.to_owned()),
+            scopes: Set(reg.scopes.join(" ")),
+            roles: Set(reg.roles.join(",")),
+            introspect: Set(reg.introspect.join(" ")),
+            redirect_uris: Set(reg.app.redirect_uris.join(" ")),
+            post_logout_redirect_uris: Set(reg.app.post_logout_redirect_uris.join(" ")),
+            grant_types: Set(reg.app.grant_types.join(" ")),
+            public: Set(reg.app.public),
+            first_party: Set(reg.app.first_party),
             is_active: Set(true),
             generation: Set(0),
             created_at: Set(now),
@@ -282,15 +321,64 @@ impl Clients {
         }
         .insert(&self.db)
         .await?;
-        secret::ActiveModel {
-            id: Set(Uuid::new_v4()),
-            client_id: Set(m.id),
-            hash: Set(hash),
-            created_at: Set(now),
+        let shown = match secret {
+            Some((secret, hash)) => {
+                secret::ActiveModel {
+                    id: Set(Uuid::new_v4()),
+                    client_id: Set(m.id),
+                    hash: Set(hash),
+                    created_at: Set(now),
+                }
+                .insert(&self.db)
+                .await?;
+                Some(secret)
+            }
+            None => None,
+        };
+        Ok((self.view(m).await?, shown))
+    }
+
+    /// Register the Swagger UI at `/docs` as a first-party public client
+    /// ([`DOCS_CLIENT_ID`](crate::identity::apps::DOCS_CLIENT_ID)), sent back
+    /// to `<public_url>/docs/oauth2-redirect.html`, unless it is registered.
+    pub async fn ensure_docs_client(&self, public_url: &str) -> Result<(), ClientError> {
+        use crate::identity::apps;
+        let reg = Registration {
+            name: "API documentation (Swagger UI)",
+            scopes: &[],
+            roles: &[],
+            introspect: &[],
+            app: AppFields {
+                redirect_uris: vec![format!("{public_url}{}", apps::DOCS_REDIRECT_PATH)],
+                post_logout_redirect_uris: Vec::new(),
+                grant_types: vec![apps::AUTHORIZATION_CODE.to_owned()],
+                public: true,
+                first_party: true,
+            },
+        };
+        self.ensure(apps::DOCS_CLIENT_ID, &reg).await
+    }
+
+    /// The client a `client_id` names (active or not).
+    pub async fn find(&self, client_id: &str) -> Result<Option<Client>, DbErr> {
+        match client::Entity::find()
+            .filter(client::Column::ClientId.eq(client_id))
+            .one(&self.db)
+            .await?
+        {
+            Some(m) => Ok(Some(self.view(m).await?)),
+            None => Ok(None),
         }
-        .insert(&self.db)
-        .await?;
-        Ok((self.view(m).await?, secret))
+    }
+
+    /// Register a client the configuration ships under a fixed
+    /// `client_id`, unless one by that id exists (an admin may have changed
+    /// it since: that is kept).
+    pub async fn ensure(&self, client_id: &str, reg: &Registration<'_>) -> Result<(), ClientError> {
+        if self.find(client_id).await?.is_none() {
+            self.create(reg, Some(client_id)).await?;
+        }
+        Ok(())
     }
 
     pub async fn list(&self) -> Result<Vec<Client>, DbErr> {
@@ -344,6 +432,12 @@ impl Clients {
         }
         if let Some(i) = patch.introspect {
             am.introspect = Set(i.join(" "));
+        }
+        if let Some(a) = patch.app {
+            am.redirect_uris = Set(a.redirect_uris.join(" "));
+            am.post_logout_redirect_uris = Set(a.post_logout_redirect_uris.join(" "));
+            am.grant_types = Set(a.grant_types.join(" "));
+            am.first_party = Set(a.first_party);
         }
         if let Some(a) = patch.active {
             am.is_active = Set(a);

@@ -4,9 +4,8 @@ use actix_web::http::header;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use common::Problem;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -15,9 +14,9 @@ use common::audit::Event;
 use super::Identity;
 use crate::identity::admission::Bearer;
 use crate::identity::caller::client_ip;
-use crate::identity::login_limits::{self, Outcome};
-use crate::identity::mfa::Challenge;
+use crate::identity::login_limits;
 use crate::identity::sessions::{Found, Issued, SessionError, Started};
+use crate::identity::sign_in::{self, Code, Failure, Passed};
 use crate::identity::tokens::{ACR_MFA, ACR_PASSWORD, AccessClaims};
 use crate::identity::users_api::{Account, users_call, users_unavailable};
 use crate::traffic::ratelimit::{self, Decision};
@@ -75,6 +74,7 @@ fn token_pair(
         amr: session.amr.clone(),
         acr: Some(if second_factor { ACR_MFA } else { ACR_PASSWORD }.to_owned()),
         auth_time: Some(session.auth_time),
+        azp: None,
         extra: Default::default(),
     };
     match gw.live.load().tokens.sign(claims) {
@@ -105,98 +105,32 @@ fn internal(e: sea_orm::DbErr) -> HttpResponse {
     common::db::problem(&e).to_response()
 }
 
-/// The per-address rate of login attempts (`login_limits.rate`): the 429
-/// when this one is over it.
-async fn rate_limited(
-    gw: &Identity,
-    route: &str,
-    ip: &str,
-    user_key: Option<&str>,
-) -> Option<HttpResponse> {
-    let quota = gw.login_quota.as_ref()?;
-    let decision = gw.limiter.check(&format!("login|ip:{ip}"), quota).await;
-    let Decision::Deny { .. } = decision else {
-        return None;
-    };
-    gw.metrics.rate_limited(route);
-    gw.metrics.login("rate_limited");
-    gw.audit.record(
-        Event::new("login.rate_limited", "refused")
-            .subject(user_key.unwrap_or_default().to_owned())
-            .client(Some(ip.to_owned())),
-    );
-    Some(ratelimit::refused(
-        &decision,
-        quota,
-        "login",
-        "logins from one address are limited to",
-    ))
-}
-
-/// A login attempt, reserved per address and per username before a
-/// password or a code is checked, so concurrency cannot outrun the budget
-/// (with Redis, across every replica); settled with the check's outcome.
-struct Attempt {
-    by_ip: login_limits::Reservation,
-    by_user: login_limits::Reservation,
-}
-
-impl Attempt {
-    /// Reserve, or the 429 of a spent budget (`step` says which step in
-    /// the audit record).
-    async fn reserve(
-        gw: &Identity,
-        ip: &str,
-        user_key: &str,
-        step: &str,
-    ) -> Result<Self, HttpResponse> {
-        let shared = gw.redis.as_ref();
-        let locked = |what: &'static str, secs: u64| {
-            gw.metrics.login_locked(what);
-            gw.audit.record(
-                Event::new("login.locked", "refused")
-                    .subject(user_key.to_owned())
-                    .client(Some(ip.to_owned()))
-                    .detail(format!("the {what} budget is spent{step}")),
-            );
-            login_limits::refused(secs)
-        };
-        let by_ip = gw
-            .ip_limiter
-            .reserve(shared, ip)
-            .await
-            .map_err(|secs| locked("address", secs))?;
-        match gw.user_limiter.reserve(shared, user_key).await {
-            Ok(by_user) => Ok(Self { by_ip, by_user }),
-            Err(secs) => {
-                gw.ip_limiter.settle(shared, by_ip, Outcome::Void).await;
-                Err(locked("username", secs))
-            }
+/// The answer to a step that did not sign in (see [`Failure`]).
+pub(crate) fn refused(gw: &Identity, failure: Failure) -> HttpResponse {
+    match failure {
+        Failure::RateLimited(decision) => match &gw.login_quota {
+            Some(quota) => ratelimit::refused(
+                &decision,
+                quota,
+                "login",
+                "logins from one address are limited to",
+            ),
+            None => users_unavailable(),
+        },
+        Failure::Locked(secs) => login_limits::refused(secs),
+        Failure::Wrong => Problem::unauthorized("invalid username or password").to_response(),
+        Failure::WrongCode => {
+            Problem::new(StatusCode::UNAUTHORIZED, "invalid-code", "Unauthorized")
+                .with_detail("the code is not valid, or was used before")
+                .to_response()
         }
-    }
-
-    /// Have the users service check the credential (`path`, `payload`)
-    /// and settle the attempt with its verdict: 200 passed, 401 failed,
-    /// anything else (no verdict) void.
-    async fn check(
-        self,
-        gw: &Identity,
-        path: &str,
-        payload: serde_json::Value,
-    ) -> Result<(StatusCode, serde_json::Value), HttpResponse> {
-        let checked = users_call(gw, Method::POST, path, Some(payload)).await;
-        let outcome = match &checked {
-            Ok((StatusCode::OK, _)) => Outcome::Passed,
-            Ok((StatusCode::UNAUTHORIZED, _)) => Outcome::Failed,
-            _ => Outcome::Void,
-        };
-        let shared = gw.redis.as_ref();
-        gw.user_limiter.settle(shared, self.by_user, outcome).await;
-        gw.ip_limiter.settle(shared, self.by_ip, outcome).await;
-        if checked.is_err() {
-            gw.metrics.login("error");
+        Failure::BadChallenge(why) => invalid_challenge(why),
+        Failure::Malformed => {
+            Problem::malformed_body("username and password are required").to_response()
         }
-        checked
+        Failure::Unavailable => users_unavailable(),
+        Failure::Dependency(res) => res,
+        Failure::Store(e) => internal(e),
     }
 }
 
@@ -217,73 +151,17 @@ pub async fn login(
     gw: web::Data<Identity>,
     body: web::Json<LoginRequest>,
 ) -> HttpResponse {
-    let user_key = common::identity::canonical_username(&body.username);
     let ip = client_ip(&req).map(|a| a.to_string()).unwrap_or_default();
-    if let Some(res) = rate_limited(&gw, "/api/login", &ip, Some(&user_key)).await {
-        return res;
-    }
-    let attempt = match Attempt::reserve(&gw, &ip, &user_key, "").await {
-        Ok(a) => a,
-        Err(res) => return res,
-    };
-    let payload = json!({"username": body.username, "password": body.password.expose_secret()});
-    let (status, value) = match attempt
-        .check(&gw, "/internal/credentials/verify", payload)
-        .await
-    {
-        Ok(r) => r,
-        Err(res) => return res,
-    };
-    match status {
-        StatusCode::OK => {}
-        StatusCode::UNAUTHORIZED => {
-            gw.metrics.login("failure");
-            gw.audit.record(
-                Event::new("login.failure", "failure")
-                    .subject(user_key)
-                    .client(Some(ip)),
-            );
-            return Problem::unauthorized("invalid username or password").to_response();
-        }
-        StatusCode::UNPROCESSABLE_ENTITY => {
-            return Problem::malformed_body("username and password are required").to_response();
-        }
-        _ => {
-            gw.metrics.login("error");
-            return users_unavailable();
-        }
-    }
-    let Ok(identity) = serde_json::from_value::<Account>(value) else {
-        gw.metrics.login("error");
-        return users_unavailable();
-    };
-    if identity.mfa_enabled {
-        // The password was right; the second factor comes next, against a
-        // challenge bound to this account and this client.
-        let challenge = match gw.challenges.issue(identity.id, &user_key, &ip).await {
-            Ok(c) => c,
-            Err(e) => return internal(e),
-        };
-        gw.metrics.login("mfa_required");
-        gw.audit.record(
-            Event::new("login.mfa_required", "success")
-                .actor(Some(identity.id))
-                .subject(user_key)
-                .client(Some(ip))
-                .detail("the password was right; a second factor is asked for"),
-        );
-        return mfa_required(challenge, gw.challenges.ttl_secs());
-    }
-    gw.metrics.login("success");
-    gw.audit.record(
-        Event::new("login.success", "success")
-            .actor(Some(identity.id))
-            .subject(user_key)
-            .client(Some(ip)),
-    );
-    match gw.sessions.start(identity.id, &["pwd"]).await {
-        Ok((session, issued)) => token_pair(&gw, &identity, &session, issued),
-        Err(e) => internal(e),
+    match sign_in::password(&gw, "/api/login", &ip, &body.username, &body.password).await {
+        Ok(Passed::SecondFactor {
+            challenge,
+            expires_in,
+        }) => mfa_required(challenge, expires_in),
+        Ok(Passed::Done(identity, amr)) => match gw.sessions.start(identity.id, amr).await {
+            Ok((session, issued)) => token_pair(&gw, &identity, &session, issued),
+            Err(e) => internal(e),
+        },
+        Err(f) => refused(&gw, f),
     }
 }
 
@@ -373,58 +251,6 @@ fn invalid_challenge(detail: &str) -> HttpResponse {
     .to_response()
 }
 
-/// The challenge `token` names, if `ip` may take its second step now; `Err`: the 401 or 500.
-async fn open_challenge(gw: &Identity, token: &str, ip: &str) -> Result<Challenge, HttpResponse> {
-    match gw.challenges.find(token, ip).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(why)) => {
-            gw.metrics.login("mfa_failure");
-            gw.audit.record(
-                Event::new("login.mfa_challenge_refused", "refused")
-                    .client(Some(ip.to_owned()))
-                    .detail(why.reason()),
-            );
-            Err(invalid_challenge(why.reason()))
-        }
-        Err(e) => Err(internal(e)),
-    }
-}
-
-/// The 401 of a wrong or used code, counted and audited with the kind of code it was.
-fn code_refused(
-    gw: &Identity,
-    challenge: &Challenge,
-    ip: &str,
-    with_recovery_code: bool,
-) -> HttpResponse {
-    gw.metrics.login("mfa_failure");
-    gw.audit.record(
-        Event::new("login.mfa_failure", "failure")
-            .actor(Some(challenge.user_id))
-            .subject(challenge.username.clone())
-            .client(Some(ip.to_owned()))
-            .detail(if with_recovery_code {
-                "a wrong or used recovery code"
-            } else {
-                "a wrong or reused code"
-            }),
-    );
-    Problem::new(StatusCode::UNAUTHORIZED, "invalid-code", "Unauthorized")
-        .with_detail("the code is not valid, or was used before")
-        .to_response()
-}
-
-/// Use the challenge, once across replicas (a second use at the same moment gets the 401).
-async fn spend_challenge(gw: &Identity, challenge: &Challenge) -> Result<(), HttpResponse> {
-    match gw.challenges.spend(challenge).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(invalid_challenge(
-            crate::identity::mfa::Refused::Used.reason(),
-        )),
-        Err(e) => Err(internal(e)),
-    }
-}
-
 /// `POST /api/login/mfa`: the second step of a login with a second factor.
 /// The challenge must be this client's, unused and unexpired; the code is
 /// one the account has not used before (or an unused recovery code). Wrong
@@ -446,64 +272,18 @@ pub async fn login_mfa(
     body: web::Json<MfaLoginRequest>,
 ) -> HttpResponse {
     let body = body.into_inner();
-    if body.code.is_some() == body.recovery_code.is_some() {
-        return one_code_required();
-    }
+    let code = match (body.code, body.recovery_code) {
+        (Some(c), None) => Code::Totp(c),
+        (None, Some(c)) => Code::Recovery(c),
+        _ => return one_code_required(),
+    };
     let ip = client_ip(&req).map(|a| a.to_string()).unwrap_or_default();
-    if let Some(res) = rate_limited(&gw, "/api/login/mfa", &ip, None).await {
-        return res;
-    }
-    let challenge = match open_challenge(&gw, &body.challenge, &ip).await {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
-    let user_key = challenge.username.clone();
-    let attempt = match Attempt::reserve(&gw, &ip, &user_key, " (second step)").await {
-        Ok(a) => a,
-        Err(res) => return res,
-    };
-    let with_recovery_code = body.recovery_code.is_some();
-    let payload = json!({
-        "user_id": challenge.user_id,
-        "code": body.code,
-        "recovery_code": body.recovery_code,
-    });
-    let (status, value) = match attempt.check(&gw, "/internal/mfa/verify", payload).await {
-        Ok(r) => r,
-        Err(res) => return res,
-    };
-    match status {
-        StatusCode::OK => {}
-        StatusCode::UNAUTHORIZED => {
-            return code_refused(&gw, &challenge, &ip, with_recovery_code);
-        }
-        _ => {
-            gw.metrics.login("error");
-            return users_unavailable();
-        }
-    }
-    let Ok(identity) = serde_json::from_value::<Account>(value) else {
-        gw.metrics.login("error");
-        return users_unavailable();
-    };
-    if let Err(res) = spend_challenge(&gw, &challenge).await {
-        return res;
-    }
-    gw.metrics.login("success");
-    gw.audit.record(
-        Event::new("login.success", "success")
-            .actor(Some(identity.id))
-            .subject(user_key)
-            .client(Some(ip))
-            .detail(if with_recovery_code {
-                "password and a recovery code"
-            } else {
-                "password and a code"
-            }),
-    );
-    match gw.sessions.start(identity.id, &["pwd", "otp"]).await {
-        Ok((session, issued)) => token_pair(&gw, &identity, &session, issued),
-        Err(e) => internal(e),
+    match sign_in::second_factor(&gw, "/api/login/mfa", &ip, &body.challenge, code).await {
+        Ok((identity, amr)) => match gw.sessions.start(identity.id, amr).await {
+            Ok((session, issued)) => token_pair(&gw, &identity, &session, issued),
+            Err(e) => internal(e),
+        },
+        Err(f) => refused(&gw, f),
     }
 }
 
@@ -512,7 +292,10 @@ fn refresh_refused(detail: &str) -> HttpResponse {
 }
 
 /// The refresh's account, re-read so changes apply now; `None`: gone or inactive, `Err`: 503.
-async fn active_account(gw: &Identity, user: Uuid) -> Result<Option<Account>, HttpResponse> {
+pub(crate) async fn active_account(
+    gw: &Identity,
+    user: Uuid,
+) -> Result<Option<Account>, HttpResponse> {
     let path = format!("/internal/users/{user}");
     let (status, value) = users_call(gw, Method::GET, &path, None).await?;
     match status {
@@ -600,6 +383,11 @@ pub async fn refresh(
         Ok(None) => return refresh_refused("the refresh token is invalid"),
         Err(e) => return internal(e),
     };
+    if found.family.client_id.is_some() {
+        // An application's refresh token is bound to it: it refreshes at
+        // the token endpoint, authenticated as that application.
+        return refresh_refused("the refresh token is invalid");
+    }
     let ip = client_ip(&req).map(|a| a.to_string());
     let user = found.family.user_id;
     let identity = match active_account(&gw, user).await {

@@ -4,17 +4,29 @@
 //! decision), with the endpoints that issue and end them.
 
 pub mod admission;
+pub mod apps;
+pub mod authorize;
+pub mod browser;
 pub mod caller;
 pub mod client_admin;
 pub mod clients;
+pub mod codes;
+pub mod consents_api;
+pub mod end_session;
 pub mod issuer_keys;
 pub mod issuers;
 pub mod login;
 pub mod login_limits;
+pub mod login_page;
 pub mod mfa;
 pub mod oauth;
+pub mod oauth_wire;
+pub mod oidc;
+pub mod page;
 pub mod revocations;
 pub mod sessions;
+pub mod sign_in;
+pub mod strings;
 pub mod tokens;
 pub mod users_api;
 
@@ -79,6 +91,12 @@ pub struct Identity {
     pub login_quota: Option<Quota>,
     /// `login_limits.refresh_rate`: refreshes per client IP.
     pub refresh_quota: Option<Quota>,
+    /// The hosted pages' look and cookies.
+    pub pages: page::Pages,
+    /// Browser sessions (the login page's).
+    pub browser: Arc<browser::BrowserSessions>,
+    /// Authorization codes and consents.
+    pub codes: codes::Codes,
 }
 
 impl Identity {
@@ -113,7 +131,13 @@ impl Identity {
             user_limiter: login_limits::FailureLimiter::new("user", limits.per_username),
             ip_limiter: login_limits::FailureLimiter::new("ip", limits.per_ip),
             client_limiter: login_limits::FailureLimiter::new("client", limits.per_username),
-            clients: clients::Clients::new(db),
+            clients: clients::Clients::new(db.clone()),
+            pages: page::Pages::new(&settings.login, &t.public_url),
+            browser: Arc::new(browser::BrowserSessions::new(
+                db.clone(),
+                settings.login.session,
+            )),
+            codes: codes::Codes::new(db, settings.login.code_ttl_secs),
             linking: moka::future::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(std::time::Duration::from_secs(5))
@@ -142,6 +166,39 @@ pub const ENDPOINTS: &[Endpoint] = &[
     }),
     Endpoint::Exact("/api/oauth/token", |r| r.post(oauth::token)),
     Endpoint::Exact("/api/oauth/introspect", |r| r.post(oauth::introspect)),
+    Endpoint::Exact("/api/oauth/revoke", |r| r.post(oidc::revoke)),
+    Endpoint::Exact("/api/me/consents", |r| r.get(consents_api::list)),
+    Endpoint::Scope("/api/me/consents", |s| {
+        s.service(web::resource("/{client_id}").delete(consents_api::withdraw))
+    }),
+    Endpoint::Scope("/login", |s| {
+        s.app_data(page::form_config())
+            .service(
+                web::resource("")
+                    .get(login_page::show)
+                    .post(login_page::password),
+            )
+            .service(web::resource("/mfa").post(login_page::second_step))
+            .service(web::resource("/logout").post(login_page::sign_out))
+            .service(web::resource("/style.css").get(login_page::style))
+    }),
+    Endpoint::Scope("/oauth", |s| {
+        s.service(
+            web::resource("/authorize")
+                .get(authorize::authorize_get)
+                .post(authorize::authorize_post),
+        )
+        .service(
+            web::resource("/userinfo")
+                .get(oidc::userinfo)
+                .post(oidc::userinfo),
+        )
+        .service(
+            web::resource("/logout")
+                .get(end_session::end_session_get)
+                .post(end_session::end_session_post),
+        )
+    }),
     Endpoint::Scope("/api/clients", |s| {
         s.service(
             web::resource("")

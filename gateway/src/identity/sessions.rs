@@ -36,6 +36,15 @@ pub mod entity {
             /// How the session's login authenticated (RFC 8176 `amr`
             /// values, space-separated): its access tokens say so.
             pub amr: String,
+            /// The application a code-flow session was issued to (its
+            /// principal id); `None` for `/api/login`'s.
+            pub client_id: Option<Uuid>,
+            /// The scopes granted to that application, space-separated.
+            pub scope: Option<String>,
+            /// The browser session it was issued through.
+            pub browser_session_id: Option<Uuid>,
+            /// When its sign-in happened, when earlier than `created_at`.
+            pub auth_time: Option<DateTimeUtc>,
         }
 
         #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -206,10 +215,20 @@ impl Started {
     pub fn of(family: &family::Model) -> Self {
         Self {
             id: family.id,
-            auth_time: family.created_at.timestamp(),
+            auth_time: family.auth_time.unwrap_or(family.created_at).timestamp(),
             amr: family.methods(),
         }
     }
+}
+
+/// What a code-flow family is issued to.
+#[derive(Debug, Clone)]
+pub struct AppSession {
+    /// The application's principal id.
+    pub client: Uuid,
+    pub scope: String,
+    pub browser_session: Uuid,
+    pub auth_time: DateTime<Utc>,
 }
 
 /// A stored refresh token and its family.
@@ -388,6 +407,27 @@ impl Sessions {
 
     /// A login: a new family and its first refresh token.
     pub async fn start(&self, user_id: Uuid, amr: &[&str]) -> Result<(Started, Issued), DbErr> {
+        let amr: Vec<String> = amr.iter().map(|m| (*m).to_owned()).collect();
+        self.start_family(user_id, &amr, None).await
+    }
+
+    /// A code exchange: a new family for an application, tied to the
+    /// browser session it came through.
+    pub async fn start_for_app(
+        &self,
+        user_id: Uuid,
+        amr: &[String],
+        app: AppSession,
+    ) -> Result<(Started, Issued), DbErr> {
+        self.start_family(user_id, amr, Some(app)).await
+    }
+
+    async fn start_family(
+        &self,
+        user_id: Uuid,
+        amr: &[String],
+        app: Option<AppSession>,
+    ) -> Result<(Started, Issued), DbErr> {
         let now = Utc::now();
         let fam = family::ActiveModel {
             id: Set(Uuid::new_v4()),
@@ -396,11 +436,46 @@ impl Sessions {
             expires_at: Set(now + self.session_max),
             revoked_at: Set(None),
             amr: Set(amr.join(" ")),
+            client_id: Set(app.as_ref().map(|a| a.client)),
+            scope: Set(app.as_ref().map(|a| a.scope.clone())),
+            browser_session_id: Set(app.as_ref().map(|a| a.browser_session)),
+            auth_time: Set(app.as_ref().map(|a| a.auth_time)),
         }
         .insert(&self.db)
         .await?;
         let issued = self.add_token(fam.id, fam.expires_at).await?;
         Ok((Started::of(&fam), issued))
+    }
+
+    /// The live families a user's application holds.
+    pub async fn of_app(&self, user: Uuid, client: Uuid) -> Result<Vec<Uuid>, DbErr> {
+        Ok(family::Entity::find()
+            .filter(family::Column::UserId.eq(user))
+            .filter(family::Column::ClientId.eq(client))
+            .filter(family::Column::RevokedAt.is_null())
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|f| f.id)
+            .collect())
+    }
+
+    /// The live families issued through a browser session that end with
+    /// it: those without `offline_access`.
+    pub async fn of_browser_session(&self, browser: Uuid) -> Result<Vec<Uuid>, DbErr> {
+        Ok(family::Entity::find()
+            .filter(family::Column::BrowserSessionId.eq(browser))
+            .filter(family::Column::RevokedAt.is_null())
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .filter(|f| {
+                !f.scope
+                    .as_deref()
+                    .is_some_and(|s| s.split(' ').any(|x| x == "offline_access"))
+            })
+            .map(|f| f.id)
+            .collect())
     }
 
     /// A known refresh token and its family, as stored.
@@ -567,6 +642,7 @@ impl Sessions {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

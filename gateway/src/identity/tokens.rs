@@ -50,6 +50,11 @@ pub struct AccessClaims {
     /// `client_id`); `sub` is then the client's principal id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// The application a user's token was issued to through the code flow
+    /// (OIDC `azp`: its `client_id`); absent from `/api/login`'s tokens.
+    /// The principal stays the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azp: Option<String>,
     pub roles: Vec<String>,
     pub username: String,
     /// How the user authenticated (RFC 8176 `amr`: `pwd`, then `otp` after
@@ -670,6 +675,64 @@ impl TokenKeys {
         Ok(data.claims)
     }
 
+    /// Sign an ID token (OpenID Connect Core section 2) with the active
+    /// key: `typ: JWT` and `aud` the client, so it is never taken for an
+    /// access token (`at+jwt`, the API's audience). `iss` is set here.
+    pub fn sign_id_token(
+        &self,
+        mut claims: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, TokenError> {
+        let entry = self.keys.get(&self.active).ok_or(TokenError::UnknownKey)?;
+        let key = entry.encoding.as_ref().ok_or(TokenError::UnknownKey)?;
+        claims.insert("iss".into(), serde_json::Value::String(self.issuer.clone()));
+        let mut header = Header::new(entry.alg.jwt());
+        header.typ = Some("JWT".to_owned());
+        header.kid = Some(self.active.clone());
+        jsonwebtoken::encode(&header, &claims, key).map_err(|e| TokenError::Signing(e.to_string()))
+    }
+
+    /// `at_hash` of an access token for an ID token signed with the active
+    /// key (OpenID Connect Core 3.1.3.6): the left half of its hash with
+    /// the signature's hash function (SHA-512 for Ed25519, SHA-256 for
+    /// RS256 and HS256), base64url.
+    pub fn at_hash(&self, access_token: &str) -> String {
+        let alg = self.keys.get(&self.active).map(|e| e.alg);
+        let digest: Vec<u8> = match alg {
+            Some(KeyAlg::EdDSA) => sha2::Sha512::digest(access_token.as_bytes()).to_vec(),
+            _ => Sha256::digest(access_token.as_bytes()).to_vec(),
+        };
+        URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
+    }
+
+    /// The claims of an ID token this gateway issued (an `id_token_hint`):
+    /// its signature by one of the keys and its issuer; an expired one is
+    /// still a hint (OpenID Connect RP-Initiated Logout section 2).
+    pub fn id_token_hint(&self, token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+        if names_critical_parameters(token) {
+            return None;
+        }
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.typ.as_deref() != Some("JWT") {
+            return None;
+        }
+        let entry = self.keys.get(&header.kid?)?;
+        if header.alg != entry.alg.jwt() {
+            return None;
+        }
+        let mut v = Validation::new(entry.alg.jwt());
+        v.set_issuer(&[&self.issuer]);
+        v.validate_exp = false;
+        v.validate_aud = false;
+        v.set_required_spec_claims(&["iss", "sub", "aud"]);
+        jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+            token,
+            &entry.decoding,
+            &v,
+        )
+        .ok()
+        .map(|d| d.claims)
+    }
+
     /// The public keys as an RFC 7517 JWK Set, by kid (HS256 keys are
     /// never published).
     pub fn jwks(&self) -> JwkSet {
@@ -707,6 +770,7 @@ mod tests {
             amr: Vec::new(),
             acr: None,
             auth_time: None,
+            azp: None,
             extra: Default::default(),
         }
     }

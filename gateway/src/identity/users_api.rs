@@ -26,6 +26,11 @@ pub struct Account {
     /// A second factor is active: a login takes a code too.
     #[serde(default)]
     pub mfa_enabled: bool,
+    /// For ID tokens and userinfo (`email`, `name`).
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub full_name: Option<String>,
 }
 
 pub fn users_unavailable() -> HttpResponse {

@@ -132,8 +132,16 @@ async fn a_client_gets_a_scoped_token_and_services_see_a_machine_caller() {
     let list = s.get(&admin, "/api/clients").await;
     assert_eq!(list.status, 200);
     assert!(!list.text.contains(&c.secret), "{}", list.text);
-    assert_eq!(list.body[0]["scopes"], json!(["stock:read", "stock:write"]));
-    assert_eq!(list.body[0]["secrets"].as_array().unwrap().len(), 1);
+    // Beside the API documentation's client, which ships registered.
+    let listed = list
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["client_id"] == c.client_id.as_str())
+        .unwrap();
+    assert_eq!(listed["scopes"], json!(["stock:read", "stock:write"]));
+    assert_eq!(listed["secrets"].as_array().unwrap().len(), 1);
 
     let r = token(&s, &c, Some("stock:read")).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -657,12 +665,25 @@ async fn discovery_documents_name_the_endpoints_keys_and_scopes() {
             m["introspection_endpoint"],
             "https://gw.example/api/oauth/introspect"
         );
-        assert_eq!(m["grant_types_supported"], json!(["client_credentials"]));
+        assert_eq!(
+            m["grant_types_supported"],
+            json!(["authorization_code", "refresh_token", "client_credentials"])
+        );
         assert_eq!(
             m["token_endpoint_auth_methods_supported"],
-            json!(["client_secret_basic", "client_secret_post"])
+            json!(["client_secret_basic", "client_secret_post", "none"])
         );
-        assert_eq!(m["scopes_supported"], json!(["stock:read", "stock:write"]));
+        assert_eq!(
+            m["scopes_supported"],
+            json!([
+                "openid",
+                "profile",
+                "email",
+                "offline_access",
+                "stock:read",
+                "stock:write"
+            ])
+        );
         if path.ends_with("openid-configuration") {
             assert_eq!(m["subject_types_supported"], json!(["public"]));
             assert_eq!(m["id_token_signing_alg_values_supported"], json!(["EdDSA"]));

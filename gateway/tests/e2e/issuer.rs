@@ -44,11 +44,12 @@ async fn authlib(args: Vec<String>) -> Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
-#[actix_web::test]
-async fn authlib_discovers_gets_verifies_and_introspects_tokens_and_sees_revocation() {
+/// A stack whose issuer is its own URL, signing with an RS256 key (OIDC
+/// discovery wants RS256 among the algorithms): the stack, its URL, and
+/// the key's folder (held while the stack runs).
+async fn rs256_stack() -> (Stack, String, tempfile::TempDir) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    // An RS256 key: OIDC discovery wants RS256 among the algorithms.
     let keys = tempfile::tempdir().unwrap();
     let pem = rsa::RsaPrivateKey::new(&mut rand08::rngs::OsRng, 2048)
         .unwrap()
@@ -69,6 +70,12 @@ async fn authlib_discovers_gets_verifies_and_introspects_tokens_and_sees_revocat
         }
     })
     .await;
+    (s, base, keys)
+}
+
+#[actix_web::test]
+async fn authlib_discovers_gets_verifies_and_introspects_tokens_and_sees_revocation() {
+    let (s, base, _keys) = rs256_stack().await;
     let admin = admin_token(&s).await;
     let caller = register_with(
         &s,
@@ -126,4 +133,36 @@ async fn authlib_discovers_gets_verifies_and_introspects_tokens_and_sees_revocat
     ])
     .await;
     assert_eq!(after, json!({"active": false}));
+}
+
+/// Authlib runs the code flow as a confidential client: PKCE, the login
+/// page (walked with requests), the exchange with client_secret_basic, the
+/// ID token checked by its `CodeIDToken` (iss, aud, nonce, at_hash, exp),
+/// userinfo and a refresh.
+#[actix_web::test]
+async fn authlib_runs_the_code_flow_as_a_confidential_client() {
+    let (s, base, _keys) = rs256_stack().await;
+    let admin = admin_token(&s).await;
+    let app = register_with(
+        &s,
+        &admin,
+        json!({"name": "confidential app", "first_party": true,
+               "redirect_uris": [crate::oidc::CALLBACK]}),
+    )
+    .await;
+    let out = authlib(vec![
+        base,
+        app.client_id.clone(),
+        app.secret.clone(),
+        "--code-flow".into(),
+        "admin".into(),
+        ADMIN_PASSWORD.into(),
+        crate::oidc::CALLBACK.into(),
+    ])
+    .await;
+    assert_eq!(out["preferred_username"], "admin", "{out}");
+    assert!(out["at_hash"].is_string(), "{out}");
+    assert_eq!(out["userinfo"]["sub"], out["sub"]);
+    assert_eq!(out["refreshed"], true);
+    assert_eq!(out["iss_param"], true);
 }

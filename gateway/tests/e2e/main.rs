@@ -13,6 +13,7 @@ mod issuer;
 mod logins;
 mod mfa;
 mod observability;
+mod oidc;
 mod ratelimits;
 mod registry;
 mod sessions;

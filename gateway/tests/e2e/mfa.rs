@@ -93,15 +93,15 @@ fn claims(token: &str) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-struct Enrolled {
+pub(crate) struct Enrolled {
     uri: String,
-    recovery: Vec<String>,
+    pub(crate) recovery: Vec<String>,
     /// The start of the step whose code confirmed the enrolment.
     step: i64,
 }
 
 /// Enrol and confirm a TOTP for the caller of `token`.
-async fn enrol(s: &Stack, token: &str, password: &str) -> Enrolled {
+pub(crate) async fn enrol(s: &Stack, token: &str, password: &str) -> Enrolled {
     let r = s
         .send(
             token,

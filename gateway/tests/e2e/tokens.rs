@@ -22,6 +22,7 @@ fn claims(sub: &str, iat: i64, exp: i64, roles: &[&str]) -> AccessClaims {
         sid: String::new(),
         scope: None,
         client_id: None,
+        azp: None,
         roles: roles.iter().map(|r| r.to_string()).collect(),
         username: "admin".into(),
         amr: Vec::new(),

@@ -4,7 +4,8 @@
 //! audit trail of what the gateway sees; machine clients; the challenges
 //! between the two steps of a login with a second factor; and the service
 //! registry (targets registered at run time); which audiences' tokens a
-//! client may introspect.
+//! client may introspect; browser sessions, authorization codes, consents
+//! and the application fields of clients (the OpenID Connect code flow).
 
 use sea_orm_migration::prelude::*;
 
@@ -13,6 +14,7 @@ mod m20261202_000002_create_oauth_clients;
 mod m20261207_000003_create_mfa_challenges;
 mod m20261207_000004_create_upstream_registrations;
 mod m20261207_000005_add_client_introspection;
+mod m20261207_000006_create_browser_sign_in;
 
 crate::migrator!(
     "seaql_migrations_gateway",
@@ -23,5 +25,6 @@ crate::migrator!(
         m20261207_000003_create_mfa_challenges::Migration,
         m20261207_000004_create_upstream_registrations::Migration,
         m20261207_000005_add_client_introspection::Migration,
+        m20261207_000006_create_browser_sign_in::Migration,
     ]
 );

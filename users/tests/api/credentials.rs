@@ -13,7 +13,8 @@ async fn credential_check() {
     assert_eq!(ok.status, 200, "{}", ok.text);
     assert_eq!(
         ok.body,
-        json!({"id": ivy.body["id"], "username": "ivy", "roles": ["user"], "is_active": true, "mfa_enabled": false})
+        json!({"id": ivy.body["id"], "username": "ivy", "roles": ["user"], "is_active": true, "mfa_enabled": false,
+               "email": "ivy@example.com", "full_name": null})
     );
 
     // One uniform answer for every failure.

@@ -39,6 +39,12 @@ security requirement and `x-required-scopes`), and the errors the gateway itself
         crate::identity::client_admin::create, crate::identity::client_admin::list, crate::identity::client_admin::get,
         crate::identity::client_admin::update, crate::identity::client_admin::delete, crate::identity::client_admin::add_secret,
         crate::identity::client_admin::remove_secret,
+        crate::identity::oidc::userinfo, crate::identity::oidc::revoke,
+        crate::identity::consents_api::list, crate::identity::consents_api::withdraw,
+        crate::identity::authorize::authorize_get, crate::identity::authorize::authorize_post,
+        crate::identity::end_session::end_session_get, crate::identity::end_session::end_session_post,
+        crate::identity::login_page::show, crate::identity::login_page::password,
+        crate::identity::login_page::second_step, crate::identity::login_page::sign_out,
     ),
     components(schemas(
         crate::identity::login::LoginRequest, crate::identity::login::RefreshRequest, crate::identity::login::TokenResponse,
@@ -48,14 +54,16 @@ security requirement and `x-required-scopes`), and the errors the gateway itself
         crate::identity::oauth::ClientTokenResponse, crate::identity::oauth::OAuthErrorBody,
         crate::identity::clients::Client, crate::identity::clients::SecretInfo, crate::identity::client_admin::NewClient,
         crate::identity::client_admin::ClientUpdate, crate::identity::client_admin::CreatedClient,
-        crate::identity::client_admin::CreatedSecret,
+        crate::identity::client_admin::CreatedSecret, crate::identity::apps::AppFields, crate::identity::consents_api::Consent,
     )),
     modifiers(&BearerScheme),
     tags(
         (name = "auth", description = "Tokens: login, refresh, logout and the public keys"),
         (name = "admin", description = "Gateway administration (admin role)"),
         (name = "oauth", description = "Gatehouse as an OAuth 2.0 authorization server: client credentials, introspection, metadata"),
-        (name = "clients", description = "Machine clients (admin role)"),
+        (name = "clients", description = "Registered clients: machine clients and the applications people sign in to (admin role)"),
+        (name = "oidc", description = "Gatehouse as an OpenID provider: the authorization code flow with PKCE, userinfo, sign-out"),
+        (name = "sign-in", description = "The hosted login page (HTML forms)"),
         (name = "composed", description = "Answers built by the gateway from several calls at once"),
     )
 )]
@@ -79,6 +87,24 @@ impl utoipa::Modify for BearerScheme {
                     ))
                     .build(),
             ),
+        );
+        // Swagger UI's "Authorize" signs in with the code flow and PKCE as
+        // the shipped public client `gatehouse-docs` (see `swagger_config`).
+        components.add_security_scheme(
+            "oidc",
+            SecurityScheme::OAuth2(utoipa::openapi::security::OAuth2::with_description(
+                [utoipa::openapi::security::Flow::AuthorizationCode(
+                    utoipa::openapi::security::AuthorizationCode::new(
+                        "/oauth/authorize",
+                        "/api/oauth/token",
+                        utoipa::openapi::security::Scopes::from_iter([
+                            ("openid", "Who you are"),
+                            ("profile", "Your username and name"),
+                        ]),
+                    ),
+                )],
+                "Sign in on gatehouse's login page (authorization code with PKCE).",
+            )),
         );
         components.add_security_scheme(
             "client_basic",
@@ -135,9 +161,18 @@ pub type SwaggerConfig = Arc<utoipa_swagger_ui::Config<'static>>;
 
 pub fn swagger_config() -> SwaggerConfig {
     Arc::new(
-        utoipa_swagger_ui::Config::new(["/openapi.json"])
-            .persist_authorization(true)
-            .display_request_duration(true),
+        // "Authorize" can sign in with the code flow too, as the
+        // first-party public client the gateway ships (`gatehouse-docs`,
+        // sent back to `<public_url>/docs/oauth2-redirect.html`).
+        utoipa_swagger_ui::Config::with_oauth_config(
+            ["/openapi.json"],
+            utoipa_swagger_ui::oauth::Config::new()
+                .client_id(crate::identity::apps::DOCS_CLIENT_ID)
+                .use_pkce_with_authorization_code_grant(true)
+                .scopes(vec!["openid".into(), "profile".into()]),
+        )
+        .persist_authorization(true)
+        .display_request_duration(true),
     )
 }
 

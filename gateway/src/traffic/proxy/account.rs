@@ -144,7 +144,17 @@ pub async fn end_sessions(
         .as_ref()
         .filter(|c| keep_current && c.id() == user)
         .and_then(|c| Uuid::parse_str(c.session_id()).ok());
-    match gw.sessions.revoke_user(user, keep).await {
+    let ended = async {
+        let mut denied = gw.sessions.revoke_user(user, keep).await?;
+        // The account's browser sessions end too (and what was issued
+        // through them); the caller's own API session may stay.
+        let browser = gw.browser.end_user(user).await?;
+        let sids: Vec<String> = browser.iter().map(|b| b.to_string()).collect();
+        let until = crate::clock::unix_secs() + gw.browser.absolute_secs();
+        denied.extend(gw.sessions.revoke_sids(&sids, until).await?);
+        Ok::<_, sea_orm::DbErr>(denied)
+    };
+    match ended.await {
         Ok(denied) => {
             gw.revocations.announce(&denied).await;
             gw.audit.record(

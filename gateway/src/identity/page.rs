@@ -1,0 +1,306 @@
+//! What every hosted page shares: the layout (server-rendered HTML with
+//! maud, escaped by construction), the headers that keep it to itself (a
+//! CSP with nothing from another origin and no inline script or style,
+//! `frame-ancestors 'none'`, no caching, no referrer), the cookies (the
+//! browser session's and the anti-CSRF token's: `__Host-` and `Secure`
+//! on HTTPS, HttpOnly, SameSite), and the check every form post passes.
+
+use actix_web::cookie::{Cookie, SameSite, time};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use rand::RngCore as _;
+
+use crate::identity::browser::LoginSettings;
+use crate::identity::strings::Strings;
+
+/// Where the login pages live.
+pub const LOGIN_PATH: &str = "/login";
+/// The stylesheet every page links (vendored, served by the gateway).
+pub const STYLE_PATH: &str = "/login/style.css";
+const STYLE: &str = include_str!("../../assets/login.css");
+
+/// The pages' look and cookies, fixed at startup.
+#[derive(Debug, Clone)]
+pub struct Pages {
+    pub product: String,
+    pub strings: &'static Strings,
+    /// HTTPS: `Secure` cookies with the `__Host-` prefix.
+    pub secure: bool,
+}
+
+/// The content security policy of every page: its own stylesheet and
+/// nothing else, no script at all, never framed.
+pub const CSP: &str =
+    "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+impl Pages {
+    pub fn new(settings: &LoginSettings, public_url: &str) -> Self {
+        let secure = public_url.starts_with("https://");
+        if !secure {
+            tracing::warn!(
+                public_url,
+                "the login page is served over plain HTTP: its cookies are not `Secure` and have no `__Host-` prefix (set tokens.public_url to an https URL in production)"
+            );
+        }
+        Self {
+            product: settings.product_name.clone(),
+            strings: &crate::identity::strings::EN,
+            secure,
+        }
+    }
+
+    /// A string with `{product}` filled in.
+    pub fn t(&self, s: &str) -> String {
+        s.replace("{product}", &self.product)
+    }
+
+    pub fn session_cookie_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-gatehouse-session"
+        } else {
+            "gatehouse-session"
+        }
+    }
+
+    fn csrf_cookie_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-gatehouse-csrf"
+        } else {
+            "gatehouse-csrf"
+        }
+    }
+
+    fn cookie<'a>(&self, name: &'a str, value: String, same_site: SameSite) -> Cookie<'a> {
+        Cookie::build(name, value)
+            .path("/")
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(same_site)
+            .finish()
+    }
+
+    /// The session cookie for a new sign-in (it lasts as long as the
+    /// session may).
+    pub fn session_cookie(&self, value: String, max_age_secs: i64) -> Cookie<'static> {
+        let mut c = self.cookie(self.session_cookie_name(), value, SameSite::Lax);
+        c.set_max_age(time::Duration::seconds(max_age_secs));
+        c
+    }
+
+    /// The cookie that removes the session cookie.
+    pub fn session_removal(&self) -> Cookie<'static> {
+        let mut c = self.cookie(self.session_cookie_name(), String::new(), SameSite::Lax);
+        c.make_removal();
+        c
+    }
+
+    /// The session cookie's value, if the request has one.
+    pub fn session_value(&self, req: &HttpRequest) -> Option<String> {
+        req.cookie(self.session_cookie_name())
+            .map(|c| c.value().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The anti-CSRF token of this browser: the cookie's, or a new one
+    /// (`true`: set the cookie with the page).
+    pub fn csrf_token(&self, req: &HttpRequest) -> (String, bool) {
+        match req.cookie(self.csrf_cookie_name()) {
+            Some(c) if c.value().len() == 43 => (c.value().to_owned(), false),
+            _ => {
+                let mut raw = [0u8; 32];
+                rand::rng().fill_bytes(&mut raw);
+                (URL_SAFE_NO_PAD.encode(raw), true)
+            }
+        }
+    }
+
+    /// Whether a form post comes from one of these pages: the browser says
+    /// it is not cross-site (`Sec-Fetch-Site`, `Origin` the gateway's own
+    /// host), and the form's token is the cookie's (a double-submit token
+    /// another site can neither read nor set).
+    pub fn form_is_ours(&self, req: &HttpRequest, posted: Option<&str>) -> bool {
+        let site_ok = req
+            .headers()
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v == "same-origin" || v == "none");
+        let host = req.connection_info().host().to_owned();
+        let origin_ok = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|o| {
+                o.split_once("://")
+                    .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(&host))
+            });
+        let token_ok = match (req.cookie(self.csrf_cookie_name()), posted) {
+            (Some(c), Some(p)) => {
+                c.value().len() == 43 && constant_time_eq(c.value().as_bytes(), p.as_bytes())
+            }
+            _ => false,
+        };
+        site_ok && origin_ok && token_ok
+    }
+
+    /// A page: the layout around `body`, with the headers every page has.
+    pub fn render(
+        &self,
+        req: &HttpRequest,
+        status: StatusCode,
+        title: &str,
+        body: impl FnOnce(&str) -> Markup,
+    ) -> HttpResponse {
+        let (csrf, new) = self.csrf_token(req);
+        let s = self.strings;
+        let markup = html! {
+            (DOCTYPE)
+            html lang=(s.lang) {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (title) " · " (self.product) }
+                    link rel="stylesheet" href=(STYLE_PATH);
+                }
+                body {
+                    main {
+                        p.product { (self.product) }
+                        h1 { (title) }
+                        (body(&csrf))
+                        @if !self.secure {
+                            p.note { (s.insecure_note) }
+                        }
+                    }
+                }
+            }
+        };
+        let mut res = HttpResponse::build(status);
+        page_headers(&mut res);
+        if new {
+            res.cookie(self.cookie(self.csrf_cookie_name(), csrf, SameSite::Strict));
+        }
+        res.content_type("text/html; charset=utf-8")
+            .body(markup.into_string())
+    }
+
+    /// An error page (a request that cannot go back to an application).
+    pub fn error(&self, req: &HttpRequest, status: StatusCode, detail: &str) -> HttpResponse {
+        let s = self.strings;
+        self.render(req, status, s.error_title, |_| {
+            html! {
+                p { (self.t(s.error_intro)) }
+                p.error role="alert" { (detail) }
+            }
+        })
+    }
+}
+
+/// The headers of every page and every redirect a page answers with.
+pub fn page_headers(res: &mut HttpResponseBuilder) {
+    res.insert_header((header::CONTENT_SECURITY_POLICY, CSP))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        // `same-origin`, not `no-referrer`: with the latter a browser sends
+        // `Origin: null` on the pages' own form posts, which the CSRF check
+        // must then refuse; nothing goes to another origin either way.
+        .insert_header((header::REFERRER_POLICY, "same-origin"));
+}
+
+/// A `303 See Other` to `location`, with the page headers.
+pub fn see_other(location: &str) -> HttpResponseBuilder {
+    let mut res = HttpResponse::SeeOther();
+    page_headers(&mut res);
+    if let Ok(v) = HeaderValue::from_str(location) {
+        res.insert_header((header::LOCATION, v));
+    }
+    res
+}
+
+/// The stylesheet.
+pub async fn style() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .content_type("text/css; charset=utf-8")
+        .body(STYLE)
+}
+
+/// Forms the pages cannot read (not a form, too large, a field of the
+/// wrong shape) are an error page, not a plain-text 400.
+pub fn form_config() -> actix_web::web::FormConfig {
+    actix_web::web::FormConfig::default()
+        .limit(16 * 1024)
+        .error_handler(|err, req| {
+            let res = match req.app_data::<actix_web::web::Data<super::Identity>>() {
+                Some(gw) => {
+                    gw.pages
+                        .error(req, StatusCode::BAD_REQUEST, "the form could not be read")
+                }
+                None => HttpResponse::BadRequest().finish(),
+            };
+            actix_web::error::InternalError::from_response(err, res).into()
+        })
+}
+
+/// A hidden form field.
+pub fn hidden(name: &str, value: &str) -> Markup {
+    html! { input type="hidden" name=(name) value=(value); }
+}
+
+/// Nothing (an empty fragment).
+pub fn nothing() -> Markup {
+    PreEscaped(String::new())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether `return_to` may be where a sign-in sends the browser next: a
+/// path on this gateway (no scheme, no host, no `//` or `\` that a browser
+/// would read as another host), at most 4 KiB, printable ASCII.
+pub fn is_local_path(return_to: &str) -> bool {
+    return_to.len() <= 4096
+        && return_to.starts_with('/')
+        && !return_to.starts_with("//")
+        && !return_to.contains('\\')
+        && return_to.bytes().all(|b| (0x21..0x7f).contains(&b))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert!(is_local_path("/oauth/authorize?client_id=a&x=%20"));
+        assert!(is_local_path("/login"));
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "evil",
+            "/a b",
+            "/a\n",
+            "",
+        ] {
+            assert!(!is_local_path(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_policy_loads_nothing_from_elsewhere() {
+        assert!(!CSP.contains("unsafe-inline"));
+        assert!(CSP.contains("frame-ancestors 'none'"));
+        assert!(CSP.contains("default-src 'none'"));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}
