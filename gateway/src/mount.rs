@@ -50,16 +50,46 @@ pub fn mount(cfg: &mut web::ServiceConfig, endpoints: &[Endpoint]) {
     }
 }
 
-/// Every room's endpoints: what the edge asks "is this ours?".
-#[derive(Debug, Clone, Copy)]
-pub struct Own(pub &'static [&'static [Endpoint]]);
+/// Every room's endpoints, and the login pages' configured scope
+/// (`login.path`): what the edge asks "is this ours?".
+#[derive(Debug, Clone)]
+pub struct Own {
+    rooms: &'static [&'static [Endpoint]],
+    login: std::sync::Arc<str>,
+}
 
 impl Own {
+    pub fn new(rooms: &'static [&'static [Endpoint]], login: &str) -> Self {
+        Self {
+            rooms,
+            login: login.into(),
+        }
+    }
+
     /// One of the gateway's own endpoints, or under one of its scopes.
     pub fn contains(&self, path: &str) -> bool {
-        self.0
-            .iter()
-            .flat_map(|room| room.iter())
-            .any(|e| e.matches(path))
+        under(path, &self.login)
+            || self
+                .rooms
+                .iter()
+                .flat_map(|room| room.iter())
+                .any(|e| e.matches(path))
     }
+
+    /// Whether a scope at `prefix` would take a path one of the rooms
+    /// serves, or is itself under one of them (so it cannot be mounted).
+    pub fn collides(&self, prefix: &str) -> bool {
+        self.rooms.iter().flat_map(|room| room.iter()).any(|e| {
+            let p = match e {
+                Endpoint::Exact(p, _) | Endpoint::Scope(p, _) => *p,
+            };
+            under(p, prefix) || e.matches(prefix)
+        })
+    }
+}
+
+/// `path` is `prefix` or below it (as actix-web matches a scope).
+fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }

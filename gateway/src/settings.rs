@@ -358,6 +358,21 @@ impl Settings {
                 "idle_secs must be positive and at most absolute_secs",
             ));
         }
+        let path = self.login.path.as_str();
+        let shaped = path.len() >= 2
+            && path.len() <= 64
+            && path.starts_with('/')
+            && !path.ends_with('/')
+            && !path.contains("//")
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"/-_".contains(&b));
+        if !shaped {
+            return Err(invalid(
+                "login.path",
+                "a path like /login: lower-case letters, digits, - _ and /, no trailing /",
+            ));
+        }
         if !(1..=600).contains(&self.login.code_ttl_secs) {
             return Err(invalid("login.code_ttl_secs", "must be 1 to 600"));
         }

@@ -165,8 +165,14 @@ fn published(live: &Weak<ArcSwap<Live>>) -> Option<Vec<Arc<Upstream>>> {
     )
 }
 
-/// Every room's own endpoints, which the edge asks "is this ours?".
-pub const OWN: Own = Own(&[identity::ENDPOINTS, ops::ENDPOINTS]);
+/// Every room's own endpoints.
+pub const ROOMS: &[&[crate::mount::Endpoint]] = &[identity::ENDPOINTS, ops::ENDPOINTS];
+
+/// What the edge asks "is this ours?": the rooms' endpoints and the login
+/// pages at `login_path`.
+pub fn own(login_path: &str) -> Own {
+    Own::new(ROOMS, login_path)
+}
 
 /// Build with an explicit source for reloads (SIGHUP, `POST /admin/reload`):
 /// the shared resources, then the rooms, then their background tasks, then
@@ -191,6 +197,12 @@ pub async fn build_with_source(
         .context("loading the service registry")?;
     let shared = open_shared(&settings, &db, &registered).await?;
     let sessions = Arc::new(load_sessions(&settings, db.clone()).await?);
+    if Own::new(ROOMS, "").collides(&settings.login.path) {
+        anyhow::bail!(
+            "login.path: `{}` overlaps one of the gateway's own endpoints",
+            settings.login.path
+        );
+    }
     let identity = web::Data::new(Identity::build(&settings, &shared, db.clone(), sessions)?);
     if settings.login.docs_client {
         identity
@@ -357,8 +369,10 @@ fn serve(
             .as_ref()
             .map(|h| actix_web::http::header::HeaderValue::from_str(&h.value()))
             .transpose()?,
-        own: OWN,
+        own: own(&settings.login.path),
     });
+    let own = own(&settings.login.path);
+    let login_path = settings.login.path.clone();
     let listeners = common::http::Listeners {
         tls: match &ops.tls {
             Some(store) => Some(
@@ -407,10 +421,11 @@ fn serve(
                             with_cors,
                             cors(&cors_settings),
                         ))
-                        .wrap(actix_web::middleware::from_fn(|req, next| {
-                            crate::traffic::edge::observe(OWN, req, next)
+                        .wrap(actix_web::middleware::from_fn({
+                            let own = own.clone();
+                            move |req, next| crate::traffic::edge::observe(own.clone(), req, next)
                         }))
-                        .configure(identity::configure)
+                        .configure(|c| identity::configure(c, &login_path))
                         .configure(ops::configure)
                         .default_service(web::to(proxy::handle)),
                 );

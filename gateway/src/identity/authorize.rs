@@ -27,7 +27,7 @@ use crate::identity::browser::BrowserSession;
 use crate::identity::caller::client_ip;
 use crate::identity::clients::Client;
 use crate::identity::codes::{self, Grant};
-use crate::identity::page::{LOGIN_PATH, hidden, see_other};
+use crate::identity::page::{hidden, see_other};
 use crate::identity::tokens::ACR_MFA;
 use crate::identity::users_api::Account;
 
@@ -293,7 +293,7 @@ fn session_fits(s: &BrowserSession, r: &AuthRequest) -> bool {
 
 /// The login page, then back here: the same request, without
 /// `prompt=login` (met by the sign-in that follows).
-fn to_login(p: &Params, r: &AuthRequest) -> HttpResponse {
+fn to_login(gw: &Identity, p: &Params, r: &AuthRequest) -> HttpResponse {
     let mut again = p.clone();
     for k in FORM_ONLY {
         again.remove(k);
@@ -311,7 +311,7 @@ fn to_login(p: &Params, r: &AuthRequest) -> HttpResponse {
     if let Some(h) = &r.login_hint {
         login.append_pair("login_hint", h);
     }
-    see_other(&format!("{LOGIN_PATH}?{}", login.finish())).finish()
+    see_other(&format!("{}?{}", gw.pages.login_path, login.finish())).finish()
 }
 
 /// `GET /oauth/authorize`.
@@ -408,13 +408,13 @@ async fn authorize(req: &HttpRequest, gw: &Identity, raw: &[u8], posted: bool) -
                 ],
             );
         }
-        return to_login(&p, &r);
+        return to_login(gw, &p, &r);
     };
     let account = match crate::identity::login::active_account(gw, session.user_id).await {
         Ok(Some(a)) => a,
         Ok(None) => {
             crate::identity::login_page::end_browser_session(gw, session.id).await;
-            return to_login(&p, &r);
+            return to_login(gw, &p, &r);
         }
         Err(_) => {
             return gw.pages.error(

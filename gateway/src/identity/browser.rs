@@ -79,6 +79,10 @@ impl Default for SessionSettings {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct LoginSettings {
+    /// Where the login pages live (`/login`, then `/mfa`, `/logout` and
+    /// `/style.css` under it).
+    #[serde(default = "default_path")]
+    pub path: String,
     /// The name the pages show.
     #[serde(default = "default_product")]
     pub product_name: String,
@@ -91,6 +95,10 @@ pub struct LoginSettings {
     /// (`gatehouse-docs`), so it can sign in with the code flow.
     #[serde(default = "default_true")]
     pub docs_client: bool,
+}
+
+fn default_path() -> String {
+    "/login".into()
 }
 
 fn default_product() -> String {
@@ -108,6 +116,7 @@ fn default_true() -> bool {
 impl Default for LoginSettings {
     fn default() -> Self {
         Self {
+            path: default_path(),
             product_name: default_product(),
             session: SessionSettings::default(),
             code_ttl_secs: default_code_ttl(),

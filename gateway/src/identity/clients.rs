@@ -375,10 +375,16 @@ impl Clients {
     /// `client_id`, unless one by that id exists (an admin may have changed
     /// it since: that is kept).
     pub async fn ensure(&self, client_id: &str, reg: &Registration<'_>) -> Result<(), ClientError> {
-        if self.find(client_id).await?.is_none() {
-            self.create(reg, Some(client_id)).await?;
+        if self.find(client_id).await?.is_some() {
+            return Ok(());
         }
-        Ok(())
+        match self.create(reg, Some(client_id)).await {
+            Ok(_) => Ok(()),
+            // Another replica starting at the same moment registered it
+            // first (the unique `client_id` refused this one): it is there.
+            Err(_) if self.find(client_id).await.ok().flatten().is_some() => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn list(&self) -> Result<Vec<Client>, DbErr> {

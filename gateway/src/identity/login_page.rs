@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::Identity;
 use crate::identity::caller::client_ip;
-use crate::identity::page::{self, LOGIN_PATH, hidden, is_local_path, see_other};
+use crate::identity::page::{self, hidden, is_local_path, see_other};
 use crate::identity::sign_in::{self, Code, Failure, Passed};
 use crate::identity::users_api::Account;
 
@@ -55,7 +55,7 @@ fn login_form(
             @if let Some(e) = &st.error {
                 p.error id="form-error" role="alert" { (e) }
             }
-            form method="post" action=(LOGIN_PATH) {
+            form method="post" action=(p.login_path) {
                 (hidden("csrf", csrf))
                 @if let Some(r) = st.return_to { (hidden("return_to", r)) }
                 label for="username" { (s.username) }
@@ -89,7 +89,7 @@ fn code_form(
             @if let Some(e) = error {
                 p.error id="form-error" role="alert" { (e) }
             }
-            form method="post" action=(format!("{LOGIN_PATH}/mfa")) {
+            form method="post" action=(format!("{}/mfa", p.login_path)) {
                 (hidden("csrf", csrf))
                 (hidden("challenge", challenge))
                 @if let Some(r) = return_to { (hidden("return_to", r)) }
@@ -112,16 +112,15 @@ fn signed_in_page(gw: &Identity, req: &HttpRequest, account: &Account) -> HttpRe
     p.render(req, StatusCode::OK, s.signed_in_title, |csrf| {
         html! {
             p { (s.signed_in_as) " " strong { (account.username) } "." }
-            (sign_out_form(csrf, s.sign_out, None))
+            (sign_out_form(&p.login_path, csrf, s.sign_out))
         }
     })
 }
 
-pub(crate) fn sign_out_form(csrf: &str, label: &str, extra: Option<Markup>) -> Markup {
+fn sign_out_form(login_path: &str, csrf: &str, label: &str) -> Markup {
     html! {
-        form method="post" action=(format!("{LOGIN_PATH}/logout")) {
+        form method="post" action=(format!("{login_path}/logout")) {
             (hidden("csrf", csrf))
-            @if let Some(e) = extra { (e) }
             button type="submit" { (label) }
         }
     }
@@ -293,7 +292,7 @@ pub async fn password(
         return refused_page(&gw, &req, Failure::Wrong, &form.username, to);
     };
     let ip = client_ip(&req).map(|a| a.to_string()).unwrap_or_default();
-    match sign_in::password(&gw, LOGIN_PATH, &ip, &form.username, password).await {
+    match sign_in::password(&gw, "/login", &ip, &form.username, password).await {
         Ok(Passed::Done(account, amr)) => signed_in(&gw, &req, &account, amr, to).await,
         Ok(Passed::SecondFactor { challenge, .. }) => {
             code_form(&gw, &req, StatusCode::OK, &challenge, to, None)
@@ -400,7 +399,7 @@ async fn signed_in(
                     .subject(session.id.to_string())
                     .client(Some(ip)),
             );
-            let mut res = see_other(to.unwrap_or(LOGIN_PATH));
+            let mut res = see_other(to.unwrap_or(&gw.pages.login_path));
             res.cookie(gw.pages.session_cookie(value, gw.browser.absolute_secs()));
             res.finish()
         }
@@ -495,7 +494,7 @@ pub(crate) async fn sign_out_now(
     let mut res = p.render(req, StatusCode::OK, s.signed_out_title, |_| {
         html! {
             p { (p.t(s.signed_out)) }
-            p { a href=(LOGIN_PATH) { (s.sign_in) } }
+            p { a href=(p.login_path) { (s.sign_in) } }
         }
     });
     let _ = res.add_cookie(&removal);

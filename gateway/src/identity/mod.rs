@@ -171,17 +171,6 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint::Scope("/api/me/consents", |s| {
         s.service(web::resource("/{client_id}").delete(consents_api::withdraw))
     }),
-    Endpoint::Scope("/login", |s| {
-        s.app_data(page::form_config())
-            .service(
-                web::resource("")
-                    .get(login_page::show)
-                    .post(login_page::password),
-            )
-            .service(web::resource("/mfa").post(login_page::second_step))
-            .service(web::resource("/logout").post(login_page::sign_out))
-            .service(web::resource("/style.css").get(login_page::style))
-    }),
     Endpoint::Scope("/oauth", |s| {
         s.service(
             web::resource("/authorize")
@@ -216,7 +205,20 @@ pub const ENDPOINTS: &[Endpoint] = &[
     }),
 ];
 
-/// Mount the identity room's endpoints.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Mount the identity room's endpoints, and the login pages at
+/// `login_path` (`login.path`; [`crate::mount::Own`] knows it too).
+pub fn configure(cfg: &mut web::ServiceConfig, login_path: &str) {
     mount(cfg, ENDPOINTS);
+    cfg.service(
+        web::scope(login_path)
+            .app_data(page::form_config())
+            .service(
+                web::resource("")
+                    .get(login_page::show)
+                    .post(login_page::password),
+            )
+            .service(web::resource("/mfa").post(login_page::second_step))
+            .service(web::resource("/logout").post(login_page::sign_out))
+            .service(web::resource("/style.css").get(login_page::style)),
+    );
 }

@@ -17,10 +17,7 @@ use rand::RngCore as _;
 use crate::identity::browser::LoginSettings;
 use crate::identity::strings::Strings;
 
-/// Where the login pages live.
-pub const LOGIN_PATH: &str = "/login";
-/// The stylesheet every page links (vendored, served by the gateway).
-pub const STYLE_PATH: &str = "/login/style.css";
+/// The stylesheet every page links (vendored, served under the login path).
 const STYLE: &str = include_str!("../../assets/login.css");
 
 /// The pages' look and cookies, fixed at startup.
@@ -30,6 +27,8 @@ pub struct Pages {
     pub strings: &'static Strings,
     /// HTTPS: `Secure` cookies with the `__Host-` prefix.
     pub secure: bool,
+    /// Where the login pages live (`login.path`).
+    pub login_path: String,
 }
 
 /// The content security policy of every page: its own stylesheet and
@@ -50,6 +49,7 @@ impl Pages {
             product: settings.product_name.clone(),
             strings: &crate::identity::strings::EN,
             secure,
+            login_path: settings.path.clone(),
         }
     }
 
@@ -163,7 +163,7 @@ impl Pages {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
                     title { (title) " · " (self.product) }
-                    link rel="stylesheet" href=(STYLE_PATH);
+                    link rel="stylesheet" href=(format!("{}/style.css", self.login_path));
                 }
                 body {
                     main {

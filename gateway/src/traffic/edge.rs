@@ -210,7 +210,7 @@ pub async fn observe(
 #[allow(clippy::unwrap_used)]
 mod tests {
     fn is_own(path: &str) -> bool {
-        crate::startup::OWN.contains(path)
+        crate::startup::own("/login").contains(path)
     }
 
     #[test]
@@ -224,6 +224,8 @@ mod tests {
             "/docs",
             "/docs/index.html",
             "/healthz",
+            "/login",
+            "/login/mfa",
         ] {
             assert!(is_own(own), "{own}");
         }
@@ -233,6 +235,7 @@ mod tests {
             "/docsy",
             "/healthz/",
             "/api/login/",
+            "/loginx",
             "/api/orders",
             "/",
             "",

@@ -868,3 +868,63 @@ async fn discovery_names_every_endpoint_of_the_flow() {
     assert!(location(&r).starts_with("/login?"), "{}", r.text);
     let _: Value = Value::Null;
 }
+
+/// `login.path` moves the login pages; a path of the gateway's own is
+/// refused at start.
+#[actix_web::test]
+async fn the_login_pages_live_where_login_path_says() {
+    let s = spawn_stack_with(|l| l.set("login.path", "/account/sign-in")).await;
+    let admin = admin_token(&s).await;
+    let (client_id, _) = register(&s, &admin, json!({"public": true, "first_party": true})).await;
+    let mut b = Browser::new(&s.gw);
+    let (verifier, challenge) = pkce();
+    let r = b.get(&authorize_url(&client_id, &challenge, &[])).await;
+    let login = location(&r);
+    assert!(login.starts_with("/account/sign-in?"), "{login}");
+    let page = b.get(&login).await;
+    assert!(
+        page.text.contains("action=\"/account/sign-in\""),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("href=\"/account/sign-in/style.css\""));
+    assert_eq!(b.get("/account/sign-in/style.css").await.status, 200);
+    let csrf = field(&page.text, "csrf");
+    let back = field(&page.text, "return_to");
+    let r = b
+        .post(
+            "/account/sign-in",
+            &[
+                ("csrf", &csrf),
+                ("username", "admin"),
+                ("password", ADMIN_PASSWORD),
+                ("return_to", &back),
+            ],
+        )
+        .await;
+    let code = code_of(&b.get(&location(&r)).await);
+    assert_eq!(
+        exchange(&s, &client_id, None, &code, &verifier)
+            .await
+            .status,
+        200
+    );
+    // The old path is not the gateway's any more.
+    assert_ne!(b.get("/login").await.status, 200);
+    for bad in ["/oauth", "/api", "/docs/x", "/Login", "/login/", "x"] {
+        let loader = gateway::Settings::loader()
+            .set("data_dir", s.env.data_dir())
+            .set("database.url", s.gateway_db.clone())
+            .set("login.path", bad);
+        let refused = match gateway::Settings::from_loader(loader) {
+            Err(_) => true,
+            Ok(settings) => gateway::build_with_listener(
+                settings,
+                std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            )
+            .await
+            .is_err(),
+        };
+        assert!(refused, "login.path {bad} accepted");
+    }
+}
