@@ -232,7 +232,12 @@ fn request(client: Client, redirect_uri: String, p: &Params) -> Result<AuthReque
     {
         return Err(bad("state or nonce is too long"));
     }
-    let login_after = p.get("login_after").and_then(|v| v.parse::<i64>().ok());
+    // Only a moment already past (set by `to_login`): one in the future
+    // could never be met, and the browser would go round the login page.
+    let login_after = p
+        .get("login_after")
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|t| *t <= Utc::now().timestamp());
     Ok(AuthRequest {
         client,
         redirect_uri: redirect_uri.clone(),

@@ -611,6 +611,17 @@ async fn max_age_prompt_login_and_mfa_send_the_user_back_to_sign_in() {
         .await;
     let r = sign_in(&mut b, &r, "admin", ADMIN_PASSWORD).await;
     code_of(&b.get(&location(&r)).await);
+    // A login_after in the future (no one but `to_login` should set it)
+    // is ignored rather than sending the browser round the login page.
+    let future = (chrono::Utc::now().timestamp() + 3600).to_string();
+    code_of(
+        &b.get(&authorize_url(
+            &client_id,
+            &challenge,
+            &[("login_after", &future)],
+        ))
+        .await,
+    );
     // A second factor asked for: the user enrols one and signs in with it.
     let (token, _) = s.tokens("admin", ADMIN_PASSWORD).await;
     let enrolled = crate::mfa::enrol(&s, &token, ADMIN_PASSWORD).await;
