@@ -394,10 +394,7 @@ async fn authorize(req: &HttpRequest, gw: &Identity, raw: &[u8], posted: bool) -
             .pages
             .error(req, StatusCode::FORBIDDEN, gw.pages.strings.form_expired);
     }
-    let session = match gw.pages.session_value(req) {
-        Some(v) => gw.browser.find(&v).await.ok().flatten(),
-        None => None,
-    };
+    let session = crate::identity::page::browser_session(gw, req).await;
     let Some(session) = session.filter(|s| session_fits(s, &r)) else {
         if r.prompt.none {
             return to_app(

@@ -7,17 +7,13 @@
 //! makes a new session (a session id fixed before sign-in is never
 //! promoted).
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
-use rand::RngCore;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
     Set,
 };
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub mod entity {
@@ -157,17 +153,8 @@ impl BrowserSession {
 
     /// The sign-in used a second factor.
     pub fn has_second_factor(&self) -> bool {
-        self.amr
-            .iter()
-            .any(|m| crate::identity::tokens::SECOND_FACTOR_METHODS.contains(&m.as_str()))
+        crate::identity::tokens::names_second_factor(&self.amr)
     }
-}
-
-fn hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The store of browser sessions.
@@ -214,9 +201,7 @@ impl BrowserSessions {
         client: &str,
         user_agent: &str,
     ) -> Result<(BrowserSession, String), DbErr> {
-        let mut raw = [0u8; 32];
-        rand::rng().fill_bytes(&mut raw);
-        let token = URL_SAFE_NO_PAD.encode(raw);
+        let token = crate::identity::opaque::new_value();
         let now = Utc::now();
         // Housekeeping: sessions ended a day ago are of no use to anyone.
         entity::Entity::delete_many()
@@ -225,7 +210,7 @@ impl BrowserSessions {
             .await?;
         let m = entity::ActiveModel {
             id: Set(Uuid::new_v4()),
-            token_hash: Set(hash(&token)),
+            token_hash: Set(crate::identity::opaque::digest(&token)),
             user_id: Set(user_id),
             amr: Set(amr.join(" ")),
             auth_time: Set(now),
@@ -250,7 +235,7 @@ impl BrowserSessions {
         }
         let now = Utc::now();
         let Some(m) = entity::Entity::find()
-            .filter(entity::Column::TokenHash.eq(hash(token)))
+            .filter(entity::Column::TokenHash.eq(crate::identity::opaque::digest(token)))
             .one(&self.db)
             .await?
         else {

@@ -177,9 +177,7 @@ fn split(s: &str, sep: char) -> Vec<String> {
 }
 
 fn new_secret() -> SecretString {
-    let mut raw = [0u8; 32];
-    rand::rng().fill_bytes(&mut raw);
-    SecretString::from(URL_SAFE_NO_PAD.encode(raw))
+    SecretString::from(crate::identity::opaque::new_value())
 }
 
 fn new_client_id() -> String {

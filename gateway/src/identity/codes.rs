@@ -9,7 +9,6 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
-use rand::RngCore;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
@@ -70,13 +69,6 @@ pub mod entity {
 }
 
 use entity::{code, consent};
-
-fn hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// What a code is issued for.
 #[derive(Debug, Clone)]
@@ -145,9 +137,7 @@ impl Codes {
 
     /// A new code for `grant`.
     pub async fn issue(&self, grant: &Grant) -> Result<String, DbErr> {
-        let mut raw = [0u8; 32];
-        rand::rng().fill_bytes(&mut raw);
-        let token = URL_SAFE_NO_PAD.encode(raw);
+        let token = crate::identity::opaque::new_value();
         let now = Utc::now();
         code::Entity::delete_many()
             .filter(code::Column::ExpiresAt.lt(now - Duration::hours(1)))
@@ -155,7 +145,7 @@ impl Codes {
             .await?;
         code::ActiveModel {
             id: Set(Uuid::new_v4()),
-            code_hash: Set(hash(&token)),
+            code_hash: Set(crate::identity::opaque::digest(&token)),
             client_id: Set(grant.client),
             redirect_uri: Set(grant.redirect_uri.clone()),
             code_challenge: Set(grant.code_challenge.clone()),
@@ -179,7 +169,7 @@ impl Codes {
     /// id (to record the family it is exchanged for).
     pub async fn spend(&self, token: &str) -> Result<Result<(Uuid, Grant), Refused>, DbErr> {
         let Some(m) = code::Entity::find()
-            .filter(code::Column::CodeHash.eq(hash(token)))
+            .filter(code::Column::CodeHash.eq(crate::identity::opaque::digest(token)))
             .one(&self.db)
             .await?
         else {
@@ -232,7 +222,7 @@ impl Codes {
     /// have recorded it after the reuse looked).
     pub async fn family_of_spent(&self, token: &str) -> Result<Option<Uuid>, DbErr> {
         Ok(code::Entity::find()
-            .filter(code::Column::CodeHash.eq(hash(token)))
+            .filter(code::Column::CodeHash.eq(crate::identity::opaque::digest(token)))
             .one(&self.db)
             .await?
             .and_then(|m| m.family_id))

@@ -134,10 +134,7 @@ async fn end_session(req: &HttpRequest, gw: &Identity, raw: &[u8], posted: bool)
         Ok(c) => c,
         Err(e) => return gw.pages.error(req, StatusCode::BAD_REQUEST, &e),
     };
-    let session = match gw.pages.session_value(req) {
-        Some(v) => gw.browser.find(&v).await.ok().flatten(),
-        None => None,
-    };
+    let session = crate::identity::page::browser_session(gw, req).await;
     let confirmed = posted
         && p.get("confirm").is_some_and(|c| c == "yes")
         && gw

@@ -17,7 +17,7 @@ use crate::identity::caller::client_ip;
 use crate::identity::login_limits;
 use crate::identity::sessions::{Found, Issued, SessionError, Started};
 use crate::identity::sign_in::{self, Code, Failure, Passed};
-use crate::identity::tokens::{ACR_MFA, ACR_PASSWORD, AccessClaims};
+use crate::identity::tokens::AccessClaims;
 use crate::identity::users_api::{Account, users_call, users_unavailable};
 use crate::traffic::ratelimit::{self, Decision};
 
@@ -57,7 +57,6 @@ fn token_pair(
     refresh: Issued,
 ) -> HttpResponse {
     let (jti, now) = crate::identity::sessions::new_token_id();
-    let second_factor = session.amr.iter().any(|m| m == "otp");
     let claims = AccessClaims {
         iss: String::new(),
         aud: String::new(),
@@ -72,7 +71,7 @@ fn token_pair(
         roles: identity.roles.clone(),
         username: identity.username.clone(),
         amr: session.amr.clone(),
-        acr: Some(if second_factor { ACR_MFA } else { ACR_PASSWORD }.to_owned()),
+        acr: Some(crate::identity::tokens::acr_of(&session.amr).to_owned()),
         auth_time: Some(session.auth_time),
         azp: None,
         extra: Default::default(),

@@ -160,8 +160,7 @@ pub async fn show(
 
 /// The account of the request's live browser session, if any.
 async fn current_account(gw: &Identity, req: &HttpRequest) -> Option<Account> {
-    let value = gw.pages.session_value(req)?;
-    let session = gw.browser.find(&value).await.ok()??;
+    let session = page::browser_session(gw, req).await?;
     crate::identity::login::active_account(gw, session.user_id)
         .await
         .ok()
@@ -380,9 +379,7 @@ async fn signed_in(
     amr: &[&str],
     to: Option<&str>,
 ) -> HttpResponse {
-    if let Some(old) = gw.pages.session_value(req)
-        && let Ok(Some(s)) = gw.browser.find(&old).await
-    {
+    if let Some(s) = page::browser_session(gw, req).await {
         end_browser_session(gw, s.id).await;
     }
     let ip = client_ip(req).map(|a| a.to_string()).unwrap_or_default();
@@ -466,9 +463,7 @@ pub(crate) async fn sign_out_now(
     then: Option<String>,
 ) -> HttpResponse {
     let mut user = None;
-    if let Some(value) = gw.pages.session_value(req)
-        && let Ok(Some(s)) = gw.browser.find(&value).await
-    {
+    if let Some(s) = page::browser_session(gw, req).await {
         user = Some(s.user_id);
         if !end_browser_session(gw, s.id).await {
             return gw.pages.error(

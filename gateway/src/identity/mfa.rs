@@ -9,14 +9,10 @@
 //! requests (on any replicas) cannot both use it. Codes themselves are the
 //! users service's to check; wrong ones count toward the login lockout.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{Duration, Utc};
-use rand::RngCore;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// `mfa:` in the gateway's settings.
@@ -103,16 +99,6 @@ pub struct Challenges {
     ttl: Duration,
 }
 
-fn hash(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    let mut s = String::with_capacity(64);
-    for b in digest {
-        s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-        s.push(char::from(b"0123456789abcdef"[usize::from(b & 0x0f)]));
-    }
-    s
-}
-
 impl Challenges {
     pub fn new(db: DatabaseConnection, ttl_secs: u64) -> Self {
         Self {
@@ -130,9 +116,7 @@ impl Challenges {
     /// password from `client`: its token, shown once. Challenges that
     /// expired an hour ago are swept on the way.
     pub async fn issue(&self, user: Uuid, username: &str, client: &str) -> Result<String, DbErr> {
-        let mut raw = [0u8; 32];
-        rand::rng().fill_bytes(&mut raw);
-        let token = URL_SAFE_NO_PAD.encode(raw);
+        let token = crate::identity::opaque::new_value();
         let now = Utc::now();
         challenge::Entity::delete_many()
             .filter(challenge::Column::ExpiresAt.lt(now - Duration::hours(1)))
@@ -140,7 +124,7 @@ impl Challenges {
             .await?;
         challenge::Entity::insert(challenge::ActiveModel {
             id: Set(Uuid::new_v4()),
-            token_hash: Set(hash(&token)),
+            token_hash: Set(crate::identity::opaque::digest(&token)),
             user_id: Set(user),
             username: Set(username.to_owned()),
             client: Set(client.to_owned()),
@@ -161,7 +145,7 @@ impl Challenges {
         client: &str,
     ) -> Result<Result<Challenge, Refused>, DbErr> {
         let Some(c) = challenge::Entity::find()
-            .filter(challenge::Column::TokenHash.eq(hash(token)))
+            .filter(challenge::Column::TokenHash.eq(crate::identity::opaque::digest(token)))
             .one(&self.db)
             .await?
         else {
@@ -198,7 +182,7 @@ impl Challenges {
 mod tests {
     #[test]
     fn tokens_are_stored_as_their_hash() {
-        let h = super::hash("abc");
+        let h = crate::identity::opaque::digest("abc");
         assert_eq!(
             h,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

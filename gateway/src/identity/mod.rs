@@ -22,6 +22,7 @@ pub mod mfa;
 pub mod oauth;
 pub mod oauth_wire;
 pub mod oidc;
+pub mod opaque;
 pub mod page;
 pub mod revocations;
 pub mod sessions;

@@ -23,7 +23,7 @@ use crate::identity::clients::Client;
 use crate::identity::codes::{self, Refused};
 use crate::identity::oauth_wire::{Form, OAuthError, authenticate_client, credentials, no_store};
 use crate::identity::sessions::{AppSession, Issued, SessionError, Started};
-use crate::identity::tokens::{ACR_MFA, ACR_PASSWORD, AccessClaims};
+use crate::identity::tokens::AccessClaims;
 use crate::identity::users_api::Account;
 
 /// The application a token request comes from: a confidential one by its
@@ -284,8 +284,7 @@ impl Minted<'_> {
 /// them) and the ID token (when `openid` was granted), never cached.
 fn respond(gw: &Identity, m: &Minted<'_>, refresh: Issued) -> Result<HttpResponse, OAuthError> {
     let (jti, now) = crate::identity::sessions::new_token_id();
-    let second_factor = m.session.amr.iter().any(|a| a == "otp");
-    let acr = if second_factor { ACR_MFA } else { ACR_PASSWORD };
+    let acr = crate::identity::tokens::acr_of(&m.session.amr);
     // A third-party application acts through its scopes alone: its
     // tokens carry none of the user's roles.
     let roles = if m.client.app.first_party {

@@ -9,10 +9,7 @@ use actix_web::cookie::{Cookie, SameSite, time};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use rand::RngCore as _;
 
 use crate::identity::browser::LoginSettings;
 use crate::identity::strings::Strings;
@@ -110,11 +107,7 @@ impl Pages {
     pub fn csrf_token(&self, req: &HttpRequest) -> (String, bool) {
         match req.cookie(self.csrf_cookie_name()) {
             Some(c) if c.value().len() == 43 => (c.value().to_owned(), false),
-            _ => {
-                let mut raw = [0u8; 32];
-                rand::rng().fill_bytes(&mut raw);
-                (URL_SAFE_NO_PAD.encode(raw), true)
-            }
+            _ => (crate::identity::opaque::new_value(), true),
         }
     }
 
@@ -228,6 +221,16 @@ pub async fn style() -> HttpResponse {
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .content_type("text/css; charset=utf-8")
         .body(STYLE)
+}
+
+/// The live browser session the request's cookie names, if any (a store
+/// error counts as none: the browser is asked to sign in).
+pub async fn browser_session(
+    gw: &super::Identity,
+    req: &HttpRequest,
+) -> Option<crate::identity::browser::BrowserSession> {
+    let value = gw.pages.session_value(req)?;
+    gw.browser.find(&value).await.ok().flatten()
 }
 
 /// Forms the pages cannot read (not a form, too large, a field of the

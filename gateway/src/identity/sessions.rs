@@ -9,15 +9,11 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
-use rand::RngCore;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
 };
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub mod entity {
@@ -346,19 +342,6 @@ impl DenyList {
     }
 }
 
-fn hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn new_token() -> String {
-    let mut raw = [0u8; 32];
-    rand::rng().fill_bytes(&mut raw);
-    URL_SAFE_NO_PAD.encode(raw)
-}
-
 impl Sessions {
     /// Open the store and load the live part of the deny list.
     pub async fn load(
@@ -390,12 +373,12 @@ impl Sessions {
         family_expires: DateTime<Utc>,
     ) -> Result<Issued, DbErr> {
         let now = Utc::now();
-        let token = new_token();
+        let token = crate::identity::opaque::new_value();
         let expires_at = (now + self.refresh_ttl).min(family_expires);
         refresh::ActiveModel {
             id: Set(Uuid::new_v4()),
             family_id: Set(family_id),
-            token_hash: Set(hash(&token)),
+            token_hash: Set(crate::identity::opaque::digest(&token)),
             created_at: Set(now),
             expires_at: Set(expires_at),
             used_at: Set(None),
@@ -481,7 +464,7 @@ impl Sessions {
     /// A known refresh token and its family, as stored.
     pub async fn find(&self, token: &str) -> Result<Option<Found>, DbErr> {
         let Some(token) = refresh::Entity::find()
-            .filter(refresh::Column::TokenHash.eq(hash(token)))
+            .filter(refresh::Column::TokenHash.eq(crate::identity::opaque::digest(token)))
             .one(&self.db)
             .await?
         else {

@@ -85,12 +85,26 @@ pub const ACR_MFA: &str = "urn:gatehouse:acr:mfa";
 /// "multiple factors", a hardware key (a passkey, a security key).
 pub const SECOND_FACTOR_METHODS: [&str; 3] = ["otp", "mfa", "hwk"];
 
+/// Whether RFC 8176 `amr` values name a second factor.
+pub fn names_second_factor(amr: &[String]) -> bool {
+    amr.iter()
+        .any(|m| SECOND_FACTOR_METHODS.contains(&m.as_str()))
+}
+
+/// The `acr` of a sign-in that authenticated with `amr`: a password alone
+/// ([`ACR_PASSWORD`]) or with a second factor ([`ACR_MFA`]).
+pub fn acr_of(amr: &[String]) -> &'static str {
+    if names_second_factor(amr) {
+        ACR_MFA
+    } else {
+        ACR_PASSWORD
+    }
+}
+
 impl AccessClaims {
     /// The login behind the token used a second factor.
     pub fn has_second_factor(&self) -> bool {
-        self.amr
-            .iter()
-            .any(|m| SECOND_FACTOR_METHODS.contains(&m.as_str()))
+        names_second_factor(&self.amr)
     }
 
     /// A claim as the text a header would carry: one the gateway's own
