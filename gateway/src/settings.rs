@@ -379,6 +379,27 @@ impl Settings {
         if self.login.product_name.trim().is_empty() || self.login.product_name.len() > 64 {
             return Err(invalid("login.product_name", "1 to 64 bytes"));
         }
+        let host_name = |h: &str| {
+            !h.is_empty()
+                && h.len() <= 253
+                && !h.starts_with(['.', '-'])
+                && h.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b))
+        };
+        if let Some(d) = &self.login.cookie_domain
+            && (!host_name(d) || !d.contains('.'))
+        {
+            return Err(invalid(
+                "login.cookie_domain",
+                "a lower-case domain name with a dot, like example.com (no scheme, port or leading dot)",
+            ));
+        }
+        if let Some(bad) = self.login.return_hosts.iter().find(|h| !host_name(h)) {
+            return Err(invalid(
+                "login.return_hosts",
+                format!("`{bad}` is not a lower-case host name (no scheme or port)"),
+            ));
+        }
         if self.openapi.refresh_secs == 0 || self.openapi.fetch_timeout_ms == 0 {
             return Err(invalid(
                 "openapi",

@@ -166,7 +166,11 @@ fn published(live: &Weak<ArcSwap<Live>>) -> Option<Vec<Arc<Upstream>>> {
 }
 
 /// Every room's own endpoints.
-pub const ROOMS: &[&[crate::mount::Endpoint]] = &[identity::ENDPOINTS, ops::ENDPOINTS];
+pub const ROOMS: &[&[crate::mount::Endpoint]] = &[
+    identity::ENDPOINTS,
+    crate::traffic::ENDPOINTS,
+    ops::ENDPOINTS,
+];
 
 /// What the edge asks "is this ours?": the rooms' endpoints and the login
 /// pages at `login_path`.
@@ -426,6 +430,7 @@ fn serve(
                             move |req, next| crate::traffic::edge::observe(own.clone(), req, next)
                         }))
                         .configure(|c| identity::configure(c, &login_path))
+                        .configure(crate::traffic::configure)
                         .configure(ops::configure)
                         .default_service(web::to(proxy::handle)),
                 );

@@ -169,18 +169,55 @@ async fn external(
     Ok(claims)
 }
 
+/// The request admission looks at: its method, headers and URI (a
+/// forward-auth check's are the original request's, as the ingress says).
+#[derive(Clone, Copy)]
+pub struct Asked<'a> {
+    pub method: &'a actix_web::http::Method,
+    pub headers: &'a HeaderMap,
+    pub uri: &'a actix_web::http::Uri,
+}
+
+impl Asked<'_> {
+    /// The host (with port) the client asked for: `Host`, else the URI's
+    /// authority (HTTP/2).
+    pub fn authority(&self) -> &str {
+        self.headers
+            .get(actix_web::http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| self.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("")
+    }
+}
+
 /// Phase: admission, for the proxy and composed routes: [`identify`] the
-/// caller unless the rule is public, then [`authorize`].
+/// caller unless the rule is public, then [`authorize`]. On a rule that
+/// admits a browser session, a request without a bearer token is
+/// identified by its session cookie instead
+/// ([`crate::identity::cookie_admission`]).
 pub async fn admit_request(
     gw: &Identity,
     live: &Live,
     rule: &Rule,
-    headers: &HeaderMap,
+    asked: Asked<'_>,
 ) -> Result<Option<Caller>, Refusal> {
     if *rule == Rule::Public {
         return Ok(None);
     }
-    let caller = identify(gw, live, headers).await?;
+    let caller = if rule.admits_session()
+        && !crate::identity::cookie_admission::has_bearer(asked.headers)
+    {
+        Box::pin(crate::identity::cookie_admission::admit(
+            gw,
+            live,
+            asked.method,
+            asked.headers,
+            asked.authority(),
+        ))
+        .await?
+    } else {
+        identify(gw, live, asked.headers).await?
+    };
     match authorize(rule, &caller, &gw.mfa_roles) {
         Err(Refusal::SecondFactor { .. }) => Err(second_factor_refusal(gw, &caller).await),
         Err(other) => Err(other),
@@ -205,6 +242,45 @@ impl FromRequest for Bearer {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move { from_gateway(req).await.map(Bearer) })
+    }
+}
+
+/// Extractor: a caller with a valid access token, or, without one, a live
+/// browser session (an unsafe method only from this site, see
+/// [`crate::identity::cookie_admission::same_site`]); else 401 or 403. For
+/// the endpoints a user's own pages call (`/api/me/sessions`).
+#[derive(Debug, Clone)]
+pub struct SignedIn(pub Caller);
+
+impl FromRequest for SignedIn {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let gw = crate::live::room::<Identity>(&req)?;
+            let live = gw.live.load_full();
+            let headers = req.headers();
+            let caller = if crate::identity::cookie_admission::has_bearer(headers) {
+                identify(&gw, &live, headers).await?
+            } else {
+                let asked = Asked {
+                    method: req.method(),
+                    headers,
+                    uri: req.uri(),
+                };
+                crate::identity::cookie_admission::admit(
+                    &gw,
+                    &live,
+                    asked.method,
+                    headers,
+                    asked.authority(),
+                )
+                .await?
+            };
+            Ok(SignedIn(caller))
+        })
     }
 }
 

@@ -91,6 +91,17 @@ pub struct LoginSettings {
     /// (`gatehouse-docs`), so it can sign in with the code flow.
     #[serde(default = "default_true")]
     pub docs_client: bool,
+    /// The session cookie's `Domain` (for example `example.com`, so the
+    /// apps on its subdomains behind another ingress see it); unset: the
+    /// cookie is the gateway host's alone (`__Host-` on HTTPS).
+    #[serde(default)]
+    pub cookie_domain: Option<String>,
+    /// Hosts (names, without port) the login page may send the browser
+    /// back to after sign-in, besides the gateway's own (`tokens.public_url`)
+    /// and the route table's `host`s: the apps behind another ingress that
+    /// asks `/auth/verify`.
+    #[serde(default)]
+    pub return_hosts: Vec<String>,
 }
 
 fn default_path() -> String {
@@ -117,6 +128,8 @@ impl Default for LoginSettings {
             session: SessionSettings::default(),
             code_ttl_secs: default_code_ttl(),
             docs_client: true,
+            cookie_domain: None,
+            return_hosts: Vec::new(),
         }
     }
 }
@@ -185,6 +198,11 @@ impl BrowserSessions {
             idle: secs(settings.idle_secs),
             absolute: secs(settings.absolute_secs),
         }
+    }
+
+    /// How long a session may go without a request.
+    pub fn idle(&self) -> Duration {
+        self.idle
     }
 
     /// The absolute lifetime, for the cookie's `Max-Age`.

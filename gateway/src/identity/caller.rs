@@ -130,6 +130,16 @@ pub enum Refusal {
     /// needed: 403 with RFC 9470's `insufficient_user_authentication`.
     /// `enrol`: the account has none to log in with, and is told to enrol.
     SecondFactor { enrol: bool },
+    /// A route that admits a browser session, asked with neither a bearer
+    /// token nor a live session: 401 (a browser's navigation is sent to
+    /// the login page instead).
+    SignInRequired,
+    /// An unsafe method on a route that admits a browser session, sent
+    /// from another site or origin, or with no proof it was not: 403.
+    CrossSite,
+    /// The account behind a browser session cannot be looked up now (the
+    /// users service is down): 503.
+    AccountUnavailable,
 }
 
 impl Refusal {
@@ -143,6 +153,33 @@ impl Refusal {
                 "the access token's signing key is unknown and its identity provider's keys cannot be fetched now"
             }
             Refusal::AccountInactive => "the account is deactivated",
+            Refusal::SignInRequired => {
+                let mut res = Problem::unauthorized(
+                    "sign in first: this route needs a bearer access token or a browser session",
+                )
+                .to_response();
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"gatehouse\""),
+                );
+                return res;
+            }
+            Refusal::CrossSite => {
+                return Problem::forbidden(
+                    "a browser session's unsafe request must come from this site: the browser's \
+                     `Sec-Fetch-Site: same-origin` or a same-origin `Origin`, or, from a client that \
+                     sends neither, the header `X-Gatehouse-CSRF: 1`",
+                )
+                .to_response();
+            }
+            Refusal::AccountUnavailable => {
+                let mut res =
+                    Problem::service_unavailable("the session's account cannot be looked up now")
+                        .to_response();
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return res;
+            }
             Refusal::LinkUnavailable => {
                 let mut res = Problem::service_unavailable(
                     "the account of this identity provider's user cannot be looked up now",
@@ -224,8 +261,11 @@ impl ResponseError for Refusal {
             Refusal::MissingRole(_)
             | Refusal::MissingScope(_)
             | Refusal::NotAdmin
+            | Refusal::CrossSite
             | Refusal::SecondFactor { .. } => actix_web::http::StatusCode::FORBIDDEN,
-            Refusal::LinkUnavailable => actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::LinkUnavailable | Refusal::AccountUnavailable => {
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => actix_web::http::StatusCode::UNAUTHORIZED,
         }
     }
@@ -375,7 +415,8 @@ impl TrustedProxies {
         Self(nets)
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of the trusted proxies.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
@@ -631,6 +672,7 @@ mod tests {
             roles: vec![],
             scopes: vec!["a:read".into(), "a:write".into()],
             mfa: false,
+            session: false,
         };
         assert!(authorize(&rule, &caller(Some("a:write a:read"), &[]), &[]).is_ok());
         assert_eq!(
@@ -646,6 +688,7 @@ mod tests {
             roles: vec!["admin".into()],
             scopes: vec!["a:read".into()],
             mfa: false,
+            session: false,
         };
         assert_eq!(
             authorize(&with_role, &caller(Some("a:read"), &["user"]), &[]),

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::Identity;
 use crate::identity::caller::client_ip;
-use crate::identity::page::{self, hidden, is_local_path, see_other};
+use crate::identity::page::{self, hidden, see_other};
 use crate::identity::sign_in::{self, Code, Failure, Passed};
 use crate::identity::users_api::Account;
 
@@ -29,8 +29,11 @@ pub struct LoginQuery {
     pub login_hint: Option<String>,
 }
 
-fn return_to(v: Option<&str>) -> Option<&str> {
-    v.filter(|r| is_local_path(r))
+/// Where to go after sign-in, when the page may go there (see
+/// [`page::Pages::may_return_to`]); another is ignored.
+fn return_to<'a>(gw: &Identity, v: Option<&'a str>) -> Option<&'a str> {
+    let live = gw.live.load();
+    v.filter(|r| gw.pages.may_return_to(r, |h| live.routes.serves_host(h)))
 }
 
 /// What the form shows besides its fields.
@@ -138,7 +141,7 @@ pub async fn show(
     gw: web::Data<Identity>,
     q: web::Query<LoginQuery>,
 ) -> HttpResponse {
-    let to = return_to(q.return_to.as_deref());
+    let to = return_to(&gw, q.return_to.as_deref());
     if to.is_none()
         && let Some(account) = current_account(&gw, &req).await
     {
@@ -283,7 +286,7 @@ pub async fn password(
     form: web::Form<PasswordForm>,
 ) -> HttpResponse {
     let form = form.into_inner();
-    let to = return_to(form.return_to.as_deref());
+    let to = return_to(&gw, form.return_to.as_deref());
     if !gw.pages.form_is_ours(&req, form.csrf.as_deref()) {
         return forged(&gw, &req, to);
     }
@@ -331,7 +334,7 @@ pub async fn second_step(
     form: web::Form<CodeForm>,
 ) -> HttpResponse {
     let form = form.into_inner();
-    let to = return_to(form.return_to.as_deref());
+    let to = return_to(&gw, form.return_to.as_deref());
     if !gw.pages.form_is_ours(&req, form.csrf.as_deref()) {
         return forged(&gw, &req, to);
     }

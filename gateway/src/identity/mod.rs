@@ -12,12 +12,14 @@ pub mod client_admin;
 pub mod clients;
 pub mod codes;
 pub mod consents_api;
+pub mod cookie_admission;
 pub mod end_session;
 pub mod issuer_keys;
 pub mod issuers;
 pub mod login;
 pub mod login_limits;
 pub mod login_page;
+pub mod me_sessions;
 pub mod mfa;
 pub mod oauth;
 pub mod oauth_wire;
@@ -98,6 +100,8 @@ pub struct Identity {
     pub browser: Arc<browser::BrowserSessions>,
     /// Authorization codes and consents.
     pub codes: codes::Codes,
+    /// Browser sessions' callers, as routes that admit a session see them.
+    pub session_callers: cookie_admission::SessionCallers,
 }
 
 impl Identity {
@@ -139,6 +143,7 @@ impl Identity {
                 settings.login.session,
             )),
             codes: codes::Codes::new(db, settings.login.code_ttl_secs),
+            session_callers: cookie_admission::session_callers(),
             linking: moka::future::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(std::time::Duration::from_secs(5))
@@ -169,6 +174,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint::Exact("/api/oauth/introspect", |r| r.post(oauth::introspect)),
     Endpoint::Exact("/api/oauth/revoke", |r| r.post(oidc::revoke)),
     Endpoint::Exact("/api/me/consents", |r| r.get(consents_api::list)),
+    Endpoint::Exact("/api/me/sessions", |r| {
+        r.get(me_sessions::list).delete(me_sessions::end_all)
+    }),
+    Endpoint::Scope("/api/me/sessions", |s| {
+        s.service(web::resource("/{id}").delete(me_sessions::end))
+    }),
     Endpoint::Scope("/api/me/consents", |s| {
         s.service(web::resource("/{client_id}").delete(consents_api::withdraw))
     }),

@@ -7,7 +7,7 @@
 
 use actix_web::cookie::{Cookie, SameSite, time};
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -26,6 +26,12 @@ pub struct Pages {
     pub secure: bool,
     /// Where the login pages live (`login.path`).
     pub login_path: String,
+    /// The session cookie's `Domain` (`login.cookie_domain`).
+    pub cookie_domain: Option<String>,
+    /// The hosts an absolute `return_to` may name: the gateway's own
+    /// (`tokens.public_url`) and `login.return_hosts` (with the route
+    /// table's, see [`Pages::may_return_to`]).
+    pub return_hosts: Vec<String>,
 }
 
 /// The content security policy of every page: its own stylesheet and
@@ -47,7 +53,38 @@ impl Pages {
             strings: &crate::identity::strings::EN,
             secure,
             login_path: settings.path.clone(),
+            cookie_domain: settings.cookie_domain.clone(),
+            return_hosts: url::Url::parse(public_url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                .into_iter()
+                .chain(settings.return_hosts.iter().cloned())
+                .collect(),
         }
+    }
+
+    /// Whether the login page may send the browser on to `return_to`: a
+    /// path on this host, or an http(s) URL without credentials on one of
+    /// [`Pages::return_hosts`] or a host the route table serves (`routes`);
+    /// ports are not compared, as cookies do not compare them. Anything
+    /// else would be an open redirect.
+    pub fn may_return_to(&self, return_to: &str, routes: impl Fn(&str) -> bool) -> bool {
+        if is_local_path(return_to) {
+            return true;
+        }
+        if return_to.len() > 4096 || !return_to.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+            return false;
+        }
+        let Ok(u) = url::Url::parse(return_to) else {
+            return false;
+        };
+        let Some(host) = u.host_str() else {
+            return false;
+        };
+        matches!(u.scheme(), "http" | "https")
+            && u.username().is_empty()
+            && u.password().is_none()
+            && (self.return_hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) || routes(host))
     }
 
     /// A string with `{product}` filled in.
@@ -55,12 +92,29 @@ impl Pages {
         s.replace("{product}", &self.product)
     }
 
+    /// `__Host-` on HTTPS (the gateway host's alone); `__Secure-` when
+    /// `login.cookie_domain` shares it with the domain's other hosts.
     pub fn session_cookie_name(&self) -> &'static str {
-        if self.secure {
-            "__Host-gatehouse-session"
-        } else {
-            "gatehouse-session"
+        match (self.secure, self.cookie_domain.is_some()) {
+            (true, false) => "__Host-gatehouse-session",
+            (true, true) => "__Secure-gatehouse-session",
+            (false, _) => "gatehouse-session",
         }
+    }
+
+    /// The session cookie's value in request headers, if there is one
+    /// (every `Cookie` header, as HTTP/2 may split them).
+    pub fn session_in<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        let name = self.session_cookie_name();
+        headers
+            .get_all(header::COOKIE)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                (k == name).then_some(v.trim_matches('"'))
+            })
+            .filter(|v| !v.is_empty())
     }
 
     fn csrf_cookie_name(&self) -> &'static str {
@@ -85,21 +139,25 @@ impl Pages {
     pub fn session_cookie(&self, value: String, max_age_secs: i64) -> Cookie<'static> {
         let mut c = self.cookie(self.session_cookie_name(), value, SameSite::Lax);
         c.set_max_age(time::Duration::seconds(max_age_secs));
+        if let Some(d) = &self.cookie_domain {
+            c.set_domain(d.clone());
+        }
         c
     }
 
     /// The cookie that removes the session cookie.
     pub fn session_removal(&self) -> Cookie<'static> {
         let mut c = self.cookie(self.session_cookie_name(), String::new(), SameSite::Lax);
+        if let Some(d) = &self.cookie_domain {
+            c.set_domain(d.clone());
+        }
         c.make_removal();
         c
     }
 
     /// The session cookie's value, if the request has one.
     pub fn session_value(&self, req: &HttpRequest) -> Option<String> {
-        req.cookie(self.session_cookie_name())
-            .map(|c| c.value().to_owned())
-            .filter(|v| !v.is_empty())
+        self.session_in(req.headers()).map(str::to_owned)
     }
 
     /// The anti-CSRF token of this browser: the cookie's, or a new one
@@ -116,27 +174,15 @@ impl Pages {
     /// host), and the form's token is the cookie's (a double-submit token
     /// another site can neither read nor set).
     pub fn form_is_ours(&self, req: &HttpRequest, posted: Option<&str>) -> bool {
-        let site_ok = req
-            .headers()
-            .get("sec-fetch-site")
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(|v| v == "same-origin" || v == "none");
         let host = req.connection_info().host().to_owned();
-        let origin_ok = req
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(|o| {
-                o.split_once("://")
-                    .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(&host))
-            });
+        let site_ok = not_cross_site(req.headers(), &host) != Some(false);
         let token_ok = match (req.cookie(self.csrf_cookie_name()), posted) {
             (Some(c), Some(p)) => {
                 c.value().len() == 43 && constant_time_eq(c.value().as_bytes(), p.as_bytes())
             }
             _ => false,
         };
-        site_ok && origin_ok && token_ok
+        site_ok && token_ok
     }
 
     /// A page: the layout around `body`, with the headers every page has.
@@ -250,6 +296,28 @@ pub fn form_config() -> actix_web::web::FormConfig {
         })
 }
 
+/// What the browser says of a request's origin: `Some(false)` when it
+/// comes from another site or origin (`Sec-Fetch-Site` other than
+/// `same-origin` or `none`, or an `Origin` whose authority is not `host`,
+/// `null` included), `Some(true)` when it says it is this origin's, `None`
+/// when it says neither (no such header: not a browser, or a very old one).
+pub fn not_cross_site(headers: &HeaderMap, host: &str) -> Option<bool> {
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .map(|v| v.to_str().is_ok_and(|v| v == "same-origin" || v == "none"));
+    let origin = headers.get(header::ORIGIN).map(|v| {
+        v.to_str().is_ok_and(|o| {
+            o.split_once("://")
+                .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+        })
+    });
+    match (fetch_site, origin) {
+        (Some(false), _) | (_, Some(false)) => Some(false),
+        (None, None) => None,
+        _ => Some(true),
+    }
+}
+
 /// A hidden form field.
 pub fn hidden(name: &str, value: &str) -> Markup {
     html! { input type="hidden" name=(name) value=(value); }
@@ -294,6 +362,34 @@ mod tests {
             "",
         ] {
             assert!(!is_local_path(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn absolute_return_urls_only_to_known_hosts() {
+        let settings = LoginSettings {
+            return_hosts: vec!["app.example".into()],
+            ..LoginSettings::default()
+        };
+        let pages = Pages::new(&settings, "https://auth.example");
+        let routed = |h: &str| h == "shop.example";
+        let ok = |u: &str| pages.may_return_to(u, routed);
+        assert!(ok("/app?x=1"));
+        assert!(ok("https://auth.example/x"));
+        assert!(ok("https://app.example:8443/dashboard?tab=2"));
+        assert!(ok("http://shop.example/cart"));
+        for bad in [
+            "https://evil.example/",
+            "https://app.example.evil.example/",
+            "https://app.example@evil.example/",
+            "https://user:pw@app.example/",
+            "javascript:alert(1)",
+            "ftp://app.example/",
+            "//evil.example/",
+            "https://app.example/\n",
+            "https://app.example/a b",
+        ] {
+            assert!(!ok(bad), "{bad:?}");
         }
     }
 

@@ -5,6 +5,7 @@
 pub mod cert_subjects;
 pub mod compose;
 pub mod edge;
+pub mod forward_auth;
 pub mod header_edits;
 pub mod proxy;
 pub mod ratelimit;
@@ -21,7 +22,10 @@ use arc_swap::ArcSwap;
 use common::audit::AuditLog;
 use common::identity::ProofMinter;
 
+use actix_web::web;
+
 use crate::identity::revocations::Revocations;
+use crate::mount::{Endpoint, mount};
 use crate::live::Live;
 use crate::ops::metrics::Metrics;
 use crate::settings::Settings;
@@ -97,4 +101,17 @@ impl Traffic {
         );
         Ok(live)
     }
+}
+
+/// The traffic room's endpoints (see [`Endpoint`]): the decisions for
+/// another ingress, at `/auth/verify` and, for Envoy's `path_prefix`, under
+/// it, for every method.
+pub const ENDPOINTS: &[Endpoint] = &[Endpoint::Scope(forward_auth::PATH, |s| {
+    s.service(web::resource("").to(forward_auth::verify))
+        .service(web::resource("/{tail:.*}").to(forward_auth::verify))
+})];
+
+/// Mount the traffic room's endpoints.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    mount(cfg, ENDPOINTS);
 }

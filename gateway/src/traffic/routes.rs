@@ -154,6 +154,10 @@ pub struct GrantConfig {
     /// The caller's login had a second factor (`amr` with `otp`).
     #[serde(default)]
     pub mfa: bool,
+    /// A browser session (the login page's cookie) is admitted as well as
+    /// a bearer token: `{roles: [user], session: true}`.
+    #[serde(default)]
+    pub session: bool,
 }
 
 /// An OAuth scope token (RFC 6749 section 3.3): printable ASCII without
@@ -180,11 +184,13 @@ pub enum Rule {
     /// Any one of these roles.
     AnyRole(Vec<String>),
     /// Every one of these scopes, any one of the roles (none: no role
-    /// needed), and a second factor when `mfa` is set.
+    /// needed), and a second factor when `mfa` is set; `session`: a
+    /// browser session is admitted as well as a bearer token.
     Grant {
         roles: Vec<String>,
         scopes: Vec<String>,
         mfa: bool,
+        session: bool,
     },
 }
 
@@ -201,9 +207,16 @@ impl Rule {
                 None => Ok(Rule::AnyRole(r.clone())),
             },
             RuleConfig::Grant(g) => {
-                if g.scopes.is_empty() && !g.mfa {
+                if g.scopes.is_empty() && !g.mfa && !g.session {
                     return Err(
-                        "name at least one of `scopes`, or `mfa: true` (or use a role list)".into(),
+                        "name at least one of `scopes`, `mfa: true` or `session: true` (or use a role list)"
+                            .into(),
+                    );
+                }
+                if g.session && !g.scopes.is_empty() {
+                    return Err(
+                        "`session: true` admits a browser, which holds no scopes: a rule with `scopes` is for tokens only"
+                            .into(),
                     );
                 }
                 if let Some(bad) = g.scopes.iter().find(|s| !is_valid_scope(s)) {
@@ -216,6 +229,7 @@ impl Rule {
                     roles: g.roles.clone(),
                     scopes: g.scopes.clone(),
                     mfa: g.mfa,
+                    session: g.session,
                 })
             }
         }
@@ -227,6 +241,11 @@ impl Rule {
             Rule::Grant { scopes, .. } => scopes,
             _ => &[],
         }
+    }
+
+    /// A browser session is admitted as well as a bearer token.
+    pub fn admits_session(&self) -> bool {
+        matches!(self, Rule::Grant { session: true, .. })
     }
 
     /// The roles the rule accepts, when it names any.
@@ -351,7 +370,12 @@ impl Route {
             Rule::Public => "public".to_owned(),
             Rule::Authenticated => "authenticated".to_owned(),
             Rule::AnyRole(roles) => format!("any of: {}", roles.join(", ")),
-            Rule::Grant { roles, scopes, mfa } => {
+            Rule::Grant {
+                roles,
+                scopes,
+                mfa,
+                session,
+            } => {
                 let mut parts = Vec::new();
                 if !scopes.is_empty() {
                     parts.push(format!("scopes: {}", scopes.join(" ")));
@@ -361,6 +385,9 @@ impl Route {
                 }
                 if *mfa {
                     parts.push("a second factor".to_owned());
+                }
+                if *session {
+                    parts.push("a browser session or a token".to_owned());
                 }
                 parts.join("; ")
             }
@@ -398,6 +425,17 @@ pub struct RouteTable {
     ordered: Vec<Route>,
     /// Some route is bound to a host (else the request's host is not read).
     hosts: bool,
+}
+
+impl RouteTable {
+    /// Whether some route is bound to `host` (a name, any case).
+    pub fn serves_host(&self, host: &str) -> bool {
+        self.hosts
+            && self
+                .ordered
+                .iter()
+                .any(|r| r.host.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(host)))
+    }
 }
 
 fn normalize_prefix(p: &str) -> String {
@@ -684,6 +722,7 @@ mod tests {
                 roles: vec![],
                 scopes: vec!["orders:write".into()],
                 mfa: false,
+                session: false,
             }
         );
         assert_eq!(
@@ -697,9 +736,20 @@ mod tests {
             serde_json::json!({"scopes": ["has space"]}),
             serde_json::json!({"scopes": ["quo\"te"]}),
             serde_json::json!({"scopes": ["ok"], "roles": ["Bad Role"]}),
+            serde_json::json!({"scopes": ["ok"], "session": true}),
+            serde_json::json!({"roles": ["user"]}),
         ] {
             assert!(rule(bad.clone()).is_err(), "{bad}");
         }
+        let session = rule(serde_json::json!({"roles": ["user"], "session": true})).unwrap();
+        assert!(session.admits_session());
+        assert_eq!(session.roles(), ["user"]);
+        assert!(
+            rule(serde_json::json!({"session": true}))
+                .unwrap()
+                .admits_session()
+        );
+        assert!(!rule(serde_json::json!({"mfa": true})).unwrap().admits_session());
         assert!(serde_json::from_value::<RuleConfig>(serde_json::json!({"scope": ["x"]})).is_err());
         assert!(is_valid_scope("orders:write") && !is_valid_scope("a\\b") && !is_valid_scope(""));
     }

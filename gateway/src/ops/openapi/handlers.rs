@@ -41,6 +41,8 @@ security requirement and `x-required-scopes`), and the errors the gateway itself
         crate::identity::client_admin::remove_secret,
         crate::identity::oidc::userinfo, crate::identity::oidc::revoke,
         crate::identity::consents_api::list, crate::identity::consents_api::withdraw,
+        crate::traffic::forward_auth::verify,
+        crate::identity::me_sessions::list, crate::identity::me_sessions::end, crate::identity::me_sessions::end_all,
         crate::identity::authorize::authorize_get, crate::identity::authorize::authorize_post,
         crate::identity::end_session::end_session_get, crate::identity::end_session::end_session_post,
         crate::identity::login_page::show, crate::identity::login_page::password,
@@ -55,6 +57,7 @@ security requirement and `x-required-scopes`), and the errors the gateway itself
         crate::identity::clients::Client, crate::identity::clients::SecretInfo, crate::identity::client_admin::NewClient,
         crate::identity::client_admin::ClientUpdate, crate::identity::client_admin::CreatedClient,
         crate::identity::client_admin::CreatedSecret, crate::identity::apps::AppFields, crate::identity::consents_api::Consent,
+        crate::identity::me_sessions::SessionView, crate::identity::me_sessions::SessionList,
     )),
     modifiers(&BearerScheme),
     tags(
@@ -64,6 +67,7 @@ security requirement and `x-required-scopes`), and the errors the gateway itself
         (name = "clients", description = "Registered clients: machine clients and the applications people sign in to (admin role)"),
         (name = "oidc", description = "Gatehouse as an OpenID provider: the authorization code flow with PKCE, userinfo, sign-out"),
         (name = "sign-in", description = "The hosted login page (HTML forms)"),
+        (name = "forward-auth", description = "Decisions for another ingress (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz)"),
         (name = "composed", description = "Answers built by the gateway from several calls at once"),
     )
 )]
@@ -87,6 +91,17 @@ impl utoipa::Modify for BearerScheme {
                     ))
                     .build(),
             ),
+        );
+        // A route with `session: true` admits the login page's cookie too
+        // (`__Host-gatehouse-session` when the gateway is on HTTPS).
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "gatehouse-session",
+                    "The browser session the login page starts (`__Host-gatehouse-session` on HTTPS). Unsafe methods also need `Sec-Fetch-Site: same-origin`, a same-origin `Origin`, or the header `X-Gatehouse-CSRF: 1`.",
+                ),
+            )),
         );
         // Swagger UI's "Authorize" signs in with the code flow and PKCE as
         // the shipped public client `gatehouse-docs` (see `swagger_config`).

@@ -102,7 +102,12 @@ fn access_note(rule: &Rule) -> String {
                 .collect::<Vec<_>>()
                 .join(" or ")
         ),
-        Rule::Grant { roles, scopes, mfa } => {
+        Rule::Grant {
+            roles,
+            scopes,
+            mfa,
+            session,
+        } => {
             let mut needs = Vec::new();
             if !scopes.is_empty() {
                 needs.push(format!(
@@ -130,7 +135,16 @@ fn access_note(rule: &Rule) -> String {
                         .to_owned(),
                 );
             }
-            format!("**Access:** bearer token with {}.", needs.join(" and "))
+            let credential = if *session {
+                "bearer token or browser session (the login page's cookie; unsafe methods need the same-site checks)"
+            } else {
+                "bearer token"
+            };
+            if needs.is_empty() {
+                format!("**Access:** any signed-in caller ({credential}).")
+            } else {
+                format!("**Access:** {credential} with {}.", needs.join(" and "))
+            }
         }
     }
 }
@@ -196,7 +210,11 @@ pub(super) fn protect(
     let mut responses = responses;
     if let Some(roles) = required_roles(rule) {
         // OpenAPI's scopes of an HTTP bearer scheme: what the token must carry.
-        op.insert("security".into(), json!([{"bearer": rule.scopes()}]));
+        let mut security = vec![json!({"bearer": rule.scopes()})];
+        if rule.admits_session() {
+            security.push(json!({"session": []}));
+        }
+        op.insert("security".into(), Value::Array(security));
         op.insert("x-required-roles".into(), roles);
         if !rule.scopes().is_empty() {
             op.insert("x-required-scopes".into(), json!(rule.scopes()));

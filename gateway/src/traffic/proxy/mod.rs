@@ -157,12 +157,21 @@ async fn serve_composed(
 ) -> HttpResponse {
     let admitted = traces::in_child(
         "admission",
-        admission::admit_request(id, live, &composed.rule, req.headers()),
+        admission::admit_request(
+            id,
+            live,
+            &composed.rule,
+            admission::Asked {
+                method: req.method(),
+                headers: req.headers(),
+                uri: req.uri(),
+            },
+        ),
     )
     .await;
     let caller = match admitted {
         Ok(c) => c,
-        Err(refusal) => return refusal.to_response(),
+        Err(refusal) => return refused(id, req, &composed.rule, &refusal),
     };
     record_caller(caller.as_ref());
     let client = crate::identity::caller::client_ip(req);
@@ -238,10 +247,19 @@ async fn admitted(
     .unwrap_or(ctx.req.headers());
     ctx.caller = traces::in_child(
         "admission",
-        admission::admit_request(id, ctx.live, ctx.rule, admission_headers),
+        admission::admit_request(
+            id,
+            ctx.live,
+            ctx.rule,
+            admission::Asked {
+                method: ctx.req.method(),
+                headers: admission_headers,
+                uri: ctx.req.uri(),
+            },
+        ),
     )
     .await
-    .map_err(|r| r.to_response())?;
+    .map_err(|r| refused(id, ctx.req, ctx.rule, &r))?;
     record_caller(ctx.caller.as_ref());
     if ctx.route.rate_limit.is_some() {
         Box::pin(traces::in_child(
@@ -251,6 +269,29 @@ async fn admitted(
         .await?;
     }
     Ok(incoming)
+}
+
+/// The answer to a refused request: the refusal's problem, except that a
+/// browser's navigation without a session, on a rule that admits one, goes
+/// to the login page and comes back to the path it asked for.
+fn refused(
+    id: &Identity,
+    req: &HttpRequest,
+    rule: &crate::traffic::routes::Rule,
+    refusal: &crate::identity::caller::Refusal,
+) -> HttpResponse {
+    use crate::identity::cookie_admission as cookie;
+    if *refusal == crate::identity::caller::Refusal::SignInRequired
+        && rule.admits_session()
+        && cookie::is_navigation(req.method(), req.headers())
+    {
+        let back = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.path().to_owned(), |p| p.as_str().to_owned());
+        return cookie::login_redirect(&cookie::login_url(id, "", &back));
+    }
+    refusal.to_response()
 }
 
 /// Phase: cache lookup, with its span on a route that caches.

@@ -25,7 +25,9 @@ pub fn head(ctx: &Ctx<'_>, status: StatusCode, upstream: &HeaderMap) -> HeaderMa
     let mut h = HeaderMap::with_capacity(upstream.len() + 4);
     for (name, value) in upstream {
         let n = name.as_str();
-        if !HOP_BY_HOP.contains(&n) && !common::identity::GATEWAY_ONLY_RESPONSE_HEADERS.contains(&n)
+        if !HOP_BY_HOP.contains(&n)
+            && !common::identity::GATEWAY_ONLY_RESPONSE_HEADERS.contains(&n)
+            && !(name == header::SET_COOKIE && super::headers::sets_gatehouse_cookie(value))
         {
             h.append(name.clone(), value.clone());
         }

@@ -108,7 +108,14 @@ pub fn headers(
             || strip.iter().any(|s| s == n)
             || claim_headers.iter().any(|s| s == n)
             || connection_listed.iter().any(|c| c.eq_ignore_ascii_case(n));
-        if !dropped {
+        if dropped {
+            continue;
+        }
+        if name == header::COOKIE {
+            if let Some(v) = super::headers::foreign_cookies(value) {
+                h.append(name.clone(), v.into_owned());
+            }
+        } else {
             h.append(name.clone(), value.clone());
         }
     }
