@@ -133,6 +133,7 @@ routes() { # count
   echo "routes:"
   echo "  - {prefix: /public, upstream: bench, access: public}"
   echo "  - {prefix: /auth, upstream: bench, access: [admin]}"
+  echo "  - {prefix: /web, upstream: bench, access: {roles: [admin], session: true}}"
   echo "  - {prefix: /limited, upstream: bench, access: [admin], rate_limit: {rate: 1000000/s, burst: 1000000}}"
   for i in $(seq 4 "$1"); do
     printf '  - {prefix: /r%04d/items, upstream: bench, access: authenticated}\n' "$i"
@@ -189,6 +190,15 @@ LOGIN_BODY='{"username":"admin","password":"bench-admin-password-0123"}'
 TOKEN="$(curl -fsS -X POST "http://127.0.0.1:$GW/api/login" -H 'content-type: application/json' -d "$LOGIN_BODY" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
 AUTH="authorization: Bearer $TOKEN"
+# A browser session from the login page (the anti-CSRF cookie and token of
+# its form, then the session cookie it sets), for row 4s.
+curl -fsS -c "$W/jar" -o "$W/login.html" "http://127.0.0.1:$GW/login"
+CSRF="$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' "$W/login.html" | head -1)"
+curl -fsS -b "$W/jar" -c "$W/jar" -o /dev/null -X POST "http://127.0.0.1:$GW/login" \
+  --data-urlencode "csrf=$CSRF" --data-urlencode username=admin --data-urlencode password=bench-admin-password-0123
+SESSION="cookie: gatehouse-session=$(awk '$6 == "gatehouse-session" { print $7 }' "$W/jar")"
+code="$(curl -s -o /dev/null -w '%{http_code}' -H "$SESSION" "http://127.0.0.1:$GW/web/x")"
+[ "$code" = 200 ] || { echo "the session route answered $code"; exit 1; }
 for u in "http://127.0.0.1:$GW" "http://127.0.0.1:$GWR" "http://127.0.0.1:$GW1K" \
          ${BASELINE:+"http://127.0.0.1:$GWB"} "https://127.0.0.1:$GWS" \
          "http://127.0.0.1:$GWOFF" "http://127.0.0.1:$GWTR" "http://127.0.0.1:$GWC"; do
@@ -223,7 +233,7 @@ nginx_worker() { pgrep -P "$(cat "$W/nginx.pid")" | head -1; }
 
 declare -A R
 record() { R[$1]="${R[$1]:-} $2"; }
-SCENARIOS=(direct nginx floor gw_public gw_auth gw_limit_mem gw_limit_redis gw_1000 login code_flow storm_route
+SCENARIOS=(direct nginx floor gw_public gw_auth gw_session gw_limit_mem gw_limit_redis gw_1000 login code_flow storm_route
   nginx_tls gw_tls_auth nginx_handshake gw_handshake trace_off trace_on)
 echo "warming up" >&2
 measure "$CONNS" "http://127.0.0.1:$GW/auth/x" -H "$AUTH" >/dev/null
@@ -234,6 +244,7 @@ for round in $(seq 1 "$ROUNDS"); do
   record floor "$(measure "$CONNS" "http://127.0.0.1:$FLOOR/x")"
   record gw_public "$(measure "$CONNS" "http://127.0.0.1:$GW/public/x")"
   record gw_auth "$(measure "$CONNS" "http://127.0.0.1:$GW/auth/x" -H "$AUTH")"
+  record gw_session "$(measure "$CONNS" "http://127.0.0.1:$GW/web/x" -H "$SESSION")"
   record gw_limit_mem "$(measure "$CONNS" "http://127.0.0.1:$GW/limited/x" -H "$AUTH")"
   record gw_limit_redis "$(measure "$CONNS" "http://127.0.0.1:$GWR/limited/x" -H "$AUTH")"
   record gw_1000 "$(measure "$CONNS" "http://127.0.0.1:$GW1K/auth/x" -H "$AUTH")"
@@ -308,6 +319,7 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
   row "2f | the floor: minimal actix-web + awc forwarder" floor "$rss_floor50"
   row "3 | gateway, public route" gw_public "$rss_gw"
   row "4 | gateway, JWT + role + identity + proof" gw_auth "$rss_gw"
+  row "4s | 4 with the browser session cookie instead of the token" gw_session "$rss_gw"
   row "5a | 4 + rate limit in memory" gw_limit_mem "$rss_gw"
   row "5b | 4 + rate limit in Redis" gw_limit_redis "$rss_gwr"
   row "6 | POST /api/login (1 conn)" login "$rss_gw1k"
@@ -339,12 +351,14 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
       -v f50="$rss_floor50" -v frss="$(rss_mib "$PID_FLOOR")" \
       -v ts="$(med gw_tls_auth 1)" -v tn="$(med nginx_tls 1)" -v hs="$(med gw_handshake 1)" -v hn="$(med nginx_handshake 1)" \
       -v toff="$(med trace_off 1)" -v ton="$(med trace_on 1)" \
-      -v fl="$(med floor 1)" -v fp99="$(med floor 3)" -v a3="$(med gw_public 1)" -v p3="$(med gw_public 3)" 'BEGIN {
+      -v fl="$(med floor 1)" -v fp99="$(med floor 3)" -v a3="$(med gw_public 1)" -v p3="$(med gw_public 3)" \
+      -v as="$(med gw_session 1)" 'BEGIN {
     printf "| target | measured | goal |\n|---|---|---|\n"
     printf "| route 4 vs nginx, req/s | %.2fx | >= 1.0x |\n", a4 / n
     printf "| the floor vs nginx, req/s (2f / 2) | %.2fx | |\n", fl / n
     printf "| public route vs the floor, req/s (3 / 2f) | %.2fx | >= 0.95x |\n", a3 / fl
     printf "| route 4 vs the floor, req/s (4 / 2f) | %.2fx | >= 0.90x |\n", a4 / fl
+    printf "| session cookie route vs route 4, req/s (4s / 4) | %.2fx | >= 0.90x |\n", as / a4
     printf "| public route p99 minus the floor p99 | %+.2f ms | <= +1 ms |\n", p3 - fp99
     printf "| route 4 p99 minus the floor p99 | %+.2f ms | <= +1 ms |\n", p4 - fp99
     printf "| route 4 p99 minus nginx p99 | %+.2f ms | <= +1 ms |\n", p4 - pn

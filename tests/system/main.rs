@@ -15,3 +15,4 @@ mod services;
 mod signin;
 mod support;
 mod traces;
+mod web_apps;

@@ -204,20 +204,19 @@ pub async fn admit_request(
     if *rule == Rule::Public {
         return Ok(None);
     }
-    let caller = if rule.admits_session()
-        && !crate::identity::cookie_admission::has_bearer(asked.headers)
-    {
-        Box::pin(crate::identity::cookie_admission::admit(
-            gw,
-            live,
-            asked.method,
-            asked.headers,
-            asked.authority(),
-        ))
-        .await?
-    } else {
-        identify(gw, live, asked.headers).await?
-    };
+    let caller =
+        if rule.admits_session() && !crate::identity::cookie_admission::has_bearer(asked.headers) {
+            Box::pin(crate::identity::cookie_admission::admit(
+                gw,
+                live,
+                asked.method,
+                asked.headers,
+                asked.authority(),
+            ))
+            .await?
+        } else {
+            identify(gw, live, asked.headers).await?
+        };
     match authorize(rule, &caller, &gw.mfa_roles) {
         Err(Refusal::SecondFactor { .. }) => Err(second_factor_refusal(gw, &caller).await),
         Err(other) => Err(other),

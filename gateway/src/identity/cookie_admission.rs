@@ -257,7 +257,10 @@ mod tests {
         ));
         assert!(same_site(
             &Method::GET,
-            &headers(&[("upgrade", "websocket"), ("origin", "http://app.example:8080")]),
+            &headers(&[
+                ("upgrade", "websocket"),
+                ("origin", "http://app.example:8080")
+            ]),
             host
         ));
         for unsafe_method in [Method::PUT, Method::PATCH, Method::DELETE] {

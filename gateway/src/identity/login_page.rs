@@ -131,7 +131,7 @@ fn sign_out_form(login_path: &str, csrf: &str, label: &str) -> Markup {
 
 /// `GET /login`.
 #[utoipa::path(get, operation_id = "login_page", path = "/login", summary = "The hosted login page", tag = "sign-in",
-    params(("return_to" = Option<String>, Query, description = "A path on this gateway to go on to after signing in (another is ignored)"),
+    params(("return_to" = Option<String>, Query, description = "Where to go on to after signing in: a path on this gateway, or an http(s) URL on its own host, a host of `login.return_hosts` or a route's `host` (another is ignored)"),
            ("login_hint" = Option<String>, Query, description = "The username to fill in")),
     responses(
         (status = 200, description = "The sign-in form (or, signed in and with no `return_to`, who is signed in, with a sign-out button); sets the anti-CSRF cookie", content_type = "text/html"),

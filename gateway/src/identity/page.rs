@@ -84,7 +84,11 @@ impl Pages {
         matches!(u.scheme(), "http" | "https")
             && u.username().is_empty()
             && u.password().is_none()
-            && (self.return_hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) || routes(host))
+            && (self
+                .return_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(host))
+                || routes(host))
     }
 
     /// A string with `{product}` filled in.

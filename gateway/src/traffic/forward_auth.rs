@@ -9,7 +9,8 @@
 //!   `request-user-roles`, the forwarded claims and `x-gateway-token`, the
 //!   proof for the route's upstream), for the ingress to copy onto the
 //!   request (empty values on a public route: the ingress then drops any
-//!   the client sent);
+//!   the client sent), and `x-gatehouse-cookie`, the request's cookies
+//!   without gatehouse's own, to send on as `Cookie`;
 //! * 401 when the caller must sign in, with `Location` (the login page,
 //!   coming back to the original URL) for a browser's navigation on a
 //!   route that admits a session; with `?redirect=true` (Traefik, which
@@ -38,6 +39,11 @@ use crate::traffic::proxy::request_filter::{Routed, find};
 
 /// Where the ingress asks.
 pub const PATH: &str = "/auth/verify";
+
+/// The decision's copy of the request's cookies without gatehouse's own:
+/// what the ingress sends the upstream as `Cookie`, so the session cookie
+/// stays between the browser and gatehouse.
+pub const COOKIE_HEADER: &str = "x-gatehouse-cookie";
 
 /// The request the ingress asks about.
 #[derive(Debug, PartialEq, Eq)]
@@ -126,9 +132,7 @@ pub async fn verify(
         .zip(req.app_data::<web::Data<TrustedProxies>>())
         .is_some_and(|(peer, t)| t.trusts(peer.ip()));
     if !trusted {
-        return refuse(
-            "only the proxies in `trusted_proxies` may ask for decisions",
-        );
+        return refuse("only the proxies in `trusted_proxies` may ask for decisions");
     }
     let tail = req.path().strip_prefix(PATH).unwrap_or("");
     let query = form_query_without_redirect(req.query_string());
@@ -182,6 +186,17 @@ pub async fn verify(
             out.insert(n, HeaderValue::from_static(""));
         }
     }
+    // The request's cookies without gatehouse's own, for the ingress to
+    // pass on as `Cookie` (an empty value: none left, drop the header).
+    let cookies: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .filter_map(crate::traffic::proxy::headers::foreign_cookies)
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    out.insert(
+        HeaderName::from_static(COOKIE_HEADER),
+        HeaderValue::from_str(&cookies.join("; ")).unwrap_or(HeaderValue::from_static("")),
+    );
     for name in &live.claim_headers {
         if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
             out.insert(n, HeaderValue::from_static(""));
@@ -331,7 +346,10 @@ mod tests {
             (envoy.method, envoy.uri.as_str(), envoy.scheme.as_str()),
             (Method::PATCH, "/items/7?x=1", "http")
         );
-        assert_eq!(original(&Method::GET, &headers(&[("host", "a")]), "", ""), None);
+        assert_eq!(
+            original(&Method::GET, &headers(&[("host", "a")]), "", ""),
+            None
+        );
         assert_eq!(
             original(
                 &Method::GET,
@@ -344,7 +362,11 @@ mod tests {
         assert_eq!(
             original(
                 &Method::GET,
-                &headers(&[("host", "a"), ("x-forwarded-method", "G T"), ("x-original-uri", "/")]),
+                &headers(&[
+                    ("host", "a"),
+                    ("x-forwarded-method", "G T"),
+                    ("x-original-uri", "/")
+                ]),
                 "",
                 ""
             ),

@@ -25,8 +25,8 @@ use common::identity::ProofMinter;
 use actix_web::web;
 
 use crate::identity::revocations::Revocations;
-use crate::mount::{Endpoint, mount};
 use crate::live::Live;
+use crate::mount::{Endpoint, mount};
 use crate::ops::metrics::Metrics;
 use crate::settings::Settings;
 use upstream::pool::Registrations;

@@ -431,10 +431,11 @@ impl RouteTable {
     /// Whether some route is bound to `host` (a name, any case).
     pub fn serves_host(&self, host: &str) -> bool {
         self.hosts
-            && self
-                .ordered
-                .iter()
-                .any(|r| r.host.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(host)))
+            && self.ordered.iter().any(|r| {
+                r.host
+                    .as_deref()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(host))
+            })
     }
 }
 
@@ -749,7 +750,11 @@ mod tests {
                 .unwrap()
                 .admits_session()
         );
-        assert!(!rule(serde_json::json!({"mfa": true})).unwrap().admits_session());
+        assert!(
+            !rule(serde_json::json!({"mfa": true}))
+                .unwrap()
+                .admits_session()
+        );
         assert!(serde_json::from_value::<RuleConfig>(serde_json::json!({"scope": ["x"]})).is_err());
         assert!(is_valid_scope("orders:write") && !is_valid_scope("a\\b") && !is_valid_scope(""));
     }

@@ -195,6 +195,23 @@ impl Backend {
                     }),
                 )
                 .route("/status/{code}", web::to(status))
+                // An upstream that tries to set the gateway's own cookies.
+                .route(
+                    "/set-cookie",
+                    web::get().to(|| async {
+                        HttpResponse::Ok()
+                            .append_header((
+                                "set-cookie",
+                                "gatehouse-session=fixed-by-upstream; Path=/",
+                            ))
+                            .append_header((
+                                "set-cookie",
+                                "__Host-gatehouse-csrf=x; Path=/; Secure",
+                            ))
+                            .append_header(("set-cookie", "app=1; Path=/"))
+                            .finish()
+                    }),
+                )
                 .default_service(web::to(named_echo))
         })
         .workers(1)

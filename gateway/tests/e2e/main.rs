@@ -21,4 +21,5 @@ mod tls;
 mod tokens;
 mod traces;
 mod traffic;
+mod web_sessions;
 mod websocket;

@@ -50,7 +50,7 @@ impl Browser {
         }
     }
 
-    fn absolute(&self, url: &str) -> String {
+    pub fn absolute(&self, url: &str) -> String {
         if url.starts_with("http") {
             url.to_owned()
         } else {
@@ -58,7 +58,7 @@ impl Browser {
         }
     }
 
-    async fn send(&mut self, rb: reqwest::RequestBuilder) -> Resp {
+    pub async fn send(&mut self, rb: reqwest::RequestBuilder) -> Resp {
         let cookie = self
             .cookies
             .iter()

@@ -35,7 +35,9 @@ pub fn is_gatehouse_cookie(name: &str) -> bool {
 /// A `Cookie` header's value without the gateway's own cookies; `None`
 /// when nothing is left. Untouched (borrowed) when it has none of them,
 /// which is nearly always.
-pub fn foreign_cookies(value: &header::HeaderValue) -> Option<std::borrow::Cow<'_, header::HeaderValue>> {
+pub fn foreign_cookies(
+    value: &header::HeaderValue,
+) -> Option<std::borrow::Cow<'_, header::HeaderValue>> {
     use std::borrow::Cow;
     let Ok(text) = value.to_str() else {
         return Some(Cow::Borrowed(value));
@@ -85,10 +87,14 @@ mod tests {
         );
         assert_eq!(kept("__Host-gatehouse-session=x").as_deref(), None);
         assert_eq!(
-            kept("__Secure-gatehouse-session=x;__Host-gatehouse-csrf=y;app=gatehouse-fan").as_deref(),
+            kept("__Secure-gatehouse-session=x;__Host-gatehouse-csrf=y;app=gatehouse-fan")
+                .as_deref(),
             Some("app=gatehouse-fan")
         );
-        assert_eq!(kept("my-gatehouse-session=1").as_deref(), Some("my-gatehouse-session=1"));
+        assert_eq!(
+            kept("my-gatehouse-session=1").as_deref(),
+            Some("my-gatehouse-session=1")
+        );
         assert!(sets_gatehouse_cookie(&v("gatehouse-session=abc; Path=/")));
         assert!(sets_gatehouse_cookie(&v("__Host-gatehouse-csrf=abc")));
         assert!(!sets_gatehouse_cookie(&v("app=gatehouse-session")));
