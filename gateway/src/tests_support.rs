@@ -46,3 +46,16 @@ pub fn live_with(routes: Value, composed: Value) -> Live {
         websocket: Default::default(),
     }
 }
+
+/// A header map of these (name, value) pairs, in order (repeats appended).
+pub fn headers(pairs: &[(&str, &str)]) -> actix_web::http::header::HeaderMap {
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    let mut h = actix_web::http::header::HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}

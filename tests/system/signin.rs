@@ -34,7 +34,7 @@ async fn axe(c: &Client, axe_js: &str, page: &str) {
     assert!(violations.is_empty(), "{page}: {violations:#?}");
 }
 
-async fn fill(c: &Client, css: &str, text: &str) {
+pub(crate) async fn fill(c: &Client, css: &str, text: &str) {
     c.find(Locator::Css(css))
         .await
         .unwrap()
@@ -43,7 +43,7 @@ async fn fill(c: &Client, css: &str, text: &str) {
         .unwrap();
 }
 
-async fn submit(c: &Client, css: &str) {
+pub(crate) async fn submit(c: &Client, css: &str) {
     c.find(Locator::Css(css))
         .await
         .unwrap()
@@ -54,7 +54,7 @@ async fn submit(c: &Client, css: &str) {
 
 /// Wait until the element `css` shows `text` (a page may still be the old
 /// one right after a click): its whole text.
-async fn shows(c: &Client, css: &str, text: &str) -> String {
+pub(crate) async fn shows(c: &Client, css: &str, text: &str) -> String {
     for _ in 0..200 {
         if let Ok(e) = c.find(Locator::Css(css)).await
             && let Ok(t) = e.text().await

@@ -7,13 +7,12 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use fantoccini::Locator;
 use serde_json::{Value, json};
 
 use crate::browser::chromium;
+use crate::signin::{fill, shows, submit};
 use crate::support::{ADMIN_PASSWORD, Options, System, eventually};
 
 /// What the app received: each request's method, path and headers.
@@ -138,38 +137,6 @@ fn readme_config(port: u16) -> (Value, Value) {
     (block["upstreams"]["webapp"].clone(), Value::Array(routes))
 }
 
-async fn shows(c: &fantoccini::Client, css: &str, text: &str) -> String {
-    for _ in 0..200 {
-        if let Ok(e) = c.find(Locator::Css(css)).await
-            && let Ok(t) = e.text().await
-            && t.contains(text)
-        {
-            return t;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
-    let page = c.source().await.unwrap_or_default();
-    panic!("{css} never showed {text:?}: {page}");
-}
-
-async fn click(c: &fantoccini::Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
-
-async fn fill(c: &fantoccini::Client, css: &str, text: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .send_keys(text)
-        .await
-        .unwrap();
-}
-
 #[actix_web::test]
 async fn a_web_app_behind_a_session_route_in_chromium() {
     let app = App::start().await;
@@ -193,7 +160,7 @@ async fn a_web_app_behind_a_session_route_in_chromium() {
     shows(&c, "h1", "Sign in to gatehouse").await;
     fill(&c, "#username", "alice").await;
     fill(&c, "#password", "alice-password-0123").await;
-    click(&c, "button[type=submit]").await;
+    submit(&c, "button[type=submit]").await;
     shows(&c, "#who", &format!("Hello {alice_id}")).await;
     assert_eq!(
         c.current_url().await.unwrap().as_str(),
@@ -209,7 +176,7 @@ async fn a_web_app_behind_a_session_route_in_chromium() {
     assert!(seen["headers"]["x-gateway-token"].is_string(), "{seen}");
 
     // The app's own form (same site) saves.
-    click(&c, "#save").await;
+    submit(&c, "#save").await;
     shows(&c, "#saved", &format!("saved for {alice_id}")).await;
 
     // Another site's form posting into the app: refused with 403.
@@ -230,13 +197,13 @@ async fn a_web_app_behind_a_session_route_in_chromium() {
     ))
     .await
     .unwrap();
-    click(&c, "#go").await;
+    submit(&c, "#go").await;
     shows(&c, "body", "must come from this site").await;
     assert_eq!(saves(), before, "the cross-site post never reached the app");
 
     // Signed out: the app's page is the login page again.
     c.goto(&format!("{}/login", sys.gw)).await.unwrap();
-    click(&c, "form[action$='/logout'] button").await;
+    submit(&c, "form[action$='/logout'] button").await;
     shows(&c, "main", "signed out").await;
     c.goto(&format!("{}/app/reports", sys.gw)).await.unwrap();
     shows(&c, "h1", "Sign in to gatehouse").await;
@@ -245,7 +212,7 @@ async fn a_web_app_behind_a_session_route_in_chromium() {
     // deactivated by the admin, the next page is the login page.
     fill(&c, "#username", "alice").await;
     fill(&c, "#password", "alice-password-0123").await;
-    click(&c, "button[type=submit]").await;
+    submit(&c, "button[type=submit]").await;
     shows(&c, "#who", "Hello").await;
     let r = sys
         .call(

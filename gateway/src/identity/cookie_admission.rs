@@ -207,18 +207,7 @@ pub async fn admit(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use actix_web::http::header::HeaderName;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
+    use crate::tests_support::headers;
 
     #[test]
     fn unsafe_requests_need_the_browser_to_say_they_are_this_sites() {

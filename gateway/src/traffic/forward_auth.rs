@@ -284,17 +284,7 @@ fn refused(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
+    use crate::tests_support::headers;
 
     #[test]
     fn each_ingress_names_the_original_request_its_way() {

@@ -64,7 +64,7 @@ pub fn foreign_cookies(
 /// A `Set-Cookie` of an upstream's that would set one of the gateway's
 /// own cookies (a session fixed by the upstream, or its token replaced).
 pub fn sets_gatehouse_cookie(value: &header::HeaderValue) -> bool {
-    value.to_str().map_or(false, |v| {
+    value.to_str().is_ok_and(|v| {
         let name = v.split(['=', ';']).next().unwrap_or("").trim();
         is_gatehouse_cookie(name)
     })

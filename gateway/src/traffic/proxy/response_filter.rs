@@ -25,10 +25,10 @@ pub fn head(ctx: &Ctx<'_>, status: StatusCode, upstream: &HeaderMap) -> HeaderMa
     let mut h = HeaderMap::with_capacity(upstream.len() + 4);
     for (name, value) in upstream {
         let n = name.as_str();
-        if !HOP_BY_HOP.contains(&n)
-            && !common::identity::GATEWAY_ONLY_RESPONSE_HEADERS.contains(&n)
-            && !(name == header::SET_COOKIE && super::headers::sets_gatehouse_cookie(value))
-        {
+        let dropped = HOP_BY_HOP.contains(&n)
+            || common::identity::GATEWAY_ONLY_RESPONSE_HEADERS.contains(&n)
+            || (name == header::SET_COOKIE && super::headers::sets_gatehouse_cookie(value));
+        if !dropped {
             h.append(name.clone(), value.clone());
         }
     }
