@@ -81,6 +81,43 @@ impl Provider {
         r.body["kid"].as_str().unwrap().to_owned()
     }
 
+    /// Register a relying party for the authorization code flow
+    /// (`client_secret_basic`) that comes back to `redirect_uri`.
+    pub async fn login_client(&self, client_id: &str, secret: &str, redirect_uri: &str) {
+        let r = answer(
+            crate::client()
+                .post(format!("{}/test/login-client", self.issuer))
+                .json(&serde_json::json!({
+                    "client_id": client_id, "client_secret": secret, "redirect_uri": redirect_uri,
+                })),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+
+    /// [`Provider::trusted`]'s entry offering sign-in as `display_name`:
+    /// registers the gateway at `gateway` (its public URL, login page at
+    /// `/login`) as a client whose secret is written to `secret_file`.
+    pub async fn sign_in_option(
+        &self,
+        gateway: &str,
+        display_name: &str,
+        secret_file: &Path,
+    ) -> Value {
+        let client_id = format!("gatehouse-{}", self.program.port);
+        let secret = format!("{client_id}-secret");
+        std::fs::write(secret_file, format!("{secret}\n")).unwrap();
+        self.login_client(&client_id, &secret, &format!("{gateway}/login/callback"))
+            .await;
+        let mut entry = self.trusted(30)[0].clone();
+        entry["login"] = serde_json::json!({
+            "client_id": client_id,
+            "client_secret_file": secret_file,
+            "display_name": display_name,
+        });
+        entry
+    }
+
     /// A `trusted_issuers` list with this provider, Keycloak-style role
     /// mapping (`realm_access.roles`, `gatehouse-admin` -> `admin`), and an
     /// unknown-kid cooldown of `cooldown_secs`.

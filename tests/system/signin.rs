@@ -18,7 +18,7 @@ use crate::support::{Options, System};
 
 /// Run axe-core (from the npm registry) on the page Chromium shows: no
 /// violation of WCAG 2 A/AA rules.
-async fn axe(c: &Client, axe_js: &str, page: &str) {
+pub(crate) async fn axe(c: &Client, axe_js: &str, page: &str) {
     c.execute(axe_js, vec![]).await.unwrap();
     let out = c
         .execute_async(
@@ -32,6 +32,21 @@ async fn axe(c: &Client, axe_js: &str, page: &str) {
         .unwrap();
     let violations: Vec<String> = serde_json::from_value(out).unwrap();
     assert!(violations.is_empty(), "{page}: {violations:#?}");
+}
+
+/// The relying party's folder (openid-client, axe-core), installed.
+pub(crate) fn rp_folder() -> std::path::PathBuf {
+    testkit::node::install(
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "rp",
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("testkit/rp"),
+    )
+}
+
+/// axe-core's script, from the npm registry (installed with the relying
+/// party's packages in `folder`, see [`rp_folder`]).
+pub(crate) fn axe_script(folder: &Path) -> String {
+    std::fs::read_to_string(folder.join("node_modules/axe-core/axe.min.js")).unwrap()
 }
 
 pub(crate) async fn fill(c: &Client, css: &str, text: &str) {
@@ -91,12 +106,8 @@ async fn openid_client_signs_a_user_in_through_the_page_in_chromium() {
         ..Options::default()
     })
     .await;
-    let folder = testkit::node::install(
-        Path::new(env!("CARGO_TARGET_TMPDIR")),
-        "rp",
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("testkit/rp"),
-    );
-    let axe_js = std::fs::read_to_string(folder.join("node_modules/axe-core/axe.min.js")).unwrap();
+    let folder = rp_folder();
+    let axe_js = axe_script(&folder);
     let rp = testkit::node::Program::start(&folder, "rp.mjs");
     let rp_url = format!("http://127.0.0.1:{}", rp.port);
 

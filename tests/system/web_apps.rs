@@ -2,7 +2,9 @@
 //! browser session (README "Protect a web app"), driven by headless
 //! Chromium, and an app behind a real nginx that asks gatehouse's
 //! `/auth/verify` with `auth_request` (README "Use gatehouse behind nginx /
-//! Traefik / Envoy", `deploy/forward-auth/nginx.conf` as it is).
+//! Traefik / Envoy", `deploy/forward-auth/nginx.conf` as it is), and the
+//! same app reached by signing in with the company's provider (a real
+//! oidc-provider and its own sign-in page).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -12,7 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use crate::browser::chromium;
-use crate::signin::{fill, shows, submit};
+use crate::signin::{axe, fill, shows, submit};
 use crate::support::{ADMIN_PASSWORD, Options, System, eventually};
 
 /// What the app received: each request's method, path and headers.
@@ -224,6 +226,79 @@ async fn a_web_app_behind_a_session_route_in_chromium() {
         .await;
     r.ok(200);
     c.goto(&format!("{}/app/reports", sys.gw)).await.unwrap();
+    shows(&c, "h1", "Sign in to gatehouse").await;
+    c.close().await.unwrap();
+}
+
+#[actix_web::test]
+async fn signing_in_with_the_company_provider_in_chromium() {
+    let app = App::start().await;
+    let (webapp, routes) = readme_config(app.port);
+    let idp = testkit::idp::Provider::start(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gw = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    let entry = idp.sign_in_option(&gw, "Acme SSO", secret.path()).await;
+    let public = gw.clone();
+    let sys = System::start_with(Options {
+        gateway: Box::new(move |l| {
+            l.set("upstreams.webapp", webapp.clone())
+                .set("routes", routes.clone())
+                .set("trusted_issuers", json!([entry]))
+                .set("tokens.public_url", public.clone())
+        }),
+        gateway_listener: Some(listener),
+        ..Options::default()
+    })
+    .await;
+    let axe_js = crate::signin::axe_script(&crate::signin::rp_folder());
+    let (_driver, c) = chromium().await;
+
+    // The app's page: the login page, with the provider's button.
+    c.goto(&format!("{gw}/app/reports?month=12")).await.unwrap();
+    shows(&c, "section.providers", "Sign in with Acme SSO").await;
+    axe(&c, &axe_js, "login with a provider").await;
+    submit(&c, "section.providers button").await;
+    // The provider's own sign-in page, then back to the exact page asked
+    // for, as the linked account.
+    shows(&c, "h1", "Test provider").await;
+    fill(&c, "#login", "alice").await;
+    fill(&c, "#password", "alice-password").await;
+    submit(&c, "button[type=submit]").await;
+    let who = shows(&c, "#who", "Hello ").await;
+    let id = who.trim_start_matches("Hello ").trim().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{who}");
+    assert_eq!(
+        c.current_url().await.unwrap().as_str(),
+        format!("{gw}/app/reports?month=12")
+    );
+    let seen = app.last();
+    assert_eq!(seen["headers"]["request-user-id"], id.as_str());
+    assert!(
+        !seen["headers"]["cookie"]
+            .as_str()
+            .unwrap_or("")
+            .contains("gatehouse-"),
+        "{seen}"
+    );
+
+    // Deactivated by the admin: the session ends, and the provider (where
+    // alice is still signed in) cannot bring her back.
+    let admin = sys.admin().await;
+    sys.call(
+        "PATCH",
+        &format!("/api/users/{id}"),
+        Some(&admin),
+        Some(json!({"is_active": false})),
+    )
+    .await
+    .ok(200);
+    c.goto(&format!("{gw}/app/reports")).await.unwrap();
+    shows(&c, "section.providers", "Sign in with Acme SSO").await;
+    submit(&c, "section.providers button").await;
+    shows(&c, "main", "This account is deactivated").await;
+    axe(&c, &axe_js, "a refused provider sign-in").await;
+    c.goto(&format!("{gw}/app/reports")).await.unwrap();
     shows(&c, "h1", "Sign in to gatehouse").await;
     c.close().await.unwrap();
 }

@@ -95,8 +95,9 @@ pub(super) struct KeyState {
     /// Bumped by every completed fetch, successful or not: a waiter that
     /// sees it move knows someone fetched while it waited.
     pub(super) generation: AtomicU64,
-    /// The discovered `jwks_uri`.
-    pub(super) jwks_uri: RwLock<Option<String>>,
+    /// The provider's discovery document, once fetched and checked (its
+    /// `issuer` the configured one).
+    pub(super) document: RwLock<Option<Arc<serde_json::Map<String, serde_json::Value>>>>,
     /// Held while fetching: one fetch at a time per issuer, across workers.
     pub(super) fetching: tokio::sync::Mutex<()>,
     /// When the last fetch started (monotonic ms, 0: never).

@@ -78,6 +78,11 @@ pub struct IssuerConfig {
     pub required_claims: Vec<String>,
     #[serde(default)]
     pub keys: KeyRefresh,
+    /// Also a way to sign in on the login page ("Sign in with ..."): the
+    /// gateway as this provider's client (see
+    /// [`crate::identity::provider_login`]).
+    #[serde(default)]
+    pub login: Option<crate::identity::provider_login::ProviderLogin>,
 }
 
 /// How the provider's roles or groups become local roles.
@@ -177,6 +182,14 @@ impl IssuerConfig {
         }
         if self.subject_claim.is_empty() {
             return Err(format!("{at}.subject_claim: must not be empty"));
+        }
+        if let Some(login) = &self.login {
+            if !self.discovery {
+                return Err(format!(
+                    "{at}.login: needs `discovery: true` (the sign-in's endpoints come from the provider's discovery document)"
+                ));
+            }
+            login.check(&format!("{at}.login"))?;
         }
         let k = &self.keys;
         if k.min_refresh_secs == 0
@@ -338,12 +351,13 @@ impl Issuer {
         self.state.last_error.read().ok()?.clone()
     }
 
-    async fn jwks_uri(&self, fetch: Fetch) -> Result<String, String> {
-        if let Some(u) = &self.config.jwks_uri {
-            return Ok(u.clone());
-        }
-        if let Some(u) = self.state.jwks_uri.read().ok().and_then(|u| u.clone()) {
-            return Ok(u);
+    /// The provider's discovery document
+    /// (`<issuer>/.well-known/openid-configuration`), fetched once and kept
+    /// until a key fetch fails (the provider may have moved). Its `issuer`
+    /// must be the configured one, character for character.
+    pub async fn document(&self, fetch: Fetch) -> Result<Arc<Map<String, Value>>, String> {
+        if let Some(d) = self.state.document.read().ok().and_then(|d| d.clone()) {
+            return Ok(d);
         }
         let url = format!(
             "{}/.well-known/openid-configuration",
@@ -363,14 +377,23 @@ impl Issuer {
                 self.config.issuer
             ));
         }
+        let doc = Arc::new(doc);
+        if let Ok(mut w) = self.state.document.write() {
+            *w = Some(doc.clone());
+        }
+        Ok(doc)
+    }
+
+    async fn jwks_uri(&self, fetch: Fetch) -> Result<String, String> {
+        if let Some(u) = &self.config.jwks_uri {
+            return Ok(u.clone());
+        }
+        let doc = self.document(fetch).await?;
         let jwks = doc
             .get("jwks_uri")
             .and_then(Value::as_str)
-            .ok_or_else(|| format!("{url}: no jwks_uri"))?;
-        http_url("jwks_uri", jwks).map_err(|e| format!("{url}: {e}"))?;
-        if let Ok(mut w) = self.state.jwks_uri.write() {
-            *w = Some(jwks.to_owned());
-        }
+            .ok_or_else(|| format!("{}: no jwks_uri", self.config.issuer))?;
+        http_url("jwks_uri", jwks).map_err(|e| format!("{}: {e}", self.config.issuer))?;
         Ok(jwks.to_owned())
     }
 
@@ -415,10 +438,10 @@ impl Issuer {
                 );
                 tracing::warn!(issuer = %self.config.issuer, error = %e, "cannot fetch the identity provider's keys; keeping the last good set");
                 if self.config.discovery
-                    && let Ok(mut u) = s.jwks_uri.write()
+                    && let Ok(mut d) = s.document.write()
                 {
                     // Discover again next time: the provider may have moved it.
-                    *u = None;
+                    *d = None;
                 }
                 if let Ok(mut w) = s.last_error.write() {
                     *w = Some(e.clone());
@@ -462,10 +485,13 @@ impl Issuer {
         }
     }
 
+    /// The claims of a verified token in the gateway's terms; its `aud`
+    /// must name one of `audiences`.
     fn map_claims(
         &self,
         token: &str,
         claims: Map<String, Value>,
+        audiences: &[String],
     ) -> Result<ExternalClaims, ExternalError> {
         let c = &self.config;
         // `sub` is a string (RFC 7519 section 4.1.2, OpenID Connect Core
@@ -511,7 +537,7 @@ impl Issuer {
             Some(Value::Array(list)) => list
                 .iter()
                 .filter_map(Value::as_str)
-                .find(|a| c.audiences.iter().any(|x| x == a))
+                .find(|a| audiences.iter().any(|x| x == a))
                 .map(str::to_owned),
             _ => None,
         }
@@ -612,21 +638,73 @@ impl Issuers {
         }
     }
 
-    /// Verify a token `issuer` signed. The caller has read `iss` unverified
-    /// to choose the issuer; here it is checked for real.
+    /// Verify an access token `issuer` signed. The caller has read `iss`
+    /// unverified to choose the issuer; here it is checked for real.
     pub async fn verify(
         &self,
         issuer: &Issuer,
         token: &str,
     ) -> Result<ExternalClaims, ExternalError> {
+        let audiences = &issuer.config.audiences;
+        let claims = self
+            .decode(issuer, token, TokenUse::Access, audiences)
+            .await?;
+        issuer.map_claims(token, claims, audiences)
+    }
+
+    /// Verify an ID token `issuer` sent this gateway as its client
+    /// `client_id` in answer to a sign-in that sent `nonce` (OpenID Connect
+    /// Core section 3.1.3.7): its signature by the provider's keys, `iss`,
+    /// `aud` naming the client (and `azp` the client when present or when
+    /// there are several audiences), `exp`, `iat`, and the nonce.
+    pub async fn verify_id_token(
+        &self,
+        issuer: &Issuer,
+        token: &str,
+        client_id: &str,
+        nonce: &str,
+    ) -> Result<ExternalClaims, ExternalError> {
+        let audiences = [client_id.to_owned()];
+        let claims = self.decode(issuer, token, TokenUse::Id, &audiences).await?;
+        let several = matches!(claims.get("aud"), Some(Value::Array(a)) if a.len() > 1);
+        match claims.get("azp") {
+            Some(Value::String(azp)) if azp == client_id => {}
+            None if !several => {}
+            _ => return Err(ExternalError::Claim("azp".into())),
+        }
+        let sent = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
+        if nonce.is_empty() || !crate::identity::opaque::same(sent, nonce) {
+            return Err(ExternalError::Claim("nonce".into()));
+        }
+        if !claims.get("iat").is_some_and(Value::is_i64) {
+            return Err(ExternalError::Claim("iat".into()));
+        }
+        issuer.map_claims(token, claims, &audiences)
+    }
+
+    /// The claims of a token signed by one of `issuer`'s keys with an
+    /// algorithm both allow, issued by it, for one of `audiences`, within
+    /// its time bounds, and typed for `kind` (an access token is never taken
+    /// for an ID token, nor the other way round).
+    async fn decode(
+        &self,
+        issuer: &Issuer,
+        token: &str,
+        kind: TokenUse,
+        audiences: &[String],
+    ) -> Result<Map<String, Value>, ExternalError> {
         let header = header_of(token).ok_or(ExternalError::Malformed)?;
         if header.contains_key("crit") {
             return Err(ExternalError::CriticalHeader);
         }
-        // Our own proofs and anything else typed as not an access token.
+        // Our own proofs and anything else typed as not this kind of token.
         if let Some(typ) = header.get("typ").and_then(Value::as_str) {
             let t = typ.to_ascii_lowercase();
-            if !matches!(t.as_str(), "jwt" | "at+jwt" | "application/at+jwt") {
+            let fits = match kind {
+                TokenUse::Access => matches!(t.as_str(), "jwt" | "at+jwt" | "application/at+jwt"),
+                TokenUse::Id => matches!(t.as_str(), "jwt" | "application/jwt"),
+            };
+            if !fits {
                 return Err(ExternalError::WrongType);
             }
         }
@@ -653,8 +731,11 @@ impl Issuers {
         v.leeway = self.leeway_secs;
         v.validate_nbf = true;
         v.set_issuer(&[&issuer.config.issuer]);
-        v.set_audience(&issuer.config.audiences);
-        v.set_required_spec_claims(&["exp", "iss", "aud"]);
+        v.set_audience(audiences);
+        v.set_required_spec_claims(match kind {
+            TokenUse::Access => &["exp", "iss", "aud"][..],
+            TokenUse::Id => &["exp", "iss", "aud", "sub"][..],
+        });
         let data =
             jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &v).map_err(|e| {
                 match e.kind() {
@@ -668,8 +749,22 @@ impl Issuers {
                     _ => ExternalError::Malformed,
                 }
             })?;
-        issuer.map_claims(token, data.claims)
+        Ok(data.claims)
     }
+
+    /// The fetch function the issuers use (for a provider's documents).
+    pub fn fetcher(&self) -> Fetch {
+        self.fetch
+    }
+}
+
+/// What a provider's token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenUse {
+    /// An access token presented as a bearer token.
+    Access,
+    /// An ID token from a sign-in through the provider.
+    Id,
 }
 
 #[cfg(test)]
@@ -677,6 +772,10 @@ impl Issuers {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn aud() -> Vec<String> {
+        vec!["gatehouse".into()]
+    }
 
     fn config() -> IssuerConfig {
         serde_json::from_value(json!({
@@ -719,7 +818,7 @@ mod tests {
             "realm_access": {"roles": ["gh-admin", "offline_access"]}, "scope": "openid orders:read",
         });
         let m = issuer
-            .map_claims("t", claims.as_object().unwrap().clone())
+            .map_claims("t", claims.as_object().unwrap().clone(), &aud())
             .unwrap();
         assert_eq!(m.subject, "u-1");
         assert_eq!(m.username, "Alice");
@@ -737,13 +836,13 @@ mod tests {
         };
         assert_eq!(
             strict
-                .map_claims("t", claims.as_object().unwrap().clone())
+                .map_claims("t", claims.as_object().unwrap().clone(), &aud())
                 .unwrap_err(),
             ExternalError::Claim("email".into())
         );
         let mut no_sub = claims.as_object().unwrap().clone();
         no_sub.remove("sub");
-        assert!(issuer.map_claims("t", no_sub).is_err());
+        assert!(issuer.map_claims("t", no_sub, &aud()).is_err());
         // `sub` is a string: a number, or anything else, makes the token
         // invalid; the same digits as a string are a subject.
         for sub in [
@@ -756,14 +855,17 @@ mod tests {
             let mut odd = claims.as_object().unwrap().clone();
             odd.insert("sub".into(), sub.clone());
             assert_eq!(
-                issuer.map_claims("t", odd).unwrap_err(),
+                issuer.map_claims("t", odd, &aud()).unwrap_err(),
                 ExternalError::Claim("sub".into()),
                 "{sub}"
             );
         }
         let mut digits = claims.as_object().unwrap().clone();
         digits.insert("sub".into(), json!("12345"));
-        assert_eq!(issuer.map_claims("t", digits).unwrap().subject, "12345");
+        assert_eq!(
+            issuer.map_claims("t", digits, &aud()).unwrap().subject,
+            "12345"
+        );
     }
 
     #[test]
@@ -776,6 +878,135 @@ mod tests {
         assert_eq!(
             unverified_issuer("eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2lkcCJ9."),
             Some("https://idp".into())
+        );
+    }
+
+    /// The test's own provider key (Ed25519) and its key set.
+    fn test_keys() -> &'static (String, String) {
+        static KEYS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+        KEYS.get_or_init(|| {
+            let pem = common::keys::generate_ed25519().unwrap();
+            let raw = common::keys::public_key_bytes(&pem.public_pem, "test").unwrap();
+            let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1",
+                                        "x": URL_SAFE_NO_PAD.encode(raw)}]});
+            (pem.private_pem.clone(), jwks.to_string())
+        })
+    }
+
+    fn serve_test_keys(_: String, _: Duration) -> LocalBoxFuture<'static, Result<Fetched, String>> {
+        Box::pin(async {
+            Ok(Fetched {
+                body: test_keys().1.clone().into_bytes(),
+                max_age: None,
+            })
+        })
+    }
+
+    /// A token signed by the test's key, typed `typ`, with `claims` over
+    /// the usual `iss`, `sub`, `aud`, `exp`, `iat` and `nonce`.
+    fn id_token(typ: Option<&str>, claims: Value) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let mut all = json!({"iss": "https://idp.example", "sub": "u-1", "aud": "gh-client",
+                             "exp": now + 300, "iat": now, "nonce": "n-1",
+                             "preferred_username": "alice", "amr": ["pwd", "otp"]});
+        for (k, v) in claims.as_object().unwrap() {
+            if v.is_null() {
+                all.as_object_mut().unwrap().remove(k);
+            } else {
+                all[k] = v.clone();
+            }
+        }
+        let mut h = jsonwebtoken::Header::new(Algorithm::EdDSA);
+        h.kid = Some("k1".into());
+        h.typ = typ.map(str::to_owned);
+        let key = jsonwebtoken::EncodingKey::from_ed_pem(test_keys().0.as_bytes()).unwrap();
+        jsonwebtoken::encode(&h, &all, &key).unwrap()
+    }
+
+    #[actix_web::test]
+    async fn id_tokens_are_for_this_client_and_this_sign_in_only() {
+        let mut c = config();
+        c.discovery = false;
+        c.jwks_uri = Some("https://idp.example/keys".into());
+        c.algorithms = vec!["EdDSA".into()];
+        let issuers = Issuers::new(&[c], None, serve_test_keys, 0);
+        let issuer = issuers.get("https://idp.example").unwrap();
+        let check = |typ: Option<&'static str>, claims: Value| {
+            let token = id_token(typ, claims);
+            let issuers = &issuers;
+            async move {
+                issuers
+                    .verify_id_token(issuer, &token, "gh-client", "n-1")
+                    .await
+            }
+        };
+        let ok = check(Some("JWT"), json!({})).await.unwrap();
+        assert_eq!(ok.subject, "u-1");
+        assert_eq!(ok.username, "alice");
+        assert!(
+            check(
+                None,
+                json!({"aud": ["gh-client", "other"], "azp": "gh-client"})
+            )
+            .await
+            .is_ok()
+        );
+        for (typ, claims, why) in [
+            (
+                None,
+                json!({"nonce": "n-2"}),
+                ExternalError::Claim("nonce".into()),
+            ),
+            (
+                None,
+                json!({"nonce": null}),
+                ExternalError::Claim("nonce".into()),
+            ),
+            (
+                None,
+                json!({"aud": "gatehouse"}),
+                ExternalError::WrongAudience,
+            ),
+            (
+                None,
+                json!({"aud": ["gh-client", "other"]}),
+                ExternalError::Claim("azp".into()),
+            ),
+            (
+                None,
+                json!({"azp": "other"}),
+                ExternalError::Claim("azp".into()),
+            ),
+            (
+                None,
+                json!({"iat": null}),
+                ExternalError::Claim("iat".into()),
+            ),
+            (
+                None,
+                json!({"sub": null}),
+                ExternalError::Claim("sub".into()),
+            ),
+            (
+                None,
+                json!({"iss": "https://evil.example"}),
+                ExternalError::Claim("iss".into()),
+            ),
+            (None, json!({"exp": 1}), ExternalError::Expired),
+            // An access token of the same provider is not an ID token.
+            (Some("at+jwt"), json!({}), ExternalError::WrongType),
+        ] {
+            assert_eq!(
+                check(typ, claims.clone()).await.unwrap_err(),
+                why,
+                "{claims}"
+            );
+        }
+        // Nor is an ID token (for the client, not the API) an access token.
+        let token = id_token(Some("JWT"), json!({}));
+        assert_eq!(
+            issuers.verify(issuer, &token).await.unwrap_err(),
+            ExternalError::WrongAudience
         );
     }
 }

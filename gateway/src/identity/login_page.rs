@@ -31,7 +31,7 @@ pub struct LoginQuery {
 
 /// Where to go after sign-in, when the page may go there (see
 /// [`page::Pages::may_return_to`]); another is ignored.
-fn return_to<'a>(gw: &Identity, v: Option<&'a str>) -> Option<&'a str> {
+pub(crate) fn return_to<'a>(gw: &Identity, v: Option<&'a str>) -> Option<&'a str> {
     let live = gw.live.load();
     v.filter(|r| gw.pages.may_return_to(r, |h| live.routes.serves_host(h)))
 }
@@ -72,6 +72,7 @@ fn login_form(
                     autofocus[!st.username.is_empty()];
                 button type="submit" { (s.sign_in) }
             }
+            (crate::identity::provider_pages::buttons(gw, csrf, st.return_to))
         }
     })
 }
@@ -251,7 +252,7 @@ fn refused_page(
 }
 
 /// A form that did not come from our page (or whose token expired).
-fn forged(gw: &Identity, req: &HttpRequest, to: Option<&str>) -> HttpResponse {
+pub(crate) fn forged(gw: &Identity, req: &HttpRequest, to: Option<&str>) -> HttpResponse {
     gw.audit.record(
         Event::new("login.form_refused", "refused")
             .client(client_ip(req).map(|a| a.to_string()))
@@ -375,7 +376,7 @@ pub async fn second_step(
 
 /// A sign-in: the old session (if any) ends, a new one starts (never the
 /// id the browser came with), and the browser goes on.
-async fn signed_in(
+pub(crate) async fn signed_in(
     gw: &Identity,
     req: &HttpRequest,
     account: &Account,

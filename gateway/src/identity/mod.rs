@@ -26,6 +26,8 @@ pub mod oauth_wire;
 pub mod oidc;
 pub mod opaque;
 pub mod page;
+pub mod provider_login;
+pub mod provider_pages;
 pub mod revocations;
 pub mod sessions;
 pub mod sign_in;
@@ -102,6 +104,8 @@ pub struct Identity {
     pub codes: codes::Codes,
     /// Browser sessions' callers, as routes that admit a session see them.
     pub session_callers: cookie_admission::SessionCallers,
+    /// Sign-ins through a trusted provider, waiting for its answer.
+    pub provider_flows: provider_login::Flows,
 }
 
 impl Identity {
@@ -142,6 +146,7 @@ impl Identity {
                 db.clone(),
                 settings.login.session,
             )),
+            provider_flows: provider_login::Flows::new(db.clone()),
             codes: codes::Codes::new(db, settings.login.code_ttl_secs),
             session_callers: cookie_admission::session_callers(),
             linking: moka::future::Cache::builder()
@@ -230,6 +235,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, login_path: &str) {
                     .post(login_page::password),
             )
             .service(web::resource("/mfa").post(login_page::second_step))
+            .service(web::resource("/provider").post(provider_pages::start))
+            .service(web::resource("/callback").get(provider_pages::callback))
             .service(web::resource("/logout").post(login_page::sign_out))
             .service(web::resource("/style.css").get(login_page::style)),
     );

@@ -15,6 +15,16 @@ pub fn new_value() -> String {
     URL_SAFE_NO_PAD.encode(raw)
 }
 
+/// Whether two secrets are equal, in time that does not depend on where
+/// they differ (only on their lengths).
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 /// What is stored of `value`: its SHA-256, lower-case hex.
 pub fn digest(value: &str) -> String {
     Sha256::digest(value.as_bytes())

@@ -121,6 +121,33 @@ impl Pages {
             .filter(|v| !v.is_empty())
     }
 
+    /// The cookie that binds a sign-in through a provider to this browser
+    /// (it holds the sign-in's `state`).
+    pub fn flow_cookie_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-gatehouse-signin"
+        } else {
+            "gatehouse-signin"
+        }
+    }
+
+    /// The sign-in's cookie: `Lax`, so the provider's redirect back (a
+    /// top-level `GET` from its site) brings it; gone with the sign-in.
+    pub fn flow_cookie(&self, state: String) -> Cookie<'static> {
+        let mut c = self.cookie(self.flow_cookie_name(), state, SameSite::Lax);
+        c.set_max_age(time::Duration::seconds(
+            crate::identity::provider_login::FLOW_TTL_SECS,
+        ));
+        c
+    }
+
+    /// The cookie that removes the sign-in's.
+    pub fn flow_removal(&self) -> Cookie<'static> {
+        let mut c = self.cookie(self.flow_cookie_name(), String::new(), SameSite::Lax);
+        c.make_removal();
+        c
+    }
+
     fn csrf_cookie_name(&self) -> &'static str {
         if self.secure {
             "__Host-gatehouse-csrf"
@@ -182,7 +209,7 @@ impl Pages {
         let site_ok = not_cross_site(req.headers(), &host) != Some(false);
         let token_ok = match (req.cookie(self.csrf_cookie_name()), posted) {
             (Some(c), Some(p)) => {
-                c.value().len() == 43 && constant_time_eq(c.value().as_bytes(), p.as_bytes())
+                c.value().len() == 43 && crate::identity::opaque::same(c.value(), p)
             }
             _ => false,
         };
@@ -332,10 +359,6 @@ pub fn nothing() -> Markup {
     PreEscaped(String::new())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Whether `return_to` may be where a sign-in sends the browser next: a
 /// path on this gateway (no scheme, no host, no `//` or `\` that a browser
 /// would read as another host), at most 4 KiB, printable ASCII.
@@ -402,8 +425,8 @@ mod tests {
         assert!(!CSP.contains("unsafe-inline"));
         assert!(CSP.contains("frame-ancestors 'none'"));
         assert!(CSP.contains("default-src 'none'"));
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(crate::identity::opaque::same("abc", "abc"));
+        assert!(!crate::identity::opaque::same("abc", "abd"));
+        assert!(!crate::identity::opaque::same("abc", "ab"));
     }
 }

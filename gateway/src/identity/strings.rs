@@ -49,6 +49,18 @@ pub struct Strings {
     /// Followed by the scope's name.
     pub scope_other: &'static str,
     pub insecure_note: &'static str,
+    pub providers_title: &'static str,
+    /// Followed by the provider's `display_name`.
+    pub sign_in_with: &'static str,
+    pub provider_failed_title: &'static str,
+    pub back_to_sign_in: &'static str,
+    /// `{provider}` is its `display_name`.
+    pub provider_down: &'static str,
+    pub provider_refused: &'static str,
+    pub provider_unverified: &'static str,
+    pub provider_start_again: &'static str,
+    pub provider_unknown: &'static str,
+    pub account_deactivated: &'static str,
 }
 
 /// English.
@@ -95,6 +107,16 @@ pub const EN: Strings = Strings {
     scope_offline_access: "Stay connected when you are not using it",
     scope_other: "Access:",
     insecure_note: "This connection is not encrypted: use it on this computer only.",
+    providers_title: "Or use your organisation's account",
+    sign_in_with: "Sign in with",
+    provider_failed_title: "Sign-in not completed",
+    back_to_sign_in: "Back to sign-in",
+    provider_down: "{provider} cannot be reached right now. Please try again in a moment, or sign in with your password.",
+    provider_refused: "{provider} did not sign you in.",
+    provider_unverified: "The answer from {provider} could not be verified, so you are not signed in.",
+    provider_start_again: "This sign-in was not started in this browser, was already used, or took too long. Please start again.",
+    provider_unknown: "This way of signing in is not offered.",
+    account_deactivated: "This account is deactivated. Ask an administrator.",
 };
 
 impl Strings {

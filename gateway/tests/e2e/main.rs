@@ -14,6 +14,7 @@ mod logins;
 mod mfa;
 mod observability;
 mod oidc;
+mod provider_login;
 mod ratelimits;
 mod registry;
 mod sessions;

@@ -44,7 +44,8 @@ async fn signed_in(s: &Stack, user: &str, password: &str) -> Browser {
     b
 }
 
-fn html_get(b: &Browser, path: &str) -> reqwest::RequestBuilder {
+/// A browser navigation's `GET` (it accepts HTML).
+pub fn html_get(b: &Browser, path: &str) -> reqwest::RequestBuilder {
     b.client
         .get(b.absolute(path))
         .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")

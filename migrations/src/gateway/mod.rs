@@ -5,7 +5,8 @@
 //! between the two steps of a login with a second factor; and the service
 //! registry (targets registered at run time); which audiences' tokens a
 //! client may introspect; browser sessions, authorization codes, consents
-//! and the application fields of clients (the OpenID Connect code flow).
+//! and the application fields of clients (the OpenID Connect code flow);
+//! the sign-ins waiting for a trusted provider's answer.
 
 use sea_orm_migration::prelude::*;
 
@@ -15,6 +16,7 @@ mod m20261207_000003_create_mfa_challenges;
 mod m20261207_000004_create_upstream_registrations;
 mod m20261207_000005_add_client_introspection;
 mod m20261207_000006_create_browser_sign_in;
+mod m20261207_000007_create_provider_logins;
 
 crate::migrator!(
     "seaql_migrations_gateway",
@@ -26,5 +28,6 @@ crate::migrator!(
         m20261207_000004_create_upstream_registrations::Migration,
         m20261207_000005_add_client_introspection::Migration,
         m20261207_000006_create_browser_sign_in::Migration,
+        m20261207_000007_create_provider_logins::Migration,
     ]
 );

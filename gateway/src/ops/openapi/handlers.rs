@@ -47,6 +47,7 @@ security requirement and `x-required-scopes`), and the errors the gateway itself
         crate::identity::end_session::end_session_get, crate::identity::end_session::end_session_post,
         crate::identity::login_page::show, crate::identity::login_page::password,
         crate::identity::login_page::second_step, crate::identity::login_page::sign_out,
+        crate::identity::provider_pages::start, crate::identity::provider_pages::callback,
     ),
     components(schemas(
         crate::identity::login::LoginRequest, crate::identity::login::RefreshRequest, crate::identity::login::TokenResponse,

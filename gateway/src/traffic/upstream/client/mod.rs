@@ -36,7 +36,7 @@ mod provider;
 mod socket;
 
 pub use failure::{ClientFault, Source, UpstreamError, unavailable};
-pub use provider::fetch_provider_document;
+pub use provider::{fetch_provider_document, post_provider_form};
 pub use socket::{
     UpstreamSocket, WebSocketFailure, WebSocketOpened, WsCodec, WsFrame, WsIo, open_websocket,
 };

@@ -1,6 +1,7 @@
-//! Identity providers' documents (discovery and key sets), fetched with a
-//! client of their own: no redirects, a short timeout, a size limit, and
-//! the `Cache-Control` lifetime they come with.
+//! Identity providers' documents (discovery and key sets), and their token
+//! endpoints for a sign-in through them, with a client of their own: no
+//! redirects, a short timeout, a size limit, and the `Cache-Control`
+//! lifetime the documents come with.
 
 use std::time::Duration;
 
@@ -69,15 +70,56 @@ pub fn fetch_provider_document(
                 max_age,
             })
         };
-        actix_web::rt::time::timeout(timeout, work)
-            .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "{url}: no answer within {} ms",
-                    timeout.as_millis()
-                ))
-            })
+        within(&url, timeout, work).await
     })
+}
+
+/// `work` (a call to `url`), or an error once `timeout` has passed.
+async fn within<T>(
+    url: &str,
+    timeout: Duration,
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    actix_web::rt::time::timeout(timeout, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "{url}: no answer within {} ms",
+                timeout.as_millis()
+            ))
+        })
+}
+
+/// `POST url` with a form `body` and an `Authorization` header (a
+/// provider's token endpoint): no redirects followed, the whole answer
+/// within `timeout`, at most 1 MiB. The status and the body, whatever the
+/// status; an error says what failed on the way.
+pub async fn post_provider_form(
+    url: &str,
+    body: String,
+    authorization: &str,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), String> {
+    let client = PROVIDER_CLIENT.with(Clone::clone);
+    let work = async {
+        let mut res = client
+            .post(url)
+            .timeout(timeout)
+            .insert_header((header::ACCEPT, "application/json"))
+            .insert_header((header::AUTHORIZATION, authorization))
+            .insert_header((header::CONTENT_TYPE, "application/x-www-form-urlencoded"))
+            .send_body(body)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = res.status().as_u16();
+        let body = res
+            .body()
+            .limit(PROVIDER_DOCUMENT_LIMIT)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        Ok((status, body.to_vec()))
+    };
+    within(url, timeout, work).await
 }
 
 #[cfg(test)]
