@@ -109,7 +109,7 @@ async fn external(
             _ => Refusal::InvalidToken,
         }
     })?;
-    let identity = crate::identity::users_api::link(gw, &ext).await.map_err(|e| match e {
+    let identity = linked_account(gw, &ext).await.map_err(|e| match e {
         LinkError::Inactive => Refusal::AccountInactive,
         LinkError::Unavailable(why) => {
             tracing::warn!(issuer = %ext.issuer, reason = %why, "cannot link an identity provider's user");
@@ -167,6 +167,65 @@ async fn external(
     });
     live.tokens.remember(token, claims.clone());
     Ok(claims)
+}
+
+/// A provider's user's local account as the users service last linked it
+/// for these claims (username, e-mail, mapped roles), and when it was asked.
+pub struct Link {
+    claims: (String, Option<String>, Vec<String>),
+    account: crate::identity::users_api::Account,
+    asked_at_ms: i64,
+}
+
+/// Linked accounts by issuer and subject.
+pub type Links = moka::future::Cache<(String, String), Arc<Link>>;
+
+/// How far apart two replicas' clocks may be when one compares its link's
+/// time with another's account change.
+const CLOCK_SKEW_MS: i64 = 5_000;
+
+/// The store of linked accounts: an entry lives no longer than a user's
+/// cutoff is remembered, so an account change is always seen (below).
+pub fn links() -> Links {
+    let ttl = crate::identity::sessions::USER_CUTOFF_MIN_SECS.unsigned_abs();
+    moka::future::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_live(std::time::Duration::from_secs(ttl))
+        .build()
+}
+
+/// The local account of a provider's user, remembered per issuer and
+/// subject: a known user's new token makes no users call while it says
+/// the same (username, e-mail, mapped roles) and no account change here has
+/// cut the user's tokens off since the link was asked for (a deactivation,
+/// roles an admin changed: on every replica, through the deny list, which
+/// keeps a cutoff longer than a link lives). Otherwise the users service
+/// links again, which also sets roles the provider changed, at once.
+async fn linked_account(
+    gw: &Identity,
+    ext: &crate::identity::issuers::ExternalClaims,
+) -> Result<crate::identity::users_api::Account, crate::identity::users_api::LinkError> {
+    let key = (ext.issuer.clone(), ext.subject.clone());
+    let claims = (ext.username.clone(), ext.email.clone(), ext.roles.clone());
+    if let Some(hit) = gw.links.get(&key).await {
+        let changed = gw
+            .sessions
+            .deny_list()
+            .cut_since(&hit.account.id.to_string(), hit.asked_at_ms - CLOCK_SKEW_MS);
+        if hit.claims == claims && !changed {
+            return Ok(hit.account.clone());
+        }
+        gw.links.invalidate(&key).await;
+    }
+    let asked_at_ms = chrono::Utc::now().timestamp_millis();
+    let account = crate::identity::users_api::link(gw, ext).await?;
+    let link = Link {
+        claims,
+        account: account.clone(),
+        asked_at_ms,
+    };
+    gw.links.insert(key, Arc::new(link)).await;
+    Ok(account)
 }
 
 /// The request admission looks at: its method, headers and URI (a

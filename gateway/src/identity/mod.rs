@@ -85,6 +85,9 @@ pub struct Identity {
     /// single flight that makes concurrent first requests with one token
     /// share one verification and one users call (entries live seconds).
     pub linking: moka::future::Cache<String, Arc<tokens::AccessClaims>>,
+    /// Provider users' linked accounts, by issuer and subject (see
+    /// [`admission::Links`]): a known user's new token makes no users call.
+    pub links: admission::Links,
     /// Lifetime of a machine client's access token.
     pub client_ttl_secs: i64,
     /// How long a revocation of client tokens must be remembered: their
@@ -149,6 +152,7 @@ impl Identity {
             provider_flows: provider_login::Flows::new(db.clone()),
             codes: codes::Codes::new(db, settings.login.code_ttl_secs),
             session_callers: cookie_admission::session_callers(),
+            links: admission::links(),
             linking: moka::future::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(std::time::Duration::from_secs(5))

@@ -136,6 +136,10 @@ const SESSION_PREFIX: &str = "sid:";
 /// cutoffs had milliseconds) covers its whole second.
 const USER_PREFIX: &str = "usr:";
 
+/// The least time a user's cutoff is remembered: at least as long as a
+/// verified token, or a provider user's linked account, stays cached.
+pub const USER_CUTOFF_MIN_SECS: i64 = 120;
+
 /// The deny-list key that cuts off every token of `user` issued up to
 /// `at_ms` (Unix milliseconds).
 pub fn user_cutoff_key(user: Uuid, at_ms: i64) -> String {
@@ -317,6 +321,15 @@ impl DenyList {
                         .get(user)
                         .is_some_and(|(at, _)| issued_ms(jti, iat) <= *at)
             })
+            .unwrap_or(true)
+    }
+
+    /// Whether the user's tokens were cut off at `since_ms` (Unix
+    /// milliseconds) or later: an account change since then.
+    pub fn cut_since(&self, user: &str, since_ms: i64) -> bool {
+        self.0
+            .read()
+            .map(|m| m.users.get(user).is_some_and(|(at, _)| *at >= since_ms))
             .unwrap_or(true)
     }
 
@@ -553,7 +566,8 @@ impl Sessions {
             // Tokens outside any session too (a linked account's, from its
             // identity provider): those issued until now.
             // At least as long as a verified token stays cached.
-            let expires = (now + self.token_life.max(Duration::seconds(120))).timestamp();
+            let expires =
+                (now + self.token_life.max(Duration::seconds(USER_CUTOFF_MIN_SECS))).timestamp();
             out.push(
                 self.deny(user_cutoff_key(user_id, now.timestamp_millis()), expires)
                     .await?,

@@ -17,7 +17,7 @@ use crate::identity::issuers::ExternalClaims;
 use crate::traffic::upstream::client::{self, Body, Call, RetryPolicy, unavailable};
 
 /// What the users service says about a user.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Account {
     pub id: Uuid,
     pub username: String,

@@ -463,3 +463,86 @@ async fn claims_are_forwarded_under_the_proof_and_never_taken_from_clients() {
         "{h}"
     );
 }
+
+/// Calls the gateway made to the users service so far (linking among
+/// them), from its `/metrics`.
+async fn users_calls(s: &Stack, gw: &str) -> u64 {
+    let text = read(s.client.get(format!("{gw}/metrics"))).await.text;
+    text.lines()
+        .filter(|l| l.starts_with("gatehouse_upstream_target_requests_total{upstream=\"users\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The linking of a provider's user is remembered per issuer and subject
+/// (#33: it was per token, so every new token cost a users call): a known
+/// user's new tokens make none; a token whose mapped roles changed links
+/// again and counts at once; an account an admin deactivates is refused on
+/// the next new token, on this replica and on another one that had it
+/// remembered.
+#[actix_web::test]
+async fn a_known_provider_users_new_token_makes_no_users_call() {
+    let own = OwnIssuer::start().await;
+    let mut issuers = own.trusted();
+    issuers[0]["roles"] = json!({"claim": "groups", "map": {"staff": "admin"}});
+    let shared = with_redis(format!("test:{}:", uuid::Uuid::new_v4()));
+    let f = move |l: common::config::Loader| {
+        shared(l)
+            .set("trusted_issuers", issuers.clone())
+            .set("revocations.resync_secs", 3600)
+    };
+    let s = spawn_stack_with(f.clone()).await;
+    let (other, _h) = s.another_gateway(&f).await;
+    let token = |groups: Value| {
+        own.token(
+            json!({"sub": "u-1", "preferred_username": "dana", "groups": groups,
+                         "jti": uuid::Uuid::new_v4().to_string()}),
+        )
+    };
+    let echo = |gw: &str, t: String| {
+        let rb = s.client.get(format!("{gw}/api/echo")).bearer_auth(t);
+        async move { read(rb).await }
+    };
+    let r = echo(&s.gw, token(json!([]))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.body["headers"]["request-user-id"].clone();
+    assert_eq!(r.body["headers"]["request-user-roles"], "user");
+    assert_eq!(echo(&other, token(json!([]))).await.status, 200);
+
+    let before = users_calls(&s, &s.gw).await;
+    for _ in 0..5 {
+        let r = echo(&s.gw, token(json!([]))).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["headers"]["request-user-id"], id);
+    }
+    assert_eq!(
+        users_calls(&s, &s.gw).await,
+        before,
+        "new tokens of a known user"
+    );
+
+    // The provider made her staff: her next token links again, and says so.
+    let r = echo(&s.gw, token(json!(["staff"]))).await;
+    assert_eq!(
+        r.body["headers"]["request-user-roles"], "admin,user",
+        "{}",
+        r.text
+    );
+    assert_eq!(users_calls(&s, &s.gw).await, before + 1);
+
+    // Deactivated by an admin (through this replica): refused at once with
+    // a new token here, and on the other replica, which remembers her.
+    let admin = admin_token(&s).await;
+    let path = format!("/api/users/{}", id.as_str().unwrap());
+    let r = s
+        .send(&admin, Method::PATCH, &path, json!({"is_active": false}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = echo(&s.gw, token(json!(["staff"]))).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert!(r.text.contains("deactivated"), "{}", r.text);
+    let r = echo(&other, token(json!([]))).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert!(r.text.contains("deactivated"), "{}", r.text);
+    own.handle.stop(false).await;
+}

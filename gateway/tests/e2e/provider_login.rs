@@ -36,6 +36,16 @@ fn routes() -> Value {
 /// running oidc-provider, and one more, "Down", whose provider is not
 /// running; the gateway's public URL is its own address.
 async fn stack_with(providers: &[(&Provider, &str)]) -> Stack {
+    replicated(providers).await.0
+}
+
+/// [`stack_with`], and its gateway's configuration (for another replica).
+async fn replicated(
+    providers: &[(&Provider, &str)],
+) -> (
+    Stack,
+    impl Fn(common::config::Loader) -> common::config::Loader + Clone + Send + Sync + 'static,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let gw = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let dir = tempfile::tempdir().unwrap().keep();
@@ -55,12 +65,12 @@ async fn stack_with(providers: &[(&Provider, &str)]) -> Stack {
                   "display_name": "Down"},
     }));
     let public = gw.clone();
-    spawn_stack_on(listener, move |l| {
+    let f = move |l: common::config::Loader| {
         l.set("routes", routes())
             .set("trusted_issuers", Value::Array(entries.clone()))
             .set("tokens.public_url", public.clone())
-    })
-    .await
+    };
+    (spawn_stack_on(listener, f.clone()).await, f)
 }
 
 /// The provider's URL for a `Location` it answered with.
@@ -363,4 +373,29 @@ async fn a_deactivated_account_cannot_come_back_through_its_provider() {
     assert_eq!(r.status, 403, "{}", r.text);
     assert!(r.text.contains("deactivated"), "{}", r.text);
     assert!(!again.cookies.contains_key("gatehouse-session"));
+}
+
+#[actix_web::test]
+async fn the_providers_answer_may_reach_another_replica() {
+    let idp = provider();
+    let (s, f) = replicated(&[(&idp, "Acme SSO")]).await;
+    let (other, _h) = s.another_gateway(&f).await;
+    let mut b = Browser::new(&s.gw);
+    let authorize = press(&mut b, "Acme SSO", "/app/").await;
+    let callback = at_provider(&mut b, &idp, &authorize, "alice").await;
+    // Behind a load balancer the callback lands on the other replica.
+    let mut b2 = Browser::new(&other);
+    b2.cookies = b.cookies.clone();
+    let r = b2.get(&callback.replace(&s.gw, &other)).await;
+    assert_eq!(location(&r), "/app/");
+    let r = b2.send(html_get(&b2, "/app/")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    b.cookies = b2.cookies.clone();
+    assert_eq!(b.send(html_get(&b, "/app/")).await.status, 200);
+    // And the first replica knows that sign-in is spent.
+    b.cookies
+        .insert("gatehouse-signin".into(), query(&callback)["state"].clone());
+    let r = b.get(&callback).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("already used"), "{}", r.text);
 }
