@@ -12,13 +12,15 @@
 # 10 routes with the Redis limiter, 1,000 routes), an HTTPS gateway next to
 # an HTTPS nginx (TLS 1.3, one self-signed certificate made here with openssl,
 # for both), two gateways that differ only in tracing (off, and on at 1%
-# sampling exporting OTLP/HTTP to a sink nginx answers), then drives load
-# with wrk.
+# sampling exporting OTLP/HTTP to a sink nginx answers), a gateway that
+# trusts a test identity provider beside HAProxy verifying the same ES256
+# tokens with jwt_verify (one token, then IDP_TOKENS (10,000) distinct ones
+# per round: the cache-miss path), then drives load with wrk.
 # Servers run on one core and wrk on the other when there are two or more.
 # Prints a markdown table and the target ratios, and rewrites the results
 # section of bench/README.md.
 #
-# Settings: ROUNDS (3), DURATION seconds per measurement (5), CONNS (50),
+# Settings: ROUNDS (3), DURATION seconds per measurement (5), CONNS (50), IDP_TOKENS (10000),
 # REDIS_URL (redis://127.0.0.1:6379), UPDATE_README (1), PROFILE (dist: thin
 # LTO, which the gateway measurably gains from; release is 8-9% slower),
 # BASELINE (a directory holding another build's `gateway` binary: it runs
@@ -41,11 +43,13 @@ need=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v wrk >/dev/null || need+=(wrk)
 command -v openssl >/dev/null || need+=(openssl)
-if [ "${#need[@]}" -gt 0 ]; then
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+if [ "${#need[@]}" -gt 0 ]; then  # nginx, wrk, openssl and haproxy from Debian
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}"
 fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
 
 cargo build --profile "$PROFILE" -q -p gateway -p users -p bench
 
@@ -63,7 +67,9 @@ ulimit -n 65536 2>/dev/null || true
 
 if [ "$(nproc)" -ge 2 ]; then SRV="taskset -c 1"; LOAD="taskset -c 0"; else SRV=""; LOAD=""; fi
 UP=19001 NGX=19002 GW=19003 GWR=19004 GW1K=19005 USERS=19006 GWB=19007 GWS=19008 NGXS=19009
-GWOFF=19010 GWTR=19011 SINK=19012 FLOOR=19013 GWC=19014
+GWOFF=19010 GWTR=19011 SINK=19012 FLOOR=19013 GWC=19014 IDP=19015 HAP=19016 GWI=19017
+IDP_TOKENS="${IDP_TOKENS:-10000}"
+IDP_ISS="https://idp.bench.test"
 
 # -k: the HTTPS servers use the certificate made below.
 wait_http() { for _ in $(seq 1 150); do curl -kfsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done; echo "not answering: $1" >&2; return 1; }
@@ -73,6 +79,34 @@ wait_http() { for _ in $(seq 1 150); do curl -kfsS -o /dev/null "$1" 2>/dev/null
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
   -keyout "$W/tls.key" -out "$W/tls.crt" 2>/dev/null
+
+# A test identity provider for rows 16-17: an ES256 key (P-256), its key
+# set (served by nginx below), one token, and for each round its own
+# IDP_TOKENS distinct tokens of one user (bench/src/bin/tokens.rs).
+mkdir -p "$W/idp"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$W/idp/key.pem" 2>/dev/null
+openssl pkey -in "$W/idp/key.pem" -pubout -out "$W/idp/pub.pem"
+openssl pkey -pubin -in "$W/idp/pub.pem" -outform DER -out "$W/idp/pub.der"
+python3 - "$W/idp/pub.der" >"$W/idp/jwks.json" <<'PY'
+import base64, json, sys
+point = open(sys.argv[1], "rb").read()[-64:]
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+print(json.dumps({"keys": [{"kty": "EC", "crv": "P-256", "kid": "bench-1", "alg": "ES256",
+                            "use": "sig", "x": b64(point[:32]), "y": b64(point[32:])}]}))
+PY
+IDP_TOKEN="$("$T/tokens" "$W/idp/key.pem" "$IDP_ISS" 1 one)"
+for round in $(seq 1 "$ROUNDS"); do
+  "$T/tokens" "$W/idp/key.pem" "$IDP_ISS" "$IDP_TOKENS" "round$round" >"$W/idp/tokens-$round.txt"
+  cat >"$W/tokens-$round.lua" <<EOF
+local tokens = {}
+for line in io.lines("$W/idp/tokens-$round.txt") do tokens[#tokens + 1] = "Bearer " .. line end
+local i = 0
+request = function()
+  i = i % #tokens + 1
+  return wrk.format("GET", "/idp/x", { ["Authorization"] = tokens[i] })
+end
+EOF
+done
 
 # The upstream.
 $SRV "$T/upstream" "$UP" 1 & PIDS+=($!)
@@ -102,6 +136,11 @@ http {
       proxy_set_header Connection "";
     }
   }
+  # The identity provider's key set.
+  server {
+    listen 127.0.0.1:$IDP;
+    location = /jwks.json { default_type application/json; alias $W/idp/jwks.json; }
+  }
   # The OTLP collector of the tracing row: takes every export, keeps nothing.
   server {
     listen 127.0.0.1:$SINK;
@@ -122,6 +161,40 @@ http {
 EOF
 $SRV "$NGINX" -c "$W/nginx.conf" -e "$W/nginx/error.log" & PIDS+=($!)
 wait_http "http://127.0.0.1:$NGX/"
+
+# HAProxy, one thread, verifying the provider's tokens itself (jwt_verify
+# with the provider's public key, algorithm, issuer, audience and expiry
+# ACLs) and sending the subject on: the peer of rows 16-17.
+cat >"$W/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 20000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend jwt
+  bind 127.0.0.1:$HAP
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
+  http-request deny deny_status 401 unless { var(txn.alg) -m str ES256 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"$W/idp/pub.pem") -m int 1 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('\$.iss') -m str $IDP_ISS }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('\$.aud') -m str gatehouse }
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+  http-request set-var(txn.now) date()
+  http-request set-var(txn.left) var(txn.exp),sub(txn.now)
+  http-request deny deny_status 401 if { var(txn.left) -m int lt 0 }
+  http-request set-header request-user-id %[var(txn.bearer),jwt_payload_query('\$.sub')]
+  default_backend up
+backend up
+  server up 127.0.0.1:$UP
+EOF
+$SRV "$HAPROXY" -f "$W/haproxy.cfg" -db >"$W/haproxy.log" 2>&1 & PIDS+=($!)
+PID_HAP=$!
+wait_http "http://127.0.0.1:$IDP/jwks.json"
 
 # The stack's floor: a minimal actix-web + awc forwarder (bench/src/bin/floor.rs).
 $SRV "$T/floor" "$FLOOR" "http://127.0.0.1:$UP" 1 & PIDS+=($!)
@@ -157,6 +230,14 @@ gw_config() { # file routes [login rate limit]
 gw_config "$W/gw10.yaml" 10 "{rate: 10/s, burst: 20}"
 gw_config "$W/gw10-open.yaml" 10
 gw_config "$W/gw1000.yaml" 1000
+# Rows 16-17: the provider's tokens on a route of their own.
+gw_config "$W/gw-idp.yaml" 10
+cat >>"$W/gw-idp.yaml" <<EOF
+  - {prefix: /idp, upstream: bench, access: authenticated}
+trusted_issuers:
+  - {issuer: "$IDP_ISS", jwks_uri: "http://127.0.0.1:$IDP/jwks.json", audiences: [gatehouse],
+     algorithms: [ES256]}
+EOF
 start_gw() { # port config [redis url] [binary] [scheme] (more environment in GW_ENV)
   local redis=()
   [ -n "${3:-}" ] && redis=("REDIS_URL=$3")
@@ -173,6 +254,7 @@ start_gw "$GW1K" "$W/gw1000.yaml"
 # Row 9 only: its peak RSS is of 1,000 connections alone, not of the rows
 # before (a gateway's VmHWM is its lifetime peak).
 start_gw "$GWC" "$W/gw10.yaml"
+start_gw "$GWI" "$W/gw-idp.yaml"
 [ -n "$BASELINE" ] && start_gw "$GWB" "$W/gw10-open.yaml" "" "$BASELINE/gateway"
 GW_ENV=(GATEWAY_TLS=files GATEWAY_TLS_CERT_FILE="$W/tls.crt" GATEWAY_TLS_KEY_FILE="$W/tls.key")
 start_gw "$GWS" "$W/gw10-open.yaml" "" "" https
@@ -205,6 +287,15 @@ for u in "http://127.0.0.1:$GW" "http://127.0.0.1:$GWR" "http://127.0.0.1:$GW1K"
   code="$(curl -ks -o /dev/null -w '%{http_code}' -H "$AUTH" "$u/limited/x")"
   [ "$code" = 200 ] || { echo "gateway $u answered $code"; cat "$W/gw${u##*:}.log"; exit 1; }
 done
+# The provider's token passes both the gateway and HAProxy; a token with a
+# broken signature passes neither.
+BROKEN="${IDP_TOKEN%?}$([ "${IDP_TOKEN: -1}" = A ] && echo B || echo A)"
+for u in "http://127.0.0.1:$GWI/idp/x" "http://127.0.0.1:$HAP/idp/x"; do
+  code="$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $IDP_TOKEN" "$u")"
+  [ "$code" = 200 ] || { echo "$u answered $code to the provider's token"; cat "$W/haproxy.log" "$W/gw$GWI.log"; exit 1; }
+  code="$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $BROKEN" "$u")"
+  [ "$code" = 401 ] || { echo "$u answered $code to a broken signature"; exit 1; }
+done
 # Both HTTPS servers speak TLS 1.3 with that certificate (wrk negotiates it
 # with both); nginx, as configured, nothing older.
 for u in "https://127.0.0.1:$GWS/public/x" "https://127.0.0.1:$NGXS/x"; do
@@ -234,7 +325,7 @@ nginx_worker() { pgrep -P "$(cat "$W/nginx.pid")" | head -1; }
 declare -A R
 record() { R[$1]="${R[$1]:-} $2"; }
 SCENARIOS=(direct nginx floor gw_public gw_auth gw_session gw_limit_mem gw_limit_redis gw_1000 login code_flow storm_route
-  nginx_tls gw_tls_auth nginx_handshake gw_handshake trace_off trace_on)
+  nginx_tls gw_tls_auth nginx_handshake gw_handshake trace_off trace_on gw_idp_one hap_one gw_idp_many hap_many)
 echo "warming up" >&2
 measure "$CONNS" "http://127.0.0.1:$GW/auth/x" -H "$AUTH" >/dev/null
 for round in $(seq 1 "$ROUNDS"); do
@@ -256,6 +347,12 @@ for round in $(seq 1 "$ROUNDS"); do
   record gw_handshake "$(measure "$CONNS" "https://127.0.0.1:$GWS/public/x" -H "connection: close")"
   record trace_off "$(measure "$CONNS" "http://127.0.0.1:$GWOFF/auth/x" -H "$AUTH")"
   record trace_on "$(measure "$CONNS" "http://127.0.0.1:$GWTR/auth/x" -H "$AUTH")"
+  # A provider's token: one reused, then this round's distinct ones (each
+  # new to both: the first use of each is a signature check).
+  record gw_idp_one "$(measure "$CONNS" "http://127.0.0.1:$GWI/idp/x" -H "authorization: Bearer $IDP_TOKEN")"
+  record hap_one "$(measure "$CONNS" "http://127.0.0.1:$HAP/idp/x" -H "authorization: Bearer $IDP_TOKEN")"
+  record gw_idp_many "$(measure "$CONNS" "http://127.0.0.1:$GWI/idp/x" -s "$W/tokens-$round.lua")"
+  record hap_many "$(measure "$CONNS" "http://127.0.0.1:$HAP/idp/x" -s "$W/tokens-$round.lua")"
   if [ -n "$BASELINE" ]; then
     record base_public "$(measure "$CONNS" "http://127.0.0.1:$GWB/public/x")"
     record base_auth "$(measure "$CONNS" "http://127.0.0.1:$GWB/auth/x" -H "$AUTH")"
@@ -336,6 +433,10 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
   row "13 | gateway HTTPS, public route, a new TLS connection per request" gw_handshake "$rss_gws"
   row "14 | 4, tracing off (the config of 15)" trace_off "$rss_off"
   row "15 | 4, tracing on: 1% sampled, OTLP/HTTP export" trace_on "$rss_tr"
+  row "16 | a trusted provider's ES256 token, one reused" gw_idp_one "$(rss_mib "$PID_19017")"
+  row "16h | HAProxy 2.6 jwt_verify + claim ACLs, the same token" hap_one "$(rss_mib "$PID_HAP")"
+  row "17 | the provider's tokens, $IDP_TOKENS distinct cycling (one user)" gw_idp_many "$(rss_mib "$PID_19017")"
+  row "17h | HAProxy, the same $IDP_TOKENS tokens" hap_many "$(rss_mib "$PID_HAP")"
   if [ -n "$BASELINE" ]; then
     row "3b | 3 on this build, the config of 3c" open_public "$rss_gwr"
     row "3c | 3 on the baseline build ($BASELINE)" base_public "$(rss_mib "$PID_19007")"
@@ -352,7 +453,8 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
       -v ts="$(med gw_tls_auth 1)" -v tn="$(med nginx_tls 1)" -v hs="$(med gw_handshake 1)" -v hn="$(med nginx_handshake 1)" \
       -v toff="$(med trace_off 1)" -v ton="$(med trace_on 1)" \
       -v fl="$(med floor 1)" -v fp99="$(med floor 3)" -v a3="$(med gw_public 1)" -v p3="$(med gw_public 3)" \
-      -v as="$(med gw_session 1)" 'BEGIN {
+      -v as="$(med gw_session 1)" -v io="$(med gw_idp_one 1)" -v ho="$(med hap_one 1)" \
+      -v im="$(med gw_idp_many 1)" -v hm="$(med hap_many 1)" 'BEGIN {
     printf "| target | measured | goal |\n|---|---|---|\n"
     printf "| route 4 vs nginx, req/s | %.2fx | >= 1.0x |\n", a4 / n
     printf "| the floor vs nginx, req/s (2f / 2) | %.2fx | |\n", fl / n
@@ -373,6 +475,8 @@ CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
     printf "| HTTPS route 4 vs plain route 4, req/s (11 / 4) | %.2fx | |\n", ts / a4
     printf "| new TLS connections per second vs nginx (13 / 12) | %.2fx | >= 1.0x |\n", hs / hn
     printf "| tracing overhead at 1%% sampling, req/s (1 - 15 / 14) | %.1f%% | <= 5%% |\n", (1 - ton / toff) * 100
+    printf "| provider token vs HAProxy, one token (16 / 16h) | %.2fx | >= 2x |\n", io / ho
+    printf "| provider tokens vs HAProxy, distinct tokens (17 / 17h) | %.2fx | >= 1.0x |\n", im / hm
   }'
   if [ -n "$BASELINE" ]; then
     echo

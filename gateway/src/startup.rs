@@ -30,7 +30,7 @@ use crate::traffic::edge::Edge;
 use crate::traffic::ratelimit::RateLimiter;
 use crate::traffic::response_cache::ResponseCache;
 use crate::traffic::upstream::pool::Upstream;
-use crate::traffic::{Traffic, proxy};
+use crate::traffic::{self, Traffic, proxy};
 
 /// The proof signer: from `proof.private_key_pem` or `proof.private_key_file`
 /// in production, or the development key under `<data_dir>/keys` (generated
@@ -166,11 +166,8 @@ fn published(live: &Weak<ArcSwap<Live>>) -> Option<Vec<Arc<Upstream>>> {
 }
 
 /// Every room's own endpoints.
-pub const ROOMS: &[&[crate::mount::Endpoint]] = &[
-    identity::ENDPOINTS,
-    crate::traffic::ENDPOINTS,
-    ops::ENDPOINTS,
-];
+pub const ROOMS: &[&[crate::mount::Endpoint]] =
+    &[identity::ENDPOINTS, traffic::ENDPOINTS, ops::ENDPOINTS];
 
 /// What the edge asks "is this ours?": the rooms' endpoints and the login
 /// pages at `login_path`.
@@ -430,7 +427,7 @@ fn serve(
                             move |req, next| crate::traffic::edge::observe(own.clone(), req, next)
                         }))
                         .configure(|c| identity::configure(c, &login_path))
-                        .configure(crate::traffic::configure)
+                        .configure(traffic::configure)
                         .configure(ops::configure)
                         .default_service(web::to(proxy::handle)),
                 );

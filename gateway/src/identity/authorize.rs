@@ -412,7 +412,7 @@ async fn authorize(req: &HttpRequest, gw: &Identity, raw: &[u8], posted: bool) -
         }
         return to_login(gw, &p, &r);
     };
-    let account = match crate::identity::login::active_account(gw, session.user_id).await {
+    let account = match crate::identity::users_api::active_account(gw, session.user_id).await {
         Ok(Some(a)) => a,
         Ok(None) => {
             crate::identity::login_page::end_browser_session(gw, session.id).await;

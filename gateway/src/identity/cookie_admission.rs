@@ -105,7 +105,7 @@ async fn load(gw: &Identity, live: &Live, value: &str) -> Result<Arc<Remembered>
             return Err(Refusal::AccountUnavailable);
         }
     };
-    let account = match crate::identity::login::active_account(gw, session.user_id).await {
+    let account = match crate::identity::users_api::active_account(gw, session.user_id).await {
         Ok(Some(a)) => a,
         Ok(None) => return Err(Refusal::AccountInactive),
         Err(_) => return Err(Refusal::AccountUnavailable),

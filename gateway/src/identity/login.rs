@@ -1,7 +1,7 @@
 //! The gateway's own token endpoints: login, refresh, logout, JWKS.
 
+use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use common::Problem;
 use secrecy::SecretString;
@@ -18,7 +18,7 @@ use crate::identity::login_limits;
 use crate::identity::sessions::{Found, Issued, SessionError, Started};
 use crate::identity::sign_in::{self, Code, Failure, Passed};
 use crate::identity::tokens::AccessClaims;
-use crate::identity::users_api::{Account, users_call, users_unavailable};
+use crate::identity::users_api::{Account, users_unavailable};
 use crate::traffic::ratelimit::{self, Decision};
 
 /// `POST /api/login`.
@@ -290,24 +290,6 @@ fn refresh_refused(detail: &str) -> HttpResponse {
     Problem::unauthorized(detail).to_response()
 }
 
-/// The refresh's account, re-read so changes apply now; `None`: gone or inactive, `Err`: 503.
-pub(crate) async fn active_account(
-    gw: &Identity,
-    user: Uuid,
-) -> Result<Option<Account>, HttpResponse> {
-    let path = format!("/internal/users/{user}");
-    let (status, value) = users_call(gw, Method::GET, &path, None).await?;
-    match status {
-        StatusCode::OK => match serde_json::from_value::<Account>(value) {
-            Ok(i) if i.is_active => Ok(Some(i)),
-            Ok(_) => Ok(None),
-            Err(_) => Err(users_unavailable()),
-        },
-        StatusCode::NOT_FOUND => Ok(None),
-        _ => Err(users_unavailable()),
-    }
-}
-
 /// End an inactive account's session (`family`) on every replica; answers the 401.
 async fn end_inactive(gw: &Identity, family: Uuid, user: Uuid, ip: Option<String>) -> HttpResponse {
     match gw.sessions.revoke_family(family).await {
@@ -389,7 +371,7 @@ pub async fn refresh(
     }
     let ip = client_ip(&req).map(|a| a.to_string());
     let user = found.family.user_id;
-    let identity = match active_account(&gw, user).await {
+    let identity = match crate::identity::users_api::active_account(&gw, user).await {
         Ok(i) => i,
         Err(res) => return res,
     };

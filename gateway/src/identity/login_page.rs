@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::Identity;
 use crate::identity::caller::client_ip;
-use crate::identity::page::{self, hidden, see_other};
+use crate::identity::page::{self, hidden, nothing, see_other};
 use crate::identity::sign_in::{self, Code, Failure, Passed};
 use crate::identity::users_api::Account;
 
@@ -72,9 +72,44 @@ fn login_form(
                     autofocus[!st.username.is_empty()];
                 button type="submit" { (s.sign_in) }
             }
-            (crate::identity::provider_pages::buttons(gw, csrf, st.return_to))
+            (provider_buttons(gw, csrf, st.return_to))
         }
     })
+}
+
+/// The login form's "Sign in with ..." buttons, one per trusted provider
+/// with `login` (their handlers: `provider_pages`), by name.
+fn provider_buttons(gw: &Identity, csrf: &str, return_to: Option<&str>) -> Markup {
+    let live = gw.live.load();
+    let mut options: Vec<(&str, &str)> = live
+        .issuers
+        .all()
+        .filter_map(|i| {
+            Some((
+                i.config.issuer.as_str(),
+                i.config.login.as_ref()?.display_name.as_str(),
+            ))
+        })
+        .collect();
+    if options.is_empty() {
+        return nothing();
+    }
+    options.sort_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)));
+    let s = gw.pages.strings;
+    let action = format!("{}/provider", gw.pages.login_path);
+    html! {
+        section.providers aria-labelledby="providers-title" {
+            h2 id="providers-title" { (s.providers_title) }
+            @for (issuer, name) in &options {
+                form method="post" action=(action) {
+                    (hidden("csrf", csrf))
+                    (hidden("provider", issuer))
+                    @if let Some(r) = return_to { (hidden("return_to", r)) }
+                    button type="submit" { (s.sign_in_with) " " (name) }
+                }
+            }
+        }
+    }
 }
 
 fn code_form(
@@ -165,7 +200,7 @@ pub async fn show(
 /// The account of the request's live browser session, if any.
 async fn current_account(gw: &Identity, req: &HttpRequest) -> Option<Account> {
     let session = page::browser_session(gw, req).await?;
-    crate::identity::login::active_account(gw, session.user_id)
+    crate::identity::users_api::active_account(gw, session.user_id)
         .await
         .ok()
         .flatten()

@@ -65,7 +65,7 @@ fn invalid_grant(description: &str) -> OAuthError {
 /// The account, re-read so changes apply now: `Ok(None)` when it is gone
 /// or inactive.
 async fn account(gw: &Identity, user: uuid::Uuid) -> Result<Option<Account>, OAuthError> {
-    crate::identity::login::active_account(gw, user)
+    crate::identity::users_api::active_account(gw, user)
         .await
         .map_err(|_| OAuthError::temporarily_unavailable("the users service is unavailable"))
 }
@@ -404,7 +404,7 @@ pub async fn userinfo(Bearer(caller): Bearer, gw: web::Data<Identity>) -> HttpRe
             "the token was not granted openid",
         );
     }
-    match crate::identity::login::active_account(&gw, caller.id()).await {
+    match crate::identity::users_api::active_account(&gw, caller.id()).await {
         Ok(Some(a)) => {
             let scopes: Vec<String> = c
                 .scope

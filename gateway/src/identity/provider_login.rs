@@ -10,7 +10,7 @@
 //!   provider says it sends it), so an answer from one provider is never
 //!   taken for another's (mix-up);
 //! * the ID token verified with the provider's keys, as strictly as its
-//!   access tokens (see [`crate::identity::issuers`]), for this client.
+//!   access tokens (the issuers' `verify_id_token`), for this client.
 //!
 //! What is pending between the redirect and the callback lives in the
 //! gateway's database (any replica may see the callback), single use and

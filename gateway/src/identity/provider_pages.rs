@@ -14,50 +14,16 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use common::audit::Event;
-use maud::{Markup, html};
+use maud::html;
 use serde::Deserialize;
 
 use super::Identity;
 use crate::identity::caller::client_ip;
 use crate::identity::issuers::{ExternalClaims, ExternalError, Issuer};
-use crate::identity::page::{hidden, nothing, see_other};
+use crate::identity::page::see_other;
 use crate::identity::provider_login::{self, Endpoints, Flow, ProviderLogin, TokenAnswer};
 use crate::identity::users_api::LinkError;
 use crate::live::Live;
-
-/// The login form's buttons, one per provider with `login`, by name.
-pub fn buttons(gw: &Identity, csrf: &str, return_to: Option<&str>) -> Markup {
-    let live = gw.live.load();
-    let mut options: Vec<(&str, &str)> = live
-        .issuers
-        .all()
-        .filter_map(|i| {
-            Some((
-                i.config.issuer.as_str(),
-                i.config.login.as_ref()?.display_name.as_str(),
-            ))
-        })
-        .collect();
-    if options.is_empty() {
-        return nothing();
-    }
-    options.sort_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)));
-    let s = gw.pages.strings;
-    let action = format!("{}/provider", gw.pages.login_path);
-    html! {
-        section.providers aria-labelledby="providers-title" {
-            h2 id="providers-title" { (s.providers_title) }
-            @for (issuer, name) in &options {
-                form method="post" action=(action) {
-                    (hidden("csrf", csrf))
-                    (hidden("provider", issuer))
-                    @if let Some(r) = return_to { (hidden("return_to", r)) }
-                    button type="submit" { (s.sign_in_with) " " (name) }
-                }
-            }
-        }
-    }
-}
 
 /// `POST {login}/provider` form.
 #[derive(Deserialize)]

@@ -90,6 +90,25 @@ pub async fn users_call(
     Ok((status, value))
 }
 
+/// An account re-read so changes apply now (a refresh, a browser session,
+/// userinfo); `None`: gone or inactive, `Err`: 503.
+pub(crate) async fn active_account(
+    gw: &Identity,
+    user: Uuid,
+) -> Result<Option<Account>, HttpResponse> {
+    let path = format!("/internal/users/{user}");
+    let (status, value) = users_call(gw, Method::GET, &path, None).await?;
+    match status {
+        StatusCode::OK => match serde_json::from_value::<Account>(value) {
+            Ok(i) if i.is_active => Ok(Some(i)),
+            Ok(_) => Ok(None),
+            Err(_) => Err(users_unavailable()),
+        },
+        StatusCode::NOT_FOUND => Ok(None),
+        _ => Err(users_unavailable()),
+    }
+}
+
 /// Why a linked account cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkError {
