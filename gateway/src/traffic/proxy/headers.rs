@@ -21,15 +21,19 @@ pub fn content_length(h: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
 }
 
-/// The gateway's own cookies (the browser session's and the login pages'
-/// anti-CSRF token, with or without a `__Host-`/`__Secure-` prefix): an
-/// upstream never receives them, nor sets them.
+/// The gateway's own cookies (the browser session's, the login pages'
+/// anti-CSRF token and a provider sign-in's state, with or without a
+/// `__Host-`/`__Secure-` prefix): an upstream never receives them, nor
+/// sets them.
 pub fn is_gatehouse_cookie(name: &str) -> bool {
     let n = name
         .strip_prefix("__Host-")
         .or_else(|| name.strip_prefix("__Secure-"))
         .unwrap_or(name);
-    n == "gatehouse-session" || n == "gatehouse-csrf"
+    matches!(
+        n,
+        "gatehouse-session" | "gatehouse-csrf" | "gatehouse-signin"
+    )
 }
 
 /// A `Cookie` header's value without the gateway's own cookies; `None`
@@ -86,6 +90,10 @@ mod tests {
             Some("a=1; b=2")
         );
         assert_eq!(kept("__Host-gatehouse-session=x").as_deref(), None);
+        assert_eq!(
+            kept("__Host-gatehouse-signin=s; a=1").as_deref(),
+            Some("a=1")
+        );
         assert_eq!(
             kept("__Secure-gatehouse-session=x;__Host-gatehouse-csrf=y;app=gatehouse-fan")
                 .as_deref(),
