@@ -266,6 +266,7 @@ async fn verified(
     // say must.
     match q.iss.as_deref() {
         Some(iss) if iss != flow.issuer => {
+            let iss: String = iss.chars().take(200).collect();
             return Err(Stop::again(
                 gw,
                 format!("an answer from `{iss}` to a sign-in sent to another issuer (mix-up)"),
