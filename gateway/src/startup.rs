@@ -344,7 +344,36 @@ async fn spawn_tasks(
     if let Some(store) = &ops.tls {
         watch_certificate(store.clone(), settings.tls.watch_secs);
     }
+    sweep_stores(identity);
     Ok(())
+}
+
+/// How often the gateway's stores are swept (see [`sweep_stores`]).
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Sweep ended sessions out of the gateway's database every hour (the
+/// refresh families and tokens, the deny list, browser sessions), so the
+/// tables hold the live ones, not every login there ever was. Every
+/// replica sweeps; a row two of them delete at once is simply gone.
+fn sweep_stores(identity: &web::Data<Identity>) {
+    let sessions = Arc::downgrade(&identity.sessions);
+    let browser = Arc::downgrade(&identity.browser);
+    actix_web::rt::spawn(async move {
+        loop {
+            actix_web::rt::time::sleep(SWEEP_EVERY).await;
+            let (Some(sessions), Some(browser)) = (sessions.upgrade(), browser.upgrade()) else {
+                return;
+            };
+            let swept = match (sessions.sweep().await, browser.sweep().await) {
+                (Ok(a), Ok(b)) => a + b,
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "cannot sweep ended sessions; trying again in an hour");
+                    continue;
+                }
+            };
+            tracing::debug!(rows = swept, "ended sessions swept");
+        }
+    });
 }
 
 /// The listeners and the app: the rooms' states as app data, their

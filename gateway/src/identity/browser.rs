@@ -221,11 +221,7 @@ impl BrowserSessions {
     ) -> Result<(BrowserSession, String), DbErr> {
         let token = crate::identity::opaque::new_value();
         let now = Utc::now();
-        // Housekeeping: sessions ended a day ago are of no use to anyone.
-        entity::Entity::delete_many()
-            .filter(entity::Column::ExpiresAt.lt(now - Duration::days(1)))
-            .exec(&self.db)
-            .await?;
+        self.sweep().await?;
         let m = entity::ActiveModel {
             id: Set(Uuid::new_v4()),
             token_hash: Set(crate::identity::opaque::digest(&token)),
@@ -242,6 +238,18 @@ impl BrowserSessions {
         .insert(&self.db)
         .await?;
         Ok((BrowserSession::of(m), token))
+    }
+
+    /// Housekeeping: sessions past their absolute end a day ago are of no
+    /// use to anyone (the day keeps a just-ended one in its user's
+    /// history). How many went.
+    pub async fn sweep(&self) -> Result<u64, DbErr> {
+        let before = Utc::now() - Duration::days(1);
+        Ok(entity::Entity::delete_many()
+            .filter(entity::Column::ExpiresAt.lt(before))
+            .exec(&self.db)
+            .await?
+            .rows_affected)
     }
 
     /// The live session a cookie value names: not ended, not past its

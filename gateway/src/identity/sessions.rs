@@ -12,7 +12,8 @@ use std::sync::RwLock;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -355,7 +356,55 @@ impl DenyList {
     }
 }
 
+/// Families (and their refresh tokens) a sweep deletes per statement.
+const SWEEP_BATCH: u64 = 500;
+
+/// Forget what can no longer matter: deny-list rows past their end, and
+/// refresh-token families past their absolute end, with their refresh
+/// tokens (all of which ended with them). How many rows went.
+async fn sweep(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    let now = Utc::now();
+    let mut gone = revoked::Entity::delete_many()
+        .filter(revoked::Column::ExpiresAt.lt(now))
+        .exec(db)
+        .await?
+        .rows_affected;
+    loop {
+        let ended: Vec<Uuid> = family::Entity::find()
+            .select_only()
+            .column(family::Column::Id)
+            .filter(family::Column::ExpiresAt.lt(now))
+            .limit(SWEEP_BATCH)
+            .into_tuple()
+            .all(db)
+            .await?;
+        if ended.is_empty() {
+            return Ok(gone);
+        }
+        let n = ended.len() as u64;
+        gone += refresh::Entity::delete_many()
+            .filter(refresh::Column::FamilyId.is_in(ended.clone()))
+            .exec(db)
+            .await?
+            .rows_affected;
+        gone += family::Entity::delete_many()
+            .filter(family::Column::Id.is_in(ended))
+            .exec(db)
+            .await?
+            .rows_affected;
+        if n < SWEEP_BATCH {
+            return Ok(gone);
+        }
+    }
+}
+
 impl Sessions {
+    /// Sweep the store (see [`sweep`]): the refresh tables and the deny
+    /// list stay as large as the live sessions, not every login ever.
+    pub async fn sweep(&self) -> Result<u64, DbErr> {
+        sweep(&self.db).await
+    }
+
     /// Open the store and load the live part of the deny list.
     pub async fn load(
         db: DatabaseConnection,
@@ -363,11 +412,7 @@ impl Sessions {
         session_max_secs: i64,
         token_life_secs: i64,
     ) -> Result<Self, DbErr> {
-        let now = Utc::now();
-        revoked::Entity::delete_many()
-            .filter(revoked::Column::ExpiresAt.lt(now))
-            .exec(&db)
-            .await?;
+        sweep(&db).await?;
         let live = revoked::Entity::find().all(&db).await?;
         let deny = DenyList::default();
         deny.merge(live.into_iter().map(|r| (r.jti, r.expires_at.timestamp())));

@@ -273,3 +273,84 @@ async fn revocations_bite_on_the_other_replica_on_the_very_next_request() {
     assert_eq!(r.status, 200, "{}", r.text);
     on_b(alice).await.invalid_token();
 }
+
+/// The refresh tables and the deny list hold the live sessions, not every
+/// login there ever was (#33): a gateway sweeps what ended when it starts
+/// (and every hour): families past their absolute end with their refresh
+/// tokens, and deny-list entries past theirs. Live ones stay and work.
+#[actix_web::test]
+async fn ended_sessions_are_swept_and_live_ones_stay() {
+    use gateway::identity::sessions::entity::{family, refresh, revoked};
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+    let s = spawn_stack().await;
+    let (_, live_refresh) = s.tokens("admin", ADMIN_PASSWORD).await;
+    let db = sea_orm::Database::connect(&s.gateway_db).await.unwrap();
+    let long_ago = chrono::Utc::now() - chrono::Duration::days(3);
+    let mut ended = Vec::new();
+    for _ in 0..3 {
+        let id = uuid::Uuid::new_v4();
+        family::ActiveModel {
+            id: Set(id),
+            user_id: Set(uuid::Uuid::new_v4()),
+            created_at: Set(long_ago - chrono::Duration::days(1)),
+            expires_at: Set(long_ago),
+            revoked_at: Set(None),
+            amr: Set("pwd".into()),
+            client_id: Set(None),
+            scope: Set(None),
+            browser_session_id: Set(None),
+            auth_time: Set(None),
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+        refresh::ActiveModel {
+            id: Set(uuid::Uuid::new_v4()),
+            family_id: Set(id),
+            token_hash: Set(format!("{:064}", ended.len())),
+            created_at: Set(long_ago - chrono::Duration::days(1)),
+            expires_at: Set(long_ago),
+            used_at: Set(None),
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+        ended.push(id);
+    }
+    revoked::ActiveModel {
+        jti: Set("ended-long-ago".into()),
+        expires_at: Set(long_ago),
+    }
+    .insert(&db)
+    .await
+    .unwrap();
+    let families = family::Entity::find().all(&db).await.unwrap().len();
+    assert_eq!(families, 4);
+
+    // Another replica starts: it sweeps.
+    let (_other, _h) = s.another_gateway(&|l: common::config::Loader| l).await;
+    let left: Vec<uuid::Uuid> = family::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(ended.iter().all(|id| !left.contains(id)));
+    let tokens = refresh::Entity::find().all(&db).await.unwrap();
+    assert!(
+        tokens.iter().all(|t| left.contains(&t.family_id)),
+        "{tokens:?}"
+    );
+    assert!(
+        revoked::Entity::find_by_id("ended-long-ago".to_owned())
+            .one(&db)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The live session still refreshes.
+    let r = s.refresh(&live_refresh).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
