@@ -11,14 +11,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Copy {
     child: Child,
     gateway: String,
@@ -42,8 +34,8 @@ impl Drop for Copy {
 /// `<data>/log.jsonl`.
 fn start_logging(log: bool) -> Copy {
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let users = free_port();
+    let port = testkit::free_port();
+    let users = testkit::free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
     for (k, _) in std::env::vars() {
         // Nothing of the test run's own settings (databases, Redis) leaks in.
@@ -61,9 +53,18 @@ fn start_logging(log: bool) -> Copy {
         .env("ADMIN_PASSWORD", "launcher-admin-password-0123")
         .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
         .env("USERS__LISTEN", format!("127.0.0.1:{users}"))
-        .env("ORDERS__LISTEN", format!("127.0.0.1:{}", free_port()))
-        .env("SCANNER1__LISTEN", format!("127.0.0.1:{}", free_port()))
-        .env("SCANNER2__LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "ORDERS__LISTEN",
+            format!("127.0.0.1:{}", testkit::free_port()),
+        )
+        .env(
+            "SCANNER1__LISTEN",
+            format!("127.0.0.1:{}", testkit::free_port()),
+        )
+        .env(
+            "SCANNER2__LISTEN",
+            format!("127.0.0.1:{}", testkit::free_port()),
+        )
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null());
     if log {

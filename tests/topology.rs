@@ -17,14 +17,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -115,7 +107,7 @@ impl Pg {
         let mut pg = Pg {
             bin,
             data: data.clone(),
-            port: free_port(),
+            port: testkit::free_port(),
             options: String::new(),
             _dir: dir,
         };
@@ -373,7 +365,7 @@ async fn the_topology_as_processes_survives_failures_and_shares_state() {
         .write(&keys, "gateway-tls");
 
     let service = |name: &str, svc: &str, extra: Vec<(&str, String)>| {
-        let port = free_port();
+        let port = testkit::free_port();
         let upper = svc.to_ascii_uppercase();
         let data = work.path().join(name);
         std::fs::create_dir_all(&data).unwrap();
@@ -438,7 +430,7 @@ async fn the_topology_as_processes_survives_failures_and_shares_state() {
         keys.join("access-token.key.pem").display()
     );
     let gateway = |name: &str| {
-        let port = free_port();
+        let port = testkit::free_port();
         let data = work.path().join(name);
         std::fs::create_dir_all(&data).unwrap();
         let env: Vec<(String, String)> = [

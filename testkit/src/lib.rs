@@ -146,6 +146,16 @@ pub fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(2))
 }
 
+/// A loopback port free right now (for a process the test starts that
+/// must be told its port: nginx, a replica, a private database).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A reqwest client for tests (see [`client_builder`]).
 pub fn client() -> reqwest::Client {
     client_builder()

@@ -325,18 +325,10 @@ fn form(pairs: &[(&str, &str)]) -> String {
         .finish()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[actix_web::test]
 async fn nginx_auth_request_in_front_of_an_app_asks_gatehouse() {
     let app = App::start().await;
-    let nginx_port = free_port();
+    let nginx_port = testkit::free_port();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let gw_port = listener.local_addr().unwrap().port();
     let gw = format!("http://127.0.0.1:{gw_port}");

@@ -143,14 +143,6 @@ fn samples(scrape: &str) -> BTreeMap<String, Vec<BTreeSet<(String, String)>>> {
     out
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Prometheus(std::process::Child);
 
 impl Drop for Prometheus {
@@ -178,7 +170,7 @@ async fn promql(client: &reqwest::Client, base: &str, query: &str) -> Value {
 
 #[actix_web::test]
 async fn the_dashboard_and_the_rules_run_on_a_real_scrape_of_the_gateway() {
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = format!("http://127.0.0.1:{}", testkit::free_port());
     let prefix = format!("obs-{}", uuid::Uuid::new_v4());
     let redis = with_redis(prefix);
     let s = spawn_stack_with(move |l| {
@@ -264,7 +256,7 @@ async fn the_dashboard_and_the_rules_run_on_a_real_scrape_of_the_gateway() {
     // A real Prometheus scrapes it over HTTPS with the token and loads the
     // rules.
     let dir = tempfile::tempdir().unwrap();
-    let web = free_port();
+    let web = testkit::free_port();
     let config = format!(
         r#"global:
   scrape_interval: 1s

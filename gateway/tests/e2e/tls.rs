@@ -17,14 +17,6 @@ use testkit::pki::TestCa;
 
 use crate::helpers::*;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn port_of(s: &Stack) -> u16 {
     s.gw.rsplit(':').next().unwrap().parse().unwrap()
 }
@@ -68,7 +60,7 @@ async fn https_speaks_http2_and_http1_with_hsts_and_plain_http_only_redirects() 
     let ca = TestCa::new("gatehouse test CA");
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = ca.leaf(&["localhost", "127.0.0.1"]).write(dir.path(), "gw");
-    let redirect = free_port();
+    let redirect = testkit::free_port();
     let s = spawn_stack_with(move |l| {
         l.set(
             "tls",

@@ -24,17 +24,26 @@ fn with_routes(l: common::config::Loader) -> common::config::Loader {
     l.set("routes", routes())
 }
 
+/// Post the login page's form (its anti-CSRF token `csrf`) as `user`,
+/// going on to `return_to` if given.
+async fn post_password(
+    b: &mut Browser,
+    csrf: &str,
+    user: &str,
+    password: &str,
+    return_to: Option<&str>,
+) -> crate::helpers::Resp {
+    let mut form = vec![("csrf", csrf), ("username", user), ("password", password)];
+    form.extend(return_to.map(|r| ("return_to", r)));
+    b.post("/login", &form).await
+}
+
 /// Sign in on the login page as `user`; the browser keeps the cookie.
 async fn signed_in(s: &Stack, user: &str, password: &str) -> Browser {
     let mut b = Browser::new(&s.gw);
     let page = b.get("/login").await;
     let csrf = field(&page.text, "csrf");
-    let r = b
-        .post(
-            "/login",
-            &[("csrf", &csrf), ("username", user), ("password", password)],
-        )
-        .await;
+    let r = post_password(&mut b, &csrf, user, password, None).await;
     assert_eq!(r.status, 303, "{}", r.text);
     assert!(
         b.cookies.contains_key("gatehouse-session"),
@@ -169,17 +178,8 @@ async fn a_browser_without_a_session_goes_to_the_login_page_and_comes_back() {
     let page = b.get(&to).await;
     assert_eq!(field(&page.text, "return_to"), "/app/page?x=1&y=%2F");
     let csrf = field(&page.text, "csrf");
-    let r = b
-        .post(
-            "/login",
-            &[
-                ("csrf", &csrf),
-                ("username", "alice"),
-                ("password", "alice-password-1"),
-                ("return_to", "/app/page?x=1&y=%2F"),
-            ],
-        )
-        .await;
+    let back = Some("/app/page?x=1&y=%2F");
+    let r = post_password(&mut b, &csrf, "alice", "alice-password-1", back).await;
     assert_eq!(location(&r), "/app/page?x=1&y=%2F");
     let r = b.send(html_get(&b, "/app/page?x=1&y=%2F")).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -203,17 +203,7 @@ async fn a_browser_without_a_session_goes_to_the_login_page_and_comes_back() {
             .await;
         assert!(!page.text.contains("name=\"return_to\""), "{evil}");
         let csrf = field(&page.text, "csrf");
-        let r = other
-            .post(
-                "/login",
-                &[
-                    ("csrf", &csrf),
-                    ("username", "alice"),
-                    ("password", "alice-password-1"),
-                    ("return_to", evil),
-                ],
-            )
-            .await;
+        let r = post_password(&mut other, &csrf, "alice", "alice-password-1", Some(evil)).await;
         assert_eq!(location(&r), "/login", "{evil}");
     }
 
@@ -375,16 +365,7 @@ async fn a_deactivated_account_loses_its_session_at_once() {
     // And cannot sign in again.
     let page = b.get("/login").await;
     let csrf = field(&page.text, "csrf");
-    let r = b
-        .post(
-            "/login",
-            &[
-                ("csrf", &csrf),
-                ("username", "alice"),
-                ("password", "alice-password-1"),
-            ],
-        )
-        .await;
+    let r = post_password(&mut b, &csrf, "alice", "alice-password-1", None).await;
     assert_ne!(r.status, 303, "{}", r.text);
 }
 
